@@ -1,0 +1,1 @@
+"""The pure decision core: no asyncio, no I/O, no clock reads; time is always a parameter."""

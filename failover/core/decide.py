@@ -1,0 +1,484 @@
+"""The per-service state machine of SPEC §5. Pure: takes a snapshot and `now`, returns a value.
+
+`decide` walks the rules in a fixed order and stops at the first that applies; every outcome,
+including "no action", carries one human line and the state to persist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Literal
+
+from failover.config_types import ServiceConfig
+from failover.core.health import TargetHealth
+from failover.model import (
+    Health,
+    Mode,
+    RecordKey,
+    RecordSet,
+    Trigger,
+    canonical_values,
+    values_for_type,
+)
+
+# Stable alarm names (metrics, notifications and alert rules depend on them).
+ALARM_ALL_DOWN = "all_down"
+ALARM_DRIFT = "drift"
+ALARM_BLOCKED = "blocked"
+ALARM_ISOLATED = "isolated"
+ALARM_NO_HEALTHY_TARGET = "no_healthy_target"
+ALARM_PINNED_TARGET_DOWN = "pinned_target_down"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """An operator's `promote`: the service stays on `target` until `release`."""
+
+    target: str
+    reason: str
+    actor: str
+    at: float
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What must survive a restart for one service (health does not: it is re-learned)."""
+
+    mode: Mode = Mode.AUTO
+    pin: Pin | None = None
+    blocked: bool = False
+    auto_switches: tuple[float, ...] = ()  # times of automatic switches still inside flap_window
+    last_switch_at: float | None = None  # any trigger
+    last_auto_switch_at: float | None = None  # kept across `ack`, so an ack never skips cooldown
+
+
+def acknowledge(state: ServiceState) -> ServiceState:
+    """`failover ack`: lift a flap block and forget the counted automatic switches."""
+    return replace(state, blocked=False, auto_switches=())
+
+
+def pin(state: ServiceState, new_pin: Pin) -> ServiceState:
+    """`failover promote`: pin the service (an explicit operator action also ends a pause)."""
+    return replace(state, mode=Mode.PINNED, pin=new_pin)
+
+
+def release(state: ServiceState) -> ServiceState:
+    """`failover release`: drop the pin; a paused service stays paused."""
+    mode = Mode.PAUSED if state.mode == Mode.PAUSED else Mode.AUTO
+    return replace(state, mode=mode, pin=None)
+
+
+def pause(state: ServiceState) -> ServiceState:
+    """`failover pause`: stop decisions; a pin is kept for `resume`."""
+    return replace(state, mode=Mode.PAUSED)
+
+
+def resume(state: ServiceState) -> ServiceState:
+    """`failover resume`: back to PINNED when a pin exists, else AUTO."""
+    return replace(state, mode=Mode.PINNED if state.pin is not None else Mode.AUTO)
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
+
+
+def format_duration(seconds: float) -> str:
+    """Human duration, rounded up to the second: 42s, 2m10s, 1h5m, 2d3h."""
+    s = max(0, math.ceil(seconds - 1e-9))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        m, sec = divmod(s, 60)
+        return f"{m}m{sec}s" if sec else f"{m}m"
+    if s < 86400:
+        h, m = divmod(s // 60, 60)
+        return f"{h}h{m}m" if m else f"{h}h"
+    d, h = divmod(s // 3600, 24)
+    return f"{d}d{h}h" if h else f"{d}d"
+
+
+@dataclass(frozen=True)
+class Published:
+    """What DNS serves now for a service, classified against its targets."""
+
+    kind: Literal["target", "missing", "drift", "unknown"]
+    target: str | None = None  # set when kind == "target"
+    detail: str = ""  # one line, e.g. "ovh:shop.example.com/A serves 192.0.2.99 (no target)"
+    missing: tuple[RecordKey, ...] = ()  # records absent while others match `target`
+    # every target consistent with all present records, priority order (targets may share values)
+    matches: tuple[str, ...] = ()
+
+
+def _matching_targets(service: ServiceConfig, key: RecordKey, rs: RecordSet) -> list[str] | None:
+    """Targets whose values equal what `rs` serves; None when the values do not parse."""
+    try:
+        served = canonical_values(key.type, rs.values)
+    except ValueError:
+        return None
+    return [t.name for t in service.targets if values_for_type(key.type, t.values) == served]
+
+
+def classify_published(
+    service: ServiceConfig, current: Mapping[RecordKey, RecordSet | None] | None
+) -> Published:
+    """Map the records read from the providers to a target, drift, missing, or unknown (None).
+
+    A record key absent from `current` counts as unread, hence "unknown".
+    """
+    if current is None:
+        return Published("unknown")
+    keys = [r.key for r in service.records]
+    unread = [k for k in keys if k not in current]
+    if unread:
+        return Published("unknown", detail=f"no reading for {', '.join(map(str, unread))}")
+    missing = tuple(k for k in keys if current[k] is None)
+    if len(missing) == len(keys):
+        return Published("missing", detail="no record exists yet", missing=missing)
+
+    per_record: list[tuple[RecordKey, list[str]]] = []
+    for key in keys:
+        rs = current[key]
+        if rs is None:
+            continue
+        names = _matching_targets(service, key, rs)
+        if not names:
+            served = ", ".join(rs.values) or "(empty)"
+            return Published("drift", detail=f"{key} serves {served} (no target)")
+        per_record.append((key, names))
+
+    common = [t.name for t in service.targets if all(t.name in names for _, names in per_record)]
+    if not common:
+        parts = ", ".join(f"{key} serves {'|'.join(names)}" for key, names in per_record)
+        return Published("drift", detail=f"records disagree: {parts}")
+    serve = "1 record serves" if len(per_record) == 1 else f"{len(per_record)} records serve"
+    detail = f"{serve} {common[0]}"
+    if missing:
+        detail += f"; missing: {', '.join(map(str, missing))}"
+    return Published(
+        "target", target=common[0], detail=detail, missing=missing, matches=tuple(common)
+    )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    started_at: float  # when this process started deciding (start-up grace counts from here)
+    health: Mapping[str, TargetHealth]  # by target name
+    published: Published
+    isolated: bool = False  # the vantage point believes it is cut off (SPEC §4)
+
+
+class Action(StrEnum):
+    NONE = "none"
+    SWITCH = "switch"  # publish `target` instead of the current target
+    PUBLISH = "publish"  # records missing: create them with `target`
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    target: str | None  # the target to publish when action != NONE
+    trigger: Trigger
+    reason: str  # one human line, shown by status and the journal
+    state: ServiceState  # the state to keep if the action is carried out (or at once for NONE)
+    alarms: frozenset[str] = field(default_factory=frozenset)
+    force: bool = False  # plan safety rules overridden (a forced pin)
+
+
+def _matches(pub: Published) -> tuple[str, ...]:
+    """Targets the published records are consistent with (`matches` may be left empty)."""
+    if pub.matches:
+        return pub.matches
+    return (pub.target,) if pub.target is not None else ()
+
+
+def _hold(state: ServiceState, reason: str, *alarms: str) -> Decision:
+    return Decision(Action.NONE, None, Trigger.AUTO, reason, state, frozenset(alarms))
+
+
+def serves_all_records(service: ServiceConfig, target: str) -> bool:
+    """True when `target` has at least one value for every record type of the service."""
+    t = service.target(target)
+    return t is not None and all(values_for_type(r.type, t.values) for r in service.records)
+
+
+class _View:
+    """Health lookups for one decision."""
+
+    def __init__(self, service: ServiceConfig, snap: Snapshot) -> None:
+        self.service = service
+        self.snap = snap
+
+    def health(self, name: str) -> Health:
+        th = self.snap.health.get(name)
+        return Health(th.health) if th is not None else Health.UNKNOWN  # tolerate plain str
+
+    def is_up(self, name: str) -> bool:
+        return self.health(name) == Health.UP and serves_all_records(self.service, name)
+
+    def why(self, name: str) -> str:
+        th = self.snap.health.get(name)
+        return th.reason if th is not None and th.reason else "no health yet"
+
+    def up_since(self, name: str) -> float | None:
+        th = self.snap.health.get(name)
+        return th.since if th is not None and th.health == Health.UP else None
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.service.targets]
+
+
+def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decision:
+    """Apply SPEC §5 to one service; see the module docstring."""
+    policy = service.policy
+    now = snap.now
+    recent = tuple(t for t in state.auto_switches if now - t < policy.flap_window)
+    state = replace(state, auto_switches=recent)
+    if state.mode == Mode.PINNED and state.pin is None:
+        state = replace(state, mode=Mode.AUTO)  # inconsistent state: no pin to honour
+    view = _View(service, snap)
+    pub = snap.published
+
+    if state.mode == Mode.PAUSED:
+        alarms = [ALARM_DRIFT] if pub.kind == "drift" else []
+        if view.names() and all(view.health(n) == Health.DOWN for n in view.names()):
+            alarms.append(ALARM_ALL_DOWN)
+        return _hold(
+            state, f"paused: automatic decisions stopped (failover resume {service.name})", *alarms
+        )
+    if pub.kind == "unknown":
+        why = f" ({pub.detail})" if pub.detail else ""
+        return _hold(state, f"cannot read the published records; holding{why}")
+    if state.mode == Mode.PINNED and state.pin is not None:
+        return _decide_pinned(service, state, state.pin, snap, view)
+
+    decision = _decide_auto(service, state, snap, view)
+    if decision.state.blocked and ALARM_BLOCKED not in decision.alarms:
+        decision = replace(
+            decision,
+            reason=f"{decision.reason}; automation blocked (failover ack {service.name})",
+            alarms=decision.alarms | {ALARM_BLOCKED},
+        )
+    return decision
+
+
+def _decide_pinned(
+    service: ServiceConfig, state: ServiceState, p: Pin, snap: Snapshot, view: _View
+) -> Decision:
+    pub = snap.published
+    who = f"pinned to {p.target} by {p.actor}: {p.reason}"
+    on_pin = pub.kind == "target" and p.target in _matches(pub)
+    if service.target(p.target) is None:
+        return _hold(
+            state,
+            f"{who}; {p.target} is not a target of {service.name} "
+            f"(failover release {service.name})",
+            ALARM_PINNED_TARGET_DOWN,
+        )
+    if not serves_all_records(service, p.target):
+        return _hold(
+            state,
+            f"{who}; {p.target} has no values for some records; cannot publish it",
+            ALARM_PINNED_TARGET_DOWN,
+        )
+    pin_health = view.health(p.target)
+    if on_pin and not pub.missing:
+        if pin_health == Health.DOWN:
+            return _hold(
+                state, f"{who}; {p.target} is DOWN ({view.why(p.target)})", ALARM_PINNED_TARGET_DOWN
+            )
+        return _hold(state, who)
+    if pin_health != Health.UP and not p.force:
+        return _hold(
+            state,
+            f"{who}; {p.target} is {pin_health.name}, not switching "
+            f"(failover promote {service.name} {p.target} --force to override)",
+            ALARM_PINNED_TARGET_DOWN,
+        )
+    if pub.kind == "drift" and not p.force:
+        return _hold(
+            state,
+            f"{who}; drift: {pub.detail}; not overwriting it "
+            f"(failover promote {service.name} {p.target} --force to take over)",
+            ALARM_DRIFT,
+        )
+    action = Action.PUBLISH if pub.kind == "missing" or on_pin else Action.SWITCH
+    verb = "publishing" if action == Action.PUBLISH else "switching to"
+    forced = " (forced)" if p.force else ""
+    return Decision(
+        action,
+        p.target,
+        Trigger.MANUAL,
+        f"{who} -> {verb} {p.target}{forced}",
+        replace(state, last_switch_at=snap.now),
+        force=p.force,
+    )
+
+
+def _decide_auto(
+    service: ServiceConfig, state: ServiceState, snap: Snapshot, view: _View
+) -> Decision:
+    pub = snap.published
+    names = view.names()
+    if pub.kind == "drift":
+        return _hold(
+            state,
+            f"drift: {pub.detail}; not overwriting it "
+            f"(failover promote {service.name} TARGET --force to take over)",
+            ALARM_DRIFT,
+        )
+
+    grace_end = snap.started_at + service.policy.startup_grace
+    starting = snap.now < grace_end
+    unknown = [n for n in names if view.health(n) == Health.UNKNOWN]
+    start_hold = (
+        f"starting: waiting for {', '.join(unknown)} to leave UNKNOWN "
+        f"(grace ends in {format_duration(grace_end - snap.now)})"
+    )
+
+    if pub.kind == "missing":
+        if starting and unknown:
+            return _hold(state, start_hold)
+        first_up = next((n for n in names if view.is_up(n)), None)
+        if first_up is None:
+            return _hold(
+                state, "no record published yet and no target is UP", ALARM_NO_HEALTHY_TARGET
+            )
+        return Decision(
+            Action.PUBLISH,
+            first_up,
+            Trigger.AUTO,
+            f"no record published yet -> publishing {first_up}, first UP target in priority order",
+            replace(state, last_switch_at=snap.now),
+        )
+
+    if pub.target is None:
+        return _hold(state, "cannot tell which target is published; holding")
+    matches = _matches(pub)
+    # Targets sharing the published values are all "active"; prefer one that is UP.
+    active = next((n for n in matches if view.is_up(n)), pub.target)
+    active_health = view.health(active)
+    if pub.missing and view.is_up(active):
+        return Decision(
+            Action.PUBLISH,
+            active,
+            Trigger.AUTO,
+            f"{active} UP but {', '.join(map(str, pub.missing))} missing "
+            f"-> re-creating with {active}",
+            replace(state, last_switch_at=snap.now),
+        )
+    missing_note = f" ({_plural(len(pub.missing), 'record')} missing)" if pub.missing else ""
+
+    if starting and unknown:
+        return _hold(state, start_hold)
+    if snap.isolated:
+        return _hold(
+            state,
+            f"isolated: this vantage point sees targets in several locations fail at once; "
+            f"no automatic switch (on {active}, {active_health.name}){missing_note}",
+            ALARM_ISOLATED,
+        )
+
+    if active_health == Health.DOWN:
+        candidates = [n for n in names if n not in matches and view.is_up(n)]
+        if not candidates:
+            if all(view.health(n) == Health.DOWN for n in names):
+                return _hold(state, f"all targets down; holding {active}", ALARM_ALL_DOWN)
+            others = (
+                ", ".join(f"{n} {view.health(n).name}" for n in names if n not in matches) or "none"
+            )
+            return _hold(
+                state,
+                f"{active} DOWN ({view.why(active)}); no other target is UP ({others}); "
+                f"holding {active}",
+                ALARM_NO_HEALTHY_TARGET,
+            )
+        to = candidates[0]
+        return _auto_switch(
+            service,
+            state,
+            snap.now,
+            to,
+            f"{active} DOWN ({view.why(active)}) -> switching to {to}, "
+            f"first UP target in priority order{missing_note}",
+            f"{active} DOWN, {to} UP",
+        )
+
+    higher = (
+        [n for n in names[: names.index(active)] if n not in matches] if active in names else []
+    )
+    better = next((n for n in higher if view.is_up(n)), None)
+    on = f"on {active} ({active_health.name})"
+    if better is not None:
+        role = "primary" if better == names[0] else "higher-priority target"
+        if service.policy.failback == "manual":
+            return _hold(
+                state,
+                f"{on}; {role} {better} is UP again — failback is manual "
+                f"(failover promote {service.name} {better}){missing_note}",
+            )
+        since = view.up_since(better)
+        up_for = snap.now - since if since is not None else 0.0
+        wait = service.policy.failback_after - up_for
+        if wait > 0:
+            return _hold(
+                state,
+                f"{on}; failback to {better} in {format_duration(wait)} "
+                f"(UP for {format_duration(up_for)}){missing_note}",
+            )
+        return _auto_switch(
+            service,
+            state,
+            snap.now,
+            better,
+            f"failback: {better} UP for {format_duration(up_for)} -> switching back from {active}"
+            f"{missing_note}",
+            f"{on}, {better} UP",
+        )
+
+    if active_health == Health.UP:
+        if active == names[0]:
+            return _hold(state, f"{active} UP, primary, nothing to do{missing_note}")
+        others = ", ".join(f"{n} {view.health(n).name}" for n in higher) or "none"
+        return _hold(state, f"{on}; no higher-priority target is UP ({others}){missing_note}")
+    return _hold(state, f"{on}: {view.why(active)}; holding{missing_note}")
+
+
+def _opt(t: float | None) -> tuple[float, ...]:
+    return () if t is None else (t,)
+
+
+def _auto_switch(
+    service: ServiceConfig, state: ServiceState, now: float, to: str, reason: str, context: str
+) -> Decision:
+    """An automatic switch, subject to the block, the cooldown and the flap limit (SPEC §5.5)."""
+    policy = service.policy
+    ack = f"failover ack {service.name}"
+    if state.blocked:
+        return _hold(
+            state, f"blocked: automatic switching stopped until {ack} ({context})", ALARM_BLOCKED
+        )
+    last = max((*state.auto_switches, *_opt(state.last_auto_switch_at)), default=None)
+    if last is not None:
+        wait = last + policy.cooldown - now
+        if wait > 0:
+            return _hold(
+                state,
+                f"cooldown: next automatic switch allowed in {format_duration(wait)} ({context})",
+            )
+    recent = state.auto_switches  # pruned to flap_window by decide()
+    if len(recent) >= policy.max_auto_switches:
+        return _hold(
+            replace(state, blocked=True),
+            f"blocked: {_plural(len(recent), 'automatic switch', 'automatic switches')} within "
+            f"{format_duration(policy.flap_window)}; {ack} to let automation act ({context})",
+            ALARM_BLOCKED,
+        )
+    new_state = replace(
+        state, auto_switches=(*recent, now), last_switch_at=now, last_auto_switch_at=now
+    )
+    return Decision(Action.SWITCH, to, Trigger.AUTO, reason, new_state)

@@ -1,0 +1,125 @@
+"""Probe results -> per-probe and per-target health (SPEC §4). Pure: `now` is a parameter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from failover.model import Health
+
+
+@dataclass(frozen=True)
+class ProbeState:
+    """Counters of one probe: `fall` consecutive failures -> DOWN, `rise` successes -> UP."""
+
+    health: Health = Health.UNKNOWN
+    successes: int = 0  # consecutive
+    failures: int = 0  # consecutive
+    failing_since: float | None = None  # time of the first failure of the current failing streak
+    last_ok: bool | None = None
+    last_reason: str = ""
+    last_at: float | None = None
+    fall: int = 0  # thresholds of the last observe(), for explanations (0: never observed)
+    rise: int = 0
+
+
+def observe(
+    state: ProbeState, ok: bool, reason: str, now: float, fall: int, rise: int
+) -> ProbeState:
+    """Fold one probe result into the counters.
+
+    Health changes only when a streak reaches its threshold: UP stays UP until `fall` failures in
+    a row, DOWN stays DOWN until `rise` successes in a row, UNKNOWN waits for either.
+    """
+    if fall < 1 or rise < 1:
+        raise ValueError(f"fall and rise must be >= 1 (got fall={fall}, rise={rise})")
+    if ok:
+        successes, failures, failing_since = state.successes + 1, 0, None
+        health = Health.UP if successes >= rise else state.health
+    else:
+        successes, failures = 0, state.failures + 1
+        failing_since = (
+            state.failing_since if state.failures and state.failing_since is not None else now
+        )
+        health = Health.DOWN if failures >= fall else state.health
+    return ProbeState(
+        health=health,
+        successes=successes,
+        failures=failures,
+        failing_since=failing_since,
+        last_ok=ok,
+        last_reason=reason,
+        last_at=now,
+        fall=fall,
+        rise=rise,
+    )
+
+
+@dataclass(frozen=True)
+class TargetHealth:
+    health: Health
+    since: float | None  # when the target entered this health (None: never observed)
+    failing_since: float | None  # earliest failing_since among its DOWN probes (detection time)
+    reason: str  # one line: "probe http: status 503 not in [200]" / "all 2 probes up"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _more(names: list[str], what: str) -> str:
+    return f"; also {what}: {', '.join(names)}" if names else ""
+
+
+def _down_reason(name: str, p: ProbeState) -> str:
+    why = p.last_reason or ("ok" if p.last_ok else "failed")
+    if p.failures:
+        return f"probe {name}: {why} (DOWN after {_plural(p.failures, 'failure')})"
+    # DOWN but recovering: successes have started, not yet `rise` of them
+    rise = f"/{p.rise}" if p.rise else ""
+    return f"probe {name}: DOWN, recovering ({p.successes}{rise} successes)"
+
+
+def _waiting_reason(name: str, p: ProbeState) -> str:
+    if p.last_at is None:
+        return f"waiting: probe {name} has no results yet"
+    if p.last_ok:
+        rise = f"/{p.rise}" if p.rise else ""
+        return f"waiting: probe {name} has {p.successes}{rise} successes"
+    fall = f"/{p.fall}" if p.fall else ""
+    return f"waiting: probe {name} has {p.failures}{fall} failures ({p.last_reason or 'failed'})"
+
+
+def target_health(
+    probes: dict[str, ProbeState], previous: TargetHealth | None, now: float
+) -> TargetHealth:
+    """UP when every probe is UP, DOWN when any is DOWN, UNKNOWN otherwise (and with no probes).
+
+    `since` is kept from `previous` while the health is unchanged; it is None only while the
+    target is UNKNOWN and no probe has reported yet.
+    """
+    down = [name for name, p in probes.items() if p.health == Health.DOWN]
+    unknown = [name for name, p in probes.items() if p.health == Health.UNKNOWN]
+    failing_since: float | None = None
+    if not probes:
+        health, reason = Health.UNKNOWN, "no probes configured"
+    elif down:
+        health = Health.DOWN
+        reason = _down_reason(down[0], probes[down[0]]) + _more(down[1:], "DOWN")
+        starts = [s for s in (probes[n].failing_since for n in down) if s is not None]
+        failing_since = min(starts) if starts else None
+    elif unknown:
+        health = Health.UNKNOWN
+        reason = _waiting_reason(unknown[0], probes[unknown[0]]) + _more(unknown[1:], "waiting")
+    else:
+        health = Health.UP
+        reason = (
+            f"probe {next(iter(probes))} up" if len(probes) == 1 else f"all {len(probes)} probes up"
+        )
+
+    if previous is not None and previous.health == health and previous.since is not None:
+        since: float | None = previous.since
+    elif health == Health.UNKNOWN and all(p.last_at is None for p in probes.values()):
+        since = None
+    else:
+        since = now
+    return TargetHealth(health=health, since=since, failing_since=failing_since, reason=reason)

@@ -1,0 +1,126 @@
+"""Current vs desired records -> Plan, and the safety rules checked before any apply."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from failover.config_types import ServiceConfig
+from failover.core.health import TargetHealth
+from failover.model import (
+    Change,
+    Health,
+    RecordKey,
+    RecordSet,
+    Trigger,
+    canonical_values,
+    values_for_type,
+)
+
+# Stable rule names, shown in refusals (`--force` overrides them).
+RULE_NEVER_EMPTY = "never-empty"
+RULE_UNKNOWN_TARGET = "unknown-target"
+RULE_TARGET_NOT_UP = "target-not-up"
+RULE_DRIFT = "drift"
+
+
+@dataclass(frozen=True)
+class Plan:
+    service: str
+    target: str
+    trigger: Trigger
+    reason: str
+    changes: tuple[Change, ...]  # only the records whose values or TTL differ
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str  # stable name shown in refusals: never-empty, target-not-up, drift, unknown-target
+    message: str
+
+
+def _served(rs: RecordSet, key: RecordKey) -> tuple[str, ...] | None:
+    """Canonical values of a record as read; None when they do not parse as `key.type`."""
+    try:
+        return canonical_values(key.type, rs.values)
+    except ValueError:
+        return None
+
+
+def build_plan(
+    service: ServiceConfig,
+    target: str,
+    current: Mapping[RecordKey, RecordSet | None],
+    trigger: Trigger,
+    reason: str,
+) -> Plan:
+    """The changes that make every record of `service` serve `target` with its configured TTL.
+
+    A record missing from `current` is treated as absent. Raises ValueError for an unknown target.
+    """
+    t = service.target(target)
+    if t is None:
+        raise ValueError(f"{target!r} is not a target of service {service.name!r}")
+    changes: list[Change] = []
+    for record in service.records:
+        key = record.key
+        desired = values_for_type(record.type, t.values)
+        rs = current.get(key)
+        if rs is not None and _served(rs, key) == desired and rs.ttl == record.ttl:
+            continue
+        before = rs.values if rs is not None else None
+        changes.append(Change(key=key, ttl=record.ttl, before=before, after=desired))
+    return Plan(service.name, target, trigger, reason, tuple(changes))
+
+
+def check_plan(
+    plan: Plan,
+    service: ServiceConfig,
+    health: Mapping[str, TargetHealth],
+    current: Mapping[RecordKey, RecordSet | None],
+) -> list[Violation]:
+    """The safety rules a plan breaks, in a stable order; empty when it may be applied."""
+    violations: list[Violation] = []
+    t = service.target(plan.target)
+    if t is None:
+        violations.append(
+            Violation(RULE_UNKNOWN_TARGET, f"{plan.target} is not a target of {service.name}")
+        )
+    th = health.get(plan.target)
+    if th is None or th.health != Health.UP:
+        state = Health(th.health).name if th is not None else "UNKNOWN"
+        why = f" ({th.reason})" if th is not None and th.reason else ""
+        violations.append(Violation(RULE_TARGET_NOT_UP, f"{plan.target} is {state}{why}"))
+
+    empty = [str(c.key) for c in plan.changes if not c.after]
+    if t is not None:
+        empty += [
+            str(r.key)
+            for r in service.records
+            if not values_for_type(r.type, t.values) and str(r.key) not in empty
+        ]
+    if empty:
+        violations.append(
+            Violation(
+                RULE_NEVER_EMPTY,
+                f"{plan.target} would publish an empty answer for {', '.join(empty)}",
+            )
+        )
+
+    for record in service.records:
+        rs = current.get(record.key)
+        if rs is None:
+            continue
+        served = _served(rs, record.key)
+        if served is None or not any(
+            values_for_type(record.type, other.values) == served for other in service.targets
+        ):
+            shown = ", ".join(rs.values) or "(empty)"
+            violations.append(
+                Violation(
+                    RULE_DRIFT,
+                    f"{record.key} serves {shown}, which matches no target "
+                    f"(changed by hand?); --force to overwrite",
+                )
+            )
+    return violations
