@@ -1,0 +1,1 @@
+"""DNS providers: one file per provider, one small interface (`base.Provider`)."""

@@ -1,0 +1,24 @@
+"""Provider `type` -> constructor. A new provider is one file plus one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from failover.config_types import BuiltinProviderConfig, ProviderConfig
+from failover.providers.base import Provider
+from failover.providers.builtin import BuiltinProvider
+from failover.store import Store
+
+Factory = Callable[[ProviderConfig, Iterable[str], Store], Provider]
+
+
+def _builtin(config: ProviderConfig, zones: Iterable[str], store: Store) -> Provider:
+    assert isinstance(config, BuiltinProviderConfig)
+    return BuiltinProvider(config, zones, store)
+
+
+FACTORIES: dict[str, Factory] = {"builtin": _builtin}
+
+
+def create_provider(config: ProviderConfig, zones: Iterable[str], store: Store) -> Provider:
+    return FACTORIES[config.type](config, zones, store)

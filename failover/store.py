@@ -1,0 +1,236 @@
+"""Durable state for one daemon: the decision state file and the append-only journal.
+
+Both must survive `kill -9` and power loss (SPEC §10). The state file is replaced atomically
+(temp file in the same directory, fsync, rename, fsync of the directory), so a reader sees
+either the old or the new version, never a mix. The journal is JSON lines written with one
+`O_APPEND` write per entry and an fsync; the only damage a crash can leave is a torn final line,
+which readers skip and the next append seals off with a newline.
+
+Every method is synchronous and may block on fsync: async callers use `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+JOURNAL_FILE = "journal.jsonl"
+LOCK_FILE = "lock"
+_TMP_SUFFIX = ".tmp"
+
+
+class StoreLockedError(Exception):
+    """Another process (normally another daemon) holds the state directory's lock."""
+
+
+class StoreCorruptError(Exception):
+    """A state file cannot be parsed. Never reset silently: the operator has to decide."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(
+            f"{path} is corrupt ({detail}); move it aside to inspect it, then restart: "
+            "without it the daemon starts afresh and re-reads the published DNS "
+            f"({JOURNAL_FILE} keeps the history)"
+        )
+        self.path = path
+
+
+def _dumps(data: Any, *, indent: int | None = None) -> str:
+    # sort_keys: stable bytes for diffs and tests; allow_nan=False: NaN is not JSON and other
+    # tools (jq, the admin API's clients) would choke on it.
+    return json.dumps(data, sort_keys=True, allow_nan=False, ensure_ascii=False, indent=indent)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or a file creation in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write may write less than asked (disk full, signals): finish the job or raise."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class Store:
+    """The files of one daemon's `state_dir`: `state.json`, `journal.jsonl`, small JSON files."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_path = self.state_dir / STATE_FILE
+        self.journal_path = self.state_dir / JOURNAL_FILE
+        self.lock_path = self.state_dir / LOCK_FILE
+        self._lock_fd: int | None = None
+        self._warned_lines: set[int] = set()
+
+    # -- lock ---------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the directory for this process; two daemons on one state_dir would race.
+
+        flock is released by the kernel when the process dies, even on kill -9, so a stale lock
+        file never blocks a restart. Leftover temp files of a crashed writer are removed here,
+        once we know nobody else is writing.
+        """
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            who = f" (pid {holder})" if holder.isdigit() else ""
+            raise StoreLockedError(
+                f"{self.lock_path} is held by another failover process{who}; "
+                "stop it or give this one another state_dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self._remove_stale_tmp()
+
+    def unlock(self) -> None:
+        if self._lock_fd is None:
+            return
+        fd, self._lock_fd = self._lock_fd, None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def _remove_stale_tmp(self) -> None:
+        for tmp in self.state_dir.glob(f".*{_TMP_SUFFIX}"):
+            log.info("removing %s left by an interrupted write", tmp)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # -- state file and small JSON files ------------------------------------------------------
+
+    def load_state(self) -> dict[str, Any]:
+        """The last saved state; {} on first start. Raises StoreCorruptError, never resets."""
+        data = self._read(self.state_path)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise StoreCorruptError(
+                self.state_path, f"expected an object, got {type(data).__name__}"
+            )
+        return data
+
+    def save_state(self, data: dict[str, Any]) -> None:
+        self._atomic_write(self.state_path, data)
+
+    def write_json(self, name: str, data: Any) -> None:
+        """Atomically replace `state_dir/name` (e.g. the builtin provider's zone data)."""
+        self._atomic_write(self._named(name), data)
+
+    def read_json(self, name: str) -> Any | None:
+        """Content of `state_dir/name`, None when absent; StoreCorruptError when unparsable."""
+        return self._read(self._named(name))
+
+    def _named(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith(".") or name in (LOCK_FILE, JOURNAL_FILE):
+            raise ValueError(f"{name!r} is not a plain file name usable in the state directory")
+        return self.state_dir / name
+
+    def _read(self, path: Path) -> Any | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreCorruptError(path, str(exc)) from None
+
+    def _atomic_write(self, path: Path, data: Any) -> None:
+        payload = (_dumps(data, indent=1) + "\n").encode()  # serialise first: fail before I/O
+        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        try:
+            _write_all(fd, payload)
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, path)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(self.state_dir)
+
+    # -- journal ------------------------------------------------------------------------------
+
+    def append(self, entry: dict[str, Any]) -> None:
+        """Add one entry durably. Returns only after the line is on disk (fsync)."""
+        line = (_dumps(entry) + "\n").encode()
+        created = not self.journal_path.exists()
+        fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A crash tore the last line: start on a fresh line so this entry stays whole.
+                line = b"\n" + line
+            # One write of the whole line: with O_APPEND it lands at the end in one piece.
+            _write_all(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(self.state_dir)
+
+    def history(self, service: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Journal entries, oldest first; only `service`'s when given; the last `limit` ones.
+
+        Lines that do not parse (a torn tail, or one that a later append sealed off) are
+        skipped with one warning each per Store, so a crash costs at most the entry being
+        written and never the history.
+        """
+        if limit is not None and limit <= 0:
+            return []
+        try:
+            raw = self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        entries: deque[dict[str, Any]] = deque(maxlen=limit)
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                entry = None
+            if not isinstance(entry, dict):
+                if number not in self._warned_lines:
+                    self._warned_lines.add(number)
+                    torn = "torn final line" if number == len(lines) else "unreadable line"
+                    log.warning(
+                        "%s: skipping %s %d (interrupted write?)", self.journal_path, torn, number
+                    )
+                continue
+            if service is None or entry.get("service") == service:
+                entries.append(entry)
+        return list(entries)
