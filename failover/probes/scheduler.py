@@ -1,0 +1,216 @@
+"""Probe scheduler: every job on its own interval, bounded concurrency, one deadline per run.
+
+Each job's first run starts at a random offset in [0, jitter * interval) to spread the load;
+then runs are fixed-rate on the monotonic clock (next = previous planned start + interval, so no
+drift). A run that overran skips the slots it missed instead of bunching them. One semaphore
+bounds the probes in flight. The scheduler owns timeouts: each run is wrapped in
+`asyncio.timeout(spec.timeout)`. Every result goes to `on_result`, timeouts and probe crashes
+included (as failed results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from failover.config_types import ProbeConfig
+from failover.model import ProbeResult
+from failover.probes import http
+from failover.probes.base import ProbeContext, ProbeFn
+from failover.probes.registry import PROBES
+
+log = logging.getLogger(__name__)
+
+LAG_SAMPLES = 1024
+"""How many recent scheduling lags `ProbeScheduler.lag_samples` keeps."""
+
+JobKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """One probe of one target of one service."""
+
+    service: str
+    target: str
+    spec: ProbeConfig
+
+    @property
+    def key(self) -> JobKey:
+        return (self.service, self.target, self.spec.name)
+
+    def __hash__(self) -> int:  # the spec may hold a dict (headers); equal jobs share a key
+        return hash(self.key)
+
+
+ResultCallback = Callable[[ProbeJob, ProbeResult, float], None]
+"""Called with (job, result, finished_at) where finished_at is wall-clock `time.time()`."""
+
+
+class ProbeScheduler:
+    """Runs probe jobs forever (`start` … `aclose`) or once (`run_once`)."""
+
+    def __init__(
+        self,
+        jobs: Iterable[ProbeJob],
+        on_result: ResultCallback,
+        *,
+        concurrency: int = 256,
+        jitter: float = 0.1,
+        registry: Mapping[str, ProbeFn] = PROBES,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 0.0 <= jitter <= 1.0:
+            raise ValueError("jitter must be within [0, 1]")
+        self._registry = registry
+        self._on_result = on_result
+        self._concurrency = concurrency
+        self._jitter = jitter
+        self._jobs = self._index(jobs)
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: dict[JobKey, asyncio.Task[None]] = {}
+        self._retired: set[asyncio.Task[None]] = set()
+        self.lag_samples: deque[float] = deque(maxlen=LAG_SAMPLES)
+        """Recent scheduling lags: seconds from a run's planned start to the probe's start
+        (includes waiting for a concurrency slot)."""
+        self.skipped_runs = 0
+        """Slots skipped because a run (or the wait for a slot) overran its interval."""
+
+    @property
+    def jobs(self) -> tuple[ProbeJob, ...]:
+        return tuple(self._jobs.values())
+
+    @property
+    def running(self) -> bool:
+        return self._session is not None
+
+    def _index(self, jobs: Iterable[ProbeJob]) -> dict[JobKey, ProbeJob]:
+        index: dict[JobKey, ProbeJob] = {}
+        for job in jobs:
+            if job.spec.type not in self._registry:
+                raise ValueError(f"{'/'.join(job.key)}: unknown probe type {job.spec.type!r}")
+            if job.spec.interval <= 0 or job.spec.timeout <= 0:
+                raise ValueError(f"{'/'.join(job.key)}: interval and timeout must be positive")
+            if job.key in index:
+                raise ValueError(f"duplicate probe job {'/'.join(job.key)}")
+            index[job.key] = job
+        return index
+
+    async def start(self) -> None:
+        """Open the shared HTTP session and start one task per job."""
+        if self._session is not None:
+            raise RuntimeError("probe scheduler already started")
+        self._session = http.new_session(self._concurrency)
+        for job in self._jobs.values():
+            self._spawn(job, ProbeContext(self._session))
+
+    def set_jobs(self, jobs: Iterable[ProbeJob]) -> None:
+        """Swap in a new job list: unchanged jobs (same key and spec) keep running undisturbed.
+
+        Raises ValueError, changing nothing, when the list is invalid. Call from the loop's thread.
+        """
+        new = self._index(jobs)
+        for key, task in list(self._tasks.items()):
+            if new.get(key) != self._jobs.get(key) or task.done():
+                del self._tasks[key]
+                self._retire(task)
+        self._jobs = new
+        if self._session is not None:
+            for key, job in new.items():
+                if key not in self._tasks:
+                    self._spawn(job, ProbeContext(self._session))
+
+    async def run_once(self) -> list[tuple[ProbeJob, ProbeResult]]:
+        """Run every job once, concurrently (bounded), in job order. Does not call on_result."""
+        jobs = list(self._jobs.values())
+        if self._session is not None:
+            ctx = ProbeContext(self._session)
+            results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
+        else:
+            async with http.new_session(self._concurrency) as session:
+                ctx = ProbeContext(session)
+                results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
+        return list(zip(jobs, results, strict=True))
+
+    async def aclose(self) -> None:
+        """Cancel every job task, wait for them, close the session. Idempotent."""
+        for task in self._tasks.values():
+            self._retire(task)
+        self._tasks.clear()
+        pending = list(self._retired)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def __aenter__(self) -> ProbeScheduler:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    def _spawn(self, job: ProbeJob, ctx: ProbeContext) -> None:
+        loop = asyncio.get_running_loop()
+        name = f"probe {'/'.join(job.key)}"
+        self._tasks[job.key] = loop.create_task(self._loop(job, ctx), name=name)
+
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    async def _loop(self, job: ProbeJob, ctx: ProbeContext) -> None:
+        interval = job.spec.interval
+        planned = time.monotonic() + random.uniform(0.0, self._jitter * interval)
+        while True:
+            delay = planned - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            result = await self._execute(job, ctx, planned)
+            self._deliver(job, result, time.time())
+            planned += interval
+            now = time.monotonic()
+            if planned <= now:
+                missed = math.floor((now - planned) / interval) + 1
+                planned += missed * interval
+                self.skipped_runs += missed
+
+    async def _execute(
+        self, job: ProbeJob, ctx: ProbeContext, planned: float | None = None
+    ) -> ProbeResult:
+        async with self._semaphore:
+            started = time.monotonic()
+            if planned is not None:
+                self.lag_samples.append(max(0.0, started - planned))
+            return await self._probe(job, ctx, started)
+
+    async def _probe(self, job: ProbeJob, ctx: ProbeContext, started: float) -> ProbeResult:
+        spec = job.spec
+        deadline = asyncio.timeout(spec.timeout)
+        try:
+            async with deadline:
+                return await self._registry[spec.type](spec, ctx)
+        except Exception as exc:
+            elapsed = time.monotonic() - started
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                return ProbeResult(False, f"timeout after {round(spec.timeout * 1000)}ms", elapsed)
+            log.exception("probe %s crashed", "/".join(job.key))
+            return ProbeResult(False, f"probe error: {type(exc).__name__}", elapsed)
+
+    def _deliver(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
+        try:
+            self._on_result(job, result, finished_at)
+        except Exception:
+            log.exception("result callback failed for %s", "/".join(job.key))
