@@ -1,0 +1,225 @@
+"""Admin API (SPEC §8): HTTP+JSON over the unix socket, optionally TCP with a bearer token.
+
+Handlers only record intents and read state through the engine; the engine acts. Every error
+is JSON `{"error": code, "message": text}` with a 4xx for the caller's mistakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from failover import __version__
+from failover.engine import CommandError, Engine
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SERVICE_VERBS = ("release", "pause", "resume", "ack")
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+def _middleware(token: str | None) -> Any:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is not None:
+            sent = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return _error(401, "unauthorized", "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except CommandError as exc:
+            return _error(exc.status, exc.code, str(exc), **exc.extra)
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            raise
+
+    return guard
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CommandError("bad_json", f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CommandError("bad_request", "request body must be a JSON object")
+    return data
+
+
+def _field(data: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    value = data.get(name, default)
+    if value is None and default is None:
+        raise CommandError("bad_request", f"missing field {name!r}")
+    if not isinstance(value, kind):
+        raise CommandError("bad_request", f"field {name!r} must be a {kind.__name__}")
+    return value
+
+
+class AdminApi:
+    """The routes of SPEC §8 over one engine."""
+
+    def __init__(
+        self, engine: Engine, reload: Callable[[], Awaitable[dict[str, Any]]] | None
+    ) -> None:
+        self.engine = engine
+        self.reload_cb = reload
+
+    def app(self, token: str | None = None) -> web.Application:
+        app = web.Application(middlewares=[_middleware(token)], client_max_size=64 * 1024)
+        app.router.add_get("/v1/status", self.status)
+        app.router.add_get("/v1/history", self.history)
+        app.router.add_get("/v1/openapi.json", self.openapi)
+        app.router.add_post("/v1/services/{service}/promote", self.promote)
+        app.router.add_post("/v1/services/{service}/{verb}", self.service_verb)
+        app.router.add_post("/v1/pause", self.global_verb)
+        app.router.add_post("/v1/resume", self.global_verb)
+        app.router.add_post("/v1/reload", self.reload)
+        return app
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.engine.status())
+
+    async def history(self, request: web.Request) -> web.Response:
+        service = request.query.get("service") or None
+        raw_limit = request.query.get("limit", "100")
+        if not raw_limit.isdigit() or int(raw_limit) < 1:
+            raise CommandError("bad_request", "limit must be a positive integer")
+        if service is not None and service not in self.engine.services:
+            raise CommandError("unknown_service", f"no service {service!r}", 404)
+        entries = await asyncio.to_thread(self.engine.store.history, service, int(raw_limit))
+        return web.json_response([{k: v for k, v in e.items() if k != "ts"} for e in entries])
+
+    async def promote(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        result = await self.engine.promote(
+            request.match_info["service"],
+            _field(data, "target", str),
+            _field(data, "reason", str),
+            _field(data, "actor", str, "unknown"),
+            force=_field(data, "force", bool, False),
+            dry_run=_field(data, "dry_run", bool, False),
+        )
+        return web.json_response(result, status=_result_status(result))
+
+    async def service_verb(self, request: web.Request) -> web.Response:
+        verb = request.match_info["verb"]
+        if verb not in SERVICE_VERBS:
+            raise CommandError("not_found", f"unknown action {verb!r}", 404)
+        data = await _body(request)
+        result = await self.engine.simple_command(
+            request.match_info["service"], verb, _field(data, "actor", str, "unknown")
+        )
+        return web.json_response(result)
+
+    async def global_verb(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        verb = request.path.rsplit("/", 1)[-1]
+        result = await self.engine.simple_command(None, verb, _field(data, "actor", str, "unknown"))
+        return web.json_response(result)
+
+    async def reload(self, request: web.Request) -> web.Response:
+        if self.reload_cb is None:
+            raise CommandError(
+                "not_implemented",
+                "live reload is not available yet; restart the daemon to apply a new config",
+                501,
+            )
+        return web.json_response(await self.reload_cb())
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
+
+
+def _result_status(result: dict[str, Any]) -> int:
+    """An accepted command whose DNS change failed is a 502: the intent stands, the write didn't."""
+    return 502 if result.get("result") in ("error", "partial") else 200
+
+
+def openapi_document() -> dict[str, Any]:
+    def op(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "summary": summary,
+            "responses": {
+                "200": {"description": "OK"},
+                "4XX": {"description": "`{error, message}`"},
+            },
+        }
+        if body is not None:
+            doc["requestBody"] = {
+                "content": {"application/json": {"schema": {"type": "object", "properties": body}}}
+            }
+        return doc
+
+    actor = {"actor": {"type": "string"}}
+    service_param = [
+        {"name": "service", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    paths: dict[str, Any] = {
+        "/v1/status": {"get": op("Services, active targets, health, records")},
+        "/v1/history": {
+            "get": {
+                **op("Journal entries, oldest first"),
+                "parameters": [
+                    {"name": "service", "in": "query", "schema": {"type": "string"}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                ],
+            }
+        },
+        "/v1/services/{service}/promote": {
+            "post": {
+                **op(
+                    "Pin the service to a target and publish it",
+                    {
+                        "target": {"type": "string"},
+                        "reason": {"type": "string"},
+                        "force": {"type": "boolean"},
+                        "dry_run": {"type": "boolean"},
+                        **actor,
+                    },
+                ),
+                "parameters": service_param,
+            }
+        },
+        "/v1/pause": {"post": op("Stop automatic decisions for every service", actor)},
+        "/v1/resume": {"post": op("Resume automatic decisions for every service", actor)},
+        "/v1/reload": {"post": op("Reload the configuration file")},
+    }
+    for verb in SERVICE_VERBS:
+        paths[f"/v1/services/{{service}}/{verb}"] = {
+            "post": {**op(f"{verb} the service", actor), "parameters": service_param}
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "failover admin API", "version": __version__},
+        "paths": paths,
+    }
+
+
+def _prepare_socket_path(path: Path) -> None:
+    """Create the directory and remove a stale socket left by a crash (the store lock proves
+    no other daemon of this state dir runs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        path.unlink()
+
+
+async def start_unix_site(app: web.Application, path: Path) -> web.AppRunner:
+    """Serve on a unix socket readable only by the daemon's user and group (0660)."""
+    _prepare_socket_path(path)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.UnixSite(runner, str(path)).start()
+    os.chmod(path, 0o660)
+    return runner

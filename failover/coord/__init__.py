@@ -1,0 +1,1 @@
+"""Coordination between instances: who may write DNS, and where operator intents live."""

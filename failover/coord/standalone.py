@@ -1,0 +1,37 @@
+"""One instance alone: always the leader; intents live in the local state file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from failover.store import Store
+
+
+class StandaloneCoordinator:
+    """The default coordinator. Intents persist through the store so they survive restarts."""
+
+    def __init__(self, instance: str, store: Store) -> None:
+        self.instance = instance
+        self._store = store
+
+    async def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    def is_leader(self) -> bool:
+        return True
+
+    def leader_name(self) -> str | None:
+        return self.instance
+
+    def fencing_token(self) -> int:
+        return 1
+
+    def load_intents(self) -> dict[str, Any]:
+        services = self._store.load_state().get("services", {})
+        return services if isinstance(services, dict) else {}
+
+    def save_intents(self, intents: dict[str, Any]) -> None:
+        self._store.save_state({"version": 1, "services": intents})

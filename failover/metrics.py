@@ -1,0 +1,191 @@
+"""Prometheus metrics (SPEC §9): event counters here, live state read at scrape time.
+
+State gauges (target health, active target, mode, leader) are produced by a collector that
+reads the engine's live state on every scrape, so a metric can never drift from the state.
+Each daemon owns its registry, so several daemons can run in one test process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from failover import __version__
+from failover.model import Health, Mode
+
+TARGET_UP_VALUE = {Health.UP: 1.0, Health.DOWN: 0.0, Health.UNKNOWN: -1.0}
+ALARMS = ("all_down", "drift", "blocked", "isolated", "no_healthy_target", "pinned_target_down")
+# Buckets sized for DNS failover: sub-second detection up to minutes of propagation.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    name: str
+    success: bool | None  # None: never ran
+
+
+@dataclass(frozen=True)
+class TargetView:
+    name: str
+    health: Health
+    probes: tuple[ProbeView, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    name: str
+    mode: Mode
+    active: str | None
+    targets: tuple[TargetView, ...]
+    alarms: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class LiveView:
+    instance: str
+    leader: bool
+    isolated: bool
+    services: tuple[ServiceView, ...]
+
+
+class _LiveCollector(Collector):
+    def __init__(self, read: Callable[[], LiveView]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        view = self._read()
+        probe_success = GaugeMetricFamily(
+            "failover_probe_success",
+            "1 if the last run of the probe passed, 0 if it failed.",
+            labels=["service", "target", "probe"],
+        )
+        target_up = GaugeMetricFamily(
+            "failover_target_up",
+            "Target health: 1 up, 0 down, -1 unknown.",
+            labels=["service", "target"],
+        )
+        active = GaugeMetricFamily(
+            "failover_active_target",
+            "1 on the target the DNS records currently publish, 0 on the others.",
+            labels=["service", "target"],
+        )
+        mode = GaugeMetricFamily(
+            "failover_service_mode",
+            "1 on the service's current mode.",
+            labels=["service", "mode"],
+        )
+        alarm = GaugeMetricFamily(
+            "failover_service_alarm",
+            "1 while the named alarm is raised for the service.",
+            labels=["service", "alarm"],
+        )
+        for service in view.services:
+            for target in service.targets:
+                target_up.add_metric([service.name, target.name], TARGET_UP_VALUE[target.health])
+                active.add_metric(
+                    [service.name, target.name], 1.0 if target.name == service.active else 0.0
+                )
+                for probe in target.probes:
+                    if probe.success is not None:
+                        probe_success.add_metric(
+                            [service.name, target.name, probe.name], float(probe.success)
+                        )
+            for each in Mode:
+                mode.add_metric([service.name, each.value], float(each is service.mode))
+            for name in ALARMS:
+                alarm.add_metric([service.name, name], float(name in service.alarms))
+        leader = GaugeMetricFamily(
+            "failover_leader", "1 while this instance may write DNS.", labels=["instance"]
+        )
+        leader.add_metric([view.instance], float(view.leader))
+        isolated = GaugeMetricFamily(
+            "failover_vantage_isolated",
+            "1 while this instance believes it is cut off and casts no DOWN vote.",
+            labels=["instance"],
+        )
+        isolated.add_metric([view.instance], float(view.isolated))
+        yield from (probe_success, target_up, active, mode, alarm, leader, isolated)
+
+
+class Metrics:
+    """The daemon's registry and the event metrics the engine and probes update."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.probe_duration = Histogram(
+            "failover_probe_duration_seconds",
+            "Duration of probe runs.",
+            ["service", "target", "probe"],
+            buckets=PROBE_BUCKETS,
+            registry=r,
+        )
+        self.switches = Counter(
+            "failover_switches",
+            "Switches of a service's published target.",
+            ["service", "from", "to", "trigger"],
+            registry=r,
+        )
+        self.dns_changes = Counter(
+            "failover_dns_changes",
+            "DNS change submissions per provider and result (ok, error).",
+            ["provider", "result"],
+            registry=r,
+        )
+        self.dns_change_duration = Histogram(
+            "failover_dns_change_duration_seconds",
+            "Submit -> provider reports the change in sync.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.dns_propagation = Histogram(
+            "failover_dns_propagation_seconds",
+            "Submit -> every authoritative server answers the new values.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.detection_to_publish = Histogram(
+            "failover_detection_to_publish_seconds",
+            "First failed probe of the failing target -> DNS change accepted.",
+            ["service"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "failover_provider_errors",
+            "Provider call errors by kind.",
+            ["provider", "kind"],
+            registry=r,
+        )
+        self.reload_ok = Gauge(
+            "failover_config_last_reload_successful",
+            "1 if the last configuration load succeeded.",
+            registry=r,
+        )
+        self.reload_ok.set(1)
+        self.build_info = Gauge(
+            "failover_build_info",
+            "Always 1; the version label says which build.",
+            ["version"],
+            registry=r,
+        )
+        self.build_info.labels(__version__).set(1)
+
+    def attach_live(self, read: Callable[[], LiveView]) -> None:
+        """Register the scrape-time collector over the engine's live state."""
+        self.registry.register(_LiveCollector(read))
+
+    def prime(self, services: Iterable[tuple[str, Iterable[tuple[str, Iterable[str]]]]]) -> None:
+        """Create zero-valued probe histogram series so dashboards see every probe at once."""
+        for service, targets in services:
+            for target, probes in targets:
+                for probe in probes:
+                    self.probe_duration.labels(service, target, probe)

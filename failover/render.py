@@ -1,0 +1,101 @@
+"""Human renderings of admin API bodies for the CLI (status, history, plans)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEALTH_WORD = {"up": "UP", "down": "DOWN", "unknown": "UNKNOWN"}
+
+
+def _short_time(text: str | None) -> str:
+    if not text:
+        return "-"
+    return text.replace("T", " ").replace("Z", "")[:19]
+
+
+def status_text(body: dict[str, Any]) -> str:
+    role = "leader" if body.get("leader") else f"follower (leader: {body.get('leader_name')})"
+    lines = [
+        f"instance {body.get('instance')} [{role}]" + ("  DRY-RUN" if body.get("dry_run") else "")
+    ]
+    for name, svc in body.get("services", {}).items():
+        flags = [f"mode {svc['mode']}"]
+        if svc.get("blocked"):
+            flags.append("BLOCKED (failover ack)")
+        if svc.get("pin"):
+            pin = svc["pin"]
+            flags.append(f"pinned to {pin['target']} by {pin['actor']}")
+        lines.append("")
+        lines.append(f"{name}: active {svc.get('active') or '(none)'}  [{', '.join(flags)}]")
+        lines.append(f"  decision: {svc.get('reason')}")
+        if svc.get("alarms"):
+            lines.append(f"  alarms:   {', '.join(svc['alarms'])}")
+        if svc.get("last_error"):
+            lines.append(f"  error:    {svc['last_error']}")
+        last = svc.get("last_switch")
+        if last:
+            lines.append(
+                f"  last switch: {_short_time(last.get('time'))} {last.get('from') or '(none)'}"
+                f" -> {last.get('to')} ({last.get('trigger')})"
+            )
+        lines.append("  targets:")
+        for tname, target in svc.get("targets", {}).items():
+            mark = "*" if tname == svc.get("active") else " "
+            health = HEALTH_WORD.get(target["health"], target["health"])
+            values = ",".join(target.get("values", []))
+            lines.append(
+                f"   {mark} {tname:<18} {health:<8} {target.get('location') or '-':<10} "
+                f"{values:<20} {target.get('reason', '')}"
+            )
+        lines.append("  records:")
+        for record in svc.get("records", []):
+            values = ",".join(record["values"]) if record.get("values") else "(absent)"
+            sync = "in sync" if record.get("in_sync") else "NOT in sync"
+            if record.get("error"):
+                sync = record["error"]
+            lines.append(
+                f"     {record['provider']:<10} {record['name']} {record['type']} "
+                f"{record.get('ttl')}  {values}  {sync}"
+            )
+    return "\n".join(lines)
+
+
+def history_text(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "(no journal entries)"
+    lines = []
+    for entry in entries:
+        move = ""
+        if entry.get("from") or entry.get("to"):
+            move = f" {entry.get('from') or '(none)'} -> {entry.get('to') or '(none)'}"
+        result = f" [{entry['result']}]" if entry.get("result") else ""
+        lines.append(
+            f"{_short_time(entry.get('time'))}  {entry.get('service', '-'):<12} "
+            f"{entry.get('kind', '?'):<8} {entry.get('trigger', '-'):<6}{move}{result}  "
+            f"{entry.get('reason', '')}  ({entry.get('actor', '-')})"
+        )
+        for provider in entry.get("providers", []) or []:
+            if provider.get("ok"):
+                lines.append(
+                    f"{'':22}{provider['provider']}: accepted in "
+                    f"{(provider.get('accepted_seconds') or 0) * 1000:.0f}ms"
+                )
+            else:
+                lines.append(f"{'':22}{provider['provider']}: FAILED {provider.get('error')}")
+    return "\n".join(lines)
+
+
+def plan_text(body: dict[str, Any]) -> str:
+    lines = [f"Plan: {body.get('service')} -> {body.get('target')}"]
+    changes = body.get("plan") or []
+    if not changes:
+        lines.append("  no record changes: DNS already serves this target")
+    for change in changes:
+        before = ",".join(change["before"]) if change.get("before") else "(absent)"
+        lines.append(
+            f"  {change['provider']:<10} {change['name']} {change['type']} ttl {change['ttl']}: "
+            f"{before} -> {','.join(change['after'])}"
+        )
+    for violation in body.get("violations") or []:
+        lines.append(f"  safety rule {violation['rule']}: {violation['message']}")
+    return "\n".join(lines)

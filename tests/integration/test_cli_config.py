@@ -1,0 +1,57 @@
+"""check-config and run on good and bad files: exit codes and messages, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support import REPO, cli
+
+BAD = """
+instance: {name: t, state_dir: /tmp/x}
+providers:
+  lab: {type: builtin, listen: "127.0.0.1:5353"}
+services:
+  shop:
+    records: [{provider: lab, zone: example.test, name: shop.example.test, type: A}]
+    targets:
+      - name: primary
+        values: [127.0.0.1]
+        probes: [{type: http, url: "http://127.0.0.1/", interval: 1s, timeout: 5s}]
+"""
+
+
+def test_example_config_passes_check_config() -> None:
+    result = cli("check-config", "-c", str(REPO / "config" / "failover.example.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_bad_config_exits_2_with_the_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD)
+    for verb in ("check-config", "run"):
+        result = cli(verb, "-c", str(path))
+        assert result.returncode == 2, result.stderr
+        assert "services.shop.targets[0].probes[0].timeout" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unknown_key_and_unknown_provider_type_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        BAD.replace("timeout: 5s", "timeout: 500ms")
+        .replace("type: builtin", "type: route54")
+        .replace("instance: {", "instance: {colour: blue, ")
+    )
+    result = cli("check-config", "-c", str(path))
+    assert result.returncode == 2
+    assert "instance.colour" in result.stderr
+    assert "route54" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    result = cli("check-config", "-c", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr
+    assert "Traceback" not in result.stderr
