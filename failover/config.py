@@ -17,18 +17,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from failover import config_http_tcp, config_probes, config_providers
 from failover.config_parse import (
     ConfigError,
     Invalid,
     Section,
     bare,
-    boolean,
     choice,
     dns_name,
     duration,
     format_duration,
     hostport,
-    http_url,
     integer,
     interpolate,
     kind,
@@ -38,10 +37,8 @@ from failover.config_parse import (
     parse_hostport,
     path_in,
     plain,
-    regex,
     retaint,
     show,
-    status_codes,
     string,
     value_type,
 )
@@ -49,6 +46,7 @@ from failover.config_types import (
     AdminConfig,
     BuiltinProviderConfig,
     Config,
+    DnsProbeConfig,
     HealthConfig,
     HostPort,
     HttpProbeConfig,
@@ -61,7 +59,7 @@ from failover.config_types import (
     Secret,
     ServiceConfig,
     TargetConfig,
-    TcpProbeConfig,
+    TlsProbeConfig,
     VerifyConfig,
 )
 from failover.model import RecordType, canonical_value
@@ -145,7 +143,13 @@ def _builtin(sec: Section, name: str, common: ProviderCommon) -> BuiltinProvider
     )
 
 
-PROVIDER_PARSERS: dict[str, ProviderParser] = {"builtin": _builtin}
+PROVIDER_PARSERS: dict[str, ProviderParser] = {
+    "builtin": _builtin,
+    "route53": config_providers.route53,
+    "ovh": config_providers.ovh,
+    "scaleway": config_providers.scaleway,
+    "rfc2136": config_providers.rfc2136,
+}
 
 
 def _providers(top: Section) -> tuple[dict[str, ProviderConfig], set[str]]:
@@ -268,47 +272,23 @@ class ProbeCommon:
     name: str
     interval: float
     timeout: float
+    base_dir: Path | None = None  # relative paths (ca_file…) are read from here
 
 
 ProbeParser = Callable[[Section, ProbeCommon], ProbeConfig]
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-def _http(p: Section, c: ProbeCommon) -> HttpProbeConfig:
-    url = p.need("url", http_url, "the URL to fetch, like https://203.0.113.10/healthz") or ""
-    sni = p.opt("tls_server_name", dns_name())
-    if sni is not None and urllib.parse.urlsplit(url).scheme == "http":
-        p.error("tls_server_name", "set on a plain http URL; it only applies to https URLs")
-    return HttpProbeConfig(
-        name=c.name,
-        url=plain(url),
-        interval=c.interval,
-        timeout=c.timeout,
-        method=p.get("method", choice(_METHODS, "HTTP method"), "GET"),
-        headers=p.string_map("headers"),
-        host=_opt_plain(p.opt("host", dns_name())),
-        expect_status=p.get("expect_status", status_codes, (200,)),
-        body_regex=_opt_plain(p.opt("body_regex", regex)),
-        verify_tls=p.get("verify_tls", boolean, True),
-        tls_server_name=_opt_plain(sni),
-    )
-
-
-def _tcp(p: Section, c: ProbeCommon) -> TcpProbeConfig:
-    address = p.need("address", hostport(), "host:port, like 203.0.113.10:443")
-    return TcpProbeConfig(
-        name=c.name, address=address or HostPort("", 0), interval=c.interval, timeout=c.timeout
-    )
-
-
-PROBE_PARSERS: dict[str, ProbeParser] = {"http": _http, "tcp": _tcp}
+PROBE_PARSERS: dict[str, ProbeParser] = {
+    "http": config_http_tcp.http,
+    "tcp": config_http_tcp.tcp,
+    "dns": config_probes.dns,
+    "tls": config_probes.tls,
+}
 
 
 def _opt_plain(value: str | None) -> str | None:
     return None if value is None else plain(value)
 
 
-def _probes(t: Section, base: _Timing) -> tuple[ProbeConfig, ...]:
+def _probes(t: Section, base: _Timing, base_dir: Path | None = None) -> tuple[ProbeConfig, ...]:
     """Each probe, named by its type when alone of it, else `type-N`; names unique per target."""
     items = t.items("probes", "a list of probes")
     types = [node.get("type") if isinstance(node, dict) else None for _, node in items]
@@ -328,7 +308,7 @@ def _probes(t: Section, base: _Timing) -> tuple[ProbeConfig, ...]:
             where = "name" if p.present("name") else None
             p.error(where, f"probe name {show(name)} is used twice in this target; name each probe")
         names.add(name)
-        common = ProbeCommon(plain(name), timing.interval, timing.timeout)
+        common = ProbeCommon(plain(name), timing.interval, timing.timeout, base_dir)
         out.append(PROBE_PARSERS[ptype](p, common))
         p.done()
     return tuple(out)
@@ -462,14 +442,18 @@ def _values(t: Section, rtypes: set[RecordType]) -> tuple[str, ...]:
 
 
 def _target(
-    t: Section, timing: _Timing, health: HealthConfig, rtypes: set[RecordType]
+    t: Section,
+    timing: _Timing,
+    health: HealthConfig,
+    rtypes: set[RecordType],
+    base_dir: Path | None = None,
 ) -> TargetConfig | None:
     name = t.need("name", _name, f"a target name of {_NAME[1]}")
     target = TargetConfig(
         name=plain(name or ""),
         location=_opt_plain(t.opt("location", _name)),
         values=_values(t, rtypes),
-        probes=_probes(t, _timing_block(t, timing)),
+        probes=_probes(t, _timing_block(t, timing), base_dir),
         health=_health(t, health),
     )
     t.done()
@@ -482,6 +466,7 @@ def _service(
     defaults: _Defaults,
     providers: set[str],
     claimed: dict[tuple[str, str, RecordType], str],
+    base_dir: Path | None = None,
 ) -> ServiceConfig:
     timing = _timing_block(s, defaults.timing)
     health = _health(s, defaults.health)
@@ -492,7 +477,7 @@ def _service(
     items = s.items("targets", "a list of targets")
     for path, node in items:
         t = Section.open(s.errors, node, path)
-        target = _target(t, timing, health, rtypes) if t is not None else None
+        target = _target(t, timing, health, rtypes, base_dir) if t is not None else None
         if target is None or t is None:
             continue
         if any(other.name == target.name for other in targets):
@@ -504,7 +489,9 @@ def _service(
     return ServiceConfig(name, tuple(records), tuple(targets), policy)
 
 
-def _services(top: Section, defaults: _Defaults, providers: set[str]) -> dict[str, ServiceConfig]:
+def _services(
+    top: Section, defaults: _Defaults, providers: set[str], base_dir: Path | None = None
+) -> dict[str, ServiceConfig]:
     sec = top.section("services")
     if not sec.node and not sec.broken:
         top.error("services", "no service defined; define at least one service here")
@@ -515,7 +502,7 @@ def _services(top: Section, defaults: _Defaults, providers: set[str]) -> dict[st
             sec.error(name, f"invalid service name; expected {_LOWER_NAME[1]}")
         s = Section.open(sec.errors, node, path)
         if s is not None:
-            out[name] = _service(s, name, defaults, providers, claimed)
+            out[name] = _service(s, name, defaults, providers, claimed, base_dir)
     return out
 
 
@@ -578,7 +565,7 @@ def parse_config(
     top = Section(errors, tree, "")
     instance, admin, metrics = _instance(top, base_dir), _admin(top, base_dir), _metrics(top)
     providers, declared = _providers(top)
-    services = _services(top, _defaults(top), declared)
+    services = _services(top, _defaults(top), declared, base_dir)
     top.done()
     if errors:
         raise ConfigError(errors)
@@ -621,14 +608,19 @@ def _describe_probe(p: ProbeConfig) -> str:
         extra = f" (Host: {p.host})" if p.host else ""
         extra += "" if p.verify_tls else " (TLS not verified)"
         statuses = ",".join(map(str, p.expect_status))
-        return f"{p.name}: {p.method} {_safe_url(p.url)}{extra} expect {statuses}; {every}"
-    return f"{p.name}: connect {p.address}; {every}"
+        more = config_http_tcp.describe_http(p)
+        return f"{p.name}: {p.method} {_safe_url(p.url)}{extra} expect {statuses}{more}; {every}"
+    if isinstance(p, DnsProbeConfig):
+        return f"{p.name}: {config_probes.describe_dns(p)}; {every}"
+    if isinstance(p, TlsProbeConfig):
+        return f"{p.name}: {config_probes.describe_tls(p)}; {every}"
+    return f"{p.name}: {config_http_tcp.describe_tcp(p)}; {every}"
 
 
 def _describe_provider(p: ProviderConfig) -> str:
     """Generic over provider dataclasses, so a new provider is described without edits here;
     secrets print as `***` because they are `Secret`s."""
-    common = {"name", "type", "location", "timeout", "verify"}
+    common = {"name", "type", "location", "timeout", "verify", "retry"}
     details = [
         f"{f.name} {'***' if isinstance(value, Secret) else value}"
         for f in fields(p)

@@ -440,6 +440,28 @@ def path_in(base_dir: Path | None) -> Callable[[object], Path]:
     return conv
 
 
+def readable_file(base_dir: Path | None) -> Callable[[object], Path]:
+    """A path (relative to the config file's directory) to a file the daemon can read now."""
+    to_path = path_in(base_dir)
+
+    def conv(value: object) -> Path:
+        path = to_path(value)
+        where = show(value) if isinstance(value, Interpolated) else str(path)
+        try:
+            with open(path, "rb"):
+                pass
+        except IsADirectoryError:
+            raise Invalid(f"{where} is a directory; expected a file") from None
+        except OSError as exc:
+            raise Invalid(
+                f"cannot read {where}: {exc.strerror or exc}; "
+                "the file must exist and be readable by the daemon"
+            ) from None
+        return path
+
+    return conv
+
+
 def http_url(value: object) -> str:
     text = string(value)
     try:
@@ -463,16 +485,33 @@ def regex(value: object) -> str:
     return text
 
 
-def status_codes(value: object) -> tuple[int, ...]:
-    """HTTP statuses; a single code is accepted for a one-element list."""
+_STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
+
+
+def status_codes(value: object) -> tuple[int | str, ...]:
+    """HTTP statuses: codes (200) and classes (`2xx`), kept as written (classes lower-cased) so
+    messages can quote them; a single one stands for a one-element list."""
     raw: list[object] = value if isinstance(value, list) else [value]
-    items = [i for i in raw if isinstance(i, int) and not isinstance(i, bool)]
-    if not items or len(items) != len(raw):
-        got = kind(value) if not isinstance(value, list) else "other items"
-        raise Invalid(f"expected a non-empty list of HTTP status codes (integers), got {got}")
-    if any(not 100 <= i <= 599 for i in items):
-        raise Invalid(f"{value} holds a code out of range; expected status codes 100..599")
-    return tuple(items)
+    expected = "expected status codes 100..599 or classes 1xx..5xx, like [200, 301] or [2xx]"
+    if not raw:
+        raise Invalid(f"empty list; {expected}")
+    out: list[int | str] = []
+    for item in raw:
+        token: int | str
+        if isinstance(item, int) and not isinstance(item, bool):
+            token = item
+        elif isinstance(item, str) and item.strip().isdigit():
+            token = int(item.strip())
+        elif isinstance(item, str) and _STATUS_CLASS.fullmatch(item.strip()):
+            token = item.strip().lower()
+        else:
+            got = show(item) if isinstance(item, str) else kind(item)
+            raise Invalid(f"{got} is not an HTTP status; {expected}")
+        if isinstance(token, int) and not 100 <= token <= 599:
+            raise Invalid(f"{token} is out of range; {expected}")
+        if token not in out:
+            out.append(token)
+    return tuple(out)
 
 
 def value_type(value: object) -> RecordType:
@@ -527,6 +566,41 @@ def format_duration(seconds: float) -> str:
     out += f"{int(whole_m)}m" if whole_m else ""
     out += f"{round(secs, 3):g}s" if secs or not out else ""
     return out
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def size(low: int, high: int) -> Callable[[object], int]:
+    """Bytes from an integer or `512B`, `64KiB`, `1MiB` (KB and MB are powers of 1000)."""
+    example = "a size like 4096, 64KiB or 1MiB"
+
+    def conv(value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and (match := _SIZE.fullmatch(value.strip())):
+            unit = _SIZE_UNITS[(match.group(2) or "b").lower()]
+            number = round(float(match.group(1)) * unit)
+        else:
+            got = show(value) if isinstance(value, str) else kind(value)
+            raise Invalid(f"{got} is not a size; expected {example}")
+        if not low <= number <= high:
+            raise Invalid(
+                f"{format_size(number)} is out of range; expected between "
+                f"{format_size(low)} and {format_size(high)}"
+            )
+        return number
+
+    return conv
+
+
+def format_size(n: int) -> str:
+    """Bytes for messages: 65536 → `64KiB`, 1048576 → `1MiB`, 1000 → `1000 bytes`."""
+    for unit, factor in (("MiB", 1024**2), ("KiB", 1024)):
+        if n and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n} byte{'' if n == 1 else 's'}"
 
 
 def duration(*, allow_zero: bool = False) -> Callable[[object], float]:

@@ -78,6 +78,16 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
+class RetryConfig:
+    """Retry policy of provider calls: exponential backoff with jitter under a deadline."""
+
+    attempts: int = 5
+    initial: float = 0.5
+    max_delay: float = 10.0
+    deadline: float = 60.0
+
+
+@dataclass(frozen=True)
 class BuiltinProviderConfig:
     """An authoritative DNS server inside the daemon: demo, labs and tests, not production."""
 
@@ -87,9 +97,102 @@ class BuiltinProviderConfig:
     location: str | None = None
     timeout: float = 10.0
     verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
 
-ProviderConfig = BuiltinProviderConfig
+@dataclass(frozen=True)
+class Route53ProviderConfig:
+    """Amazon Route 53 through boto3; credentials from the standard AWS chain by default."""
+
+    name: str
+    type: Literal["route53"] = "route53"
+    location: str | None = "aws"
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    profile: str | None = None
+    region: str | None = None
+    access_key_id: Secret | None = None
+    secret_access_key: Secret | None = None
+    session_token: Secret | None = None
+    endpoint_url: str | None = None
+    hosted_zone_ids: Mapping[str, str] = field(default_factory=dict)  # zone -> id
+    max_concurrency: int = 4
+    change_timeout: float = 120.0  # GetChange polling deadline (PENDING -> INSYNC)
+
+
+@dataclass(frozen=True)
+class OvhProviderConfig:
+    """OVHcloud through the official `ovh` package: application keys or OAuth2 client.
+
+    With no credential keys, python-ovh's own conventions apply (`OVH_*` environment,
+    `ovh.conf`).
+    """
+
+    name: str
+    type: Literal["ovh"] = "ovh"
+    location: str | None = "ovh"
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    endpoint: str = "ovh-eu"  # an endpoint name (ovh-eu, ovh-ca, ovh-us…) or a base URL
+    application_key: Secret | None = None
+    application_secret: Secret | None = None
+    consumer_key: Secret | None = None
+    client_id: Secret | None = None
+    client_secret: Secret | None = None
+    max_concurrency: int = 4
+    rate_limit: float = 20.0  # API requests per second
+
+
+@dataclass(frozen=True)
+class ScalewayProviderConfig:
+    """Scaleway Domains and DNS v2beta1 over plain HTTP (`X-Auth-Token`)."""
+
+    name: str
+    type: Literal["scaleway"] = "scaleway"
+    location: str | None = "scaleway"
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    secret_key: Secret | None = None  # None: $SCW_SECRET_KEY when the daemon starts
+    api_url: str = "https://api.scaleway.com"
+    project_id: str | None = None
+    page_size: int = 100
+    max_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class TsigConfig:
+    name: str
+    secret: Secret
+    algorithm: str = "hmac-sha256"
+
+
+@dataclass(frozen=True)
+class Rfc2136ProviderConfig:
+    """Any RFC 2136 server (BIND, Knot, PowerDNS) with TSIG-signed UPDATEs."""
+
+    name: str
+    server: str
+    type: Literal["rfc2136"] = "rfc2136"
+    location: str | None = None
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    port: int = 53
+    tsig: TsigConfig | None = None
+    transport: Literal["tcp", "udp"] = "tcp"  # tcp falls back to udp when tcp is refused
+    max_concurrency: int = 4  # zones updated in parallel
+
+
+ProviderConfig = (
+    BuiltinProviderConfig
+    | Route53ProviderConfig
+    | OvhProviderConfig
+    | ScalewayProviderConfig
+    | Rfc2136ProviderConfig
+)
 
 
 @dataclass(frozen=True)
@@ -102,10 +205,18 @@ class HttpProbeConfig:
     method: str = "GET"
     headers: Mapping[str, str] = field(default_factory=dict)
     host: str | None = None
-    expect_status: tuple[int, ...] = (200,)
+    # Codes (200) and classes ("2xx"), as written, so messages can quote them.
+    expect_status: tuple[int | str, ...] = (200,)
     body_regex: str | None = None
+    body_limit: int = 64 * 1024  # bytes of the body read and searched by body_regex
+    follow_redirects: bool = False
+    max_redirects: int = 5
     verify_tls: bool = True
     tls_server_name: str | None = None
+    ca_file: Path | None = None  # trusted instead of the system store
+    client_cert: Path | None = None
+    client_key: Path | None = None  # None: the key is in client_cert
+    tls_min_version: Literal["1.2", "1.3"] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,9 +226,61 @@ class TcpProbeConfig:
     interval: float
     timeout: float
     type: Literal["tcp"] = "tcp"
+    send: bytes | None = None  # escapes already interpreted
+    expect: str | None = None  # regular expression, matched on the raw bytes read
+    expect_bytes: int = 4 * 1024  # at most this many bytes are read for expect
+    tls: bool = False
+    tls_server_name: str | None = None
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    tls_min_version: Literal["1.2", "1.3"] | None = None
 
 
-ProbeConfig = HttpProbeConfig | TcpProbeConfig
+@dataclass(frozen=True)
+class DnsProbeConfig:
+    """Ask `server` for `query_name`/`record_type`; expect an rcode and optionally answers.
+
+    `expect_answers` holds canonical texts (see `probes.dns.canonical_answer`), sorted; None
+    means any answer passes once the rcode matches.
+    """
+
+    name: str
+    query_name: str
+    server: HostPort
+    interval: float
+    timeout: float
+    type: Literal["dns"] = "dns"
+    record_type: str = "A"
+    transport: Literal["udp", "tcp"] = "udp"
+    recursion_desired: bool = False
+    expect_rcode: str = "NOERROR"
+    expect_answers: tuple[str, ...] | None = None
+    expect_match: Literal["exact", "contains"] = "exact"
+
+
+@dataclass(frozen=True)
+class TlsProbeConfig:
+    """TLS handshake at `address`; checks chain (`verify`), host name, validity and days left."""
+
+    name: str
+    address: HostPort
+    interval: float
+    timeout: float
+    type: Literal["tls"] = "tls"
+    server_name: str | None = None  # SNI and name to match; None: the address host
+    verify: bool = True
+    ca_file: Path | None = None  # None: the system trust store
+    warn_days: int = 14
+
+    @property
+    def hostname(self) -> str:
+        """The name the certificate must match (and, unless an IP address, the SNI sent)."""
+        return self.server_name or self.address.host
+
+
+ProbeConfig = HttpProbeConfig | TcpProbeConfig | DnsProbeConfig | TlsProbeConfig
 
 
 @dataclass(frozen=True)

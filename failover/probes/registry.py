@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from failover.probes import http, tcp
+from failover.probes import dns, http, tcp, tls
 from failover.probes.base import ProbeFn
 
 # Each probe is typed on its own config class; the scheduler looks it up by `spec.type`, so the
@@ -12,4 +12,6 @@ from failover.probes.base import ProbeFn
 PROBES: dict[str, ProbeFn] = {
     "http": cast(ProbeFn, http.probe),
     "tcp": cast(ProbeFn, tcp.probe),
+    "dns": cast(ProbeFn, dns.probe),
+    "tls": cast(ProbeFn, tls.probe),
 }

@@ -4,8 +4,14 @@ Each job's first run starts at a random offset in [0, jitter * interval) to spre
 then runs are fixed-rate on the monotonic clock (next = previous planned start + interval, so no
 drift). A run that overran skips the slots it missed instead of bunching them. One semaphore
 bounds the probes in flight. The scheduler owns timeouts: each run is wrapped in
-`asyncio.timeout(spec.timeout)`. Every result goes to `on_result`, timeouts and probe crashes
-included (as failed results).
+`asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun` (`ProbeContext.for_run`) so a
+timeout says where the run was (`timeout after 500ms in tls`) and keeps the timings of the
+phases it got through. Every result goes to `on_result`, timeouts and probe crashes included
+(as failed results).
+
+What runs share is only what is safe to share: one HTTP session whose connector opens a fresh
+connection per request, and the TLS contexts (`ProbeContext.tls`). No connection is reused: a
+health check must see a fresh TCP and TLS handshake each time (see `probes.http`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import aiohttp
 from failover.config_types import ProbeConfig
 from failover.model import ProbeResult
 from failover.probes import http
-from failover.probes.base import ProbeContext, ProbeFn
+from failover.probes.base import ProbeContext, ProbeFn, ProbeRun
 from failover.probes.registry import PROBES
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,9 @@ class ProbeJob:
 ResultCallback = Callable[[ProbeJob, ProbeResult, float], None]
 """Called with (job, result, finished_at) where finished_at is wall-clock `time.time()`."""
 
+LagCallback = Callable[[float], None]
+"""Called with each scheduled run's lag in seconds (e.g. a histogram's `observe`)."""
+
 
 class ProbeScheduler:
     """Runs probe jobs forever (`start` … `aclose`) or once (`run_once`)."""
@@ -66,6 +75,7 @@ class ProbeScheduler:
         concurrency: int = 256,
         jitter: float = 0.1,
         registry: Mapping[str, ProbeFn] = PROBES,
+        on_lag: LagCallback | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -73,11 +83,13 @@ class ProbeScheduler:
             raise ValueError("jitter must be within [0, 1]")
         self._registry = registry
         self._on_result = on_result
+        self._on_lag = on_lag
         self._concurrency = concurrency
         self._jitter = jitter
         self._jobs = self._index(jobs)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
+        self._ctx: ProbeContext | None = None
         self._tasks: dict[JobKey, asyncio.Task[None]] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self.lag_samples: deque[float] = deque(maxlen=LAG_SAMPLES)
@@ -111,8 +123,9 @@ class ProbeScheduler:
         if self._session is not None:
             raise RuntimeError("probe scheduler already started")
         self._session = http.new_session(self._concurrency)
+        self._ctx = ctx = ProbeContext(self._session)
         for job in self._jobs.values():
-            self._spawn(job, ProbeContext(self._session))
+            self._spawn(job, ctx)
 
     def set_jobs(self, jobs: Iterable[ProbeJob]) -> None:
         """Swap in a new job list: unchanged jobs (same key and spec) keep running undisturbed.
@@ -125,16 +138,16 @@ class ProbeScheduler:
                 del self._tasks[key]
                 self._retire(task)
         self._jobs = new
-        if self._session is not None:
+        if self._ctx is not None:
             for key, job in new.items():
                 if key not in self._tasks:
-                    self._spawn(job, ProbeContext(self._session))
+                    self._spawn(job, self._ctx)
 
     async def run_once(self) -> list[tuple[ProbeJob, ProbeResult]]:
         """Run every job once, concurrently (bounded), in job order. Does not call on_result."""
         jobs = list(self._jobs.values())
-        if self._session is not None:
-            ctx = ProbeContext(self._session)
+        if self._ctx is not None:
+            ctx = self._ctx
             results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
         else:
             async with http.new_session(self._concurrency) as session:
@@ -150,7 +163,7 @@ class ProbeScheduler:
         pending = list(self._retired)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        session, self._session = self._session, None
+        session, self._session, self._ctx = self._session, None, None
         if session is not None:
             await session.close()
 
@@ -193,24 +206,44 @@ class ProbeScheduler:
         async with self._semaphore:
             started = time.monotonic()
             if planned is not None:
-                self.lag_samples.append(max(0.0, started - planned))
+                self._record_lag(max(0.0, started - planned))
             return await self._probe(job, ctx, started)
 
     async def _probe(self, job: ProbeJob, ctx: ProbeContext, started: float) -> ProbeResult:
         spec = job.spec
+        run_ctx = ctx.for_run()
         deadline = asyncio.timeout(spec.timeout)
         try:
             async with deadline:
-                return await self._registry[spec.type](spec, ctx)
+                return await self._registry[spec.type](spec, run_ctx)
         except Exception as exc:
             elapsed = time.monotonic() - started
             if isinstance(exc, TimeoutError) and deadline.expired():
-                return ProbeResult(False, f"timeout after {round(spec.timeout * 1000)}ms", elapsed)
+                return timeout_result(spec.timeout, elapsed, run_ctx.run)
             log.exception("probe %s crashed", "/".join(job.key))
             return ProbeResult(False, f"probe error: {type(exc).__name__}", elapsed)
+
+    def _record_lag(self, lag: float) -> None:
+        self.lag_samples.append(lag)
+        if self._on_lag is not None:
+            try:
+                self._on_lag(lag)
+            except Exception:
+                log.exception("lag callback failed")
 
     def _deliver(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         try:
             self._on_result(job, result, finished_at)
         except Exception:
             log.exception("result callback failed for %s", "/".join(job.key))
+
+
+def timeout_result(timeout: float, elapsed: float, run: ProbeRun) -> ProbeResult:
+    """The failed result of a run cut by its deadline: `timeout after 500ms in tls`, with the
+    timings of the phases it went through (the cut one counted up to the deadline)."""
+    where = f" in {run.phase}" if run.phase else ""
+    timings = run.snapshot() if run.phase or run.timings else {}
+    if timings:
+        timings["total"] = elapsed
+    reason = f"timeout after {round(timeout * 1000)}ms{where}"
+    return ProbeResult(False, reason, elapsed, timings, dict(run.detail))

@@ -53,6 +53,25 @@ def make_app(target: Target) -> web.Application:
         await target.release.wait()
         return web.Response(text="late")
 
+    async def loop(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def see_other(_: web.Request) -> web.Response:
+        raise web.HTTPSeeOther("/ok")
+
+    async def to_vhost(request: web.Request) -> web.Response:
+        # An absolute redirect to the virtual host, on the port this request came in on.
+        assert request.transport is not None
+        port = request.transport.get_extra_info("sockname")[1]
+        raise web.HTTPMovedPermanently(f"http://{request.host.split(':')[0]}:{port}/ok")
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": "100"})
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        await target.release.wait()
+        return response
+
     async def busy(_: web.Request) -> web.Response:
         target.in_flight += 1
         target.max_in_flight = max(target.max_in_flight, target.in_flight)
@@ -69,4 +88,8 @@ def make_app(target: Target) -> web.Application:
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/slow", slow)
     app.router.add_get("/busy", busy)
+    app.router.add_get("/loop", loop)
+    app.router.add_route("*", "/see-other", see_other)
+    app.router.add_get("/to-vhost", to_vhost)
+    app.router.add_get("/stall", stall)
     return app

@@ -87,8 +87,9 @@ async def test_timeout_gives_a_failed_result(target: Target) -> None:
     sched = scheduler([http_job(f"{target.url}/slow", timeout=0.2)], results)
     [(_, result)] = await sched.run_once()
     assert not result.ok
-    assert result.reason == "timeout after 200ms"
+    assert result.reason == "timeout after 200ms in first_byte"
     assert 0.2 <= result.duration < 2.0
+    assert result.timings["total"] == result.duration
     assert results.calls == []  # run_once returns results, it does not call on_result
 
 
@@ -97,7 +98,39 @@ async def test_timeout_in_the_loop(target: Target) -> None:
     async with scheduler([http_job(f"{target.url}/slow", interval=0.2, timeout=0.1)], results):
         await asyncio.sleep(0.7)
     assert len(results.calls) >= 2
-    assert {r.reason for _, r, _ in results.calls} == {"timeout after 100ms"}
+    assert {r.reason for _, r, _ in results.calls} == {"timeout after 100ms in first_byte"}
+
+
+async def test_a_timeout_names_the_phase_of_its_own_run() -> None:
+    async def phased(spec: ProbeConfig, ctx: ProbeContext) -> ProbeResult:
+        ctx.run.start("resolve")
+        await asyncio.sleep(0.01)
+        ctx.run.enter(f"phase-{spec.name}")  # concurrent runs must not see each other's phase
+        ctx.run.detail["seen"] = spec.name
+        await asyncio.sleep(10)
+        return ProbeResult(True, "never", 0.0)
+
+    jobs = [tcp_job(1, name, timeout=0.2) for name in ("a", "b", "c")]
+    outcome = await scheduler(jobs, Results(), registry={"tcp": phased}).run_once()
+    assert [r.reason for _, r in outcome] == [
+        f"timeout after 200ms in phase-{name}" for name in ("a", "b", "c")
+    ]
+    for job, result in outcome:
+        assert set(result.timings) == {"resolve", f"phase-{job.spec.name}", "total"}
+        assert result.timings["resolve"] >= 0.005
+        assert result.detail == {"seen": job.spec.name}
+
+
+async def test_a_timeout_without_phases_names_none() -> None:
+    async def opaque(_spec: ProbeConfig, _ctx: ProbeContext) -> ProbeResult:
+        await asyncio.sleep(10)
+        return ProbeResult(True, "never", 0.0)
+
+    [(_, result)] = await scheduler(
+        [tcp_job(1, timeout=0.1)], Results(), registry={"tcp": opaque}
+    ).run_once()
+    assert result.reason == "timeout after 100ms"
+    assert result.timings == {}
 
 
 async def test_run_once_runs_every_job_in_order(target: Target, closed_port: int) -> None:

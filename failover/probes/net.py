@@ -1,0 +1,91 @@
+"""Connection set-up shared by the probes, one timed phase at a time, and short socket reasons.
+
+`open_socket` resolves (phase `resolve`; an IP address skips the resolver) and connects (phase
+`connect`, RFC 8305 happy eyeballs across the resolved addresses, as aiohttp does). A TLS
+handshake, when wanted, is the caller's next phase on the returned socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import re
+import socket
+from collections.abc import Sequence
+
+import aiohappyeyeballs
+from aiohappyeyeballs import AddrInfoType
+
+from failover.probes.base import ProbeRun
+
+HAPPY_EYEBALLS_DELAY = 0.25
+"""Seconds before racing the next address family (RFC 8305's recommended 250 ms)."""
+
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connect refused",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "no route to network",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection reset",
+    errno.ETIMEDOUT: "connect timed out",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+_ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
+
+
+def os_error_reason(err: OSError) -> str:
+    """A concise, stable reason for a socket-level error (`connect refused`, `no route to host`)."""
+    if isinstance(err, socket.gaierror):
+        return f"dns failure: {err.strerror or err}"
+    code = err.errno
+    if code is None:
+        # asyncio folds one error per resolved address into "Multiple exceptions: [Errno 111] …";
+        # when they agree, report that one.
+        codes = {int(c) for c in _ERRNO_IN_TEXT.findall(str(err))}
+        if len(codes) == 1:
+            code = codes.pop()
+    if code in _ERRNO_REASONS:
+        return _ERRNO_REASONS[code]
+    if isinstance(err, ConnectionResetError):
+        return "connection reset"
+    if isinstance(err, ConnectionRefusedError):
+        return "connect refused"
+    text = err.strerror or str(err) or type(err).__name__
+    return text[:200]
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+async def resolve(host: str, port: int) -> Sequence[AddrInfoType]:
+    """Addresses for a TCP connection; an IP address is converted without asking any resolver.
+
+    Raises socket.gaierror.
+    """
+    if is_ip(host):
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not infos:
+        raise socket.gaierror(socket.EAI_NONAME, "no address")
+    return infos
+
+
+async def open_socket(host: str, port: int, run: ProbeRun) -> socket.socket:
+    """A connected non-blocking socket to host:port; the caller owns (and closes) it.
+
+    Enters phases `resolve` then `connect`. Raises OSError (socket.gaierror for DNS).
+    """
+    run.enter("resolve")
+    infos = await resolve(host.rstrip("."), port)
+    run.enter("connect")
+    return await aiohappyeyeballs.start_connection(
+        infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, loop=asyncio.get_running_loop()
+    )

@@ -1,0 +1,119 @@
+"""Provider sections of the config: every provider type, credential pairs, secrets kept secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from failover.config import ConfigError, parse_config
+from failover.config_types import (
+    OvhProviderConfig,
+    Rfc2136ProviderConfig,
+    Route53ProviderConfig,
+    ScalewayProviderConfig,
+)
+
+SERVICE = """
+services:
+  shop:
+    records: [{provider: PROVIDER, zone: example.com, name: shop.example.com, type: A}]
+    targets:
+      - {name: a, values: [192.0.2.1], probes: [{type: tcp, address: "192.0.2.1:443"}]}
+      - {name: b, values: [192.0.2.2], probes: [{type: tcp, address: "192.0.2.2:443"}]}
+"""
+ENV = {
+    "AK": "AKIAEXAMPLE",
+    "SK": "aws-secret-value-123",
+    "OVH_AK": "ovh-app-key",
+    "OVH_AS": "ovh-app-secret-456",
+    "OVH_CK": "ovh-consumer-789",
+    "SCW": "scw-secret-000",
+    "TSIG": "c2VjcmV0LXRzaWcta2V5LXZhbHVl",
+}
+
+
+def load(provider: str, name: str = "p") -> object:
+    text = f"instance: {{name: t, state_dir: /tmp/x}}\nproviders:\n  {name}: {provider}\n"
+    return parse_config(text + SERVICE.replace("PROVIDER", name), env=ENV)
+
+
+def errors(provider: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(provider)
+    return str(info.value)
+
+
+def test_spec_providers_parse_with_their_defaults() -> None:
+    r53 = load("{type: route53}").providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(r53, Route53ProviderConfig)
+    assert r53.location == "aws" and r53.access_key_id is None
+    ovh = load(
+        "{type: ovh, endpoint: ovh-eu, application_key: '${OVH_AK}',"
+        " application_secret: '${OVH_AS}', consumer_key: '${OVH_CK}'}"
+    ).providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(ovh, OvhProviderConfig)
+    assert ovh.location == "ovh" and ovh.application_secret is not None
+    assert ovh.application_secret.reveal() == "ovh-app-secret-456"
+    scw = load("{type: scaleway, secret_key: '${SCW}'}").providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(scw, ScalewayProviderConfig) and scw.location == "scaleway"
+    bind = load(
+        "{type: rfc2136, server: 192.0.2.53, port: 5353,"
+        " tsig: {name: failover-key, secret: '${TSIG}'}, retry: {attempts: 2, deadline: 5s}}"
+    ).providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(bind, Rfc2136ProviderConfig)
+    assert bind.port == 5353 and bind.location is None
+    assert bind.tsig is not None and bind.tsig.algorithm == "hmac-sha256"
+    assert bind.retry.attempts == 2 and bind.retry.deadline == 5.0
+
+
+@pytest.mark.parametrize(
+    ("provider", "expected"),
+    [
+        ("{type: route53, access_key_id: '${AK}'}", "providers.p: an AWS access key needs"),
+        ("{type: route53, endpoint_url: ftp://x}", "providers.p.endpoint_url: expected an http"),
+        ("{type: route53, region: mars}", "providers.p.region: "),
+        (
+            "{type: route53, hosted_zone_ids: {example.com: 'bad id!'}}",
+            "hosted_zone_ids.example.com",
+        ),
+        ("{type: ovh, application_key: '${OVH_AK}'}", "application-key auth needs"),
+        ("{type: ovh, endpoint: ovh-mars}", "providers.p.endpoint: expected one of ovh-eu"),
+        (
+            "{type: ovh, endpoint: kimsufi-eu, client_id: '${OVH_AK}', client_secret: '${OVH_AS}'}",
+            "OAuth2 works only with",
+        ),
+        (
+            "{type: ovh, client_id: a, client_secret: b, application_key: c,"
+            " application_secret: d, consumer_key: e}",
+            "not both",
+        ),
+        ("{type: scaleway, api_url: 'not a url'}", "providers.p.api_url"),
+        ("{type: scaleway, page_size: 0}", "providers.p.page_size"),
+        ("{type: rfc2136}", "providers.p.server: missing"),
+        ("{type: rfc2136, server: x, tsig: {name: k, secret: '${SK}'}}", "is not base64"),
+        ("{type: rfc2136, server: x, tsig: {name: k, algorithm: md4, secret: c2Vj}}", "algorithm"),
+        ("{type: rfc2136, server: x, transport: quic}", "providers.p.transport"),
+        ("{type: rfc2136, server: x, retry: {attempts: 0}}", "providers.p.retry.attempts"),
+        ("{type: route53, colour: blue}", "providers.p.colour: unknown key"),
+    ],
+)
+def test_provider_errors_name_the_path(provider: str, expected: str) -> None:
+    assert expected in errors(provider)
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "{type: rfc2136, server: x, tsig: {name: k, secret: '${SK}'}}",
+        "{type: route53, access_key_id: '${SK}'}",
+        "{type: ovh, application_key: '${OVH_AS}', consumer_key: 42}",
+    ],
+)
+def test_secret_values_never_appear_in_errors(provider: str) -> None:
+    text = errors(provider)
+    for secret in ENV.values():
+        assert secret not in text
+
+
+def test_secrets_are_hidden_in_reprs() -> None:
+    config = load("{type: rfc2136, server: x, tsig: {name: k, secret: '${TSIG}'}}")
+    assert ENV["TSIG"] not in repr(config)
