@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +16,7 @@ class ProviderError(Exception):
         super().__init__(message)
         self.kind = kind
         self.retryable = retryable
+        self.counted = False  # already counted in failover_provider_errors_total
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,12 @@ class Receipt:
 
 
 class Provider(Protocol):
+    """A DNS backend. Error kinds of every failed attempt go to `on_error` (set by the daemon)
+    so they are counted; a provider raises ProviderError with `retryable` set truthfully."""
+
     name: str
     location: str | None
+    on_error: Callable[[str], None]
 
     async def start(self) -> None:
         """Open sessions or listeners. Called once before any other method."""
@@ -39,7 +44,10 @@ class Provider(Protocol):
         """Current RRsets for `keys` (None where absent), values in canonical form."""
 
     async def apply(self, changes: Sequence[Change]) -> Receipt:
-        """Replace each RRset with `change.after`. All changes belong to this provider."""
+        """Replace each RRset with `change.after` (never empty: the engine refuses that).
+
+        All changes belong to this provider and may span several zones and services (a mass
+        failover sends them in one call so the provider can batch per zone)."""
 
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:
         """Return once the provider reports the change live on its servers; raise on timeout."""

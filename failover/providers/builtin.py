@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -103,6 +103,7 @@ class BuiltinProvider:
         self.config = config
         self.name = config.name
         self.location = config.location
+        self.on_error: Callable[[str], None] = lambda kind: None
         self._store = store
         self._filename = f"builtin-{config.name}.json"
         self._zones = tuple(sorted({normalize_name(z) for z in zones}, key=len, reverse=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from failover.config_types import BuiltinProviderConfig, ProviderConfig
+from failover.providers import ovh, rfc2136, route53, scaleway
 from failover.providers.base import Provider
 from failover.providers.builtin import BuiltinProvider
 from failover.store import Store
@@ -18,6 +19,10 @@ def _builtin(config: ProviderConfig, zones: Iterable[str], store: Store) -> Prov
 
 
 FACTORIES: dict[str, Factory] = {"builtin": _builtin}
+FACTORIES["scaleway"] = scaleway.create
+FACTORIES["rfc2136"] = rfc2136.create
+FACTORIES["ovh"] = ovh.create
+FACTORIES["route53"] = route53.create
 
 
 def create_provider(config: ProviderConfig, zones: Iterable[str], store: Store) -> Provider:
