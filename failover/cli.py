@@ -22,7 +22,13 @@ from typing import Any
 from failover import __version__
 from failover.client import AdminClient, DaemonUnreachable
 from failover.config import ConfigError, describe, load_config
-from failover.render import history_text, plan_text, status_text
+from failover.render import (
+    history_text,
+    plan_text,
+    probe_result_json,
+    probe_results_text,
+    status_text,
+)
 from failover.store import StoreCorruptError, StoreLockedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
@@ -104,7 +110,63 @@ async def cmd_status(args: argparse.Namespace) -> int:
         await asyncio.sleep(args.interval)
 
 
+async def _confirm_plan(args: argparse.Namespace) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CliError("failover: not a terminal; pass --yes to confirm the promotion", EXIT_USAGE)
+    question = f"Pin {args.service} to {args.target} and apply this plan? [y/N] "
+    answer = await asyncio.to_thread(input, question)
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    print("aborted: nothing changed")
+    return False
+
+
+async def cmd_promote_direct(args: argparse.Namespace) -> int:
+    """Through the providers, without the daemon (SPEC §2 --direct)."""
+    from failover.direct import DirectError, promote_direct
+
+    if not args.config:
+        raise CliError("failover: promote --direct needs -c FILE (the daemon's config)", EXIT_USAGE)
+    config = load_config(args.config)
+
+    async def confirm(body: dict[str, Any]) -> bool:
+        print(plan_text(body))
+        if args.dry_run:
+            return False
+        return await _confirm_plan(args)
+
+    try:
+        result = await promote_direct(
+            config,
+            args.service,
+            args.target,
+            args.reason,
+            _actor(),
+            force=args.force,
+            dry_run=args.dry_run,
+            confirm=confirm,
+        )
+    except DirectError as exc:
+        if exc.body and exc.code == EXIT_REFUSED:
+            print(plan_text(exc.body))
+        print(f"failover: {exc}", file=sys.stderr)
+        return exc.code
+    if args.json:
+        _print_json(result)
+    if result["result"] == "dry-run":
+        print("dry-run: nothing changed")
+    elif result["result"] == "aborted":
+        return EXIT_FAILED
+    else:
+        print(f"{args.service} pinned to {args.target} directly; change applied and verified")
+    return EXIT_OK
+
+
 async def cmd_promote(args: argparse.Namespace) -> int:
+    if args.direct:
+        return await cmd_promote_direct(args)
     path = f"/v1/services/{args.service}/promote"
     body = {"target": args.target, "reason": args.reason, "actor": _actor(), "force": args.force}
     status, preview = await _call(args, "POST", path, {**body, "dry_run": True})
@@ -115,16 +177,8 @@ async def cmd_promote(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("dry-run: nothing changed")
         return EXIT_OK
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise CliError(
-                "failover: not a terminal; pass --yes to confirm the promotion", EXIT_USAGE
-            )
-        question = f"Pin {args.service} to {args.target} and apply this plan? [y/N] "
-        answer = await asyncio.to_thread(input, question)
-        if answer.strip().lower() not in ("y", "yes"):
-            print("aborted: nothing changed")
-            return EXIT_FAILED
+    if not await _confirm_plan(args):
+        return EXIT_FAILED
     status, result = await _call(args, "POST", path, {**body, "dry_run": False})
     if status == 409:
         print(f"refused: {result.get('message')}", file=sys.stderr)
@@ -172,6 +226,42 @@ async def cmd_history(args: argparse.Namespace) -> int:
     else:
         print(history_text(entries))
     return EXIT_OK
+
+
+async def cmd_probe(args: argparse.Namespace) -> int:
+    """Run a service's probes once, here, and show what each saw (exit 1 if any failed)."""
+    from failover.daemon import probe_jobs
+    from failover.probes.scheduler import ProbeScheduler
+
+    config = load_config(args.config)
+    service = config.services.get(args.service)
+    if service is None:
+        known = ", ".join(sorted(config.services))
+        raise CliError(
+            f"failover: no service {args.service!r} in {args.config} ({known})", EXIT_USAGE
+        )
+    if args.target and service.target(args.target) is None:
+        names = ", ".join(t.name for t in service.targets)
+        raise CliError(
+            f"failover: {args.service} has no target {args.target!r} ({names})", EXIT_USAGE
+        )
+    jobs = [
+        job
+        for job in probe_jobs(config)
+        if job.service == args.service and (not args.target or job.target == args.target)
+    ]
+    if not jobs:
+        raise CliError(f"failover: {args.service} has no probes to run", EXIT_FAILED)
+    scheduler = ProbeScheduler(jobs, lambda *_: None)
+    try:
+        results = await scheduler.run_once()
+    finally:
+        await scheduler.aclose()
+    if args.json:
+        _print_json([probe_result_json(job, result) for job, result in results])
+    else:
+        print(probe_results_text(results))
+    return EXIT_OK if all(result.ok for _, result in results) else EXIT_FAILED
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -229,6 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--force", action="store_true", help="override safety rules (named on refusal)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="daemon down: apply through the providers of -c FILE and leave the pin for it",
+    )
     client_opts(p)
     p.set_defaults(func=cmd_promote)
 
@@ -248,6 +343,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     client_opts(p)
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("probe", help="run a service's probes once and show each result")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("service")
+    p.add_argument("target", nargs="?")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("demo", help="a guided failover on loopback, no account needed")
     p.add_argument("--keep", action="store_true", help="leave it running to explore")
@@ -278,8 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except DaemonUnreachable as exc:
         print(f"failover: {exc}", file=sys.stderr)
+        hint = (
+            " During an incident: failover promote ... --direct -c FILE."
+            if args.command == "promote"
+            else ""
+        )
         print(
-            "  is `failover run` running? Give its socket with --socket or -c FILE.",
+            "  is `failover run` running? Give its socket with --socket or -c FILE." + hint,
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE

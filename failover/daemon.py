@@ -11,6 +11,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -76,6 +77,7 @@ class Daemon:
         zones = provider_zones(self.config)
         for name, provider_config in self.config.providers.items():
             provider = create_provider(provider_config, zones[name], self.store)
+            provider.on_error = self._error_counter(name)
             await provider.start()
             self.providers[name] = provider
         coord = StandaloneCoordinator(self.config.instance.name, self.store)
@@ -90,7 +92,11 @@ class Daemon:
             for s in self.config.services.values()
         )
         await engine.start()
-        self.scheduler = ProbeScheduler(probe_jobs(self.config), engine.on_probe_result)
+        self.scheduler = ProbeScheduler(
+            probe_jobs(self.config),
+            engine.on_probe_result,
+            on_lag=self.metrics.scheduling_lag.observe,
+        )
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
         api = AdminApi(engine, reload=None)
@@ -112,6 +118,12 @@ class Daemon:
             self.config.admin.socket,
             " (dry-run: no DNS writes)" if self.dry_run else "",
         )
+
+    def _error_counter(self, provider: str) -> Callable[[str], None]:
+        def count(kind: str) -> None:
+            self.metrics.provider_errors.labels(provider, kind).inc()
+
+        return count
 
     async def run_once(self) -> None:
         """`run --once`: one probe round, one decision per service, then return."""

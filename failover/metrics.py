@@ -9,19 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from failover import __version__
-from failover.model import Health, Mode
+from failover.model import Health, Mode, ProbeResult
 
 TARGET_UP_VALUE = {Health.UP: 1.0, Health.DOWN: 0.0, Health.UNKNOWN: -1.0}
 ALARMS = ("all_down", "drift", "blocked", "isolated", "no_healthy_target", "pinned_target_down")
 # Buckets sized for DNS failover: sub-second detection up to minutes of propagation.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
+PROBE_PHASES = frozenset({"resolve", "connect", "tls", "first_byte", "transfer", "query", "total"})
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,30 @@ class Metrics:
             buckets=PROBE_BUCKETS,
             registry=r,
         )
+        self.probe_phase = Gauge(
+            "failover_probe_phase_duration_seconds",
+            "Duration of each phase of the last probe run (resolve, connect, tls, first_byte…).",
+            ["service", "target", "probe", "phase"],
+            registry=r,
+        )
+        self.probe_status = Gauge(
+            "failover_probe_http_status_code",
+            "HTTP status code of the last probe run that got a response.",
+            ["service", "target", "probe"],
+            registry=r,
+        )
+        self.probe_cert_expiry = Gauge(
+            "failover_probe_tls_cert_expiry_timestamp_seconds",
+            "Expiry (unix time) of the certificate the probe last saw.",
+            ["service", "target", "probe"],
+            registry=r,
+        )
+        self.scheduling_lag = Histogram(
+            "failover_probe_scheduling_lag_seconds",
+            "Planned start of a probe run -> actual start (includes waiting for a slot).",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
         self.switches = Counter(
             "failover_switches",
             "Switches of a service's published target.",
@@ -178,6 +205,21 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(__version__).set(1)
+
+    def observe_probe(self, job: Any, result: ProbeResult) -> None:
+        """Per-run probe figures, in the spirit of blackbox_exporter. Labels stay bounded:
+        service, target, probe, plus a phase from a fixed set."""
+        labels = (job.service, job.target, job.spec.name)
+        self.probe_duration.labels(*labels).observe(result.duration)
+        for phase, seconds in result.timings.items():
+            if phase in PROBE_PHASES:
+                self.probe_phase.labels(*labels, phase).set(seconds)
+        status = result.detail.get("status")
+        if isinstance(status, int):
+            self.probe_status.labels(*labels).set(status)
+        expiry = result.detail.get("cert_expiry")
+        if isinstance(expiry, int | float):
+            self.probe_cert_expiry.labels(*labels).set(expiry)
 
     def attach_live(self, read: Callable[[], LiveView]) -> None:
         """Register the scrape-time collector over the engine's live state."""

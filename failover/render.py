@@ -99,3 +99,33 @@ def plan_text(body: dict[str, Any]) -> str:
     for violation in body.get("violations") or []:
         lines.append(f"  safety rule {violation['rule']}: {violation['message']}")
     return "\n".join(lines)
+
+
+def probe_result_json(job: Any, result: Any) -> dict[str, Any]:
+    return {
+        "service": job.service,
+        "target": job.target,
+        "probe": job.spec.name,
+        "type": job.spec.type,
+        "ok": result.ok,
+        "reason": result.reason,
+        "duration_seconds": result.duration,
+        "timings": dict(result.timings),
+        "detail": dict(result.detail),
+    }
+
+
+def probe_results_text(results: list[tuple[Any, Any]]) -> str:
+    lines = []
+    for job, result in results:
+        mark = "PASS" if result.ok else "FAIL"
+        phases = " ".join(
+            f"{phase} {seconds * 1000:.1f}ms" for phase, seconds in result.timings.items()
+        )
+        lines.append(
+            f"{mark}  {job.target}/{job.spec.name} ({job.spec.type}) in "
+            f"{result.duration * 1000:.1f}ms: {result.reason}"
+        )
+        if phases:
+            lines.append(f"      {phases}")
+    return "\n".join(lines)

@@ -119,6 +119,7 @@ def daemon_config(
     dns_port: int,
     metrics_port: int,
     policy: str = "{failback: manual, cooldown: 2s, startup_grace: 3s}",
+    primary_probe_extra: str = "",
 ) -> Path:
     text = f"""
 instance: {{name: test-1, location: lab, state_dir: "{workdir / "state"}"}}
@@ -138,7 +139,7 @@ services:
       - name: primary
         location: cloud-a
         values: [{primary.host}]
-        probes: [{{type: http, url: "{primary.url}"}}]
+        probes: [{{type: http, url: "{primary.url}"{primary_probe_extra}}}]
       - name: secondary
         location: cloud-b
         values: [{secondary.host}]
@@ -152,8 +153,18 @@ services:
 class DaemonProcess:
     """`failover run` in a subprocess, as an operator would start it."""
 
-    def __init__(self, config: Path, metrics_port: int, socket_path: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        metrics_port: int,
+        socket_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.config = config
+        self.env = env or {}
+        self.extra_args = extra_args
         self.metrics_port = metrics_port
         self.socket = socket_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -162,10 +173,11 @@ class DaemonProcess:
     def start(self) -> DaemonProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "failover", "run", "-c", str(self.config)],
+                [sys.executable, "-m", "failover", "run", "-c", str(self.config), *self.extra_args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                env={**os.environ, **self.env},
             )
         wait_until(self.ready, 20, "the daemon to be ready")
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from failover.model import Health
@@ -123,3 +124,12 @@ def target_health(
     else:
         since = now
     return TargetHealth(health=health, since=since, failing_since=failing_since, reason=reason)
+
+
+def vantage_isolated(signals: Iterable[tuple[str | None, Health]]) -> bool:
+    """SPEC §4 isolation guard: every watched target (and canary) DOWN at once, across two or
+    more locations, means this vantage point is the one cut off, not all those clouds."""
+    seen = list(signals)
+    if not seen or any(health is not Health.DOWN for _, health in seen):
+        return False
+    return len({location for location, _ in seen}) >= 2

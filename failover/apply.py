@@ -1,0 +1,279 @@
+"""Writing DNS: one queue per provider that batches changes, then confirms them off the loop.
+
+Why a queue per provider: when a region dies, hundreds of services decide to switch in the
+same cycle. Each provider's worker takes every change waiting for it and sends them in one
+`apply` call, which the provider splits per zone into as few API calls as its API allows (a
+group commit). A slow or hung provider only delays its own queue: OVH changes never wait for
+Route 53. Acceptance (the provider took the change) resolves first, so the decision loop can
+record the switch at once; being in sync at the provider and then served by every
+authoritative server (verification) are confirmed afterwards, in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from failover.config_types import HostPort, ProviderConfig
+from failover.metrics import Metrics
+from failover.model import Change
+from failover.providers.base import Provider, ProviderError, Receipt
+from failover.verify import Expectation, VerifyResult, verify, verify_change
+
+log = logging.getLogger("failover.apply")
+
+MAX_BATCH = 5000  # changes per apply call; providers split further by their API limits
+
+
+@dataclass
+class Confirmation:
+    """How a provider's batch ended: in sync at the provider, then verified on the servers."""
+
+    in_sync: bool
+    in_sync_after: float | None
+    verified: bool | None  # None: verification disabled
+    verify_reason: str
+    verify_after: float | None
+    error: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "in_sync": self.in_sync,
+            "in_sync_seconds": self.in_sync_after,
+            "verified": self.verified,
+            "verify_seconds": self.verify_after,
+            "verify_reason": self.verify_reason,
+            "error": self.error or None,
+        }
+
+
+@dataclass
+class ProviderOutcome:
+    """Whether one provider accepted a service's changes (all its zones), and how fast."""
+
+    provider: str
+    ok: bool
+    error: str = ""
+    kind: str = ""
+    accepted_after: float | None = None
+    batch_size: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "ok": self.ok,
+            "error": self.error or None,
+            "accepted_seconds": self.accepted_after,
+            "batch_size": self.batch_size,
+        }
+
+
+@dataclass
+class Submission:
+    """One service's changes at one provider, and the futures that report on them."""
+
+    changes: list[Change]
+    accepted: asyncio.Future[ProviderOutcome]
+    confirmed: asyncio.Future[Confirmation]
+    zone_outcomes: dict[str, ProviderOutcome] = field(default_factory=dict)
+    zone_confirmations: dict[str, Confirmation] = field(default_factory=dict)
+
+    @property
+    def zones(self) -> set[str]:
+        return {c.key.zone for c in self.changes}
+
+    def zone_accepted(self, zone: str, outcome: ProviderOutcome) -> None:
+        self.zone_outcomes[zone] = outcome
+        if not outcome.ok:
+            self.zone_confirmations[zone] = Confirmation(False, None, None, "not applied", None)
+        if set(self.zone_outcomes) == self.zones:
+            failed = [o for z, o in sorted(self.zone_outcomes.items()) if not o.ok]
+            if failed:
+                _resolve(self.accepted, failed[0])
+            else:
+                outcomes = list(self.zone_outcomes.values())
+                after = max(o.accepted_after or 0.0 for o in outcomes)
+                provider = outcomes[0].provider
+                total = sum(o.batch_size for o in outcomes)
+                _resolve(
+                    self.accepted,
+                    ProviderOutcome(provider, True, accepted_after=after, batch_size=total),
+                )
+        self._maybe_confirmed()
+
+    def zone_confirmed(self, zone: str, confirmation: Confirmation) -> None:
+        self.zone_confirmations[zone] = confirmation
+        self._maybe_confirmed()
+
+    def _maybe_confirmed(self) -> None:
+        if set(self.zone_confirmations) != self.zones:
+            return
+        results = [c for _, c in sorted(self.zone_confirmations.items())]
+        bad = [c for c in results if not c.in_sync or c.verified is False]
+        _resolve(self.confirmed, bad[0] if bad else results[-1])
+
+
+def _verify_servers(provider: Provider, config: ProviderConfig) -> tuple[HostPort, ...]:
+    """Configured servers, else the builtin server itself, else () for the zone's NS set."""
+    if config.verify.nameservers:
+        return config.verify.nameservers
+    bound = getattr(provider, "bound", None)
+    return (bound,) if isinstance(bound, HostPort) else ()
+
+
+class ProviderQueue:
+    """The only writer to one provider. `submit` enqueues; one worker per zone batches and
+    applies, so changes to a zone stay ordered and a slow zone never delays another."""
+
+    def __init__(
+        self,
+        name: str,
+        provider: Provider,
+        config: ProviderConfig,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.provider = provider
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.calls = 0  # apply calls made (benchmarks report it)
+        self._limit = asyncio.Semaphore(getattr(config, "max_concurrency", 8))
+        self._pending: dict[str, list[tuple[Submission, list[Change]]]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._confirms: set[asyncio.Task[None]] = set()
+
+    def start(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        tasks = [*self._workers.values(), *self._confirms]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for items in self._pending.values():
+            for sub, _ in items:
+                for fut in (sub.accepted, sub.confirmed):
+                    if not fut.done():
+                        fut.cancel()
+
+    def submit(self, changes: Sequence[Change]) -> Submission:
+        loop = asyncio.get_running_loop()
+        sub = Submission(list(changes), loop.create_future(), loop.create_future())
+        by_zone: dict[str, list[Change]] = {}
+        for change in changes:
+            by_zone.setdefault(change.key.zone, []).append(change)
+        for zone, zone_changes in by_zone.items():
+            self._pending.setdefault(zone, []).append((sub, zone_changes))
+            worker = self._workers.get(zone)
+            if worker is None or worker.done():
+                self._workers[zone] = asyncio.create_task(
+                    self._zone_worker(zone), name=f"apply-{self.name}-{zone}"
+                )
+        return sub
+
+    async def _zone_worker(self, zone: str) -> None:
+        await asyncio.sleep(0)  # let every service of this cycle enqueue first
+        while self._pending.get(zone):
+            items = self._pending.pop(zone)
+            while items:
+                batch: list[tuple[Submission, list[Change]]] = []
+                size = 0
+                while items and (not batch or size + len(items[0][1]) <= MAX_BATCH):
+                    batch.append(items.pop(0))
+                    size += len(batch[-1][1])
+                await self._apply_zone(zone, batch)
+        self._workers.pop(zone, None)
+
+    async def _apply_zone(self, zone: str, batch: list[tuple[Submission, list[Change]]]) -> None:
+        changes = [c for _, part in batch for c in part]
+        timeout = self.config.timeout + self.config.retry.deadline
+        start, submitted = self.clock(), time.time()
+        async with self._limit:
+            self.calls += 1
+            try:
+                async with asyncio.timeout(timeout):
+                    receipt = await self.provider.apply(changes)
+            except (ProviderError, TimeoutError, OSError) as exc:
+                outcome = self._failure(exc, timeout, zone, len(changes))
+                for sub, _ in batch:
+                    sub.zone_accepted(zone, outcome)
+                return
+        self.metrics.dns_changes.labels(self.name, "ok").inc()
+        outcome = ProviderOutcome(
+            self.name, True, accepted_after=self.clock() - start, batch_size=len(changes)
+        )
+        for sub, _ in batch:
+            sub.zone_accepted(zone, outcome)
+        task = asyncio.create_task(self._confirm(zone, batch, changes, receipt, start, submitted))
+        self._confirms.add(task)
+        task.add_done_callback(self._confirms.discard)
+
+    def _failure(self, exc: BaseException, timeout: float, zone: str, size: int) -> ProviderOutcome:
+        kind = exc.kind if isinstance(exc, ProviderError) else type(exc).__name__.lower()
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            kind, message = "timeout", f"no answer within {timeout:g}s"
+        if not (isinstance(exc, ProviderError) and exc.counted):
+            self.metrics.provider_errors.labels(self.name, kind).inc()
+        self.metrics.dns_changes.labels(self.name, "error").inc()
+        log.warning("%s: change of %d records in %s failed: %s", self.name, size, zone, message)
+        return ProviderOutcome(self.name, False, message, kind, batch_size=size)
+
+    async def _confirm(
+        self,
+        zone: str,
+        batch: list[tuple[Submission, list[Change]]],
+        changes: list[Change],
+        receipt: Receipt,
+        start: float,
+        submitted: float,
+    ) -> None:
+        confirmation = await self._confirm_zone(changes, receipt, start, submitted)
+        for sub, _ in batch:
+            sub.zone_confirmed(zone, confirmation)
+
+    async def _confirm_zone(
+        self, changes: list[Change], receipt: Receipt, start: float, submitted: float
+    ) -> Confirmation:
+        try:
+            await self.provider.wait_in_sync(receipt, self.config.verify.timeout)
+        except (ProviderError, TimeoutError, OSError) as exc:
+            kind = exc.kind if isinstance(exc, ProviderError) else "timeout"
+            if not (isinstance(exc, ProviderError) and exc.counted):
+                self.metrics.provider_errors.labels(self.name, kind).inc()
+            return Confirmation(False, None, False, f"not in sync: {exc}", None, str(exc))
+        in_sync_after = self.clock() - start
+        self.metrics.dns_change_duration.labels(self.name).observe(in_sync_after)
+        if not self.config.verify.enabled:
+            return Confirmation(True, in_sync_after, None, "verification disabled", None)
+        verified = await self._verify(changes, submitted)
+        return Confirmation(True, in_sync_after, verified.ok, verified.reason, verified.elapsed)
+
+    async def _verify(self, changes: list[Change], submitted: float) -> VerifyResult:
+        expectations = [
+            Expectation(c.key.zone, c.key.name, c.key.type, c.after, c.ttl) for c in changes
+        ]
+        servers = _verify_servers(self.provider, self.config)
+        verify_timeout = self.config.verify.timeout
+        if servers:
+            result = await verify(expectations, servers, timeout=verify_timeout)
+        else:
+            result = await verify_change(expectations, self.config.verify, timeout=verify_timeout)
+        if result.ok:
+            self.metrics.dns_propagation.labels(self.name).observe(time.time() - submitted)
+        else:
+            self.metrics.provider_errors.labels(self.name, "not_verified").inc()
+            log.error("%s: change not verified: %s", self.name, result.reason)
+        return result
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
