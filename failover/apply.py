@@ -243,7 +243,8 @@ class ProviderQueue:
         self, changes: list[Change], receipt: Receipt, start: float, submitted: float
     ) -> Confirmation:
         try:
-            await self.provider.wait_in_sync(receipt, self.config.verify.timeout)
+            in_sync_timeout = getattr(self.config, "change_timeout", self.config.verify.timeout)
+            await self.provider.wait_in_sync(receipt, in_sync_timeout)
         except (ProviderError, TimeoutError, OSError) as exc:
             kind = exc.kind if isinstance(exc, ProviderError) else "timeout"
             if not (isinstance(exc, ProviderError) and exc.counted):

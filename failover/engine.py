@@ -316,11 +316,19 @@ class Engine:
     async def _switch(
         self, rt: ServiceRuntime, decision: core.Decision, plan: Plan, now: float
     ) -> dict[str, Any]:
-        """Submit the plan to every provider at once; record the outcome; confirm after."""
+        """Submit the plan to every provider at once; record the outcome; confirm after.
+
+        While providers answer, the service counts as changing to the new target (not drift),
+        and each provider's records show the new values as soon as that provider accepts."""
+        from_target = rt.published.target
+        before = (rt.pending, rt.pending_from)
+        rt.pending, rt.pending_from = plan.target, from_target
         try:
             outcomes = await self._submit(rt, plan)
             async with self._lock:
-                return await self._record_switch(rt, decision, plan, now, outcomes)
+                if not any(o.ok for o, _ in outcomes):
+                    rt.pending, rt.pending_from = before
+                return await self._record_switch(rt, decision, plan, now, outcomes, from_target)
         finally:
             rt.inflight = None
             self._wake.set()
@@ -332,6 +340,14 @@ class Engine:
         for change in plan.changes:
             by_provider.setdefault(change.key.provider, []).append(change)
         subs = [self.queues[name].submit(changes) for name, changes in by_provider.items()]
+
+        def progress(future: asyncio.Future[ProviderOutcome]) -> None:
+            if not future.cancelled() and future.exception() is None and future.result().ok:
+                self._assume_applied(rt, plan, {future.result().provider})
+                rt.published = self._classify(rt)
+
+        for sub in subs:
+            sub.accepted.add_done_callback(progress)
         accepted = await asyncio.gather(*(sub.accepted for sub in subs))
         return [(outcome, sub.confirmed) for outcome, sub in zip(accepted, subs, strict=True)]
 
@@ -342,8 +358,8 @@ class Engine:
         plan: Plan,
         now: float,
         outcomes: list[tuple[ProviderOutcome, asyncio.Future[Confirmation]]],
+        from_target: str | None,
     ) -> dict[str, Any]:
-        from_target = rt.published.target
         ok = [o for o, _ in outcomes if o.ok]
         result = "ok" if len(ok) == len(outcomes) else ("partial" if ok else "error")
         self._assume_applied(rt, plan, {o.provider for o in ok})
@@ -506,7 +522,10 @@ class Engine:
                     rt.provider_errors.pop(record.provider, None)
             rt.last_read = now
             if errors:
-                rt.read_error = "; ".join(sorted(set(errors)))
+                message = "; ".join(sorted(set(errors)))
+                if message != rt.read_error:
+                    log.error("%s: cannot read the published records: %s", rt.config.name, message)
+                rt.read_error = message
                 rt.current = None
                 self._backoff(rt, now)
             else:

@@ -50,7 +50,7 @@ from failover.config_parse import format_size
 from failover.config_types import HttpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeRun
-from failover.probes.net import open_socket, os_error_reason
+from failover.probes.net import CACHE_SIZE, open_socket, os_error_reason
 from failover.probes.tls_util import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
 
 USER_AGENT = "failover-probe"
@@ -219,8 +219,14 @@ class _Hop:
     sni: str | None  # TLS server name override
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _parse_url(url: str) -> URL:
+    """`URL(url)`, remembered: the same URLs are probed every interval (URLs are immutable)."""
+    return URL(url)
+
+
 def _first_hop(spec: HttpProbeConfig) -> _Hop:
-    return _Hop(URL(spec.url), spec.host, spec.tls_server_name or spec.host)
+    return _Hop(_parse_url(spec.url), spec.host, spec.tls_server_name or spec.host)
 
 
 def _next_hop(spec: HttpProbeConfig, hop: _Hop, location: str) -> _Hop:
@@ -229,7 +235,7 @@ def _next_hop(spec: HttpProbeConfig, hop: _Hop, location: str) -> _Hop:
     target = seen_as.join(URL(location))
     if target.scheme not in ("http", "https") or not target.host:
         raise ValueError(f"redirect to {str(target)[:100]!r}, not an http(s) URL")
-    origin = URL(spec.url)
+    origin = _parse_url(spec.url)
     vhost = spec.host or origin.host or ""
     if target.host.lower() == vhost.lower():
         pinned = target.with_host(origin.host) if origin.host else target
@@ -243,11 +249,13 @@ def _redirect_method(method: str, status: int) -> str:
     return method
 
 
-def _headers(spec: HttpProbeConfig, hop: _Hop) -> CIMultiDict[str]:
+def _headers(spec: HttpProbeConfig, hop: _Hop) -> CIMultiDict[str] | None:
+    if not spec.headers and not hop.host:
+        return None  # the session's defaults only
     headers: CIMultiDict[str] = CIMultiDict(spec.headers)
     if hop.host:
         headers["Host"] = hop.host
-    elif hop.url.host != URL(spec.url).host:
+    elif hop.url.host != _parse_url(spec.url).host:
         headers.popall("Host", None)  # a configured Host header was meant for the first host
     return headers
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import re
 import socket
@@ -21,6 +22,11 @@ from failover.probes.base import ProbeRun
 
 HAPPY_EYEBALLS_DELAY = 0.25
 """Seconds before racing the next address family (RFC 8305's recommended 250 ms)."""
+
+CACHE_SIZE = 65536
+"""Entries kept by the per-target caches of pure conversions (more than the targets of any
+sensible configuration: a least-recently-used cache smaller than the set probed in turn would
+miss every time)."""
 
 _ERRNO_REASONS = {
     errno.ECONNREFUSED: "connect refused",
@@ -56,6 +62,7 @@ def os_error_reason(err: OSError) -> str:
     return text[:200]
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host.partition("%")[0])
@@ -64,13 +71,20 @@ def is_ip(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _numeric(host: str, port: int) -> tuple[AddrInfoType, ...]:
+    # Pure conversion, no resolver: safe to remember (probes run the same targets every interval).
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    return tuple(infos)
+
+
 async def resolve(host: str, port: int) -> Sequence[AddrInfoType]:
     """Addresses for a TCP connection; an IP address is converted without asking any resolver.
 
     Raises socket.gaierror.
     """
     if is_ip(host):
-        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        return _numeric(host, port)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
@@ -86,6 +100,19 @@ async def open_socket(host: str, port: int, run: ProbeRun) -> socket.socket:
     run.enter("resolve")
     infos = await resolve(host.rstrip("."), port)
     run.enter("connect")
-    return await aiohappyeyeballs.start_connection(
-        infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, loop=asyncio.get_running_loop()
-    )
+    loop = asyncio.get_running_loop()
+    if len(infos) > 1:
+        return await aiohappyeyeballs.start_connection(
+            infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, loop=loop
+        )
+    # One address (the usual case: targets are IP addresses): nothing to race, so connect
+    # directly, as start_connection would, without its bookkeeping.
+    family, type_, proto, _, address = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

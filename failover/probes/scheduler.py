@@ -1,8 +1,11 @@
 """Probe scheduler: every job on its own interval, bounded concurrency, one deadline per run.
 
-Each job's first run starts at a random offset in [0, jitter * interval) to spread the load;
-then runs are fixed-rate on the monotonic clock (next = previous planned start + interval, so no
-drift). A run that overran skips the slots it missed instead of bunching them. One semaphore
+Each job's first run starts at a random offset in [0, jitter * interval) to spread the load,
+a window widened for a long job list so that first runs start at about `SPREAD_RATE` per second
+at most (never wider than the interval): runs are fixed-rate, so runs that start bunched stay
+bunched, and thousands of jobs crammed into a tenth of their interval would queue for the
+concurrency limit every interval. Then runs are fixed-rate on the monotonic clock (next =
+previous planned start + interval, so no drift). A run that overran skips the slots it missed instead of bunching them. One semaphore
 bounds the probes in flight. The scheduler owns timeouts: each run is wrapped in
 `asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun` (`ProbeContext.for_run`) so a
 timeout says where the run was (`timeout after 500ms in tls`) and keeps the timings of the
@@ -37,6 +40,11 @@ log = logging.getLogger(__name__)
 
 LAG_SAMPLES = 1024
 """How many recent scheduling lags `ProbeScheduler.lag_samples` keeps."""
+
+SPREAD_RATE = 1000.0
+"""First runs per second, on average, above which the first-run window widens past
+jitter * interval (up to the interval): 5,000 jobs at 1 s spread over the whole second, not
+over 100 ms."""
 
 JobKey = tuple[str, str, str]
 
@@ -186,7 +194,7 @@ class ProbeScheduler:
 
     async def _loop(self, job: ProbeJob, ctx: ProbeContext) -> None:
         interval = job.spec.interval
-        planned = time.monotonic() + random.uniform(0.0, self._jitter * interval)
+        planned = time.monotonic() + self._first_offset(interval)
         while True:
             delay = planned - time.monotonic()
             if delay > 0:
@@ -199,6 +207,12 @@ class ProbeScheduler:
                 missed = math.floor((now - planned) / interval) + 1
                 planned += missed * interval
                 self.skipped_runs += missed
+
+    def _first_offset(self, interval: float) -> float:
+        if self._jitter == 0.0:
+            return 0.0
+        window = max(self._jitter * interval, len(self._jobs) / SPREAD_RATE)
+        return random.uniform(0.0, min(interval, window))
 
     async def _execute(
         self, job: ProbeJob, ctx: ProbeContext, planned: float | None = None
