@@ -550,7 +550,11 @@ def _metrics(top: Section) -> MetricsConfig:
 
 
 def parse_config(
-    text: str, *, source: Path | None = None, env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    source: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    missing_secrets: list[str] | None = None,
 ) -> Config:
     """Parse and validate a whole file; raise ConfigError listing every problem found."""
     env = os.environ if env is None else env
@@ -561,7 +565,7 @@ def parse_config(
         raise ConfigError([f"{label}: the file is empty; expected providers: and services:"])
     if not isinstance(tree, dict):
         raise ConfigError([f"{label}: expected a mapping at the top level, got {kind(tree)}"])
-    tree = interpolate(tree, "", env, base_dir, errors)
+    tree = interpolate(tree, "", env, base_dir, errors, missing_secrets)
     top = Section(errors, tree, "")
     instance, admin, metrics = _instance(top, base_dir), _admin(top, base_dir), _metrics(top)
     providers, declared = _providers(top)
@@ -573,7 +577,12 @@ def parse_config(
     return Config(instance, admin, metrics, providers, services, source=source)
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    missing_secrets: list[str] | None = None,
+) -> Config:
     """Read and parse a config file; an unreadable file is a ConfigError, never a traceback."""
     source = Path(path)
     try:
@@ -587,7 +596,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         ) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{source}: not UTF-8 text; expected a YAML file"]) from None
-    return parse_config(text, source=source, env=env)
+    return parse_config(text, source=source, env=env, missing_secrets=missing_secrets)
 
 
 # --- check-config summary ---------------------------------------------------------------------

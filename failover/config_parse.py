@@ -146,17 +146,33 @@ def join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+PLACEHOLDER = "cGxhY2Vob2xkZXI="  # base64 of "placeholder": passes secret-format checks
+
+
 def interpolate(
-    node: object, path: str, env: Mapping[str, str], base_dir: Path | None, errors: list[str]
+    node: object,
+    path: str,
+    env: Mapping[str, str],
+    base_dir: Path | None,
+    errors: list[str],
+    missing: list[str] | None = None,
 ) -> object:
     """Resolve `${ENV}` and `${file:/path}` in every string value (not keys); `$${` is a literal.
 
     Failures are reported with the path and the variable or file, and the value becomes BROKEN.
+    With `missing` (check-config on a machine without the secrets), an unavailable variable or
+    file is listed there instead and replaced by a placeholder.
     """
     if isinstance(node, dict):
-        return {k: interpolate(v, join(path, k), env, base_dir, errors) for k, v in node.items()}
+        return {
+            k: interpolate(v, join(path, k), env, base_dir, errors, missing)
+            for k, v in node.items()
+        }
     if isinstance(node, list):
-        return [interpolate(v, f"{path}[{i}]", env, base_dir, errors) for i, v in enumerate(node)]
+        return [
+            interpolate(v, f"{path}[{i}]", env, base_dir, errors, missing)
+            for i, v in enumerate(node)
+        ]
     if not isinstance(node, str) or "${" not in node:
         return node
     parts: list[str] = []
@@ -173,12 +189,21 @@ def interpolate(
             errors.append(f"{path}: unclosed '${{'; write ${{ENV_VAR}}, ${{file:/path}} or $${{")
             ok = False
         elif ref.startswith("file:"):
-            value = _read_secret_file(ref[5:], path, base_dir, errors)
+            problems: list[str] = []
+            value = _read_secret_file(ref[5:], path, base_dir, problems)
+            if value is None and missing is not None:
+                missing.append(f"{path}: ${{{ref}}}")
+                value = PLACEHOLDER
+            errors.extend(problems if value is None else [])
             ok = ok and value is not None
             parts.append(value or "")
             origins.append(f"${{{ref}}}")
         elif _ENV_NAME.fullmatch(ref):
-            if ref not in env:
+            if ref not in env and missing is not None:
+                missing.append(f"{path}: ${{{ref}}}")
+                parts.append(PLACEHOLDER)
+                origins.append(f"${{{ref}}}")
+            elif ref not in env:
                 errors.append(
                     f"{path}: environment variable {ref} is not set; "
                     f"set it in the daemon's environment or remove ${{{ref}}}"

@@ -20,10 +20,18 @@ services:
 """
 
 
-def test_example_config_passes_check_config() -> None:
-    result = cli("check-config", "-c", str(REPO / "config" / "failover.example.yaml"))
-    assert result.returncode == 0, result.stderr
-    assert "OK" in result.stdout
+def test_example_configs_pass_check_config() -> None:
+    lab = cli("check-config", "-c", str(REPO / "config" / "lab.yaml"))
+    assert lab.returncode == 0, lab.stderr
+    assert "OK" in lab.stdout
+    full = REPO / "config" / "failover.example.yaml"
+    strict = cli("check-config", "-c", str(full))
+    assert strict.returncode == 2
+    assert "OVH_APPLICATION_KEY is not set" in strict.stderr
+    offline = cli("check-config", "-c", str(full), "--without-secrets")
+    assert offline.returncode == 0, offline.stderr
+    assert "secrets not available here" in offline.stdout
+    assert "providers.bind.tsig.secret: ${TSIG_SECRET}" in offline.stdout
 
 
 def test_bad_config_exits_2_with_the_key_path(tmp_path: Path) -> None:

@@ -36,7 +36,8 @@ from failover.config_types import (
 )
 from failover.model import RecordType
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "failover.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lab.yaml"
+FULL_EXAMPLE = EXAMPLE.with_name("failover.example.yaml")
 
 Cfg = dict[str, Any]
 
@@ -873,6 +874,34 @@ def test_describe_lists_targets_in_priority_order_without_secrets() -> None:
     assert "http://192.0.2.1/health?…" in text
     assert "connect 192.0.2.2:443" in text
     assert "secret" not in text
+
+
+def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
+    missing: list[str] = []
+    config = load_config(FULL_EXAMPLE, env={}, missing_secrets=missing)
+    assert {p.type for p in config.providers.values()} == {"route53", "ovh", "scaleway", "rfc2136"}
+    shop = config.services["shop"]
+    assert {r.provider for r in shop.records} == {"ovh", "route53", "bind"}
+    assert [t.location for t in shop.targets] == ["aws", "ovh", "scaleway"]
+    assert missing == [
+        "providers.ovh.application_key: ${OVH_APPLICATION_KEY}",
+        "providers.ovh.application_secret: ${OVH_APPLICATION_SECRET}",
+        "providers.ovh.consumer_key: ${OVH_CONSUMER_KEY}",
+        "providers.scaleway.secret_key: ${file:/run/secrets/scw_secret_key}",
+        "providers.bind.tsig.secret: ${TSIG_SECRET}",
+    ]
+    with pytest.raises(ConfigError) as info:  # without the flag, missing secrets are errors
+        load_config(FULL_EXAMPLE, env={})
+    assert "environment variable OVH_APPLICATION_KEY is not set" in str(info.value)
+    env = {
+        "OVH_APPLICATION_KEY": "k",
+        "OVH_APPLICATION_SECRET": "s-4711",
+        "OVH_CONSUMER_KEY": "c",
+        "TSIG_SECRET": "c2VjcmV0",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_config(FULL_EXAMPLE, env=env)
+    assert str(info.value).count("\n") == 0 and "scw_secret_key" in str(info.value)
 
 
 def test_describe_example() -> None:

@@ -13,7 +13,7 @@ import yaml
 from failover.config import ConfigError, describe, load_config, parse_config
 from failover.config_types import Config, DnsProbeConfig, HostPort, ProbeConfig, TlsProbeConfig
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "failover.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lab.yaml"
 AT = "services.shop.targets[0].probes[0]"
 
 Cfg = dict[str, Any]
