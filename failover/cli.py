@@ -408,10 +408,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:
+    except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        print(
-            f"failover: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr
-        )
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"failover: {exc.strerror or exc}{where}", file=sys.stderr)
+        else:
+            print(
+                f"failover: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback, and please report it)",
+                file=sys.stderr,
+            )
         return EXIT_FAILED
