@@ -98,7 +98,8 @@ async def open_socket(host: str, port: int, run: ProbeRun) -> socket.socket:
     Enters phases `resolve` then `connect`. Raises OSError (socket.gaierror for DNS).
     """
     run.enter("resolve")
-    infos = await resolve(host.rstrip("."), port)
+    host = host.rstrip(".")
+    infos = _numeric(host, port) if is_ip(host) else await resolve(host, port)
     run.enter("connect")
     loop = asyncio.get_running_loop()
     if len(infos) > 1:

@@ -1,16 +1,23 @@
 """Probe scheduler: every job on its own interval, bounded concurrency, one deadline per run.
 
-Each job's first run starts at a random offset in [0, jitter * interval) to spread the load,
-a window widened for a long job list so that first runs start at about `SPREAD_RATE` per second
-at most (never wider than the interval): runs are fixed-rate, so runs that start bunched stay
+Each job's first run starts at a random offset in [0, jitter * interval) to spread the load, a
+window widened for a long job list so that first runs start at about `SPREAD_RATE` per second at
+most (never wider than the interval): runs are fixed-rate, so runs that start bunched stay
 bunched, and thousands of jobs crammed into a tenth of their interval would queue for the
 concurrency limit every interval. Then runs are fixed-rate on the monotonic clock (next =
-previous planned start + interval, so no drift). A run that overran skips the slots it missed instead of bunching them. One semaphore
-bounds the probes in flight. The scheduler owns timeouts: each run is wrapped in
-`asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun` (`ProbeContext.for_run`) so a
-timeout says where the run was (`timeout after 500ms in tls`) and keeps the timings of the
-phases it got through. Every result goes to `on_result`, timeouts and probe crashes included
-(as failed results).
+previous planned start + interval, so no drift). A run that overran skips the slots it missed
+instead of bunching them. One semaphore bounds the probes in flight. The scheduler owns
+timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun`
+(`ProbeContext.for_run`) so a timeout says where the run was (`timeout after 500ms in tls`) and
+keeps the timings of the phases it got through. Every result goes to `on_result`, timeouts and
+probe crashes included (as failed results); every scheduled run's lag (planned -> actual
+start, waiting for a slot included) goes to `lag_samples` and to `on_lag` (the daemon's
+`failover_probe_scheduling_lag_seconds` histogram).
+
+One long-lived task per job, sleeping until its next slot, is cheap next to a run: at 2,000
+HTTP targets the scheduling itself (sleep, deadline, semaphore) is about 6% of the prober's CPU,
+the rest being the connection, the request and the event loop's work on them (see
+`bench/probes.py`).
 
 What runs share is only what is safe to share: one HTTP session whose connector opens a fresh
 connection per request, and the TLS contexts (`ProbeContext.tls`). No connection is reused: a
