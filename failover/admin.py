@@ -71,7 +71,7 @@ class AdminApi:
     """The routes of SPEC §8 over one engine."""
 
     def __init__(
-        self, engine: Engine, reload: Callable[[], Awaitable[dict[str, Any]]] | None
+        self, engine: Engine, reload: Callable[[str], Awaitable[dict[str, Any]]] | None
     ) -> None:
         self.engine = engine
         self.reload_cb = reload
@@ -82,6 +82,7 @@ class AdminApi:
         app.router.add_get("/v1/history", self.history)
         app.router.add_get("/v1/openapi.json", self.openapi)
         app.router.add_post("/v1/services/{service}/promote", self.promote)
+        app.router.add_post("/v1/services/{service}/drill", self.drill)
         app.router.add_post("/v1/services/{service}/{verb}", self.service_verb)
         app.router.add_post("/v1/pause", self.global_verb)
         app.router.add_post("/v1/resume", self.global_verb)
@@ -96,7 +97,8 @@ class AdminApi:
         raw_limit = request.query.get("limit", "100")
         if not raw_limit.isdigit() or int(raw_limit) < 1:
             raise CommandError("bad_request", "limit must be a positive integer")
-        if service is not None and service not in self.engine.services:
+        known = service is None or service == "*" or service in self.engine.services
+        if not known:  # "*": the daemon-wide entries (reloads, isolation)
             raise CommandError("unknown_service", f"no service {service!r}", 404)
         entries = await asyncio.to_thread(self.engine.store.history, service, int(raw_limit))
         return web.json_response([{k: v for k, v in e.items() if k != "ts"} for e in entries])
@@ -112,6 +114,38 @@ class AdminApi:
             dry_run=_field(data, "dry_run", bool, False),
         )
         return web.json_response(result, status=_result_status(result))
+
+    async def drill(self, request: web.Request) -> web.Response:
+        """Run a drill now and answer with its report (the request lasts the whole drill)."""
+        from failover.config_parse import parse_duration
+        from failover.drill import DrillRefused, run_drill
+
+        data = await _body(request)
+        raw_hold = data.get("hold", "1m")
+        try:
+            hold = (
+                float(raw_hold) if isinstance(raw_hold, int | float) else parse_duration(raw_hold)
+            )
+        except ValueError as exc:
+            raise CommandError("bad_request", f"hold: {exc}") from exc
+        if not 0 < hold <= 24 * 3600:
+            raise CommandError("bad_request", "hold must be between 0 and 24h")
+        to = data.get("to")
+        if to is not None and not isinstance(to, str):
+            raise CommandError("bad_request", "field 'to' must be a string")
+        try:
+            report = await run_drill(
+                self.engine,
+                request.match_info["service"],
+                to,
+                hold,
+                dry_run=_field(data, "dry_run", bool, False),
+                actor=_field(data, "actor", str, "unknown"),
+            )
+        except DrillRefused as exc:
+            raise CommandError("refused", f"drill refused ({exc.check}): {exc}", 409) from exc
+        body = report.as_json()
+        return web.json_response(body, status=200 if body["result"] in ("ok", "dry-run") else 502)
 
     async def service_verb(self, request: web.Request) -> web.Response:
         verb = request.match_info["verb"]
@@ -130,13 +164,15 @@ class AdminApi:
         return web.json_response(result)
 
     async def reload(self, request: web.Request) -> web.Response:
+        """Re-read the config file; a rejected file is a 400 listing its errors."""
         if self.reload_cb is None:
             raise CommandError(
                 "not_implemented",
-                "live reload is not available yet; restart the daemon to apply a new config",
+                "live reload is not available here; restart the daemon to apply a new config",
                 501,
             )
-        return web.json_response(await self.reload_cb())
+        data = await _body(request)
+        return web.json_response(await self.reload_cb(_field(data, "actor", str, "unknown")))
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
@@ -192,9 +228,23 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": service_param,
             }
         },
+        "/v1/services/{service}/drill": {
+            "post": {
+                **op(
+                    "Drill: switch to a secondary, verify, hold, switch back, report",
+                    {
+                        "to": {"type": "string"},
+                        "hold": {"type": "string", "description": "duration like 2m"},
+                        "dry_run": {"type": "boolean"},
+                        **actor,
+                    },
+                ),
+                "parameters": service_param,
+            }
+        },
         "/v1/pause": {"post": op("Stop automatic decisions for every service", actor)},
         "/v1/resume": {"post": op("Resume automatic decisions for every service", actor)},
-        "/v1/reload": {"post": op("Reload the configuration file")},
+        "/v1/reload": {"post": op("Re-read and apply the configuration file", actor)},
     }
     for verb in SERVICE_VERBS:
         paths[f"/v1/services/{{service}}/{verb}"] = {

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from failover.config_types import HostPort, ProviderConfig
+from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Change
 from failover.providers.base import Provider, ProviderError, Receipt
@@ -144,6 +145,8 @@ class ProviderQueue:
         self.metrics = metrics
         self.clock = clock
         self.calls = 0  # apply calls made (benchmarks report it)
+        for result in ("ok", "error"):  # from 0, so increase() sees the first failed change
+            metrics.dns_changes.labels(name, result)
         self._limit = asyncio.Semaphore(getattr(config, "max_concurrency", 8))
         self._pending: dict[str, list[tuple[Submission, list[Change]]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -223,7 +226,14 @@ class ProviderQueue:
         if not (isinstance(exc, ProviderError) and exc.counted):
             self.metrics.provider_errors.labels(self.name, kind).inc()
         self.metrics.dns_changes.labels(self.name, "error").inc()
-        log.warning("%s: change of %d records in %s failed: %s", self.name, size, zone, message)
+        log.warning(
+            "%s: change of %d records in %s failed: %s",
+            self.name,
+            size,
+            zone,
+            message,
+            extra=fields(provider=self.name),
+        )
         return ProviderOutcome(self.name, False, message, kind, batch_size=size)
 
     async def _confirm(
@@ -271,7 +281,12 @@ class ProviderQueue:
             self.metrics.dns_propagation.labels(self.name).observe(time.time() - submitted)
         else:
             self.metrics.provider_errors.labels(self.name, "not_verified").inc()
-            log.error("%s: change not verified: %s", self.name, result.reason)
+            log.error(
+                "%s: change not verified: %s",
+                self.name,
+                result.reason,
+                extra=fields(provider=self.name),
+            )
         return result
 
 

@@ -10,11 +10,13 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import socket
 import sys
 import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,12 @@ from typing import Any
 from failover import __version__
 from failover.client import AdminClient, DaemonUnreachable
 from failover.config import ConfigError, describe, load_config
+from failover.config_parse import parse_duration
+from failover.config_types import HostPort
+from failover.logs import FORMATS
+from failover.logs import setup as setup_logging
 from failover.render import (
+    drill_report_text,
     history_text,
     plan_text,
     probe_result_json,
@@ -33,6 +40,7 @@ from failover.store import StoreCorruptError, StoreLockedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 DEFAULT_SOCKET = Path("/run/failover/admin.sock")
+DEFAULT_HEALTHZ = "http://127.0.0.1:9180/healthz"
 
 
 class CliError(Exception):
@@ -269,6 +277,138 @@ async def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK if all(result.ok for _, result in results) else EXIT_FAILED
 
 
+async def cmd_drill(args: argparse.Namespace) -> int:
+    """A planned failover test through the daemon: preflight, switch, hold, back, report."""
+    path = f"/v1/services/{args.service}/drill"
+    body: dict[str, Any] = {"hold": args.hold, "actor": _actor()}
+    if args.to:
+        body["to"] = args.to
+    status, preview = await _call(args, "POST", path, {**body, "dry_run": True})
+    if status == 409:
+        print(f"failover: {preview.get('message')}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(
+        f"Drill {args.service}: {preview['from']} -> {preview['to']}, hold {args.hold}, "
+        f"then back to {preview['from']} (preflight passed)",
+        file=sys.stderr if args.json else sys.stdout,
+    )
+    if args.dry_run:
+        print("dry-run: nothing changed")
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CliError("failover: not a terminal; pass --yes to start the drill", EXIT_USAGE)
+        answer = await asyncio.to_thread(input, "Start the drill? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("aborted: nothing changed")
+            return EXIT_FAILED
+    hold = parse_duration(args.hold)
+    client = _client(args)
+    client.timeout = hold + 600  # the request lasts the whole drill, verification included
+    status, report = await client.call("POST", path, {**body, "dry_run": False})
+    if status == 409:
+        print(f"failover: {report.get('message')}", file=sys.stderr)
+        return EXIT_REFUSED
+    if status >= 400 and "result" not in report:
+        raise CliError(f"failover: {report.get('message', report)}", EXIT_FAILED)
+    if args.json:
+        _print_json(report)
+    else:
+        print(drill_report_text(report))
+    return EXIT_OK if report.get("result") == "ok" else EXIT_FAILED
+
+
+def _get_healthz(url: str, timeout: float) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return int(resp.status), resp.read(512).decode(errors="replace").strip()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(512).decode(errors="replace").strip()
+
+
+async def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when the daemon's /healthz answers 200, 1 otherwise: a container HEALTHCHECK
+    (or any supervisor) needs no curl, and the slim image ships none."""
+    url = args.url or os.environ.get("FAILOVER_HEALTHCHECK_URL") or DEFAULT_HEALTHZ
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise CliError(f"failover: --url {url!r} is not an http(s) URL", EXIT_USAGE)
+    try:
+        status, text = await asyncio.to_thread(_get_healthz, url, args.timeout)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        print(f"unhealthy: {url} unreachable ({reason})", file=sys.stderr)
+        return EXIT_FAILED
+    if status != 200:
+        print(f"unhealthy: {url} answered {status} {text}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"healthy: {url} answered {status} {text}")
+    return EXIT_OK
+
+
+def _audit_client(args: argparse.Namespace, socket_path: Path) -> AdminClient:
+    """Like _client, but the config is already loaded (without its secrets) and the wait short:
+    an audit must not hang on a stuck daemon."""
+    if args.url:
+        token = Path(args.token_file).read_text().strip() if args.token_file else None
+        return AdminClient(url=args.url, token=token, timeout=10.0)
+    where = args.socket or os.environ.get("FAILOVER_SOCKET") or socket_path
+    return AdminClient(socket=Path(where), timeout=10.0)
+
+
+def _resolver(text: str) -> HostPort:
+    """--resolver HOST[:PORT]: an IP address, since it is asked before any name resolves."""
+    import ipaddress
+
+    from failover.config_parse import parse_hostport
+
+    try:
+        server = parse_hostport(text, "--resolver", default_port=53)
+        ipaddress.ip_address(server.host)
+    except (ConfigError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not IP[:PORT]; expected like 127.0.0.1:5353 or [::1]:53"
+        ) from None
+    return server
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def cmd_audit(args: argparse.Namespace) -> int:
+    """Resilience audit of -c FILE, plus the daemon's state and the DNS when they answer.
+
+    Exit 1 when a critical finding exists. The secrets need not be present (like
+    `check-config --without-secrets`): the audit runs in CI and on laptops.
+    """
+    from failover.audit import render, resolver_lookup, run_audit
+
+    config = load_config(args.config, missing_secrets=[])
+    report = await run_audit(
+        config,
+        config_path=args.config,
+        client=_audit_client(args, config.admin.socket),
+        ns_lookup=None if args.no_dns else resolver_lookup(args.resolver or ()),
+        dns_timeout=args.dns_timeout,
+    )
+    print(render(report, args.format))
+    return EXIT_FAILED if report.has_critical else EXIT_OK
+
+
+async def cmd_reload(args: argparse.Namespace) -> int:
+    """Ask the daemon to re-read its config file; a rejected file prints its errors (exit 2)."""
+    _, result = await _call(args, "POST", "/v1/reload", {"actor": _actor()})
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"reloaded {result.get('source')}: {result.get('summary')}")
+    return EXIT_OK
+
+
 async def cmd_demo(args: argparse.Namespace) -> int:
     from failover.demo import run_demo
 
@@ -286,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("FAILOVER_LOG_FORMAT") or "text",
+        choices=FORMATS,
+        help="text (default) or json: one object per line (default: $FAILOVER_LOG_FORMAT)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -354,6 +500,15 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts(p)
     p.set_defaults(func=cmd_history)
 
+    p = sub.add_parser("drill", help="test a secondary: switch, verify, hold, switch back")
+    p.add_argument("service")
+    p.add_argument("--to", help="the target to drill (default: the first other UP target)")
+    p.add_argument("--hold", default="1m", help="how long to stay on it (default 1m)")
+    p.add_argument("--dry-run", action="store_true", help="preflight only, change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    client_opts(p)
+    p.set_defaults(func=cmd_drill)
+
     p = sub.add_parser("probe", help="run a service's probes once and show each result")
     p.add_argument("-c", "--config", required=True)
     p.add_argument("service")
@@ -361,25 +516,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print results as JSON")
     p.set_defaults(func=cmd_probe)
 
+    p = sub.add_parser("healthcheck", help="exit 0 if the daemon's /healthz says ok, else 1")
+    p.add_argument(
+        "--url", help=f"default: $FAILOVER_HEALTHCHECK_URL, else {DEFAULT_HEALTHZ} (metrics.listen)"
+    )
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    p.set_defaults(func=cmd_healthcheck)
+
+    p = sub.add_parser("audit", help="resilience audit: single points of failure, with advice")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--socket", help="admin socket (default: $FAILOVER_SOCKET, admin.socket of -c)")
+    p.add_argument("--url", help="admin API over TCP, e.g. http://10.0.0.5:9181")
+    p.add_argument("--token-file", help="bearer token for --url")
+    p.add_argument("--no-dns", action="store_true", help="do not query the zones' NS sets")
+    p.add_argument(
+        "--resolver",
+        action="append",
+        type=_resolver,
+        metavar="IP[:PORT]",
+        help="resolver for the NS queries (repeatable; default: the system's)",
+    )
+    p.add_argument(
+        "--dns-timeout",
+        type=_duration_arg,
+        default=5.0,
+        metavar="DURATION",
+        help="per-zone deadline of the NS queries (default 5s)",
+    )
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("reload", help="make the daemon re-read its config file (like SIGHUP)")
+    client_opts(p)
+    p.set_defaults(func=cmd_reload)
+
     p = sub.add_parser("demo", help="a guided failover on loopback, no account needed")
     p.add_argument("--keep", action="store_true", help="leave it running to explore")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging("debug" if args.debug else args.log_level)
+    if args.log_format not in FORMATS:
+        parser.error(f"FAILOVER_LOG_FORMAT={args.log_format}: expected one of {', '.join(FORMATS)}")
+    setup_logging("debug" if args.debug else args.log_level, args.log_format)
     try:
         code: int = asyncio.run(args.func(args))
         return code

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from failover import config_http_tcp, config_probes, config_providers
+from failover import config_drills, config_http_tcp, config_notify, config_probes, config_providers
 from failover.config_parse import (
     ConfigError,
     Invalid,
@@ -471,6 +471,7 @@ def _service(
     timing = _timing_block(s, defaults.timing)
     health = _health(s, defaults.health)
     policy = _policy(s, defaults.policy)
+    rto = s.opt("rto", _positive)  # optional recovery time objective, checked by the audit
     records = _records(s, name, providers, claimed)
     rtypes = {r.type for r in records}
     targets: list[TargetConfig] = []
@@ -485,8 +486,11 @@ def _service(
         targets.append(target)
     if not items and not s.failed("targets"):
         s.error("targets", "missing; expected at least one target, in priority order")
+    drill_schedule = config_drills.drills(s, {t.name for t in targets})
     s.done()
-    return ServiceConfig(name, tuple(records), tuple(targets), policy)
+    return ServiceConfig(
+        name, tuple(records), tuple(targets), policy, rto=rto, drills=drill_schedule
+    )
 
 
 def _services(
@@ -517,6 +521,7 @@ def _instance(top: Section, base_dir: Path | None) -> InstanceConfig:
         location=_opt_plain(sec.opt("location", _name)),
         state_dir=sec.get("state_dir", path_in(base_dir), Path("/var/lib/failover")),
         resync_interval=sec.get("resync_interval", _positive, 30.0),
+        shutdown_timeout=sec.get("shutdown_timeout", _positive, 30.0),
     )
     sec.done()
     return instance
@@ -570,11 +575,14 @@ def parse_config(
     instance, admin, metrics = _instance(top, base_dir), _admin(top, base_dir), _metrics(top)
     providers, declared = _providers(top)
     services = _services(top, _defaults(top), declared, base_dir)
+    notifications = config_notify.notifications(top)
     top.done()
     if errors:
         raise ConfigError(errors)
     source = source.absolute() if source is not None else None
-    return Config(instance, admin, metrics, providers, services, source=source)
+    return Config(
+        instance, admin, metrics, providers, services, source=source, notifications=notifications
+    )
 
 
 def load_config(
@@ -679,4 +687,7 @@ def describe(config: Config) -> str:
             f"automatic switches per {format_duration(pol.flap_window)}, start-up grace "
             f"{format_duration(pol.startup_grace)}"
         )
+        if svc.rto is not None:
+            lines.append(f"    recovery time objective (rto): {format_duration(svc.rto)}")
+    lines += config_notify.describe_notifications(config.notifications)
     return "\n".join(lines)

@@ -327,7 +327,7 @@ class Section:
         if not isinstance(value, str) or not value:
             self.error(key, f"expected a non-empty string, got {kind(value)}")
             return None
-        return Secret(plain(value))
+        return Secret(plain(value), clear_text=not isinstance(value, Interpolated))
 
     def section(self, key: str) -> Section:
         """The nested mapping (empty when absent; a wrong type is reported)."""

@@ -16,12 +16,17 @@ from failover.model import RecordKey, RecordType
 
 
 class Secret:
-    """A credential read from `${ENV}` or `${file:…}`; it never prints its value."""
+    """A credential read from `${ENV}` or `${file:…}`; it never prints its value.
 
-    __slots__ = ("_value",)
+    `clear_text` records that the file held the value itself rather than a `${…}` reference,
+    so `failover audit` can flag it; it is not part of equality.
+    """
 
-    def __init__(self, value: str) -> None:
+    __slots__ = ("_value", "clear_text")
+
+    def __init__(self, value: str, *, clear_text: bool = False) -> None:
         self._value = value
+        self.clear_text = clear_text
 
     def reveal(self) -> str:
         """The clear value, for the one call that sends it to a provider."""
@@ -54,6 +59,7 @@ class InstanceConfig:
     location: str | None
     state_dir: Path
     resync_interval: float = 30.0  # how often the engine re-reads published records (drift)
+    shutdown_timeout: float = 30.0  # SIGTERM: wait this long for in-flight changes, then abandon
 
 
 @dataclass(frozen=True)
@@ -322,14 +328,48 @@ class RecordConfig:
 
 
 @dataclass(frozen=True)
+class DrillScheduleConfig:
+    """When a service may be drilled automatically (off unless `enabled`)."""
+
+    enabled: bool = False
+    days: tuple[str, ...] = ()  # mon..sun
+    window: tuple[int, int] = (0, 0)  # minutes after midnight: [start, end)
+    timezone: str = "UTC"
+    hold: float = 300.0
+    target: str | None = None
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     name: str
     records: tuple[RecordConfig, ...]
     targets: tuple[TargetConfig, ...]  # priority order: the first is the primary
     policy: PolicyConfig
+    rto: float | None = None  # recovery time objective (seconds); the audit checks TTLs against it
+    drills: DrillScheduleConfig | None = None  # scheduled drills (drill.py)
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """An HTTP POST per event: generic JSON or a Slack-compatible message.
+
+    The URL is a `Secret` because webhook URLs usually embed their token (Slack, Teams…);
+    logs, metrics and errors name the webhook by `name` and at most the URL's scheme and host.
+    """
+
+    name: str  # the metrics label and log name; default `webhook-N` (N: its list index)
+    url: Secret
+    type: Literal["webhook"] = "webhook"
+    format: Literal["json", "slack"] = "json"
+    events: frozenset[str] | None = None  # None: every event
+    timeout: float = 5.0  # per attempt
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+
+NotificationConfig = WebhookConfig  # a tagged union on `type`, like providers
 
 
 @dataclass(frozen=True)
@@ -340,3 +380,4 @@ class Config:
     providers: Mapping[str, ProviderConfig]
     services: Mapping[str, ServiceConfig]
     source: Path | None = None
+    notifications: tuple[NotificationConfig, ...] = ()

@@ -2,32 +2,51 @@
 
 Start order matters: the state dir is locked first (two daemons must never share it), the
 published answer is read back before any probe result can trigger a decision, and the
-listeners open last so `readyz` never reports a half-started daemon.
+listeners open last so `readyz` never reports a half-started daemon. systemd hears READY=1
+only then.
+
+Reload (SIGHUP, `POST /v1/reload`) parses the whole file before touching anything; providers
+that changed are opened before the swap (a builtin server, which owns an address and a data
+file, under the engine's lock once its predecessor is closed), so a provider that cannot start
+rejects the reload with the old configuration intact. Shutdown (SIGTERM) is bounded: in-flight
+changes get `instance.shutdown_timeout`, each provider `CLOSE_TIMEOUT`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from failover import reload as live_reload
+from failover import sdnotify
 from failover.admin import AdminApi, start_unix_site
+from failover.config import ConfigError, load_config
 from failover.config_types import Config, HostPort
 from failover.coord.standalone import StandaloneCoordinator
-from failover.engine import TICK, Engine
+from failover.drill import DrillScheduler, restore_drill_metrics
+from failover.engine import TICK, CommandError, Engine, ServiceRuntime
+from failover.logs import fields
 from failover.metrics import Metrics
+from failover.model import Trigger
+from failover.notify import Notifier
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
 from failover.providers.base import Provider
 from failover.providers.registry import create_provider
 from failover.store import Store
 
 log = logging.getLogger("failover.daemon")
+
+RELOAD_WAIT = 30.0  # a reload waits this long for in-flight changes of what it replaces
+CLOSE_TIMEOUT = 10.0  # each provider's aclose at shutdown and reload
 
 
 def probe_jobs(config: Config) -> list[ProbeJob]:
@@ -62,24 +81,27 @@ class Daemon:
         self.dry_run = dry_run
         self.store = Store(config.instance.state_dir)
         self.metrics = Metrics()
+        self.notifier = Notifier(config.notifications, self.metrics.notifications)
         self.providers: dict[str, Provider] = {}
         self.engine: Engine | None = None
         self.scheduler: ProbeScheduler | None = None
         self.metrics_address: HostPort | None = None
         self._runners: list[web.AppRunner] = []
         self._engine_task: asyncio.Task[None] | None = None
+        self._drill_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
         self._locked = False
+        self.sd = sdnotify.SystemdNotifier()
+        self.watchdog: sdnotify.Watchdog | None = None
+        self._reload_lock = asyncio.Lock()
+        self._signal_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, *, schedule_probes: bool = True) -> None:
         self.store.lock()
         self._locked = True
         zones = provider_zones(self.config)
-        for name, provider_config in self.config.providers.items():
-            provider = create_provider(provider_config, zones[name], self.store)
-            provider.on_error = self._error_counter(name)
-            await provider.start()
-            self.providers[name] = provider
+        for name in self.config.providers:
+            self.providers[name] = await self._open_provider(name, self.config, zones)
         coord = StandaloneCoordinator(self.config.instance.name, self.store)
         await coord.start()
         self.coord = coord
@@ -87,11 +109,11 @@ class Daemon:
             self.config, self.store, self.providers, coord, self.metrics, dry_run=self.dry_run
         )
         self.engine = engine
-        self.metrics.prime(
-            (s.name, ((t.name, (p.name for p in t.probes)) for t in s.targets))
-            for s in self.config.services.values()
-        )
+        engine.journal.on_entry = self.notifier.emit
+        await self.notifier.start()
+        self._prime(self.config)
         await engine.start()
+        await asyncio.to_thread(restore_drill_metrics, engine)
         self.scheduler = ProbeScheduler(
             probe_jobs(self.config),
             engine.on_probe_result,
@@ -99,7 +121,7 @@ class Daemon:
         )
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
-        api = AdminApi(engine, reload=None)
+        api = AdminApi(engine, reload=self.reload)
         self._runners.append(await start_unix_site(api.app(), self.config.admin.socket))
         if self.config.admin.listen is not None and self.config.admin.token_file is not None:
             token = read_token(self.config.admin.token_file)
@@ -111,12 +133,45 @@ class Daemon:
         if schedule_probes:
             await self.scheduler.start()
             self._engine_task = asyncio.create_task(engine.run(), name="engine")
+            self._drill_task = asyncio.create_task(DrillScheduler(engine).run(), name="drills")
         log.info(
             "failover started: instance %s, %d services, admin socket %s%s",
             self.config.instance.name,
             len(self.config.services),
             self.config.admin.socket,
             " (dry-run: no DNS writes)" if self.dry_run else "",
+        )
+
+    async def _open_provider(
+        self, name: str, config: Config, zones: Mapping[str, set[str]]
+    ) -> Provider:
+        provider = create_provider(config.providers[name], zones[name], self.store)
+        provider.on_error = self._error_counter(name)
+        await provider.start()
+        return provider
+
+    async def _close_provider(self, name: str, provider: Provider) -> None:
+        """Close within CLOSE_TIMEOUT: a provider stuck on a hung API must not hold up a
+        shutdown or a reload (its worker threads end by their own request timeouts)."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await provider.aclose()
+        except TimeoutError:
+            log.warning(
+                "provider %s did not close within %gs; abandoning it",
+                name,
+                CLOSE_TIMEOUT,
+                extra=fields(provider=name),
+            )
+        except Exception as exc:
+            log.warning(
+                "provider %s: error while closing: %s", name, exc, extra=fields(provider=name)
+            )
+
+    def _prime(self, config: Config) -> None:
+        self.metrics.prime(
+            (s.name, ((t.name, (p.name for p in t.probes)) for t in s.targets))
+            for s in config.services.values()
         )
 
     def _error_counter(self, provider: str) -> Callable[[str], None]:
@@ -174,24 +229,236 @@ class Daemon:
     def request_stop(self) -> None:
         self._stopped.set()
 
+    def request_reload(self) -> None:
+        """SIGHUP: reload in a task (the outcome is logged and journalled by `reload`)."""
+
+        async def run() -> None:
+            with contextlib.suppress(CommandError):
+                await self.reload("SIGHUP")
+
+        task = asyncio.create_task(run(), name="reload")
+        self._signal_tasks.add(task)
+        task.add_done_callback(self._signal_tasks.discard)
+
+    def serving(self) -> None:
+        """Tell systemd the daemon serves (records read back, listeners open) and start the
+        watchdog pings, which stop when the engine loop stalls or its task has died."""
+        engine, task = self.engine, self._engine_task
+        assert engine is not None
+        self.sd.ready(self.status_line())
+
+        def alive() -> bool:
+            return task is not None and not task.done() and engine.alive()
+
+        self.watchdog = sdnotify.Watchdog(
+            self.sd, sdnotify.watchdog_interval(), alive, self.status_line
+        )
+        self.watchdog.start()
+
+    def status_line(self) -> str:
+        """The STATUS systemd shows: `3 services, 1 failed over, 0 alarms`."""
+        engine = self.engine
+        if engine is None:
+            return "starting"
+        runtimes = list(engine.services.values())
+        alarms = sum(len(rt.decision.alarms) for rt in runtimes if rt.decision is not None)
+        moved = sum(
+            1
+            for rt in runtimes
+            if rt.published.target is not None and rt.published.target != rt.config.targets[0].name
+        )
+        unread = sum(1 for rt in runtimes if rt.current is None)
+        parts = [f"{len(runtimes)} services", f"{moved} failed over", f"{alarms} alarms"]
+        if unread:
+            parts.append(f"{unread} not read back")
+        if self.dry_run:
+            parts.append("dry-run")
+        return ", ".join(parts)
+
+    # ---------------------------------------------------------------- reload
+
+    async def reload(self, actor: str = "SIGHUP") -> dict[str, Any]:
+        """Parse the config file again and swap in what changed. A rejected reload changes
+        nothing; it raises CommandError (400: the file; 503: busy), sets
+        failover_config_last_reload_successful to 0, and is logged and journalled."""
+        engine = self.engine
+        if engine is None or self._stopped.is_set():
+            log.warning("reload ignored: the daemon is starting or stopping")
+            raise CommandError("unavailable", "the daemon is starting or stopping", 503)
+        async with self._reload_lock:
+            self.sd.reloading()
+            try:
+                diff = await self._reload(engine)
+            except Exception as exc:
+                error = exc if isinstance(exc, CommandError) else None
+                if error is None:  # a bug: say so, but keep the daemon and the old config
+                    log.exception("reload failed")
+                    error = CommandError("reload_failed", f"{type(exc).__name__}: {exc}", 500)
+                self.metrics.reload_ok.set(0)
+                errors = error.extra.get("errors") or []
+                log.error(
+                    "reload rejected, the running configuration stays: %s",
+                    "; ".join([str(error).splitlines()[0], *errors]),
+                )
+                await engine.journal.write(
+                    "*",
+                    "reload",
+                    Trigger.MANUAL,
+                    str(error).splitlines()[0],
+                    engine.clock(),
+                    actor=actor,
+                    result="error",
+                    errors=errors or None,
+                )
+                raise error from None
+            finally:
+                if not self._stopped.is_set():
+                    self.sd.ready(self.status_line())
+            self.metrics.reload_ok.set(1)
+            self.metrics.reload_success_time.set_to_current_time()
+            summary = diff.summary()
+            log.info("configuration reloaded from %s: %s", self.config.source, summary)
+            await engine.journal.write(
+                "*",
+                "reload",
+                Trigger.MANUAL,
+                f"configuration reloaded: {summary}",
+                engine.clock(),
+                actor=actor,
+                result="ok",
+                changes=diff.as_json(),
+            )
+            return {
+                "result": "ok",
+                "source": str(self.config.source),
+                "summary": summary,
+                "changes": diff.as_json(),
+            }
+
+    async def _reload(self, engine: Engine) -> live_reload.ConfigDiff:
+        source, old = self.config.source, self.config
+        if source is None:
+            raise CommandError("no_source", "this daemon was not started from a file", 409)
+        try:
+            new = await asyncio.to_thread(load_config, source)
+        except ConfigError as exc:
+            raise CommandError(
+                "invalid_config",
+                _rejected(source, "is invalid", exc.errors),
+                400,
+                errors=exc.errors,
+            ) from None
+        fixed = live_reload.restart_only_changes(old, new)
+        if fixed:
+            raise CommandError(
+                "restart_required", _rejected(source, "needs a restart", fixed), 400, errors=fixed
+            )
+        old_zones, new_zones = provider_zones(old), provider_zones(new)
+        diff = live_reload.diff(old, new, old_zones, new_zones)
+        closing = {*diff.providers.removed, *diff.providers.changed}
+        opening = {*diff.providers.added, *diff.providers.changed}
+        local = {n for n in opening if new.providers[n].type == "builtin"}
+        touched = {*diff.services.removed, *diff.services.changed}
+
+        def affected(rt: ServiceRuntime) -> bool:
+            return rt.config.name in touched or any(
+                r.provider in closing for r in rt.config.records
+            )
+
+        opened: dict[str, Provider] = {}
+        freed: list[str] = []
+        try:
+            for name in sorted(opening - local):
+                opened[name] = await self._open_provider(name, new, new_zones)
+            async with engine.quiesced(affected, RELOAD_WAIT):
+                if local:  # free the builtin servers' addresses and data files first
+                    freed = sorted(n for n in closing if old.providers[n].type == "builtin")
+                    await self._open_local(sorted(local), freed, new, new_zones, opened)
+                providers = {n: self.providers[n] for n in new.providers if n not in closing}
+                providers.update(opened)
+                await engine.reconfigure(new, providers, closing)
+        except Exception as exc:
+            await asyncio.gather(*(self._close_provider(n, p) for n, p in opened.items()))
+            if isinstance(exc, CommandError):
+                raise
+            message = f"a provider cannot start: {type(exc).__name__}: {exc}"
+            raise CommandError(
+                "provider_failed", _rejected(source, "cannot be applied", [message]), 400
+            ) from None
+        retired = [(n, self.providers[n]) for n in sorted(closing) if n not in freed]
+        await asyncio.gather(*(self._close_provider(n, p) for n, p in retired))
+        self.providers, self.config = providers, new
+        if self.scheduler is not None:
+            self.scheduler.set_jobs(probe_jobs(new))
+        self._prime(new)
+        if "notifications" in diff.settings:
+            await self.notifier.reconfigure(new.notifications)
+        return diff
+
+    async def _open_local(
+        self,
+        names: Iterable[str],
+        freed: list[str],
+        config: Config,
+        zones: Mapping[str, set[str]],
+        opened: dict[str, Provider],
+    ) -> None:
+        """Builtin servers: close the ones being replaced, then open the new ones; on failure
+        the old ones listen again (same objects, so the engine never notices)."""
+        for name in freed:
+            await self._close_provider(name, self.providers[name])
+        try:
+            for name in names:
+                opened[name] = await self._open_provider(name, config, zones)
+        except Exception:
+            for name in freed:
+                try:
+                    await self.providers[name].start()
+                except Exception as exc:
+                    log.error("builtin provider %s cannot listen again: %s", name, exc)
+            raise
+
+    # --------------------------------------------------------------- shutdown
+
     async def stop(self) -> None:
-        """Finish the cycle in flight, close listeners and providers, release the state dir."""
+        """Stop deciding; give in-flight DNS changes `instance.shutdown_timeout` to be
+        accepted, then abandon them (journalled); save the state; close listeners and
+        providers (each bounded); release the state dir."""
         self._stopped.set()
+        for task in self._signal_tasks:  # a SIGHUP reload in progress: we are leaving anyway
+            task.cancel()
+        await asyncio.gather(*self._signal_tasks, return_exceptions=True)
+        self.sd.stopping()
+        if self.watchdog is not None:
+            await self.watchdog.aclose()
+        if self._drill_task is not None:  # a drill in its hold is abandoned where it is
+            self._drill_task.cancel()
+            await asyncio.gather(self._drill_task, return_exceptions=True)
         if self.scheduler is not None:
             await self.scheduler.aclose()
         if self.engine is not None:
-            await self.engine.stop()
+            await self.engine.stop(self.config.instance.shutdown_timeout)
         if self._engine_task is not None:
-            await self._engine_task
+            done, _ = await asyncio.wait([self._engine_task], timeout=CLOSE_TIMEOUT)
+            if not done:
+                log.error("the engine loop did not stop within %gs; cancelling it", CLOSE_TIMEOUT)
+                self._engine_task.cancel()
+                await asyncio.gather(self._engine_task, return_exceptions=True)
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        for provider in self.providers.values():
-            await provider.aclose()
+        await asyncio.gather(*(self._close_provider(n, p) for n, p in self.providers.items()))
+        await self.notifier.aclose()
         if self._locked:
             self.store.unlock()
             self._locked = False
+        self.sd.close()
         log.info("failover stopped")
+
+
+def _rejected(source: Path, what: str, errors: Iterable[str]) -> str:
+    lines = "".join(f"\n  {e}" for e in errors)
+    return f"{source} {what}; the running configuration stays:{lines}"
 
 
 async def run_daemon(config: Config, *, dry_run: bool = False, once: bool = False) -> int:
@@ -205,12 +472,8 @@ async def run_daemon(config: Config, *, dry_run: bool = False, once: bool = Fals
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.request_stop)
-        loop.add_signal_handler(
-            signal.SIGHUP,
-            lambda: log.warning(
-                "SIGHUP ignored: live reload is not available yet; restart instead"
-            ),
-        )
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        daemon.serving()
         await daemon.wait()
         return 0
     finally:

@@ -10,13 +10,15 @@ results only update health counters and wake the actor; they never act.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from failover import intents as intents_codec
+from failover import reload as live_reload
 from failover import views
 from failover.apply import Confirmation, ProviderOutcome, ProviderQueue
 from failover.config_types import Config, ServiceConfig
@@ -25,6 +27,7 @@ from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health, vantage_isolated
 from failover.core.plan import RULE_NEVER_EMPTY, Plan, build_plan, check_plan
 from failover.journal import Journal
+from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Health, Mode, ProbeResult, RecordKey, RecordSet, Trigger
 from failover.probes.scheduler import ProbeJob
@@ -35,6 +38,7 @@ log = logging.getLogger("failover.engine")
 
 TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 MAX_BACKOFF = 30.0
+STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
 
 
 class CommandError(Exception):
@@ -71,6 +75,8 @@ class ServiceRuntime:
     confirming: asyncio.Task[dict[str, Any]] | None = None
     confirmations: dict[str, Confirmation] = field(default_factory=dict)  # by provider
     unverified: bool = False
+    drill: str | None = None  # the drill target while a drill holds it (drill.py)
+    started_at: float | None = None  # start-up grace of a service a reload added or reset
 
 
 def _unknown_target(reason: str) -> TargetHealth:
@@ -112,6 +118,7 @@ class Engine:
         self.ready = False
         self.isolated = False
         self.last_cycle_at: float | None = None
+        self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
         self.journal = Journal(store, config.instance.name)
         self.queues = {
             name: ProviderQueue(name, provider, config.providers[name], metrics)
@@ -121,16 +128,21 @@ class Engine:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         saved = coord.load_intents()
-        self.services: dict[str, ServiceRuntime] = {}
-        for name, svc in config.services.items():
-            runtime = ServiceRuntime(svc, intents_codec.decode_state(saved.get(name), svc))
-            for target in svc.targets:
-                reason = "no probe result yet" if target.probes else "no probes configured"
-                runtime.targets[target.name] = _unknown_target(reason)
-                for probe in target.probes:
-                    runtime.probes[(target.name, probe.name)] = ProbeState()
-            self.services[name] = runtime
+        self.services: dict[str, ServiceRuntime] = {
+            name: self.new_runtime(svc, intents_codec.decode_state(saved.get(name), svc))
+            for name, svc in config.services.items()
+        }
         metrics.attach_live(lambda: views.live_view(self))
+
+    @staticmethod
+    def new_runtime(svc: ServiceConfig, state: core.ServiceState) -> ServiceRuntime:
+        runtime = ServiceRuntime(svc, state)
+        for target in svc.targets:
+            reason = "no probe result yet" if target.probes else "no probes configured"
+            runtime.targets[target.name] = _unknown_target(reason)
+            for probe in target.probes:
+                runtime.probes[(target.name, probe.name)] = ProbeState()
+        return runtime
 
     # ----------------------------------------------------------------- inputs
 
@@ -152,7 +164,12 @@ class Engine:
         runtime.targets[job.target] = health
         if previous is None or previous.health is not health.health:
             log.info(
-                "%s/%s is %s: %s", job.service, job.target, health.health.upper(), health.reason
+                "%s/%s is %s: %s",
+                job.service,
+                job.target,
+                health.health.upper(),
+                health.reason,
+                extra=fields(job.service, job.target),
             )
             self._wake.set()
 
@@ -176,23 +193,135 @@ class Engine:
             self._wake.clear()
             if self._stopping.is_set():
                 break
+            self._beat = time.monotonic()
             await self.cycle()
 
-    async def stop(self) -> None:
-        """Stop deciding; let accepted-or-failed outcomes of in-flight changes land first."""
+    def alive(self) -> bool:
+        """The loop made progress lately: a cycle began or ended within `stall_limit`. The
+        systemd watchdog pings only while this holds, so a stuck loop gets restarted."""
+        return time.monotonic() - self._beat <= self.stall_limit()
+
+    def stall_limit(self) -> float:
+        """The longest legitimate cycle (a provider read: its timeout plus retry deadline),
+        plus slack: a slow provider must not get the daemon restarted during an outage."""
+        providers = self.config.providers.values()
+        longest = max((p.timeout + p.retry.deadline for p in providers), default=0.0)
+        return TICK + longest + STALL_SLACK
+
+    async def stop(self, timeout: float = 30.0) -> list[str]:
+        """Stop deciding; let in-flight changes be accepted or fail for at most `timeout`
+        seconds, then abandon the rest (journalled: the provider may still apply them, and the
+        next start reads the published records back). Saves the state. Returns the services
+        whose change was abandoned."""
         self._stopping.set()
         self._wake.set()
-        async with self._lock:
-            inflight = [rt.inflight for rt in self.services.values() if rt.inflight]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        with contextlib.suppress(TimeoutError):  # a cycle in progress may start changes
+            async with asyncio.timeout_at(deadline), self._lock:
+                pass
+        inflight = {name: rt.inflight for name, rt in self.services.items() if rt.inflight}
         if inflight:
-            log.info("waiting for %d in-flight DNS changes before stopping", len(inflight))
-            await asyncio.gather(*inflight, return_exceptions=True)
+            log.info(
+                "waiting up to %gs for %d in-flight DNS changes before stopping",
+                timeout,
+                len(inflight),
+            )
+            await asyncio.wait(inflight.values(), timeout=max(0.0, deadline - loop.time()))
+        abandoned = [(n, self.services[n].pending, t) for n, t in inflight.items() if not t.done()]
+        for _, _, task in abandoned:
+            task.cancel()
+        await asyncio.gather(*(t for _, _, t in abandoned), return_exceptions=True)
+        for name, target, _ in abandoned:
+            reason = (
+                f"shutdown: the change to {target} was not accepted by every provider within "
+                f"{timeout:g}s and was abandoned; a provider may still apply it, and the next "
+                "start reads the published records back before deciding"
+            )
+            log.error("%s: %s", name, reason, extra=fields(name, target))
+            await self.journal.write(
+                name, "abandoned", Trigger.AUTO, reason, self.clock(), to=target, result="error"
+            )
         confirming = [rt.confirming for rt in self.services.values() if rt.confirming]
         for task in confirming:
             task.cancel()
         await asyncio.gather(*confirming, return_exceptions=True)
         for queue in self.queues.values():
             await queue.aclose()
+        await self._save_intents()
+        return [name for name, _, _ in abandoned]
+
+    @contextlib.asynccontextmanager
+    async def quiesced(
+        self, affected: Callable[[ServiceRuntime], bool], timeout: float
+    ) -> AsyncIterator[None]:
+        """Hold the lock once no `affected` service has a DNS change in flight, so a reload
+        swaps providers and services between changes. CommandError (503) after `timeout`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._lock.acquire()
+            except TimeoutError:
+                message = f"the engine stayed busy for {timeout:g}s"
+                raise CommandError("busy", message, 503) from None
+            busy = {
+                n: rt.inflight for n, rt in self.services.items() if rt.inflight and affected(rt)
+            }
+            if not busy:
+                break
+            self._lock.release()
+            if loop.time() >= deadline:
+                names = ", ".join(sorted(busy))
+                raise CommandError(
+                    "busy",
+                    f"DNS changes of {names} still in flight after {timeout:g}s; "
+                    "try again once they finish",
+                    503,
+                )
+            await asyncio.wait(busy.values(), timeout=max(0.0, deadline - loop.time()))
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    async def reconfigure(
+        self, config: Config, providers: Mapping[str, Provider], closing: Collection[str]
+    ) -> None:
+        """Swap in a validated config; the caller holds the lock (`quiesced`). Unchanged
+        services keep their runtime, unchanged targets their probe history (`reload.py`).
+        `closing` names the providers replaced or removed: their queues close here, and
+        verification still waiting on them is abandoned (journalled)."""
+        assert self._lock.locked(), "reconfigure needs the lock: use quiesced()"
+        now = self.clock()
+        for name, rt in self.services.items():
+            touched = {r.provider for r in rt.config.records} & set(closing)
+            task = rt.confirming
+            if task is None or task.done() or not (touched or name not in config.services):
+                continue
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            rt.confirming = None
+            reason = "verification abandoned: a reload replaced " + (
+                ", ".join(sorted(touched)) if touched else "the service"
+            )
+            await self.journal.write(name, "verify", Trigger.AUTO, reason, now, result="abandoned")
+        self.services = live_reload.merge_services(self, config, closing, now)
+        old = self.queues
+        self.queues = {
+            name: old[name]
+            if name in old and name not in closing
+            else ProviderQueue(name, provider, config.providers[name], self.metrics)
+            for name, provider in providers.items()
+        }
+        self.providers, self.config = providers, config
+        for name in closing:
+            if name in old:
+                await old[name].aclose()
+        await self._save_intents()
+        self.ready = all(rt.current is not None for rt in self.services.values())
+        self._wake.set()
 
     async def cycle(self) -> None:
         async with self._lock:
@@ -217,6 +346,7 @@ class Engine:
                     log.exception("cycle of service %s failed", rt.config.name)
                     rt.last_error = f"internal error: {type(exc).__name__}: {exc}"
             self.last_cycle_at = now
+            self._beat = time.monotonic()
             self.ready = all(rt.current is not None for rt in self.services.values())
 
     def _update_isolation(self, now: float) -> None:
@@ -254,10 +384,25 @@ class Engine:
     async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
         """Decide one service and start its action (the caller holds the lock)."""
         rt.published = self._classify(rt)
-        snap = core.Snapshot(now, self.started_at, dict(rt.targets), rt.published, self.isolated)
+        started = self.started_at if rt.started_at is None else rt.started_at
+        snap = core.Snapshot(now, started, dict(rt.targets), rt.published, self.isolated)
         if self.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
         decision = core.decide(rt.config, rt.state, snap)
+        if (
+            rt.drill is not None
+            and decision.trigger is Trigger.AUTO
+            and decision.action is not core.Action.NONE
+            and rt.published.target == rt.drill
+        ):  # the drill task owns this service while it holds: it returns at once if its target
+            # dies, and hands over to automation (clearing rt.drill) if the origin dies
+            decision = replace(
+                decision,
+                action=core.Action.NONE,
+                target=None,
+                reason=f"drill in progress on {rt.drill}; {decision.reason}",
+                state=rt.state,
+            )
         previous = rt.decision
         rt.decision = decision
         await self._journal_alarms(rt, previous, decision, now)
@@ -408,6 +553,7 @@ class Engine:
             plan.target,
             result,
             decision.reason,
+            extra=fields(rt.config.name, plan.target),
         )
         confirmations = [(o.provider, fut) for o, fut in outcomes if o.ok]
         if confirmations:
@@ -463,7 +609,13 @@ class Engine:
                 providers=body,
             )
             if failed:
-                log.error("%s: change to %s NOT verified: %s", rt.config.name, plan.target, reason)
+                log.error(
+                    "%s: change to %s NOT verified: %s",
+                    rt.config.name,
+                    plan.target,
+                    reason,
+                    extra=fields(rt.config.name, plan.target),
+                )
         rt.confirming = None
         return {"verified": not failed, "verification": body}
 
@@ -524,7 +676,12 @@ class Engine:
             if errors:
                 message = "; ".join(sorted(set(errors)))
                 if message != rt.read_error:
-                    log.error("%s: cannot read the published records: %s", rt.config.name, message)
+                    log.error(
+                        "%s: cannot read the published records: %s",
+                        rt.config.name,
+                        message,
+                        extra=fields(rt.config.name),
+                    )
                 rt.read_error = message
                 rt.current = None
                 self._backoff(rt, now)
@@ -558,7 +715,13 @@ class Engine:
         before = previous.alarms if previous else frozenset()
         for alarm in sorted(decision.alarms - before):
             kind = "drift" if alarm == "drift" else "alarm"
-            log.warning("%s: alarm %s: %s", rt.config.name, alarm, decision.reason)
+            log.warning(
+                "%s: alarm %s: %s",
+                rt.config.name,
+                alarm,
+                decision.reason,
+                extra=fields(rt.config.name),
+            )
             await self.journal.write(
                 rt.config.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm
             )
@@ -568,6 +731,32 @@ class Engine:
         await asyncio.to_thread(self.coord.save_intents, data)
 
     # ---------------------------------------------------------------- commands
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """The actor's lock, for collaborators such as drills that act through the engine."""
+        return self._lock
+
+    async def drill_switch(self, rt: ServiceRuntime, target: str, reason: str) -> dict[str, Any]:
+        """One switch with trigger `drill` through the normal writers; waits for verification."""
+        async with self._lock:
+            if rt.inflight is not None:
+                raise CommandError("busy", f"{rt.config.name} has a change in flight", 409)
+            plan = build_plan(rt.config, target, rt.current or {}, Trigger.DRILL, reason)
+            violations = check_plan(plan, rt.config, rt.targets, rt.current or {})
+            if violations:
+                text = "; ".join(f"{v.rule}: {v.message}" for v in violations)
+                return {"result": "refused", "reason": text, "providers": []}
+            if not plan.changes:
+                return {"result": "ok", "reason": "already published", "providers": []}
+            decision = core.Decision(core.Action.SWITCH, target, Trigger.DRILL, reason, rt.state)
+            task = asyncio.create_task(self._switch(rt, decision, plan, self.clock()))
+            rt.inflight = task
+        outcome = await asyncio.shield(task)
+        confirming = rt.confirming
+        if confirming is not None and outcome.get("result") in ("ok", "partial"):
+            outcome = {**outcome, **(await asyncio.shield(confirming))}
+        return outcome
 
     def runtime(self, service: str) -> ServiceRuntime:
         runtime = self.services.get(service)

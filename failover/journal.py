@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from failover.model import Trigger
 from failover.store import Store
 from failover.timefmt import rfc3339
 
+log = logging.getLogger("failover.journal")
+
 
 class Journal:
-    """Builds entries and appends them to the store's fsynced journal, off the event loop."""
+    """Builds entries and appends them to the store's fsynced journal, off the event loop.
 
-    def __init__(self, store: Store, instance: str) -> None:
+    `on_entry` sees every entry once it is written (the daemon wires notifications to it): one
+    hook point, since every event worth telling is journalled. It must not block.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        instance: str,
+        on_entry: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.store = store
         self.instance = instance
+        self.on_entry = on_entry
         self._background: set[asyncio.Task[dict[str, Any]]] = set()
 
     def entry(
@@ -49,6 +63,11 @@ class Journal:
     async def write(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         body = self.entry(*args, **kwargs)
         await asyncio.to_thread(self.store.append, body)
+        if self.on_entry is not None:
+            try:
+                self.on_entry(body)
+            except Exception:  # a hook's bug must never fail the action being journalled
+                log.exception("journal hook failed on a %s entry", body.get("kind"))
         return body
 
     def spawn(self, *args: Any, **kwargs: Any) -> None:

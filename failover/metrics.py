@@ -19,7 +19,15 @@ from failover import __version__
 from failover.model import Health, Mode, ProbeResult
 
 TARGET_UP_VALUE = {Health.UP: 1.0, Health.DOWN: 0.0, Health.UNKNOWN: -1.0}
-ALARMS = ("all_down", "drift", "blocked", "isolated", "no_healthy_target", "pinned_target_down")
+ALARMS = (
+    "all_down",
+    "drift",
+    "blocked",
+    "isolated",
+    "no_healthy_target",
+    "pinned_target_down",
+    "not_verified",  # set by the engine (views.py), not the decision core
+)
 # Buckets sized for DNS failover: sub-second detection up to minutes of propagation.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 PROBE_PHASES = frozenset({"resolve", "connect", "tls", "first_byte", "transfer", "query", "total"})
@@ -78,6 +86,12 @@ class _LiveCollector(Collector):
             "1 on the target the DNS records currently publish, 0 on the others.",
             labels=["service", "target"],
         )
+        # Alert rules need to know which target is the primary to say "failed over".
+        priority = GaugeMetricFamily(
+            "failover_target_priority",
+            "Position of the target in the service's priority order: 0 is the primary.",
+            labels=["service", "target"],
+        )
         mode = GaugeMetricFamily(
             "failover_service_mode",
             "1 on the service's current mode.",
@@ -89,7 +103,8 @@ class _LiveCollector(Collector):
             labels=["service", "alarm"],
         )
         for service in view.services:
-            for target in service.targets:
+            for index, target in enumerate(service.targets):
+                priority.add_metric([service.name, target.name], float(index))
                 target_up.add_metric([service.name, target.name], TARGET_UP_VALUE[target.health])
                 active.add_metric(
                     [service.name, target.name], 1.0 if target.name == service.active else 0.0
@@ -113,7 +128,7 @@ class _LiveCollector(Collector):
             labels=["instance"],
         )
         isolated.add_metric([view.instance], float(view.isolated))
-        yield from (probe_success, target_up, active, mode, alarm, leader, isolated)
+        yield from (probe_success, target_up, active, priority, mode, alarm, leader, isolated)
 
 
 class Metrics:
@@ -192,12 +207,37 @@ class Metrics:
             ["provider", "kind"],
             registry=r,
         )
+        self.last_drill_timestamp = Gauge(
+            "failover_last_drill_timestamp_seconds",
+            "When the last drill of the service ended (unix time).",
+            ["service"],
+            registry=r,
+        )
+        self.last_drill_success = Gauge(
+            "failover_last_drill_success",
+            "1 if the last drill of the service succeeded, 0 if it failed or was aborted.",
+            ["service"],
+            registry=r,
+        )
+        self.notifications = Counter(
+            "failover_notifications",
+            "Notifications per destination (a name, never the URL) and result (ok, failed, "
+            "dropped: queue full).",
+            ["destination", "result"],
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "failover_config_last_reload_successful",
             "1 if the last configuration load succeeded.",
             registry=r,
         )
         self.reload_ok.set(1)
+        self.reload_success_time = Gauge(
+            "failover_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (start or reload; unix time).",
+            registry=r,
+        )
+        self.reload_success_time.set_to_current_time()
         self.build_info = Gauge(
             "failover_build_info",
             "Always 1; the version label says which build.",

@@ -129,3 +129,38 @@ def probe_results_text(results: list[tuple[Any, Any]]) -> str:
         if phases:
             lines.append(f"      {phases}")
     return "\n".join(lines)
+
+
+def drill_report_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"Drill {report['service']}: {report['from']} -> {report['to']} -> {report['from']}: "
+        f"{report['result'].upper()}",
+        f"  {report['reason']}",
+    ]
+    for step in report.get("steps", []):
+        verified = {True: "verified", False: "NOT verified", None: "not checked"}[
+            step.get("verified")
+        ]
+        lines.append(f"  {step['step']}: {step['result']} in {step['seconds']:.2f}s, {verified}")
+        for p in step.get("providers", []):
+            if not p.get("ok"):
+                lines.append(f"    {p['provider']}: FAILED {p.get('error')}")
+                continue
+            parts = [
+                f"{label} {p[key] * 1000:.0f}ms"
+                for label, key in (
+                    ("accepted", "accepted_seconds"),
+                    ("in sync", "in_sync_seconds"),
+                    ("verified", "verify_seconds"),
+                )
+                if p.get(key) is not None
+            ]
+            lines.append(f"    {p['provider']}: {', '.join(parts)}")
+    health = report.get("hold_health", {})
+    lines.append(
+        f"  hold {report['hold_seconds']:g}s: {health.get('up', 0)}/{health.get('samples', 0)} "
+        "health samples UP"
+    )
+    for reason in health.get("reasons", []):
+        lines.append(f"    seen: {reason}")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ ensure_system_packages() {
   if [ "${#missing[@]}" -gt 0 ]; then
     echo ">> installing system packages: ${missing[*]}"
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
 

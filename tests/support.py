@@ -83,9 +83,13 @@ class TargetServer:
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
 
     def close(self) -> None:
+        """Stop serving, let closing transports finish, then close the loop (no leaked socket
+        may surface later as a ResourceWarning in another test)."""
         self.stop()
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
         self._loop.close()
 
 

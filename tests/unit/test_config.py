@@ -889,7 +889,9 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
         "providers.ovh.consumer_key: ${OVH_CONSUMER_KEY}",
         "providers.scaleway.secret_key: ${file:/run/secrets/scw_secret_key}",
         "providers.bind.tsig.secret: ${TSIG_SECRET}",
+        "notifications[0].url: ${SLACK_WEBHOOK_URL}",
     ]
+    assert [n.name for n in config.notifications] == ["slack-oncall"]
     with pytest.raises(ConfigError) as info:  # without the flag, missing secrets are errors
         load_config(FULL_EXAMPLE, env={})
     assert "environment variable OVH_APPLICATION_KEY is not set" in str(info.value)
@@ -898,6 +900,7 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
         "OVH_APPLICATION_SECRET": "s-4711",
         "OVH_CONSUMER_KEY": "c",
         "TSIG_SECRET": "c2VjcmV0",
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x",
     }
     with pytest.raises(ConfigError) as info:
         load_config(FULL_EXAMPLE, env=env)

@@ -1,0 +1,564 @@
+"""`failover audit`: each finding with a config (or daemon answer, or zone delegation) that
+triggers it and a near miss that does not; the NS checks query real DNS servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+import yaml
+
+from failover.audit import AuditReport, Finding, Severity, render, resolver_lookup, run_audit
+from failover.audit.checks import config_findings
+from failover.audit.dnscheck import ns_operator
+from failover.audit.state import drill_findings, status_findings
+from failover.config import ConfigError, load_config, parse_config
+from failover.config_types import BuiltinProviderConfig, Config, HostPort, Secret
+from failover.providers.builtin import BuiltinProvider
+from failover.store import Store
+from failover.timefmt import rfc3339
+
+Cfg = dict[str, Any]
+NOW = 1_800_000_000.0
+DAY = 86400.0
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "failover.example.yaml"
+
+
+def base() -> Cfg:
+    """A sound setup: the record at two providers in two clouds, primary on aws, backup on ovh,
+    the instance elsewhere, an rto the TTL and detection fit in. Only one vantage point."""
+    return copy.deepcopy(
+        {
+            "instance": {"name": "audit-1", "location": "onprem", "state_dir": "/tmp/fo/state"},
+            "admin": {"socket": "/tmp/fo/admin.sock"},
+            "providers": {"r53": {"type": "route53"}, "ovh": {"type": "ovh"}},
+            "services": {
+                "shop": {
+                    "rto": "5m",
+                    "records": [
+                        {"provider": "r53", "zone": "example.com", "name": "shop.example.com"},
+                        {"provider": "ovh", "zone": "example.com", "name": "shop.example.com"},
+                    ],
+                    "targets": [
+                        {
+                            "name": "primary",
+                            "location": "aws",
+                            "values": ["192.0.2.1"],
+                            "probes": [{"type": "http", "url": "http://192.0.2.1/healthz"}],
+                        },
+                        {
+                            "name": "backup",
+                            "location": "ovh",
+                            "values": ["192.0.2.2"],
+                            "probes": [{"type": "tcp", "address": "192.0.2.2:443"}],
+                        },
+                    ],
+                }
+            },
+        }
+    )
+
+
+def load(cfg: Cfg, env: Mapping[str, str] | None = None) -> Config:
+    for record in cfg["services"]["shop"]["records"]:
+        record.setdefault("type", "A")
+    return parse_config(yaml.safe_dump(cfg, sort_keys=False), env=env or {})
+
+
+def shop(cfg: Cfg) -> Cfg:
+    return cfg["services"]["shop"]  # type: ignore[no-any-return]
+
+
+def found(findings: list[Finding] | tuple[Finding, ...]) -> set[tuple[str, str, Severity]]:
+    return {(f.check, f.subject, f.severity) for f in findings}
+
+
+def checks(findings: list[Finding] | tuple[Finding, ...]) -> set[str]:
+    return {f.check for f in findings}
+
+
+def test_base_is_sound_but_for_its_single_vantage_point() -> None:
+    assert found(config_findings(load(base()))) == {
+        ("single-vantage-point", "coordination", Severity.WARNING)
+    }
+
+
+# --- configuration findings: trigger and near miss --------------------------------------------
+
+
+def only_route53(cfg: Cfg) -> None:
+    del shop(cfg)["records"][1]
+
+
+def two_aws_providers(cfg: Cfg) -> None:
+    cfg["providers"]["r53b"] = {"type": "route53", "profile": "other"}
+    shop(cfg)["records"][1]["provider"] = "r53b"
+
+
+def only_ovh(cfg: Cfg) -> None:
+    del shop(cfg)["records"][0]
+
+
+def one_target(cfg: Cfg) -> None:
+    del shop(cfg)["targets"][1]
+
+
+def backup_on_aws(cfg: Cfg) -> None:
+    shop(cfg)["targets"][1]["location"] = "aws"
+
+
+def third_target_elsewhere(cfg: Cfg) -> None:
+    backup_on_aws(cfg)
+    third = copy.deepcopy(shop(cfg)["targets"][1]) | {"name": "scw", "location": "scaleway"}
+    shop(cfg)["targets"].append(third)
+
+
+def no_probes(index: int) -> Callable[[Cfg], None]:
+    def mutate(cfg: Cfg) -> None:
+        del shop(cfg)["targets"][index]["probes"]
+
+    return mutate
+
+
+def instance_at(location: str | None) -> Callable[[Cfg], None]:
+    def mutate(cfg: Cfg) -> None:
+        cfg["instance"]["location"] = location
+
+    return mutate
+
+
+def rto(value: str | None, ttl: int = 60) -> Callable[[Cfg], None]:
+    def mutate(cfg: Cfg) -> None:
+        if value is None:
+            del shop(cfg)["rto"]
+        else:
+            shop(cfg)["rto"] = value
+        for record in shop(cfg)["records"]:
+            record["ttl"] = ttl
+
+    return mutate
+
+
+def no_target_location(cfg: Cfg) -> None:
+    del shop(cfg)["targets"][1]["location"]
+
+
+def bind_record(location: str | None) -> Callable[[Cfg], None]:
+    def mutate(cfg: Cfg) -> None:
+        cfg["providers"]["bind"] = {"type": "rfc2136", "server": "192.0.2.53"}
+        if location:
+            cfg["providers"]["bind"]["location"] = location
+        shop(cfg)["records"].append(
+            {"provider": "bind", "zone": "example.net", "name": "shop.example.net"}
+        )
+
+    return mutate
+
+
+def ovh_keys(value: str) -> Callable[[Cfg], None]:
+    def mutate(cfg: Cfg) -> None:
+        cfg["providers"]["ovh"].update(
+            application_key="${AK}", application_secret=value, consumer_key="${OVH_CK}"
+        )
+
+    return mutate
+
+
+def tsig_secret(value: str) -> Callable[[Cfg], None]:
+    def mutate(cfg: Cfg) -> None:
+        bind_record("onprem")(cfg)
+        cfg["providers"]["bind"]["tsig"] = {"name": "failover-key", "secret": value}
+
+    return mutate
+
+
+R0, R1, R2 = (f"services.shop.records[{i}]" for i in range(3))
+T0, T1 = "services.shop.targets[0]", "services.shop.targets[1]"
+CRIT, WARN, INFO = Severity.CRITICAL, Severity.WARNING, Severity.INFO
+ENV = {
+    "AK": "key-from-env",
+    "OVH_CK": "consumer-from-env",
+    "TSIG": "c2VjcmV0LWZyb20tZW52",
+    "AS": "app-secret-env",
+}
+
+# (mutation, the finding it must produce)
+TRIGGERS: list[tuple[Callable[[Cfg], None], tuple[str, str, Severity]]] = [
+    (only_route53, ("dns-provider-in-primary-location", R0, CRIT)),
+    (two_aws_providers, ("dns-provider-in-primary-location", R0, CRIT)),
+    (one_target, ("single-target", "services.shop.targets", CRIT)),
+    (backup_on_aws, ("targets-in-one-location", "services.shop.targets", CRIT)),
+    (no_probes(0), ("target-without-probes", T0, CRIT)),
+    (no_probes(1), ("target-without-probes", T1, CRIT)),
+    (instance_at("aws"), ("instance-in-primary-location", "instance", WARN)),
+    (instance_at(None), ("location-unknown", "instance", INFO)),
+    (rto("30s"), ("ttl-above-rto", R0, WARN)),
+    (rto("70s"), ("recovery-above-rto", "services.shop.rto", WARN)),  # 3 x 5s + 2s + 60s
+    (rto(None), ("rto-unset", "services.shop", INFO)),
+    (no_target_location, ("location-unknown", T1, INFO)),
+    (bind_record(None), ("location-unknown", "providers.bind", INFO)),
+    (ovh_keys("clear-app-secret"), ("secret-in-clear", "providers.ovh.application_secret", WARN)),
+    (tsig_secret("c2VjcmV0"), ("secret-in-clear", "providers.bind.tsig.secret", WARN)),
+]
+
+# (mutation, the check that must stay silent): the closest sound variant of each trigger
+NEAR_MISSES: list[tuple[Callable[[Cfg], None], str]] = [
+    (only_ovh, "dns-provider-in-primary-location"),  # one provider, but outside aws
+    (third_target_elsewhere, "targets-in-one-location"),  # two on aws, a third on scaleway
+    (third_target_elsewhere, "single-target"),
+    (lambda cfg: None, "target-without-probes"),
+    (instance_at("ovh"), "instance-in-primary-location"),  # the secondary's location is fine
+    (rto("60s", ttl=60), "ttl-above-rto"),  # equal is within
+    (rto("80s"), "recovery-above-rto"),  # 17s + 60s fits
+    (rto("1h", ttl=3600), "ttl-above-rto"),
+    (lambda cfg: None, "rto-unset"),
+    (bind_record("onprem"), "location-unknown"),
+    (ovh_keys("${AS}"), "secret-in-clear"),
+    (tsig_secret("${TSIG}"), "secret-in-clear"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), TRIGGERS)
+def test_config_finding_triggers(
+    mutate: Callable[[Cfg], None], expected: tuple[str, str, Severity]
+) -> None:
+    cfg = base()
+    mutate(cfg)
+    assert expected in found(config_findings(load(cfg, ENV)))
+
+
+@pytest.mark.parametrize(("mutate", "check"), NEAR_MISSES)
+def test_config_finding_near_miss(mutate: Callable[[Cfg], None], check: str) -> None:
+    cfg = base()
+    mutate(cfg)
+    assert check not in checks(config_findings(load(cfg, ENV)))
+
+
+def test_single_vantage_point_silent_with_coordination() -> None:
+    cfg = base()
+    cfg["coordination"] = {"etcd": {"endpoints": ["http://127.0.0.1:2379"]}}
+    try:
+        config = load(cfg)
+    except ConfigError:
+        pytest.skip("coordination is not configurable yet (SPEC §6 not implemented)")
+    assert "single-vantage-point" not in checks(config_findings(config))
+
+
+def test_clear_secret_is_flagged_but_never_shown() -> None:
+    cfg = base()
+    ovh_keys("sup3r-s3cret-value")(cfg)
+    tsig_secret("c3VwM3ItdHNpZy1rZXk=")(cfg)  # base64 of "sup3r-tsig-key"
+    config = load(cfg, ENV)
+    secret = config.providers["ovh"].application_secret  # type: ignore[union-attr]
+    assert isinstance(secret, Secret) and secret.clear_text
+    assert not config.providers["ovh"].consumer_key.clear_text  # type: ignore[union-attr]
+    assert "s3cret" not in repr(secret) and secret == Secret("sup3r-s3cret-value")
+    report = AuditReport("f.yaml", NOW, "audit-1", tuple(config_findings(config)), "-", "-")
+    for fmt in ("text", "json", "markdown"):
+        out = render(report, fmt)
+        assert "providers.ovh.application_secret" in out and "providers.bind.tsig.secret" in out
+        assert "sup3r" not in out and "c3VwM3I" not in out
+
+
+def test_missing_secrets_count_as_references(tmp_path: Path) -> None:
+    """Audits run without the secrets (CI): a missing ${VAR} is a reference, not clear text."""
+    missing: list[str] = []
+    config = load_config(EXAMPLE, env={}, missing_secrets=missing)
+    assert missing
+    assert "secret-in-clear" not in checks(config_findings(config))
+
+
+def test_rto_is_parsed_strictly() -> None:
+    cfg = base()
+    shop(cfg)["rto"] = 300
+    with pytest.raises(ConfigError, match=r"services\.shop\.rto: got the bare number 300"):
+        load(cfg)
+    shop(cfg)["rto"] = "5m"
+    assert load(cfg).services["shop"].rto == 300.0
+
+
+# --- daemon findings: the journal and the status ----------------------------------------------
+
+
+def drill(to: str, age_days: float, result: str = "ok", trigger: str = "drill") -> dict[str, Any]:
+    when = NOW - age_days * DAY
+    return {"time": rfc3339(when), "service": "shop", "kind": "switch", "trigger": trigger} | {
+        "from": "primary",
+        "to": to,
+        "result": result,
+    }
+
+
+def three_targets() -> Config:
+    cfg = base()
+    third = copy.deepcopy(shop(cfg)["targets"][1]) | {"name": "scw", "location": "scaleway"}
+    shop(cfg)["targets"].append(third)
+    return load(cfg)
+
+
+T2 = "services.shop.targets[2]"
+
+
+@pytest.mark.parametrize(
+    ("journal", "overdue", "says"),
+    [
+        ([], {T1, T2}, "never drilled"),
+        ([drill("backup", 2), drill("scw", 29)], set(), ""),
+        ([drill("backup", 2), drill("scw", 31)], {T2}, "last drilled 31 days ago"),
+        ([drill("backup", 2), drill("scw", 3, result="error")], {T2}, "ended error"),
+        ([drill("backup", 2), drill("scw", 1, trigger="auto")], {T2}, "never drilled"),
+        ([drill("backup", 1), {**drill("scw", 1), "kind": "drill"}], {T2}, "never drilled"),
+    ],
+)
+def test_drill_findings(journal: list[dict[str, Any]], overdue: set[str], says: str) -> None:
+    findings = drill_findings(three_targets(), {"shop": journal}, NOW)
+    assert {f.subject for f in findings} == overdue
+    assert all(f.check == "drill-overdue" and f.severity is WARN for f in findings)
+    assert all(says in f.title + f.detail for f in findings)
+    assert all("failover drill shop --to" in f.advice for f in findings)
+
+
+def test_no_journal_for_a_service_the_daemon_does_not_run() -> None:
+    assert drill_findings(three_targets(), {}, NOW) == []
+
+
+def status_body(**shop_fields: Any) -> dict[str, Any]:
+    health = shop_fields.pop("health", {"primary": "up", "backup": "up", "scw": "up"})
+    return {
+        "instance": "audit-1",
+        "leader": True,
+        "services": {
+            "shop": {
+                "active": "primary",
+                "mode": "auto",
+                "blocked": False,
+                "reason": "no action",
+                "targets": {
+                    name: {"health": h, "reason": f"probe tcp: {h}"} for name, h in health.items()
+                },
+                "records": [],
+            }
+            | shop_fields
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (status_body(), set()),
+        (status_body(mode="paused"), {("automation-off", "services.shop", WARN)}),
+        (
+            status_body(mode="pinned", pin={"target": "primary", "actor": "ann@host"}),
+            {("automation-off", "services.shop", WARN)},
+        ),
+        (status_body(blocked=True), {("automation-off", "services.shop", WARN)}),
+        (
+            status_body(health={"primary": "up", "backup": "down", "scw": "up"}),
+            {("fallback-down", T1, WARN)},
+        ),
+        (
+            status_body(health={"primary": "up", "backup": "down", "scw": "down"}),
+            {("fallback-down", T1, CRIT), ("fallback-down", T2, CRIT)},
+        ),
+        # the active target itself down is the incident failover handles, not a weak fallback
+        (status_body(health={"primary": "down", "backup": "up", "scw": "unknown"}), set()),
+        (
+            {"services": {"shop": status_body()["services"]["shop"], "old": {}}},
+            {("daemon-config-differs", "daemon", INFO)},
+        ),
+    ],
+)
+def test_status_findings(body: dict[str, Any], expected: set[tuple[str, str, Severity]]) -> None:
+    assert found(status_findings(three_targets(), body)) == expected
+
+
+# --- DNS delegation: real queries to servers on loopback --------------------------------------
+
+
+class _NsProtocol(asyncio.DatagramProtocol):
+    def __init__(self, table: Mapping[str, list[str]]) -> None:
+        self.table = table
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        question = query.question[0]
+        zone = question.name.to_text().rstrip(".").lower()
+        if zone.startswith("silent."):
+            return  # a server that never answers: the lookup must time out, not hang
+        response = dns.message.make_response(query)
+        if zone in self.table:
+            hosts = [f"{host}." for host in self.table[zone]]
+            response.answer.append(dns.rrset.from_text_list(question.name, 300, "IN", "NS", hosts))
+        else:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        assert self.transport is not None
+        self.transport.sendto(response.to_wire(), addr)
+
+
+@asynccontextmanager
+async def ns_server(table: Mapping[str, list[str]]) -> AsyncIterator[HostPort]:
+    """A tiny DNS server on 127.0.0.1 answering NS queries from `table` (zones named silent.*
+    get no answer, others NXDOMAIN)."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _NsProtocol(table), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield HostPort("127.0.0.1", transport.get_extra_info("sockname")[1])
+    finally:
+        transport.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "operator"),
+    [
+        ("ns-1536.awsdns-00.co.uk.", "aws"),
+        ("ns-12.awsdns-01.com", "aws"),
+        ("dns10.ovh.net", "ovh"),
+        ("ns10.ovh.net", "ovh"),
+        ("dns200.anycast.me", "ovh"),
+        ("ns0.dom.scw.cloud", "scaleway"),
+        ("ns1.scw.cloud", "scaleway"),
+        ("NS1.Example.COM.", "example.com"),
+        ("ns2.example.co.uk", "example.co.uk"),
+    ],
+)
+def test_ns_operator(host: str, operator: str) -> None:
+    assert ns_operator(host) == operator
+
+
+AWS_NS = ["ns-1.awsdns-01.com", "ns-2.awsdns-02.net"]
+OVH_NS = ["dns10.ovh.net", "ns10.ovh.net"]
+
+
+async def dns_audit(cfg: Cfg, table: Mapping[str, list[str]], timeout: float = 5.0) -> AuditReport:
+    async with ns_server(table) as server:
+        return await run_audit(
+            load(cfg),
+            config_path="f.yaml",
+            client=None,
+            ns_lookup=resolver_lookup([server]),
+            dns_timeout=timeout,
+            now=NOW,
+        )
+
+
+def dns_found(report: AuditReport) -> set[tuple[str, str, Severity]]:
+    dns_checks = {"ns-single-provider", "ns-provider-not-delegated", "ns-unchecked"}
+    dns_checks.add("dns-provider-in-primary-location")
+    return {item for item in found(report.findings) if item[0] in dns_checks}
+
+
+@pytest.mark.parametrize(
+    ("ns", "expected"),
+    [
+        # delegated to both providers' servers: the second copy is really served
+        ([*AWS_NS, *OVH_NS], set()),
+        # only Route 53 serves the zone: the OVH copy is dead weight, the flip depends on aws
+        (
+            AWS_NS,
+            {
+                ("ns-single-provider", "zone example.com", WARN),
+                ("dns-provider-in-primary-location", R0, CRIT),
+            },
+        ),
+        # only OVH serves it: the Route 53 copy is never served, but the flip avoids aws
+        (
+            OVH_NS,
+            {
+                ("ns-single-provider", "zone example.com", WARN),
+                ("ns-provider-not-delegated", R0, WARN),
+            },
+        ),
+        # a self-hosted pair plus another operator: neither provider is delegated
+        (
+            ["ns1.example.com", "ns.other.org"],
+            {("ns-provider-not-delegated", R0, WARN), ("ns-provider-not-delegated", R1, WARN)},
+        ),
+    ],
+)
+async def test_ns_findings(ns: list[str], expected: set[tuple[str, str, Severity]]) -> None:
+    report = await dns_audit(base(), {"example.com": ns})
+    assert dns_found(report) == expected
+    assert report.dns == "NS of 1 zone(s) queried"
+
+
+async def test_ns_lookup_failures_degrade_to_info() -> None:
+    cfg = base()
+    shop(cfg)["records"][1]["zone"] = "silent.example"
+    shop(cfg)["records"][1]["name"] = "shop.silent.example"
+    report = await dns_audit(cfg, {}, timeout=0.3)
+    unchecked = {f.subject: f.detail for f in report.findings if f.check == "ns-unchecked"}
+    assert set(unchecked) == {"zone example.com", "zone silent.example"}
+    assert "NXDOMAIN" in unchecked["zone example.com"]
+    assert "no answer within 300ms" in unchecked["zone silent.example"]
+    assert all(f.severity is INFO for f in report.findings if f.check == "ns-unchecked")
+    assert report.dns == "NS of 2 zone(s) queried, 2 failed"
+
+
+async def test_ns_of_the_builtin_server(tmp_path: Path) -> None:
+    """The builtin provider serves NS ns1.<zone> for its zones: one operator."""
+    listen = BuiltinProviderConfig("lab", HostPort("127.0.0.1", 0))
+    provider = BuiltinProvider(listen, ["example.com"], Store(tmp_path))
+    await provider.start()
+    try:
+        lookup = resolver_lookup([provider.bound])
+        report = await run_audit(
+            load(base()), config_path="f.yaml", client=None, ns_lookup=lookup, now=NOW
+        )
+    finally:
+        await provider.aclose()
+    single = [f for f in report.findings if f.check == "ns-single-provider"]
+    assert [(f.subject, f.title) for f in single] == [
+        ("zone example.com", "every name server of example.com is run by example.com")
+    ]
+    assert "ns1.example.com" in single[0].detail
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+async def test_report_without_daemon_or_dns() -> None:
+    cfg = base()
+    only_route53(cfg)
+    report = await run_audit(load(cfg), config_path="f.yaml", client=None, ns_lookup=None, now=NOW)
+    assert report.has_critical
+    assert [f.severity for f in report.findings] == sorted(
+        (f.severity for f in report.findings), key=[CRIT, WARN, INFO].index
+    )
+    assert ("daemon-state-unknown", "daemon", INFO) in found(report.findings)
+    body = json.loads(render(report, "json"))
+    assert set(body) == {"findings", "summary"}
+    assert body["summary"] | {"daemon": "", "dns": ""} == {
+        "critical": 1,
+        "warning": 1,
+        "info": 1,
+        "config": "f.yaml",
+        "generated_at": rfc3339(NOW),
+        "instance": "audit-1",
+        "daemon": "",
+        "dns": "",
+    }
+    assert set(body["findings"][0]) == {"severity", "check", "subject", "title", "detail", "advice"}
+    assert body["findings"][0]["severity"] == "critical"
+    markdown = render(report, "markdown")
+    assert markdown.startswith("# Resilience audit: audit-1\n")
+    assert "| critical | 1 |" in markdown and "`f.yaml`" in markdown
+    assert "### 1. CRITICAL: shop.example.com A can only be changed through aws" in markdown
+    text = render(report, "text")
+    assert text.splitlines()[0] == "failover audit of f.yaml: 1 critical, 1 warning, 1 info"
+    assert f"CRITICAL {R0}: shop.example.com A" in text
