@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import os
 import socket
 import sys
+import threading
 import traceback
 import urllib.error
 import urllib.parse
@@ -93,7 +95,25 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from failover.daemon import run_daemon
 
     config = load_config(args.config)
-    return await run_daemon(config, dry_run=args.dry_run, once=args.once)
+    code = await run_daemon(config, dry_run=args.dry_run, once=args.once)
+    _exit_despite_hung_threads(code)
+    return code
+
+
+def _exit_despite_hung_threads(code: int) -> None:
+    """State and journal are saved by now. A blocking SDK call stuck in a worker thread (a hung
+    provider endpoint) would keep the interpreter alive at exit until it returns: leave anyway,
+    so SIGTERM always ends the daemon in bounded time."""
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    stuck = [t for t in stuck if not t.daemon]
+    if stuck:
+        logging.getLogger("failover").warning(
+            "exiting with %d provider call(s) still hung in worker threads", len(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 async def cmd_check_config(args: argparse.Namespace) -> int:

@@ -76,6 +76,7 @@ class ServiceRuntime:
     confirmations: dict[str, Confirmation] = field(default_factory=dict)  # by provider
     unverified: bool = False
     drill: str | None = None  # the drill target while a drill holds it (drill.py)
+    partial: dict[RecordKey, RecordSet | None] = field(default_factory=dict)  # first read
     started_at: float | None = None  # start-up grace of a service a reload added or reset
 
 
@@ -124,6 +125,7 @@ class Engine:
             name: ProviderQueue(name, provider, config.providers[name], metrics)
             for name, provider in providers.items()
         }
+        self._reads: dict[str, asyncio.Task[None]] = {}  # provider -> background read
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -215,6 +217,10 @@ class Engine:
         whose change was abandoned."""
         self._stopping.set()
         self._wake.set()
+        reads = list(self._reads.values())
+        for read in reads:  # a resync read has nothing to finish
+            read.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         with contextlib.suppress(TimeoutError):  # a cycle in progress may start changes
@@ -337,8 +343,8 @@ class Engine:
                     and now - rt.last_read >= self.config.instance.resync_interval
                 )
             ]
-            if due:
-                await self._read_many(due)
+            if due:  # resync reads run outside the lock: a hung provider stalls no decision
+                self._start_reads(due, now)
             for rt in idle:
                 try:
                     await self._decide_service(rt, now)
@@ -689,6 +695,60 @@ class Engine:
                 rt.read_error = ""
                 rt.current = current
             rt.published = self._classify(rt)
+
+    def _start_reads(self, due: list[ServiceRuntime], now: float) -> None:
+        """One background read per provider (at most one in flight each) for the due services."""
+        items: dict[str, list[tuple[ServiceRuntime, RecordKey]]] = {}
+        for rt in due:
+            for record in rt.config.records:
+                items.setdefault(record.provider, []).append((rt, record.key))
+        for name, wanted in items.items():
+            if name in self._reads:
+                continue
+            for rt, _ in wanted:
+                rt.last_read = now  # not due again while this read runs
+            task = asyncio.create_task(self._background_read(name, wanted))
+            self._reads[name] = task
+            task.add_done_callback(self._read_done(name))
+
+    def _read_done(self, name: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._reads.pop(name, None)
+
+        return forget
+
+    async def _background_read(
+        self, name: str, wanted: list[tuple[ServiceRuntime, RecordKey]]
+    ) -> None:
+        """Fold one provider's answer into each service. A failed read keeps the last values
+        read (stale, flagged in status) so the other providers' records can still be acted on."""
+        found = await self._read_provider(name, sorted({key for _, key in wanted}))
+        async with self._lock:
+            now = self.clock()
+            for rt in {id(rt): rt for rt, _ in wanted}.values():
+                if rt.inflight is not None:  # its outcome is fresher than this read
+                    continue
+                keys = [key for other, key in wanted if other is rt]
+                if isinstance(found, str):
+                    if rt.provider_errors.get(name) != found:
+                        log.error(
+                            "%s: %s", rt.config.name, found, extra=fields(rt.config.name)
+                        )
+                    rt.provider_errors[name] = found
+                    if rt.current is None:
+                        self._backoff(rt, now)
+                else:
+                    rt.provider_errors.pop(name, None)
+                    target = rt.current if rt.current is not None else rt.partial
+                    for key in keys:
+                        target[key] = found.get(key)
+                    if rt.current is None and {r.key for r in rt.config.records} <= set(
+                        rt.partial
+                    ):
+                        rt.current, rt.partial = dict(rt.partial), {}
+                rt.read_error = "; ".join(sorted(rt.provider_errors.values()))
+                rt.published = self._classify(rt)
+        self._wake.set()
 
     async def _read_provider(
         self, name: str, keys: list[RecordKey]
