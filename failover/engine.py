@@ -731,9 +731,7 @@ class Engine:
                 keys = [key for other, key in wanted if other is rt]
                 if isinstance(found, str):
                     if rt.provider_errors.get(name) != found:
-                        log.error(
-                            "%s: %s", rt.config.name, found, extra=fields(rt.config.name)
-                        )
+                        log.error("%s: %s", rt.config.name, found, extra=fields(rt.config.name))
                     rt.provider_errors[name] = found
                     if rt.current is None:
                         self._backoff(rt, now)
@@ -742,9 +740,7 @@ class Engine:
                     target = rt.current if rt.current is not None else rt.partial
                     for key in keys:
                         target[key] = found.get(key)
-                    if rt.current is None and {r.key for r in rt.config.records} <= set(
-                        rt.partial
-                    ):
+                    if rt.current is None and {r.key for r in rt.config.records} <= set(rt.partial):
                         rt.current, rt.partial = dict(rt.partial), {}
                 rt.read_error = "; ".join(sorted(rt.provider_errors.values()))
                 rt.published = self._classify(rt)

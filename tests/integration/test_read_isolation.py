@@ -41,12 +41,23 @@ def test_hung_reads_at_one_provider_do_not_stall_another_service(
     dns_port, metrics_port = free_port(), free_port()
     targets = f"""
     targets:
-      - {{name: primary, location: a, values: [{PRIMARY}], probes: [{{type: http, url: "{primary.url}"}}]}}
-      - {{name: secondary, location: b, values: [{SECONDARY}], probes: [{{type: http, url: "{secondary.url}"}}]}}"""
+      - name: primary
+        location: a
+        values: [{PRIMARY}]
+        probes: [{{type: http, url: "{primary.url}"}}]
+      - name: secondary
+        location: b
+        values: [{SECONDARY}]
+        probes: [{{type: http, url: "{secondary.url}"}}]"""
     config = tmp_path / "failover.yaml"
     config.write_text(
         f"""
-instance: {{name: t, location: lab, state_dir: "{tmp_path / "state"}", resync_interval: 1s, shutdown_timeout: 1s}}
+instance:
+  name: t
+  location: lab
+  state_dir: "{tmp_path / "state"}"
+  resync_interval: 1s
+  shutdown_timeout: 1s
 admin: {{socket: "{tmp_path / "admin.sock"}"}}
 metrics: {{listen: "127.0.0.1:{metrics_port}"}}
 providers:
@@ -65,9 +76,11 @@ defaults:
   policy: {{failback: manual, cooldown: 2s, startup_grace: 3s}}
 services:
   shop:
-    records: [{{provider: lab, zone: example.test, name: shop.example.test, type: A, ttl: 30}}]{targets}
+    records:
+      - {{provider: lab, zone: example.test, name: shop.example.test, type: A, ttl: 30}}{targets}
   api:
-    records: [{{provider: ovh, zone: example.org, name: api.example.org, type: A, ttl: 30}}]{targets}
+    records:
+      - {{provider: ovh, zone: example.org, name: api.example.org, type: A, ttl: 30}}{targets}
 """
     )
     daemon = DaemonProcess(config, metrics_port, tmp_path / "admin.sock").start()
