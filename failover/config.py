@@ -45,6 +45,7 @@ from failover.config_parse import (
 from failover.config_types import (
     AdminConfig,
     BuiltinProviderConfig,
+    CanaryConfig,
     Config,
     DnsProbeConfig,
     HealthConfig,
@@ -510,6 +511,31 @@ def _services(
     return out
 
 
+def _canaries(
+    top: Section, defaults: _Defaults, base_dir: Path | None
+) -> tuple[CanaryConfig, ...]:
+    """`canaries:` — probes of things that should always be up, feeding the isolation guard."""
+    out: list[CanaryConfig] = []
+    for path, node in top.items("canaries", "a list of canaries"):
+        c = Section.open(top.errors, node, path)
+        if c is None:
+            continue
+        name = c.need("name", _name, "a name like internet")
+        location = _opt_plain(c.opt("location", _name))
+        timing = _timing_block(c, defaults.timing)
+        health = _health(c, defaults.health)
+        probes = _probes(c, timing, base_dir)
+        if not probes and not c.failed("probes"):
+            c.error("probes", "missing; expected probes of something that should always be up")
+        c.done()
+        if name is None:
+            continue
+        if any(other.name == plain(name) for other in out):
+            c.error("name", f"canary {plain(name)!r} is defined twice; names must be unique")
+        out.append(CanaryConfig(plain(name), location, probes, health))
+    return tuple(out)
+
+
 # --- top level --------------------------------------------------------------------------------
 
 
@@ -574,14 +600,23 @@ def parse_config(
     top = Section(errors, tree, "")
     instance, admin, metrics = _instance(top, base_dir), _admin(top, base_dir), _metrics(top)
     providers, declared = _providers(top)
-    services = _services(top, _defaults(top), declared, base_dir)
+    defaults = _defaults(top)
+    services = _services(top, defaults, declared, base_dir)
+    canaries = _canaries(top, defaults, base_dir)
     notifications = config_notify.notifications(top)
     top.done()
     if errors:
         raise ConfigError(errors)
     source = source.absolute() if source is not None else None
     return Config(
-        instance, admin, metrics, providers, services, source=source, notifications=notifications
+        instance,
+        admin,
+        metrics,
+        providers,
+        services,
+        source=source,
+        notifications=notifications,
+        canaries=canaries,
     )
 
 

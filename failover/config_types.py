@@ -373,6 +373,17 @@ NotificationConfig = WebhookConfig  # a tagged union on `type`, like providers
 
 
 @dataclass(frozen=True)
+class CanaryConfig:
+    """Something that should always be up (a public resolver, a CDN): if it fails together with
+    every target, the vantage point is cut off, not the clouds (SPEC §4 isolation guard)."""
+
+    name: str
+    location: str | None
+    probes: tuple[ProbeConfig, ...]
+    health: HealthConfig
+
+
+@dataclass(frozen=True)
 class Config:
     instance: InstanceConfig
     admin: AdminConfig
@@ -381,3 +392,4 @@ class Config:
     services: Mapping[str, ServiceConfig]
     source: Path | None = None
     notifications: tuple[NotificationConfig, ...] = ()
+    canaries: tuple[CanaryConfig, ...] = ()

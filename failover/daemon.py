@@ -33,7 +33,7 @@ from failover.config import ConfigError, load_config
 from failover.config_types import Config, HostPort
 from failover.coord.standalone import StandaloneCoordinator
 from failover.drill import DrillScheduler, restore_drill_metrics
-from failover.engine import CommandError, Engine, ServiceRuntime
+from failover.engine import CANARY, CommandError, Engine, ServiceRuntime
 from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Trigger
@@ -50,11 +50,14 @@ CLOSE_TIMEOUT = 10.0  # each provider's aclose at shutdown and reload
 
 
 def probe_jobs(config: Config) -> list[ProbeJob]:
+    """Every target's probes, and the canaries' under the reserved service name CANARY."""
     return [
         ProbeJob(service.name, target.name, spec)
         for service in config.services.values()
         for target in service.targets
         for spec in target.probes
+    ] + [
+        ProbeJob(CANARY, canary.name, spec) for canary in config.canaries for spec in canary.probes
     ]
 
 

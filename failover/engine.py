@@ -36,6 +36,7 @@ from failover.store import Store
 
 log = logging.getLogger("failover.engine")
 
+CANARY = "*canary"  # the service name of canary probe jobs (not a valid service name)
 TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 MAX_BACKOFF = 30.0
 STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
@@ -125,6 +126,7 @@ class Engine:
             name: ProviderQueue(name, provider, config.providers[name], metrics)
             for name, provider in providers.items()
         }
+        self.canary_probes: dict[tuple[str, str], ProbeState] = {}  # (canary, probe)
         self._reads: dict[str, asyncio.Task[None]] = {}  # provider -> background read
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -150,6 +152,9 @@ class Engine:
 
     def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         """Fold a probe result into health; wake the actor when a target's health changes."""
+        if job.service == CANARY:
+            self._on_canary_result(job, result, finished_at)
+            return
         runtime = self.services.get(job.service)
         target = runtime.config.target(job.target) if runtime else None
         if runtime is None or target is None:
@@ -174,6 +179,31 @@ class Engine:
                 extra=fields(job.service, job.target),
             )
             self._wake.set()
+
+    def _on_canary_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
+        canary = next((c for c in self.config.canaries if c.name == job.target), None)
+        if canary is None:  # removed by a reload while its probe ran
+            return
+        self.metrics.observe_probe(job, result)
+        fall, rise = canary.health.fall, canary.health.rise
+        key = (canary.name, job.spec.name)
+        self.canary_probes[key] = observe(
+            self.canary_probes.get(key, ProbeState()),
+            result.ok,
+            result.reason,
+            finished_at,
+            fall,
+            rise,
+        )
+        self._wake.set()
+
+    def canary_failing(self, name: str) -> bool:
+        """A canary counts as failing once its latest result failed, like a target."""
+        return any(
+            state.last_ok is False
+            for (canary, _), state in self.canary_probes.items()
+            if canary == name
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -364,6 +394,10 @@ class Engine:
             for rt in self.services.values()
             for target in rt.config.targets
             if target.probes
+        ] + [
+            (canary.location, Health.DOWN if self.canary_failing(canary.name) else Health.UP)
+            for canary in self.config.canaries
+            if canary.probes
         ]
         isolated = vantage_isolated(signals)
         if isolated != self.isolated:

@@ -45,6 +45,10 @@ def status(engine: Engine) -> dict[str, Any]:
         "leader": engine.coord.is_leader(),
         "leader_name": engine.coord.leader_name(),
         "isolated": engine.isolated,
+        "canaries": {
+            c.name: {"location": c.location, "failing": engine.canary_failing(c.name)}
+            for c in engine.config.canaries
+        },
         "dry_run": engine.dry_run,
         "started_at": rfc3339(engine.started_at),
         "services": services,

@@ -60,3 +60,42 @@ def test_cut_off_vantage_point_switches_nothing_until_it_clears(tmp_path: Path) 
         for line in (tmp_path / "state" / "journal.jsonl").read_text().splitlines()
     ]
     assert kinds.index("isolated") < kinds.index("isolation_cleared") < kinds.index("switch")
+
+
+def test_canaries_feed_the_isolation_guard(tmp_path: Path) -> None:
+    """Both targets live in one location: only the canary makes 'everything failing' mean
+    'we are cut off'."""
+    primary = TargetServer("127.0.0.33").start()
+    secondary = TargetServer("127.0.0.34").start()
+    canary = TargetServer("127.0.0.35").start()
+    dns_port, metrics_port = free_port(), free_port()
+    config = daemon_config(
+        tmp_path, primary, secondary, dns_port=dns_port, metrics_port=metrics_port
+    )
+    text = config.read_text().replace("location: cloud-b", "location: cloud-a")
+    text += f"""
+canaries:
+  - name: internet
+    location: internet
+    probes: [{{type: http, url: "{canary.url}"}}]
+"""
+    config.write_text(text)
+    socket = str(tmp_path / "admin.sock")
+    daemon = DaemonProcess(config, metrics_port, tmp_path / "admin.sock").start()
+    try:
+        wait_until(lambda: dns_a(dns_port, NAME) == [primary.host], 20, "publication")
+        status = cli_json("status", "--socket", socket)
+        assert status["canaries"] == {"internet": {"location": "internet", "failing": False}}
+        canary.stop()
+        primary.stop()
+        secondary.stop()
+        wait_until(lambda: cli_json("status", "--socket", socket)["isolated"] is True, 20, "guard")
+        assert dns_a(dns_port, NAME) == [primary.host]
+        canary.start()
+        secondary.start()
+        wait_until(lambda: dns_a(dns_port, NAME) == [secondary.host], 20, "the failover")
+    finally:
+        daemon.stop()
+        primary.close()
+        secondary.close()
+        canary.close()
