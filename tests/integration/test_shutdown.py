@@ -163,6 +163,8 @@ def test_sigterm_abandons_a_change_stuck_past_the_deadline(
             line for line in logs if line["level"] == "error" and "abandoned" in line["message"]
         ]
         assert errors and errors[0]["service"] == "shop" and errors[0]["target"] == "secondary"
-        assert logs[-1]["message"] == "failover stopped"
+        tail = [line["message"] for line in logs[-2:]]
+        assert "failover stopped" in tail  # then, maybe, the note on SDK threads left hung
+        assert tail[-1] == "failover stopped" or "still hung in worker threads" in tail[-1]
     finally:
         lab.close()
