@@ -35,7 +35,7 @@ instance: {{name: demo, location: lab, state_dir: "{state}"}}
 admin: {{socket: "{socket}"}}
 metrics: {{listen: "127.0.0.1:0"}}
 providers:
-  lab-dns: {{type: builtin, listen: "127.0.0.1:0", verify: false}}
+  lab-dns: {{type: builtin, listen: "127.0.0.1:0"}}  # verifies on itself
 defaults:
   probe: {{interval: 200ms, timeout: 150ms}}
   health: {{fall: 2, rise: 2}}

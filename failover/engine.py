@@ -637,7 +637,12 @@ class Engine:
                 {"provider": p, **c.as_json()}
                 for (p, _), c in zip(confirmations, results, strict=True)
             ]
-            reason = "; ".join(failed) if failed else "served by every authoritative server"
+            if failed:
+                reason = "; ".join(failed)
+            elif all(c.verified is None for c in results):
+                reason = "in sync at the provider (verification disabled)"
+            else:
+                reason = "served by every authoritative server"
             await self.journal.write(
                 rt.config.name,
                 "verify",

@@ -75,6 +75,18 @@ def history_text(entries: list[dict[str, Any]]) -> str:
             f"{entry.get('reason', '')}  ({entry.get('actor', '-')})"
         )
         for provider in entry.get("providers", []) or []:
+            if entry.get("kind") == "verify":
+                parts = [
+                    f"{label} {provider[key] * 1000:.0f}ms"
+                    for label, key in (
+                        ("in sync", "in_sync_seconds"),
+                        ("verified", "verify_seconds"),
+                    )
+                    if provider.get(key) is not None
+                ]
+                summary = ", ".join(parts) or provider.get("verify_reason")
+                lines.append(f"{'':22}{provider['provider']}: {summary}")
+                continue
             if provider.get("ok"):
                 lines.append(
                     f"{'':22}{provider['provider']}: accepted in "
