@@ -511,9 +511,7 @@ def _services(
     return out
 
 
-def _canaries(
-    top: Section, defaults: _Defaults, base_dir: Path | None
-) -> tuple[CanaryConfig, ...]:
+def _canaries(top: Section, defaults: _Defaults, base_dir: Path | None) -> tuple[CanaryConfig, ...]:
     """`canaries:` — probes of things that should always be up, feeding the isolation guard."""
     out: list[CanaryConfig] = []
     for path, node in top.items("canaries", "a list of canaries"):

@@ -78,11 +78,24 @@ class ServiceRuntime:
     unverified: bool = False
     drill: str | None = None  # the drill target while a drill holds it (drill.py)
     partial: dict[RecordKey, RecordSet | None] = field(default_factory=dict)  # first read
+    changed_at: float = float("-inf")  # last time a provider accepted a change of ours
     started_at: float | None = None  # start-up grace of a service a reload added or reset
 
 
 def _unknown_target(reason: str) -> TargetHealth:
     return TargetHealth(Health.UNKNOWN, None, None, reason)
+
+
+CONFIRM_KEY = "_confirming"
+
+
+async def with_confirmation(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A switch outcome without its internal keys, plus its verification once known."""
+    confirming = outcome.get(CONFIRM_KEY)
+    public = {k: v for k, v in outcome.items() if k != CONFIRM_KEY}
+    if isinstance(confirming, asyncio.Task) and public.get("result") in ("ok", "partial"):
+        public.update(await asyncio.shield(confirming))
+    return public
 
 
 def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core.ServiceState:
@@ -513,7 +526,9 @@ class Engine:
             async with self._lock:
                 if not any(o.ok for o, _ in outcomes):
                     rt.pending, rt.pending_from = before
-                return await self._record_switch(rt, decision, plan, now, outcomes, from_target)
+                result = await self._record_switch(rt, decision, plan, now, outcomes, from_target)
+            await self.journal.sync()  # on disk before the switch counts as done (group commit)
+            return result
         finally:
             rt.inflight = None
             self._wake.set()
@@ -550,7 +565,7 @@ class Engine:
         self._assume_applied(rt, plan, {o.provider for o in ok})
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
-            await self._save_intents()
+            self._save_intents_soon()  # durable before _switch returns (group commit)
             self.metrics.switches.labels(
                 rt.config.name, from_target or "none", plan.target, decision.trigger.value
             ).inc()
@@ -570,7 +585,7 @@ class Engine:
             self._backoff(rt, now)
             rt.last_error = "; ".join(f"{o.provider}: {o.error}" for o, _ in outcomes if not o.ok)
         pin = decision.state.pin
-        entry = await self.journal.write(
+        entry = self.journal.enqueue(
             rt.config.name,
             "publish" if decision.action is core.Action.PUBLISH else "switch",
             decision.trigger,
@@ -602,10 +617,12 @@ class Engine:
             "result": result,
             "providers": [o.as_json() for o, _ in outcomes],
             "reason": decision.reason,
+            CONFIRM_KEY: rt.confirming,  # the caller that waits for verification (internal)
         }
 
     def _assume_applied(self, rt: ServiceRuntime, plan: Plan, providers: set[str]) -> None:
         """A provider that accepted a change serves it: show it now, re-read for the truth soon."""
+        rt.changed_at = self.clock()
         if rt.current is None:
             return
         for change in plan.changes:
@@ -643,7 +660,7 @@ class Engine:
                 reason = "in sync at the provider (verification disabled)"
             else:
                 reason = "served by every authoritative server"
-            await self.journal.write(
+            self.journal.enqueue(
                 rt.config.name,
                 "verify",
                 Trigger.AUTO,
@@ -661,6 +678,7 @@ class Engine:
                     reason,
                     extra=fields(rt.config.name, plan.target),
                 )
+        await self.journal.sync()
         rt.confirming = None
         return {"verified": not failed, "verification": body}
 
@@ -746,7 +764,7 @@ class Engine:
                 continue
             for rt, _ in wanted:
                 rt.last_read = now  # not due again while this read runs
-            task = asyncio.create_task(self._background_read(name, wanted))
+            task = asyncio.create_task(self._background_read(name, wanted, now))
             self._reads[name] = task
             task.add_done_callback(self._read_done(name))
 
@@ -757,7 +775,7 @@ class Engine:
         return forget
 
     async def _background_read(
-        self, name: str, wanted: list[tuple[ServiceRuntime, RecordKey]]
+        self, name: str, wanted: list[tuple[ServiceRuntime, RecordKey]], started: float
     ) -> None:
         """Fold one provider's answer into each service. A failed read keeps the last values
         read (stale, flagged in status) so the other providers' records can still be acted on."""
@@ -765,8 +783,8 @@ class Engine:
         async with self._lock:
             now = self.clock()
             for rt in {id(rt): rt for rt, _ in wanted}.values():
-                if rt.inflight is not None:  # its outcome is fresher than this read
-                    continue
+                if rt.inflight is not None or rt.changed_at >= started:
+                    continue  # a change made during this read is fresher than what it saw
                 keys = [key for other, key in wanted if other is rt]
                 if isinstance(found, str):
                     if rt.provider_errors.get(name) != found:
@@ -821,9 +839,16 @@ class Engine:
                 rt.config.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm
             )
 
+    def _intents_snapshot(self) -> dict[str, Any]:
+        return {name: intents_codec.encode_state(rt.state) for name, rt in self.services.items()}
+
+    def _save_intents_soon(self) -> None:
+        """Mark the intents for the next group commit; `journal.sync()` waits for it."""
+        self.journal.mark_state(self._intents_snapshot, self.coord.save_intents)
+
     async def _save_intents(self) -> None:
-        data = {name: intents_codec.encode_state(rt.state) for name, rt in self.services.items()}
-        await asyncio.to_thread(self.coord.save_intents, data)
+        self._save_intents_soon()
+        await self.journal.sync()
 
     # ---------------------------------------------------------------- commands
 
@@ -847,11 +872,7 @@ class Engine:
             decision = core.Decision(core.Action.SWITCH, target, Trigger.DRILL, reason, rt.state)
             task = asyncio.create_task(self._switch(rt, decision, plan, self.clock()))
             rt.inflight = task
-        outcome = await asyncio.shield(task)
-        confirming = rt.confirming
-        if confirming is not None and outcome.get("result") in ("ok", "partial"):
-            outcome = {**outcome, **(await asyncio.shield(confirming))}
-        return outcome
+        return await with_confirmation(await asyncio.shield(task))
 
     def runtime(self, service: str) -> ServiceRuntime:
         runtime = self.services.get(service)
@@ -881,10 +902,7 @@ class Engine:
                         return {"result": "noop", "reason": reason, "detail": blocked or None}
             outcome = await asyncio.shield(task)
             if mine or outcome.get("result") in ("error", "partial"):
-                confirming = rt.confirming
-                if confirming is not None and outcome.get("result") in ("ok", "partial"):
-                    outcome = {**outcome, **(await asyncio.shield(confirming))}
-                return outcome
+                return await with_confirmation(outcome)
 
     async def promote(
         self, service: str, target: str, reason: str, actor: str, *, force: bool, dry_run: bool
