@@ -152,9 +152,6 @@ class ProviderQueue:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._confirms: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        return None
-
     async def aclose(self) -> None:
         tasks = [*self._workers.values(), *self._confirms]
         for task in tasks:
