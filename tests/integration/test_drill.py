@@ -100,6 +100,13 @@ class Lab:
         self.daemon = DaemonProcess(self.config, self.metrics_port, workdir / "admin.sock").start()
         self.workdir = workdir
 
+    def wait_health(self, target: str, health: str) -> None:
+        def seen() -> bool:
+            status = cli_json("status", "--socket", self.socket)
+            return bool(status["services"]["shop"]["targets"][target]["health"] == health)
+
+        wait_until(seen, 20, f"{target} {health}")
+
     def answer(self) -> list[str]:
         return dns_a(self.dns_port, self.name)
 
@@ -132,16 +139,7 @@ def builtin_lab(tmp_path: Path) -> Iterator[Lab]:
 def test_drill_switches_holds_returns_and_reports(builtin_lab: Lab) -> None:
     lab = builtin_lab
     wait_until(lambda: lab.answer() == [PRIMARY], 20, "publication")
-    wait_until(
-        lambda: (
-            cli_json("status", "--socket", lab.socket)["services"]["shop"]["targets"]["secondary"][
-                "health"
-            ]
-            == "up"
-        ),
-        20,
-        "the secondary UP",
-    )
+    lab.wait_health("secondary", "up")
     dry = cli("drill", "shop", "--hold", "2s", "--dry-run", "--socket", lab.socket)
     assert dry.returncode == 0, dry.stderr
     assert "primary -> secondary" in dry.stdout and "nothing changed" in dry.stdout
@@ -180,16 +178,7 @@ def test_drill_switches_holds_returns_and_reports(builtin_lab: Lab) -> None:
 def test_drill_target_dying_mid_hold_returns_at_once(builtin_lab: Lab) -> None:
     lab = builtin_lab
     wait_until(lambda: lab.answer() == [PRIMARY], 20, "publication")
-    wait_until(
-        lambda: (
-            cli_json("status", "--socket", lab.socket)["services"]["shop"]["targets"]["secondary"][
-                "health"
-            ]
-            == "up"
-        ),
-        20,
-        "the secondary UP",
-    )
+    lab.wait_health("secondary", "up")
     drill = lab.drill("--hold", "10m", "--yes", "--json")
     wait_until(lambda: lab.answer() == [SECONDARY], 20, "the drill target published")
     lab.secondary.stop()
@@ -206,16 +195,7 @@ def test_drill_refuses_when_preflight_fails(builtin_lab: Lab) -> None:
     lab = builtin_lab
     wait_until(lambda: lab.answer() == [PRIMARY], 20, "publication")
     lab.secondary.stop()
-    wait_until(
-        lambda: (
-            cli_json("status", "--socket", lab.socket)["services"]["shop"]["targets"]["secondary"][
-                "health"
-            ]
-            == "down"
-        ),
-        20,
-        "the secondary DOWN",
-    )
+    lab.wait_health("secondary", "down")
     refused = cli("drill", "shop", "--hold", "2s", "--yes", "--socket", lab.socket)
     assert refused.returncode == 3
     assert "no other target of shop is UP" in refused.stderr
@@ -245,16 +225,7 @@ def test_drill_through_bind_verifies_on_the_authoritative_server(
     lab = Lab(tmp_path, provider, ZONE, bind.port)
     try:
         wait_until(lambda: lab.answer() == [PRIMARY], 20, "publication at BIND")
-        wait_until(
-            lambda: (
-                cli_json("status", "--socket", lab.socket)["services"]["shop"]["targets"][
-                    "secondary"
-                ]["health"]
-                == "up"
-            ),
-            20,
-            "the secondary UP",
-        )
+        lab.wait_health("secondary", "up")
         drill = lab.drill("--hold", "2s", "--yes", "--json")
         wait_until(lambda: lab.answer() == [SECONDARY], 20, "the drill target at BIND")
         out, err = drill.communicate(timeout=60)
@@ -272,16 +243,7 @@ def test_drill_through_bind_verifies_on_the_authoritative_server(
 def test_real_incident_during_a_drill_wins(builtin_lab: Lab) -> None:
     lab = builtin_lab
     wait_until(lambda: lab.answer() == [PRIMARY], 20, "publication")
-    wait_until(
-        lambda: (
-            cli_json("status", "--socket", lab.socket)["services"]["shop"]["targets"]["secondary"][
-                "health"
-            ]
-            == "up"
-        ),
-        20,
-        "the secondary UP",
-    )
+    lab.wait_health("secondary", "up")
     drill = lab.drill("--hold", "10m", "--yes", "--json")
     wait_until(lambda: lab.answer() == [SECONDARY], 20, "the drill target published")
     lab.primary.stop()  # the origin dies for real while the drill holds the secondary
@@ -297,16 +259,7 @@ def test_real_incident_during_a_drill_wins(builtin_lab: Lab) -> None:
 def test_last_drill_survives_a_restart(builtin_lab: Lab) -> None:
     lab = builtin_lab
     wait_until(lambda: lab.answer() == [PRIMARY], 20, "publication")
-    wait_until(
-        lambda: (
-            cli_json("status", "--socket", lab.socket)["services"]["shop"]["targets"]["secondary"][
-                "health"
-            ]
-            == "up"
-        ),
-        20,
-        "the secondary UP",
-    )
+    lab.wait_health("secondary", "up")
     done = cli("drill", "shop", "--hold", "1s", "--yes", "--socket", lab.socket)
     assert done.returncode == 0, done.stdout + done.stderr
     before = metric_value(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.providers.fake_ovh import APP_KEY, APP_SECRET, CONSUMER_KEY, FakeOvh, FakeOvhThread
+from tests.providers.fake_ovh import FakeOvhThread, daemon_fake
 from tests.support import DaemonProcess, TargetServer, cli_json, dns_a, free_port, wait_until
 
 ZONE = "example.test"
@@ -19,21 +18,8 @@ HANG = 8.0  # seconds every OVH write stalls once the outage starts
 
 @pytest.fixture
 def ovh_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeOvhThread]:
-    for name in list(os.environ):
-        if name.startswith("OVH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("FAILOVER_TEST_OVH_AK", APP_KEY)
-    monkeypatch.setenv("FAILOVER_TEST_OVH_AS", APP_SECRET)
-    monkeypatch.setenv("FAILOVER_TEST_OVH_CK", CONSUMER_KEY)
-    fake = FakeOvh()
-    fake.add_zone(ZONE)
-    server = FakeOvhThread(fake)
-    server.start()
-    try:
+    with daemon_fake(monkeypatch, tmp_path, ZONE) as server:
         yield server
-    finally:
-        server.close()
 
 
 def test_hung_provider_does_not_delay_the_other(ovh_api: FakeOvhThread, tmp_path: Path) -> None:

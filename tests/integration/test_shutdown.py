@@ -8,7 +8,6 @@ The daemon logs JSON here (`FAILOVER_LOG_FORMAT`), checked line by line.
 from __future__ import annotations
 
 import json
-import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.providers.fake_ovh import APP_KEY, APP_SECRET, CONSUMER_KEY, FakeOvh, FakeOvhThread
+from tests.providers.fake_ovh import APP_SECRET, CONSUMER_KEY, FakeOvhThread, daemon_fake
 from tests.support import DaemonProcess, TargetServer, free_port, wait_until
 
 ZONE = "example.test"
@@ -26,21 +25,8 @@ REFRESH = f"/domain/zone/{ZONE}/refresh$"
 
 @pytest.fixture
 def ovh_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeOvhThread]:
-    for name in list(os.environ):
-        if name.startswith("OVH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("FAILOVER_TEST_OVH_AK", APP_KEY)
-    monkeypatch.setenv("FAILOVER_TEST_OVH_AS", APP_SECRET)
-    monkeypatch.setenv("FAILOVER_TEST_OVH_CK", CONSUMER_KEY)
-    fake = FakeOvh()
-    fake.add_zone(ZONE)
-    server = FakeOvhThread(fake)
-    server.start()
-    try:
+    with daemon_fake(monkeypatch, tmp_path, ZONE) as server:
         yield server
-    finally:
-        server.close()
 
 
 class Lab:

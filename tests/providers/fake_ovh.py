@@ -26,10 +26,12 @@ import hashlib
 import ipaddress
 import itertools
 import json
+import os
 import re
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -414,3 +416,25 @@ class FakeOvhThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+
+@contextlib.contextmanager
+def daemon_fake(monkeypatch: Any, home: Any, zone: str, **options: Any) -> Iterator[FakeOvhThread]:
+    """The fake in its own thread for a daemon subprocess: no stray OVH_* variable or
+    ~/.ovh.conf of the developer's, and the credentials in FAILOVER_TEST_OVH_{AK,AS,CK} for
+    `${...}` in the daemon's config."""
+    for name in list(os.environ):
+        if name.startswith("OVH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("FAILOVER_TEST_OVH_AK", APP_KEY)
+    monkeypatch.setenv("FAILOVER_TEST_OVH_AS", APP_SECRET)
+    monkeypatch.setenv("FAILOVER_TEST_OVH_CK", CONSUMER_KEY)
+    fake = FakeOvh(**options)
+    fake.add_zone(zone)
+    server = FakeOvhThread(fake)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.providers.fake_ovh import APP_KEY, APP_SECRET, CONSUMER_KEY, FakeOvh, FakeOvhThread
+from tests.providers.fake_ovh import APP_SECRET, CONSUMER_KEY, FakeOvhThread, daemon_fake
 from tests.support import (
     DaemonProcess,
     TargetServer,
@@ -25,21 +24,8 @@ PRIMARY, SECONDARY = "127.0.0.21", "127.0.0.22"
 @pytest.fixture
 def ovh_api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeOvhThread]:
     """The fake in its own thread; the daemon's environment holds no stray OVH_* variable."""
-    for name in list(os.environ):
-        if name.startswith("OVH_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ovh.conf of the developer's
-    monkeypatch.setenv("FAILOVER_TEST_OVH_AK", APP_KEY)
-    monkeypatch.setenv("FAILOVER_TEST_OVH_AS", APP_SECRET)
-    monkeypatch.setenv("FAILOVER_TEST_OVH_CK", CONSUMER_KEY)
-    fake = FakeOvh(deploy_delay=0.2)
-    fake.add_zone(ZONE)
-    server = FakeOvhThread(fake)
-    server.start()
-    try:
+    with daemon_fake(monkeypatch, tmp_path, ZONE, deploy_delay=0.2) as server:
         yield server
-    finally:
-        server.close()
 
 
 def test_daemon_fails_over_through_ovh(ovh_api: FakeOvhThread, tmp_path: Path) -> None:
