@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,6 +285,14 @@ class ProviderQueue:
                 extra=fields(provider=self.name),
             )
         return result
+
+
+def submit_plan(queues: Mapping[str, ProviderQueue], changes: Sequence[Change]) -> list[Submission]:
+    """Hand each provider its share of the changes, all at once (one writer per provider)."""
+    by_provider: dict[str, list[Change]] = {}
+    for change in changes:
+        by_provider.setdefault(change.key.provider, []).append(change)
+    return [queues[name].submit(part) for name, part in by_provider.items()]
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

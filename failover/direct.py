@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from failover import intents, views
-from failover.apply import Confirmation, ProviderQueue
+from failover.apply import Confirmation, ProviderQueue, submit_plan
 from failover.config_types import Config
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
@@ -153,10 +153,7 @@ async def _apply(
     journal = Journal(store, config.instance.name)
     now = time.time()
     try:
-        by_provider: dict[str, list[Any]] = {}
-        for change in plan.changes:
-            by_provider.setdefault(change.key.provider, []).append(change)
-        subs = [queues[name].submit(changes) for name, changes in by_provider.items()]
+        subs = submit_plan(queues, plan.changes)
         accepted = await asyncio.gather(*(s.accepted for s in subs))
         confirmed: list[Confirmation] = []
         ok = [o for o in accepted if o.ok]

@@ -20,7 +20,7 @@ from typing import Any
 from failover import intents as intents_codec
 from failover import reload as live_reload
 from failover import views
-from failover.apply import Confirmation, ProviderOutcome, ProviderQueue
+from failover.apply import Confirmation, ProviderOutcome, ProviderQueue, submit_plan
 from failover.config_types import Config, ServiceConfig
 from failover.coord.base import Coordinator
 from failover.core import decide as core
@@ -536,10 +536,7 @@ class Engine:
     async def _submit(
         self, rt: ServiceRuntime, plan: Plan
     ) -> list[tuple[ProviderOutcome, asyncio.Future[Confirmation]]]:
-        by_provider: dict[str, list[Any]] = {}
-        for change in plan.changes:
-            by_provider.setdefault(change.key.provider, []).append(change)
-        subs = [self.queues[name].submit(changes) for name, changes in by_provider.items()]
+        subs = submit_plan(self.queues, plan.changes)
 
         def progress(future: asyncio.Future[ProviderOutcome]) -> None:
             if not future.cancelled() and future.exception() is None and future.result().ok:
