@@ -33,7 +33,7 @@ from failover.config import ConfigError, load_config
 from failover.config_types import Config, HostPort
 from failover.coord.standalone import StandaloneCoordinator
 from failover.drill import DrillScheduler, restore_drill_metrics
-from failover.engine import CANARY, CommandError, Engine, ServiceRuntime
+from failover.engine import CANARY, CommandError, Engine
 from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Trigger
@@ -41,6 +41,7 @@ from failover.notify import Notifier
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
 from failover.providers.base import Provider
 from failover.providers.registry import create_provider
+from failover.runtime import ServiceRuntime
 from failover.store import Store
 
 log = logging.getLogger("failover.daemon")
@@ -115,7 +116,7 @@ class Daemon:
         engine.journal.on_entry = self.notifier.emit
         await self.notifier.start()
         self._prime(self.config)
-        await engine.start()
+        await engine.start(wait_for_reads=not schedule_probes)
         await asyncio.to_thread(restore_drill_metrics, engine)
         self.scheduler = ProbeScheduler(
             probe_jobs(self.config),

@@ -19,7 +19,7 @@ from failover.apply import Confirmation, ProviderQueue, submit_plan
 from failover.config_types import Config
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
-from failover.core.plan import RULE_NEVER_EMPTY, build_plan, check_plan
+from failover.core.plan import build_plan, check_plan, refusal
 from failover.daemon import probe_jobs, provider_zones
 from failover.journal import Journal
 from failover.metrics import Metrics
@@ -108,12 +108,9 @@ async def promote_direct(
             "violations": [views.violation_json(v) for v in violations],
             "health": {name: h.health.value for name, h in health.items()},
         }
-        blocking = [v for v in violations if not force or v.rule == RULE_NEVER_EMPTY]
-        if blocking:
-            rules = ", ".join(v.rule for v in blocking)
-            text = "; ".join(v.message for v in blocking)
-            hint = "" if force else " (--force overrides)"
-            raise DirectError(f"refused by {rules}: {text}{hint}", 3, body)
+        refused = refusal(violations, force)
+        if refused:
+            raise DirectError(refused.for_operator(), 3, body)
         approved = await confirm(body)  # shows the plan; asks unless dry-run or --yes
         if dry_run or not approved:
             return {**body, "result": "dry-run" if dry_run else "aborted"}

@@ -23,7 +23,8 @@ from failover.config_types import DrillScheduleConfig
 from failover.model import Health, Mode, Trigger
 
 if TYPE_CHECKING:
-    from failover.engine import Engine, ServiceRuntime
+    from failover.engine import Engine
+    from failover.runtime import ServiceRuntime
 
 log = logging.getLogger("failover.drill")
 
@@ -155,7 +156,7 @@ async def run_drill(
             report.result, report.reason = "dry-run", "preflight passed; nothing changed"
             report.ended = time.time()
             return report
-        rt.drill = target
+        rt.start_drill(target)
         await engine.journal.write(
             service,
             "drill",
@@ -173,7 +174,7 @@ async def run_drill(
         log.exception("drill of %s failed", service)
         report.result, report.reason = "failed", f"{type(exc).__name__}: {exc}"
     finally:
-        rt.drill = None
+        rt.end_drill()
         report.ended = engine.clock()
         success = report.result == "ok"
         engine.metrics.last_drill_timestamp.labels(service).set(report.ended)

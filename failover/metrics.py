@@ -16,7 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from failover import __version__
-from failover.model import Health, Mode, ProbeResult
+from failover.model import Health, Mode, Phase, ProbeResult
 
 TARGET_UP_VALUE = {Health.UP: 1.0, Health.DOWN: 0.0, Health.UNKNOWN: -1.0}
 ALARMS = (
@@ -55,6 +55,7 @@ class ServiceView:
     active: str | None
     targets: tuple[TargetView, ...]
     alarms: frozenset[str] = field(default_factory=frozenset)
+    phase: str = "starting"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class _LiveCollector(Collector):
             "1 on the service's current mode.",
             labels=["service", "mode"],
         )
+        phase = GaugeMetricFamily(
+            "failover_service_phase",
+            "1 on the phase of the service's change cycle (steady, switching, confirming …).",
+            labels=["service", "phase"],
+        )
         alarm = GaugeMetricFamily(
             "failover_service_alarm",
             "1 while the named alarm is raised for the service.",
@@ -116,6 +122,10 @@ class _LiveCollector(Collector):
                         )
             for each in Mode:
                 mode.add_metric([service.name, each.value], float(each is service.mode))
+            for each_phase in Phase:
+                phase.add_metric(
+                    [service.name, each_phase.value], float(each_phase.value == service.phase)
+                )
             for name in ALARMS:
                 alarm.add_metric([service.name, name], float(name in service.alarms))
         leader = GaugeMetricFamily(
@@ -128,7 +138,17 @@ class _LiveCollector(Collector):
             labels=["instance"],
         )
         isolated.add_metric([view.instance], float(view.isolated))
-        yield from (probe_success, target_up, active, priority, mode, alarm, leader, isolated)
+        yield from (
+            probe_success,
+            target_up,
+            active,
+            priority,
+            mode,
+            phase,
+            alarm,
+            leader,
+            isolated,
+        )
 
 
 class Metrics:

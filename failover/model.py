@@ -28,6 +28,19 @@ class Mode(StrEnum):
     PAUSED = "paused"
 
 
+class Phase(StrEnum):
+    """Where a service is in its change cycle (stable names: `status --json` shows them)."""
+
+    STARTING = "starting"  # its published records are not read yet: nothing is decided on them
+    STEADY = "steady"  # nothing in flight, nothing refused
+    SWITCHING = "switching"  # a change is being submitted to its providers
+    CONFIRMING = "confirming"  # every provider accepted; waiting for the servers to serve it
+    RETRYING = "retrying"  # a change failed at some or all providers; next attempt at retry_at
+    REFUSED = "refused"  # the decision asks for a change that a safety rule refuses
+    DRY_RUN = "dry_run"  # the decision asks for a change that dry-run mode does not make
+    DRILLING = "drilling"  # a drill holds the service (drill.py) between its two switches
+
+
 class Trigger(StrEnum):
     """Who caused a change: the state machine, an operator, or a drill."""
 

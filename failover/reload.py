@@ -13,16 +13,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from failover import intents as intents_codec
 from failover.config_types import Config, ServiceConfig, TargetConfig
 from failover.core.decide import ServiceState
 from failover.core.health import ProbeState, TargetHealth, target_health
 from failover.model import Health
-
-if TYPE_CHECKING:
-    from failover.engine import Engine, ServiceRuntime
+from failover.runtime import ServiceRuntime
 
 log = logging.getLogger("failover.reload")
 
@@ -136,22 +134,22 @@ def diff(
 
 
 def merge_services(
-    engine: Engine, config: Config, closing: Collection[str], now: float
+    services: Mapping[str, ServiceRuntime], config: Config, closing: Collection[str], now: float
 ) -> dict[str, ServiceRuntime]:
     """The engine's runtimes for `config`: unchanged services as they are, changed ones updated
     in place (tasks in flight hold a reference to them), new ones fresh with their own start-up
     grace. Removed services simply drop out."""
     merged: dict[str, ServiceRuntime] = {}
     for name, svc in config.services.items():
-        rt = engine.services.get(name)
+        rt = services.get(name)
         if rt is None:
-            rt = engine.new_runtime(svc, ServiceState())
-            rt.started_at = now
+            rt = ServiceRuntime.fresh(svc, ServiceState())
+            rt.restart_grace(now)
             log.info("reload: service %s added", name, extra={"service": name})
         elif rt.config != svc:
             _merge_service(rt, svc, now)
         if any(r.provider in closing for r in svc.records):
-            rt.last_read = float("-inf")  # a new provider instance: read it back at once
+            rt.reread_soon()  # a new provider instance: read it back at once
         merged[name] = rt
     return merged
 
@@ -174,18 +172,10 @@ def _merge_service(rt: ServiceRuntime, svc: ServiceConfig, now: float) -> None:
             health = target_health(kept, rt.targets.get(target.name), now)
         targets[target.name] = health
         reset = reset or health.health is Health.UNKNOWN
-    rt.config, rt.probes, rt.targets = svc, probes, targets
-    rt.state = intents_codec.decode_state(intents_codec.encode_state(rt.state), svc)
+    state = intents_codec.decode_state(intents_codec.encode_state(rt.state), svc)
+    rt.adopt(svc, probes, targets, state)
     if reset:  # a new or re-probed target starts UNKNOWN: give it the start-up grace
-        rt.started_at = now
-    if old.records != svc.records:
-        rt.current, rt.read_error, rt.provider_errors = None, "", {}
-        rt.last_read = rt.retry_at = float("-inf")
-        rt.pending = rt.pending_from = None
-        rt.failures, rt.last_error = 0, ""
-        rt.confirmations, rt.unverified = {}, False
-    elif rt.pending is not None and svc.target(rt.pending) is None:
-        rt.pending = rt.pending_from = None
+        rt.restart_grace(now)
     log.info("reload: service %s updated", svc.name, extra={"service": svc.name})
 
 

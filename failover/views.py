@@ -2,60 +2,48 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from failover.config_types import Config
+from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState
 from failover.core.plan import Violation
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
 from failover.model import Change, values_for_type
+from failover.runtime import ServiceRuntime
 from failover.timefmt import rfc3339
 
-if TYPE_CHECKING:
-    from failover.engine import Engine, ServiceRuntime
 
-
-def classify_with_pending(rt: ServiceRuntime) -> core.Published:
-    """Records split between the old and new target while a change is still reaching every
-    provider are a change in progress, not drift."""
-    published = core.classify_published(rt.config, rt.current)
-    if rt.pending is None or published.kind != "drift" or rt.current is None:
-        return published
-    allowed = {t for t in (rt.pending, rt.pending_from) if t is not None}
-    for record in rt.config.records:
-        current = rt.current.get(record.key)
-        if current is None:
-            continue
-        if not any(
-            current.values == values_for_type(record.type, t.values)
-            for t in rt.config.targets
-            if t.name in allowed
-        ):
-            return published
-    return core.Published(
-        "target", rt.pending, detail=f"change to {rt.pending} in progress", matches=(rt.pending,)
-    )
-
-
-def status(engine: Engine) -> dict[str, Any]:
-    services = {name: _service_status(engine, rt) for name, rt in engine.services.items()}
+def status(
+    config: Config,
+    coord: Coordinator,
+    services: Mapping[str, ServiceRuntime],
+    *,
+    isolated: bool,
+    canary_failing: Callable[[str], bool],
+    dry_run: bool,
+    started_at: float,
+) -> dict[str, Any]:
+    """The body of `GET /v1/status` (SPEC §8)."""
     return {
-        "instance": engine.config.instance.name,
-        "location": engine.config.instance.location,
-        "leader": engine.coord.is_leader(),
-        "leader_name": engine.coord.leader_name(),
-        "isolated": engine.isolated,
+        "instance": config.instance.name,
+        "location": config.instance.location,
+        "leader": coord.is_leader(),
+        "leader_name": coord.leader_name(),
+        "isolated": isolated,
         "canaries": {
-            c.name: {"location": c.location, "failing": engine.canary_failing(c.name)}
-            for c in engine.config.canaries
+            c.name: {"location": c.location, "failing": canary_failing(c.name)}
+            for c in config.canaries
         },
-        "dry_run": engine.dry_run,
-        "started_at": rfc3339(engine.started_at),
-        "services": services,
+        "dry_run": dry_run,
+        "started_at": rfc3339(started_at),
+        "services": {name: _service_status(config, rt) for name, rt in services.items()},
     }
 
 
-def _service_status(engine: Engine, rt: ServiceRuntime) -> dict[str, Any]:
+def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
     decision = rt.decision
     active = rt.published.target if rt.published.kind == "target" else None
     active_cfg = rt.config.target(active) if active else None
@@ -68,7 +56,7 @@ def _service_status(engine: Engine, rt: ServiceRuntime) -> dict[str, Any]:
             "reason": health.reason,
             "location": target.location,
             "values": list(target.values),
-            "votes": {engine.config.instance.name: health.health.value},
+            "votes": {config.instance.name: health.health.value},
             "probes": {
                 p.name: probe_json(p.type, rt.probes[(target.name, p.name)]) for p in target.probes
             },
@@ -97,6 +85,8 @@ def _service_status(engine: Engine, rt: ServiceRuntime) -> dict[str, Any]:
     return {
         "active": active,
         "mode": rt.state.mode.value,
+        "phase": rt.phase.value,
+        "phase_detail": rt.detail or None,
         "blocked": rt.state.blocked,
         "reason": decision.reason if decision else "starting: no decision yet",
         "alarms": sorted(alarms),
@@ -111,9 +101,12 @@ def _service_status(engine: Engine, rt: ServiceRuntime) -> dict[str, Any]:
     }
 
 
-def live_view(engine: Engine) -> LiveView:
-    services = []
-    for name, rt in engine.services.items():
+def live_view(
+    config: Config, coord: Coordinator, services: Mapping[str, ServiceRuntime], isolated: bool
+) -> LiveView:
+    """What the metrics collector exports at scrape time (so a metric never drifts)."""
+    views = []
+    for name, rt in services.items():
         targets = tuple(
             TargetView(
                 t.name,
@@ -126,10 +119,10 @@ def live_view(engine: Engine) -> LiveView:
         alarms = set(rt.decision.alarms) if rt.decision else set()
         if rt.unverified:
             alarms.add("not_verified")
-        services.append(ServiceView(name, rt.state.mode, active, targets, frozenset(alarms)))
-    return LiveView(
-        engine.config.instance.name, engine.coord.is_leader(), engine.isolated, tuple(services)
-    )
+        views.append(
+            ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
+        )
+    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views))
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -124,3 +124,32 @@ def check_plan(
                 )
             )
     return violations
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a plan may not be applied: the rules it breaks that `force` does not override."""
+
+    violations: tuple[Violation, ...]
+    forced: bool
+
+    @property
+    def rules(self) -> str:
+        return ", ".join(v.rule for v in self.violations)
+
+    def message(self) -> str:
+        """One line for the journal and the engine: `rule: message; rule: message`."""
+        return "; ".join(f"{v.rule}: {v.message}" for v in self.violations)
+
+    def for_operator(self) -> str:
+        """One line for a command's answer, with the way out when there is one."""
+        text = "; ".join(v.message for v in self.violations)
+        hint = "" if self.forced else " (--force overrides)"
+        return f"refused by {self.rules}: {text}{hint}"
+
+
+def refusal(violations: list[Violation], force: bool) -> Refusal | None:
+    """The one force rule: a forced plan overrides every safety rule but never-empty (an
+    empty answer takes a service off the internet whoever asks). None when it may be applied."""
+    blocking = tuple(v for v in violations if not force or v.rule == RULE_NEVER_EMPTY)
+    return Refusal(blocking, force) if blocking else None

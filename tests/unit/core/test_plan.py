@@ -8,7 +8,7 @@ import pytest
 
 from failover.config_types import ServiceConfig
 from failover.core.health import TargetHealth
-from failover.core.plan import Plan, Violation, build_plan, check_plan
+from failover.core.plan import Plan, Violation, build_plan, check_plan, refusal
 from failover.model import Change, Health, RecordKey, RecordSet, RecordType, Trigger
 
 MakeService = Callable[..., ServiceConfig]
@@ -167,3 +167,38 @@ def test_a_target_without_values_for_a_record_is_never_empty_violation(
     plan = build_plan(svc, "v4", current, Trigger.MANUAL, "r")
     assert [c.key for c in plan.changes] == [svc.records[0].key]
     assert rules(check_plan(plan, svc, health(v4=Health.UP), current)) == ["never-empty"]
+
+
+DRIFT = Violation("drift", "ovh:shop.example.com/A serves 192.0.2.99 (changed by hand?)")
+DOWN = Violation("target-not-up", "ovh is DOWN")
+EMPTY = Violation("never-empty", "ovh would publish an empty answer for ovh:shop.example.com/A")
+
+
+@pytest.mark.parametrize(
+    ("violations", "force", "blocking"),
+    [
+        ([], False, ()),
+        ([], True, ()),
+        ([DRIFT, DOWN], False, (DRIFT, DOWN)),
+        ([DRIFT, DOWN], True, ()),  # force overrides every rule …
+        ([DRIFT, EMPTY], True, (EMPTY,)),  # … but never-empty
+        ([EMPTY], False, (EMPTY,)),
+    ],
+)
+def test_force_overrides_every_rule_but_never_empty(
+    violations: list[Violation], force: bool, blocking: tuple[Violation, ...]
+) -> None:
+    refused = refusal(violations, force)
+    assert (refused.violations if refused else ()) == blocking
+
+
+def test_refusal_names_the_rules_and_the_way_out() -> None:
+    refused = refusal([DRIFT, DOWN], force=False)
+    assert refused is not None
+    assert refused.rules == "drift, target-not-up"
+    assert refused.message() == f"drift: {DRIFT.message}; target-not-up: ovh is DOWN"
+    assert refused.for_operator() == (
+        f"refused by drift, target-not-up: {DRIFT.message}; ovh is DOWN (--force overrides)"
+    )
+    forced = refusal([EMPTY], force=True)
+    assert forced is not None and not forced.for_operator().endswith("(--force overrides)")

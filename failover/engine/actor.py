@@ -1,0 +1,439 @@
+"""The single actor: each cycle takes a snapshot, asks the core, hands the plan to the writers.
+
+Decisions and operator commands run under one lock, so decision state has one writer. DNS
+writes go through one queue per provider (`apply.py`) and run as per-service tasks outside the
+lock (`switcher.py`): a hung provider delays only the services it serves, never the decision
+loop. Records are read back in the background (`reader.py`), never under the lock. Probe
+results only update health and wake the actor (`inputs.py`); they never act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import replace
+from typing import Any
+
+from failover import intents as intents_codec
+from failover import reload as live_reload
+from failover import views
+from failover.apply import ProviderQueue
+from failover.config_types import Config
+from failover.coord.base import Coordinator
+from failover.core import decide as core
+from failover.core.plan import build_plan, check_plan, refusal
+from failover.engine.commands import Commands
+from failover.engine.context import CommandError, Context
+from failover.engine.inputs import HealthInputs
+from failover.engine.reader import RecordReader
+from failover.engine.switcher import Switcher, merge_switch
+from failover.journal import Journal
+from failover.logs import fields
+from failover.metrics import LiveView, Metrics
+from failover.model import Mode, ProbeResult, Trigger
+from failover.probes.scheduler import ProbeJob
+from failover.providers.base import Provider
+from failover.runtime import ServiceRuntime
+from failover.store import Store
+
+log = logging.getLogger("failover.engine")
+
+TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
+STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        providers: Mapping[str, Provider],
+        coord: Coordinator,
+        metrics: Metrics,
+        *,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        queues = {
+            name: ProviderQueue(name, provider, config.providers[name], metrics)
+            for name, provider in providers.items()
+        }
+        journal = Journal(store, config.instance.name)
+        self.ctx = Context(
+            config, store, providers, coord, metrics, journal, queues, dry_run, clock
+        )
+        saved = coord.load_intents()
+        self.ctx.services = {
+            name: ServiceRuntime.fresh(svc, intents_codec.decode_state(saved.get(name), svc))
+            for name, svc in config.services.items()
+        }
+        self.inputs = HealthInputs(self.ctx)
+        self.reader = RecordReader(self.ctx)
+        self.switcher = Switcher(self.ctx)
+        self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_service)
+        self.started_at = clock()
+        self.ready = False
+        self.last_cycle_at: float | None = None
+        self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
+        self._stopping = asyncio.Event()
+        metrics.attach_live(self.live_view)
+
+    # The collaborators (daemon, drills, admin API) read these; the parts share `ctx`.
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        return self.ctx.providers
+
+    @property
+    def queues(self) -> dict[str, ProviderQueue]:
+        return self.ctx.queues
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def coord(self) -> Coordinator:
+        return self.ctx.coord
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.ctx.metrics
+
+    @property
+    def journal(self) -> Journal:
+        return self.ctx.journal
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.ctx.clock
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self.ctx.lock
+
+    @property
+    def dry_run(self) -> bool:
+        return self.ctx.dry_run
+
+    @property
+    def services(self) -> dict[str, ServiceRuntime]:
+        return self.ctx.services
+
+    @property
+    def isolated(self) -> bool:
+        return self.inputs.isolated
+
+    @property
+    def single_round(self) -> bool:
+        return self.inputs.single_round
+
+    @single_round.setter
+    def single_round(self, value: bool) -> None:
+        self.inputs.single_round = value
+
+    def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
+        self.inputs.on_probe_result(job, result, finished_at)
+
+    def wake(self) -> None:
+        self.ctx.wake()
+
+    def runtime(self, service: str) -> ServiceRuntime:
+        return self.ctx.runtime(service)
+
+    # ------------------------------------------------------------------ loop
+
+    async def start(self, *, wait_for_reads: bool = False) -> None:
+        """Start reading the published answer back, provider by provider. No service is
+        decided before its own records are read, so a restart flips nothing, and a slow
+        provider delays only its own services. `run --once` waits for every read."""
+        self.reader.start(self.ctx.services.values(), self.ctx.clock())
+        if wait_for_reads:
+            await self.reader.wait_all()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                async with asyncio.timeout(TICK):
+                    await self.ctx.woken.wait()
+            except TimeoutError:
+                pass
+            self.ctx.woken.clear()
+            if self._stopping.is_set():
+                break
+            self._beat = time.monotonic()
+            await self.cycle()
+
+    def alive(self) -> bool:
+        """The loop made progress lately: a cycle began or ended within `stall_limit`. The
+        systemd watchdog pings only while this holds, so a stuck loop gets restarted."""
+        return time.monotonic() - self._beat <= self.stall_limit()
+
+    def stall_limit(self) -> float:
+        """The longest legitimate cycle (a provider read: its timeout plus retry deadline),
+        plus slack: a slow provider must not get the daemon restarted during an outage."""
+        providers = self.ctx.config.providers.values()
+        longest = max((p.timeout + p.retry.deadline for p in providers), default=0.0)
+        return TICK + longest + STALL_SLACK
+
+    async def stop(self, timeout: float = 30.0) -> list[str]:
+        """Stop deciding; let in-flight changes be accepted or fail for at most `timeout`
+        seconds, then abandon the rest (journalled: the provider may still apply them, and the
+        next start reads the published records back). Saves the state. Returns the services
+        whose change was abandoned."""
+        self._stopping.set()
+        self.ctx.wake()
+        await self.reader.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        with contextlib.suppress(TimeoutError):  # a cycle in progress may start changes
+            async with asyncio.timeout_at(deadline), self.ctx.lock:
+                pass
+        inflight = {n: rt.inflight for n, rt in self.ctx.services.items() if rt.inflight}
+        if inflight:
+            log.info(
+                "waiting up to %gs for %d in-flight DNS changes before stopping",
+                timeout,
+                len(inflight),
+            )
+            await asyncio.wait(inflight.values(), timeout=max(0.0, deadline - loop.time()))
+        abandoned = [
+            (n, self.ctx.services[n].pending, t) for n, t in inflight.items() if not t.done()
+        ]
+        for _, _, task in abandoned:
+            task.cancel()
+        await asyncio.gather(*(t for _, _, t in abandoned), return_exceptions=True)
+        for name, target, _ in abandoned:
+            reason = (
+                f"shutdown: the change to {target} was not accepted by every provider within "
+                f"{timeout:g}s and was abandoned; a provider may still apply it, and the next "
+                "start reads the published records back before deciding"
+            )
+            log.error("%s: %s", name, reason, extra=fields(name, target))
+            await self.ctx.journal.write(
+                name, "abandoned", Trigger.AUTO, reason, self.ctx.clock(), to=target, result="error"
+            )
+        confirming = [rt.confirming for rt in self.ctx.services.values() if rt.confirming]
+        for task in confirming:
+            task.cancel()
+        await asyncio.gather(*confirming, return_exceptions=True)
+        for queue in self.ctx.queues.values():
+            await queue.aclose()
+        await self.ctx.save_intents()
+        return [name for name, _, _ in abandoned]
+
+    @contextlib.asynccontextmanager
+    async def quiesced(
+        self, affected: Callable[[ServiceRuntime], bool], timeout: float
+    ) -> AsyncIterator[None]:
+        """Hold the lock once no `affected` service has a DNS change in flight, so a reload
+        swaps providers and services between changes. CommandError (503) after `timeout`."""
+        lock = self.ctx.lock
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await lock.acquire()
+            except TimeoutError:
+                message = f"the engine stayed busy for {timeout:g}s"
+                raise CommandError("busy", message, 503) from None
+            busy = {
+                n: rt.inflight
+                for n, rt in self.ctx.services.items()
+                if rt.inflight and affected(rt)
+            }
+            if not busy:
+                break
+            lock.release()
+            if loop.time() >= deadline:
+                names = ", ".join(sorted(busy))
+                raise CommandError(
+                    "busy",
+                    f"DNS changes of {names} still in flight after {timeout:g}s; "
+                    "try again once they finish",
+                    503,
+                )
+            await asyncio.wait(busy.values(), timeout=max(0.0, deadline - loop.time()))
+        try:
+            yield
+        finally:
+            lock.release()
+
+    async def reconfigure(
+        self, config: Config, providers: Mapping[str, Provider], closing: Collection[str]
+    ) -> None:
+        """Swap in a validated config; the caller holds the lock (`quiesced`). Unchanged
+        services keep their runtime, unchanged targets their probe history (`reload.py`).
+        `closing` names the providers replaced or removed: their queues close here, and
+        verification still waiting on them is abandoned (journalled)."""
+        ctx = self.ctx
+        assert ctx.lock.locked(), "reconfigure needs the lock: use quiesced()"
+        now = ctx.clock()
+        for name, rt in ctx.services.items():
+            touched = {r.provider for r in rt.config.records} & set(closing)
+            task = rt.confirming
+            if task is None or task.done() or not (touched or name not in config.services):
+                continue
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            rt.verification_abandoned()
+            reason = "verification abandoned: a reload replaced " + (
+                ", ".join(sorted(touched)) if touched else "the service"
+            )
+            await ctx.journal.write(name, "verify", Trigger.AUTO, reason, now, result="abandoned")
+        ctx.services = live_reload.merge_services(ctx.services, config, closing, now)
+        old = ctx.queues
+        ctx.queues = {
+            name: old[name]
+            if name in old and name not in closing
+            else ProviderQueue(name, provider, config.providers[name], ctx.metrics)
+            for name, provider in providers.items()
+        }
+        ctx.providers, ctx.config = providers, config
+        for name in closing:
+            if name in old:
+                await old[name].aclose()
+        await ctx.save_intents()
+        self.ready = all(rt.current is not None for rt in ctx.services.values())
+        ctx.wake()
+
+    async def cycle(self) -> None:
+        async with self.ctx.lock:
+            now = self.ctx.clock()
+            self.inputs.update_isolation(now)
+            self.reader.start(self.reader.due(self.ctx.services.values(), now), now)
+            for rt in self.ctx.services.values():
+                if rt.busy:
+                    continue
+                try:
+                    await self._decide_service(rt, now)
+                except Exception as exc:  # one service's bug must not stop the others
+                    log.exception("cycle of service %s failed", rt.name)
+                    rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
+            self.last_cycle_at = now
+            self._beat = time.monotonic()
+            self.ready = all(rt.current is not None for rt in self.ctx.services.values())
+
+    async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
+        """Decide one service and start its action (the caller holds the lock)."""
+        ctx = self.ctx
+        rt.classify()
+        started = self.started_at if rt.started_at is None else rt.started_at
+        snap = core.Snapshot(now, started, dict(rt.targets), rt.published, self.inputs.isolated)
+        if self.inputs.single_round:
+            snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
+        decision = core.decide(rt.config, rt.state, snap)
+        if (
+            rt.drill is not None
+            and decision.trigger is Trigger.AUTO
+            and decision.action is not core.Action.NONE
+            and rt.published.target == rt.drill
+        ):  # the drill task owns this service while it holds: it returns at once if its target
+            # dies, and hands over to automation (clearing rt.drill) if the origin dies
+            decision = replace(
+                decision,
+                action=core.Action.NONE,
+                target=None,
+                reason=f"drill in progress on {rt.drill}; {decision.reason}",
+                state=rt.state,
+            )
+        previous = rt.decision
+        rt.decision = decision
+        await self._journal_alarms(rt, previous, decision, now)
+        if not ctx.coord.is_leader():
+            return
+        if decision.action is core.Action.NONE:
+            rt.nothing_wanted()
+            if decision.state != rt.state:
+                rt.state = decision.state
+                await ctx.save_intents()
+                if decision.state.blocked and (previous is None or not previous.state.blocked):
+                    await ctx.journal.write(rt.name, "block", Trigger.AUTO, decision.reason, now)
+            if rt.state.mode is not Mode.PAUSED and rt.retry_due(now):
+                assert rt.pending is not None
+                plan = build_plan(rt.config, rt.pending, rt.current or {}, Trigger.AUTO, "retry")
+                if not plan.changes:
+                    rt.nothing_left()
+                elif not ctx.dry_run:
+                    self.switcher.retry(rt, plan, now)
+            return
+        assert decision.target is not None
+        if now < rt.retry_at:
+            return
+        current = rt.current or {}
+        plan = build_plan(rt.config, decision.target, current, decision.trigger, decision.reason)
+        refused = refusal(check_plan(plan, rt.config, rt.targets, current), decision.force)
+        if refused:
+            message = refused.message()
+            if rt.refuse(message):
+                await ctx.journal.write(
+                    rt.name, "refused", decision.trigger, message, now, to=plan.target
+                )
+            return
+        if not plan.changes:
+            rt.nothing_wanted()
+            rt.state = merge_switch(rt.state, decision.state)
+            await ctx.save_intents()
+            return
+        if ctx.dry_run:
+            summary = "; ".join(c.describe() for c in plan.changes)
+            if rt.hold_dry_run(summary):
+                log.warning("dry-run: would apply %s (%s)", summary, decision.reason)
+            return
+        self.switcher.switch(rt, decision, plan, now)
+
+    async def _journal_alarms(
+        self,
+        rt: ServiceRuntime,
+        previous: core.Decision | None,
+        decision: core.Decision,
+        now: float,
+    ) -> None:
+        before = previous.alarms if previous else frozenset()
+        for alarm in sorted(decision.alarms - before):
+            kind = "drift" if alarm == "drift" else "alarm"
+            log.warning("%s: alarm %s: %s", rt.name, alarm, decision.reason, extra=fields(rt.name))
+            await self.ctx.journal.write(
+                rt.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm
+            )
+
+    # ---------------------------------------------------------------- commands and views
+
+    async def promote(
+        self, service: str, target: str, reason: str, actor: str, *, force: bool, dry_run: bool
+    ) -> dict[str, Any]:
+        return await self.commands.promote(
+            service, target, reason, actor, force=force, dry_run=dry_run
+        )
+
+    async def simple_command(self, service: str | None, verb: str, actor: str) -> dict[str, Any]:
+        return await self.commands.simple(service, verb, actor)
+
+    async def drill_switch(self, rt: ServiceRuntime, target: str, reason: str) -> dict[str, Any]:
+        return await self.commands.drill_switch(rt, target, reason)
+
+    def canary_failing(self, name: str) -> bool:
+        return self.inputs.canary_failing(name)
+
+    def status(self) -> dict[str, Any]:
+        ctx = self.ctx
+        return views.status(
+            ctx.config,
+            ctx.coord,
+            ctx.services,
+            isolated=self.inputs.isolated,
+            canary_failing=self.inputs.canary_failing,
+            dry_run=ctx.dry_run,
+            started_at=self.started_at,
+        )
+
+    def live_view(self) -> LiveView:
+        ctx = self.ctx
+        return views.live_view(ctx.config, ctx.coord, ctx.services, self.inputs.isolated)

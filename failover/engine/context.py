@@ -1,0 +1,73 @@
+"""What the engine's parts share: the config and providers in force, the runtimes, one lock.
+
+Why one object: a reload swaps the config, the providers and their queues in one step; every
+part (reader, switcher, commands) reads them from here, so none holds a stale copy. The lock
+gives decision state a single writer; the parts take it only around state changes, never while
+waiting on a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from failover import intents as intents_codec
+from failover.apply import ProviderQueue
+from failover.config_types import Config
+from failover.coord.base import Coordinator
+from failover.journal import Journal
+from failover.metrics import Metrics
+from failover.providers.base import Provider
+from failover.runtime import ServiceRuntime
+from failover.store import Store
+
+
+class CommandError(Exception):
+    """An operator command that cannot be carried out; `status` is the HTTP status to return."""
+
+    def __init__(self, code: str, message: str, status: int = 400, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.extra = extra
+
+
+@dataclass(eq=False)
+class Context:
+    config: Config
+    store: Store
+    providers: Mapping[str, Provider]
+    coord: Coordinator
+    metrics: Metrics
+    journal: Journal
+    queues: dict[str, ProviderQueue]
+    dry_run: bool = False
+    clock: Callable[[], float] = time.time
+    services: dict[str, ServiceRuntime] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    woken: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        """Ask the actor for a cycle soon (a health change, a finished change or read)."""
+        self.woken.set()
+
+    def runtime(self, service: str) -> ServiceRuntime:
+        runtime = self.services.get(service)
+        if runtime is None:
+            known = ", ".join(sorted(self.services)) or "none"
+            raise CommandError("unknown_service", f"no service {service!r} (known: {known})", 404)
+        return runtime
+
+    def save_intents_soon(self) -> None:
+        """Mark the intents for the next group commit; `journal.sync()` waits for it."""
+        self.journal.mark_state(self._intents_snapshot, self.coord.save_intents)
+
+    async def save_intents(self) -> None:
+        self.save_intents_soon()
+        await self.journal.sync()
+
+    def _intents_snapshot(self) -> dict[str, Any]:
+        return {name: intents_codec.encode_state(rt.state) for name, rt in self.services.items()}

@@ -1,0 +1,117 @@
+"""Probe results in, health out: fold each result into its target's health, and judge whether
+this vantage point itself is cut off (the isolation guard). Nothing here acts; a change of
+health only wakes the actor."""
+
+from __future__ import annotations
+
+import logging
+
+from failover.core.health import ProbeState, observe, target_health, vantage_isolated
+from failover.engine.context import Context
+from failover.logs import fields
+from failover.model import Health, ProbeResult, Trigger
+from failover.probes.scheduler import ProbeJob
+from failover.runtime import ServiceRuntime
+
+log = logging.getLogger("failover.engine")
+
+CANARY = "*canary"  # the service name of canary probe jobs (not a valid service name)
+
+
+class HealthInputs:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.single_round = False  # `run --once`: one result decides a probe's health
+        self.isolated = False
+        self.canary_probes: dict[tuple[str, str], ProbeState] = {}  # (canary, probe)
+
+    def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
+        """Fold a probe result into health; wake the actor when a target's health changes."""
+        if job.service == CANARY:
+            self._on_canary_result(job, result, finished_at)
+            return
+        runtime = self.ctx.services.get(job.service)
+        target = runtime.config.target(job.target) if runtime else None
+        if runtime is None or target is None:
+            return
+        self.ctx.metrics.observe_probe(job, result)
+        fall, rise = (1, 1) if self.single_round else (target.health.fall, target.health.rise)
+        key = (job.target, job.spec.name)
+        runtime.probes[key] = observe(
+            runtime.probes.get(key, ProbeState()), result.ok, result.reason, finished_at, fall, rise
+        )
+        previous = runtime.targets.get(job.target)
+        probes = {p.name: runtime.probes[(job.target, p.name)] for p in target.probes}
+        health = target_health(probes, previous, finished_at)
+        runtime.targets[job.target] = health
+        if previous is None or previous.health is not health.health:
+            log.info(
+                "%s/%s is %s: %s",
+                job.service,
+                job.target,
+                health.health.upper(),
+                health.reason,
+                extra=fields(job.service, job.target),
+            )
+            self.ctx.wake()
+
+    def _on_canary_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
+        canary = next((c for c in self.ctx.config.canaries if c.name == job.target), None)
+        if canary is None:  # removed by a reload while its probe ran
+            return
+        self.ctx.metrics.observe_probe(job, result)
+        key = (canary.name, job.spec.name)
+        self.canary_probes[key] = observe(
+            self.canary_probes.get(key, ProbeState()),
+            result.ok,
+            result.reason,
+            finished_at,
+            canary.health.fall,
+            canary.health.rise,
+        )
+        self.ctx.wake()
+
+    def canary_failing(self, name: str) -> bool:
+        """A canary counts as failing once its latest result failed, like a target."""
+        return any(
+            state.last_ok is False
+            for (canary, _), state in self.canary_probes.items()
+            if canary == name
+        )
+
+    def update_isolation(self, now: float) -> None:
+        """A target counts as failing once its latest probe result failed, before it is DOWN:
+        when a vantage point is cut off, the first target to reach `fall` must not trigger a
+        switch to another that has started failing too."""
+        signals = [
+            (target.location, Health.DOWN if _failing(rt, target.name) else Health.UP)
+            for rt in self.ctx.services.values()
+            for target in rt.config.targets
+            if target.probes
+        ] + [
+            (canary.location, Health.DOWN if self.canary_failing(canary.name) else Health.UP)
+            for canary in self.ctx.config.canaries
+            if canary.probes
+        ]
+        isolated = vantage_isolated(signals)
+        if isolated == self.isolated:
+            return
+        self.isolated = isolated
+        if isolated:
+            reason = (
+                "every target in every location is DOWN at once: this vantage point is"
+                " probably cut off; no automatic switch until it clears"
+            )
+            log.error(reason)
+        else:
+            reason = "isolation cleared: some target is reachable again"
+            log.warning(reason)
+        self.ctx.journal.spawn(
+            "*", "isolated" if isolated else "isolation_cleared", Trigger.AUTO, reason, now
+        )
+
+
+def _failing(rt: ServiceRuntime, target: str) -> bool:
+    if rt.targets[target].health is Health.DOWN:
+        return True
+    return any(state.last_ok is False for (t, _), state in rt.probes.items() if t == target)

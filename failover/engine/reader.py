@@ -1,0 +1,120 @@
+"""Reading the published records back: one path, at start-up and afterwards.
+
+Each provider is read in its own background task (at most one in flight per provider), and its
+answer is folded into each service under the lock only once it has arrived: a blackholed
+provider never holds the decision lock, and never delays the services of other providers.
+A service whose providers have not all answered stays in phase STARTING, where the core holds
+(it never decides from missing data).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+
+from failover.engine.context import Context
+from failover.logs import fields
+from failover.model import RecordKey, RecordSet
+from failover.providers.base import ProviderError
+from failover.runtime import ServiceRuntime
+
+log = logging.getLogger("failover.engine")
+
+
+class RecordReader:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._reads: dict[str, asyncio.Task[None]] = {}  # provider -> read in flight
+
+    def due(self, runtimes: Iterable[ServiceRuntime], now: float) -> list[ServiceRuntime]:
+        """Services to read: never read yet (after their backoff) or older than resync."""
+        resync = self.ctx.config.instance.resync_interval
+        return [
+            rt
+            for rt in runtimes
+            if not rt.busy
+            and (
+                (rt.current is None and now >= rt.retry_at)
+                or (rt.current is not None and now - rt.last_read >= resync)
+            )
+        ]
+
+    def start(self, due: Iterable[ServiceRuntime], now: float) -> list[asyncio.Task[None]]:
+        """One background read per provider for the due services; returns the reads that
+        cover them (new or already in flight), for a caller that needs to wait."""
+        items: dict[str, list[tuple[ServiceRuntime, RecordKey]]] = {}
+        for rt in due:
+            for record in rt.config.records:
+                items.setdefault(record.provider, []).append((rt, record.key))
+        tasks = []
+        for name, wanted in items.items():
+            running = self._reads.get(name)
+            if running is not None:
+                tasks.append(running)
+                continue
+            for rt, _ in wanted:
+                rt.last_read = now  # not due again while this read runs
+            task = asyncio.create_task(self._read(name, wanted, now), name=f"read {name}")
+            self._reads[name] = task
+            task.add_done_callback(self._forget(name))
+            tasks.append(task)
+        return tasks
+
+    def _forget(self, name: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._reads.pop(name, None)
+
+        return forget
+
+    async def read_now(self, rt: ServiceRuntime, timeout: float) -> None:
+        """Read one service's providers and wait (without the lock) for at most `timeout`."""
+        tasks = self.start([rt], self.ctx.clock())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def wait_all(self) -> None:
+        """Wait for the reads in flight (`run --once` decides only on what was read)."""
+        while self._reads:
+            await asyncio.gather(*list(self._reads.values()), return_exceptions=True)
+
+    async def stop(self) -> None:
+        reads = list(self._reads.values())
+        for read in reads:  # a read has nothing to finish
+            read.cancel()
+        await asyncio.gather(*reads, return_exceptions=True)
+
+    async def _read(
+        self, name: str, wanted: list[tuple[ServiceRuntime, RecordKey]], started: float
+    ) -> None:
+        """Fold one provider's answer into each service. A failed read keeps the last values
+        read (stale, flagged in status) so the other providers' records can still be acted on."""
+        found = await self._call(name, sorted({key for _, key in wanted}))
+        async with self.ctx.lock:
+            now = self.ctx.clock()
+            for rt in {id(rt): rt for rt, _ in wanted}.values():
+                if self.ctx.services.get(rt.name) is not rt:
+                    continue  # removed or replaced by a reload while this read ran
+                if rt.busy or rt.changed_at >= started:
+                    continue  # a change made during this read is fresher than what it saw
+                if isinstance(found, str):
+                    if rt.provider_errors.get(name) != found:
+                        log.error("%s: %s", rt.name, found, extra=fields(rt.name))
+                    rt.read_failed(name, found, now)
+                else:
+                    rt.records_read(name, found)
+        self.ctx.wake()
+
+    async def _call(
+        self, name: str, keys: list[RecordKey]
+    ) -> dict[RecordKey, RecordSet | None] | str:
+        config = self.ctx.config.providers[name]
+        provider = self.ctx.providers[name]
+        try:
+            async with asyncio.timeout(config.timeout + config.retry.deadline):
+                return await provider.read(keys)
+        except (ProviderError, TimeoutError, OSError) as exc:
+            kind = exc.kind if isinstance(exc, ProviderError) else "timeout"
+            if not (isinstance(exc, ProviderError) and exc.counted):
+                self.ctx.metrics.provider_errors.labels(name, kind).inc()
+            return f"{name}: read failed: {exc or 'timeout'}"

@@ -1,0 +1,251 @@
+"""Making a change: submit a plan to every provider, record the outcome, confirm, retry.
+
+A change runs as a task outside the decision lock (a hung provider delays only the services it
+serves); it takes the lock only to record what happened. Every transition of the service goes
+through its runtime (`runtime.py`), so the phase always says where the change stands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from failover.apply import Confirmation, ProviderOutcome, submit_plan
+from failover.core import decide as core
+from failover.core.plan import Plan
+from failover.engine.context import Context
+from failover.logs import fields
+from failover.model import Trigger
+from failover.runtime import ServiceRuntime
+from failover.views import change_json
+
+log = logging.getLogger("failover.engine")
+
+CONFIRM_KEY = "_confirming"
+Outcomes = list[tuple[ProviderOutcome, asyncio.Future[Confirmation]]]
+
+
+async def with_confirmation(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A switch outcome without its internal keys, plus its verification once known."""
+    confirming = outcome.get(CONFIRM_KEY)
+    public = {k: v for k, v in outcome.items() if k != CONFIRM_KEY}
+    if isinstance(confirming, asyncio.Task) and public.get("result") in ("ok", "partial"):
+        public.update(await asyncio.shield(confirming))
+    return public
+
+
+def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core.ServiceState:
+    """Keep what a switch changed (flap counters) on top of intents set while it was in flight."""
+    return core.ServiceState(
+        mode=current.mode,
+        pin=current.pin,
+        blocked=current.blocked or decided.blocked,
+        auto_switches=decided.auto_switches,
+        last_switch_at=decided.last_switch_at,
+        last_auto_switch_at=decided.last_auto_switch_at,
+    )
+
+
+def _errors(outcomes: list[ProviderOutcome]) -> str:
+    return "; ".join(f"{o.provider}: {o.error}" for o in outcomes if not o.ok)
+
+
+class Switcher:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def switch(
+        self, rt: ServiceRuntime, decision: core.Decision, plan: Plan, now: float
+    ) -> asyncio.Task[dict[str, Any]]:
+        """Start the change (the caller holds the lock); returns its task (`rt.inflight`)."""
+        frm = rt.published.target
+        started: list[asyncio.Task[dict[str, Any]]] = []
+
+        def start(restore: tuple[str | None, str | None]) -> asyncio.Task[dict[str, Any]]:
+            started.append(asyncio.create_task(self._switch(rt, decision, plan, now, frm, restore)))
+            return started[0]
+
+        rt.begin_change(plan.target, frm, start)
+        return started[0]
+
+    def retry(self, rt: ServiceRuntime, plan: Plan, now: float) -> None:
+        """Complete a change at the providers that did not take it yet."""
+        rt.begin_change(
+            plan.target, rt.pending_from, lambda _: asyncio.create_task(self._retry(rt, plan, now))
+        )
+
+    async def _switch(
+        self,
+        rt: ServiceRuntime,
+        decision: core.Decision,
+        plan: Plan,
+        now: float,
+        from_target: str | None,
+        restore: tuple[str | None, str | None],
+    ) -> dict[str, Any]:
+        """Submit the plan to every provider at once; record the outcome; confirm after.
+
+        While providers answer, the service counts as changing to the new target (not drift),
+        and each provider's records show the new values as soon as that provider accepts."""
+        try:
+            outcomes = await self._submit(rt, plan)
+            async with self.ctx.lock:
+                result = await self._record_switch(
+                    rt, decision, plan, now, outcomes, from_target, restore
+                )
+            await self.ctx.journal.sync()  # on disk before the switch counts as done
+            return result
+        finally:
+            rt.change_ended()
+            self.ctx.wake()
+
+    async def _submit(self, rt: ServiceRuntime, plan: Plan) -> Outcomes:
+        subs = submit_plan(self.ctx.queues, plan.changes)
+
+        def progress(future: asyncio.Future[ProviderOutcome]) -> None:
+            if not future.cancelled() and future.exception() is None and future.result().ok:
+                rt.assume_applied(plan.changes, {future.result().provider}, self.ctx.clock())
+                rt.classify()
+
+        for sub in subs:
+            sub.accepted.add_done_callback(progress)
+        accepted = await asyncio.gather(*(sub.accepted for sub in subs))
+        return [(outcome, sub.confirmed) for outcome, sub in zip(accepted, subs, strict=True)]
+
+    async def _record_switch(
+        self,
+        rt: ServiceRuntime,
+        decision: core.Decision,
+        plan: Plan,
+        now: float,
+        outcomes: Outcomes,
+        from_target: str | None,
+        restore: tuple[str | None, str | None],
+    ) -> dict[str, Any]:
+        ok = [o for o, _ in outcomes if o.ok]
+        result = "ok" if len(ok) == len(outcomes) else ("partial" if ok else "error")
+        rt.assume_applied(plan.changes, {o.provider for o in ok}, self.ctx.clock())
+        if ok:
+            rt.state = merge_switch(rt.state, decision.state)
+            self.ctx.save_intents_soon()  # durable before _switch returns (group commit)
+            self.ctx.metrics.switches.labels(
+                rt.name, from_target or "none", plan.target, decision.trigger.value
+            ).inc()
+            detected = rt.targets.get(from_target or "")
+            if decision.trigger is Trigger.AUTO and detected and detected.failing_since:
+                accepted_at = now + min(o.accepted_after or 0.0 for o in ok)
+                self.ctx.metrics.detection_to_publish.labels(rt.name).observe(
+                    max(0.0, accepted_at - detected.failing_since)
+                )
+        confirmations = [(o.provider, fut) for o, fut in outcomes if o.ok]
+        if result == "ok":
+            rt.change_applied(confirming=bool(confirmations))
+        else:
+            errors = _errors([o for o, _ in outcomes])
+            rt.change_failed(errors, now, restore=None if ok else restore, fresh_backoff=bool(ok))
+        pin = decision.state.pin
+        entry = self.ctx.journal.enqueue(
+            rt.name,
+            "publish" if decision.action is core.Action.PUBLISH else "switch",
+            decision.trigger,
+            decision.reason,
+            now,
+            frm=from_target,
+            to=plan.target,
+            actor=pin.actor if decision.trigger is Trigger.MANUAL and pin else None,
+            result=result,
+            changes=[change_json(c) for c in plan.changes],
+            providers=[o.as_json() for o, _ in outcomes],
+        )
+        if ok:
+            rt.last_switch = entry
+        log.warning(
+            "%s %s -> %s (%s): %s",
+            rt.name,
+            from_target or "(none)",
+            plan.target,
+            result,
+            decision.reason,
+            extra=fields(rt.name, plan.target),
+        )
+        if confirmations:
+            rt.verification_started(asyncio.create_task(self._confirm(rt, plan, confirmations)))
+        return {
+            "result": result,
+            "providers": [o.as_json() for o, _ in outcomes],
+            "reason": decision.reason,
+            CONFIRM_KEY: rt.confirming,  # the caller that waits for verification (internal)
+        }
+
+    async def _confirm(
+        self,
+        rt: ServiceRuntime,
+        plan: Plan,
+        confirmations: list[tuple[str, asyncio.Future[Confirmation]]],
+    ) -> dict[str, Any]:
+        """Wait for in-sync and verification per provider; journal and alarm the outcome."""
+        results = await asyncio.gather(*(fut for _, fut in confirmations))
+        by_provider = {p: c for (p, _), c in zip(confirmations, results, strict=True)}
+        failed = [
+            f"{p}: {c.verify_reason}"
+            for p, c in by_provider.items()
+            if not c.in_sync or c.verified is False
+        ]
+        body = [{"provider": p, **c.as_json()} for p, c in by_provider.items()]
+        if failed:
+            reason = "; ".join(failed)
+        elif all(c.verified is None for c in results):
+            reason = "in sync at the provider (verification disabled)"
+        else:
+            reason = "served by every authoritative server"
+        async with self.ctx.lock:
+            rt.verification_ended(by_provider, unverified=bool(failed))
+            self.ctx.journal.enqueue(
+                rt.name,
+                "verify",
+                Trigger.AUTO,
+                reason,
+                self.ctx.clock(),
+                to=plan.target,
+                result="failed" if failed else "ok",
+                providers=body,
+            )
+            if failed:
+                log.error(
+                    "%s: change to %s NOT verified: %s",
+                    rt.name,
+                    plan.target,
+                    reason,
+                    extra=fields(rt.name, plan.target),
+                )
+        await self.ctx.journal.sync()
+        return {"verified": not failed, "verification": body}
+
+    async def _retry(self, rt: ServiceRuntime, plan: Plan, now: float) -> dict[str, Any]:
+        try:
+            outcomes = await self._submit(rt, plan)
+            async with self.ctx.lock:
+                failed = [o for o, _ in outcomes if not o.ok]
+                rt.assume_applied(
+                    plan.changes, {o.provider for o, _ in outcomes if o.ok}, self.ctx.clock()
+                )
+                await self.ctx.journal.write(
+                    rt.name,
+                    "retry",
+                    Trigger.AUTO,
+                    f"completing the change to {rt.pending} at the lagging providers",
+                    now,
+                    frm=rt.pending_from,
+                    to=rt.pending,
+                    result="ok" if not failed else "error",
+                    providers=[o.as_json() for o, _ in outcomes],
+                )
+                if failed:
+                    rt.change_failed(_errors(failed), now)
+                else:
+                    rt.change_applied(confirming=False)
+                return {"result": "ok" if not failed else "error"}
+        finally:
+            rt.change_ended()
+            self.ctx.wake()

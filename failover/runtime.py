@@ -1,0 +1,318 @@
+"""One service's live state: an explicit phase, and the only transitions that change it.
+
+Why a type: the engine used to imply a service's phase from a mix of flags (a task in flight, a
+pending target, a drill name) and an error string that decisions matched by prefix. Here the
+phase is one `Phase` value, changed only by the methods below, so every decision reads it and
+`status` shows it. Everything else a runtime holds is either configuration, what the probes
+said (health) or what the providers serve (records read back), and each of those has its own
+update method too. Only `state` (pin, mode, flap counters) is persisted, by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from failover.core import decide as core
+from failover.core.health import ProbeState, TargetHealth
+from failover.model import Change, Health, Phase, RecordKey, RecordSet, values_for_type
+
+if TYPE_CHECKING:
+    from failover.apply import Confirmation
+    from failover.config_types import ServiceConfig
+
+MAX_BACKOFF = 30.0  # seconds between two attempts of a change that keeps failing
+
+
+BUSY = frozenset({Phase.SWITCHING})  # a change in flight: not decided again until it ends
+HELD = frozenset({Phase.REFUSED, Phase.DRY_RUN})  # a wanted change that is not being made
+
+
+@dataclass(eq=False)
+class ServiceRuntime:
+    """Live, in-memory view of one service. Read the fields; change them through methods."""
+
+    config: ServiceConfig
+    state: core.ServiceState
+    probes: dict[tuple[str, str], ProbeState] = field(default_factory=dict)
+    targets: dict[str, TargetHealth] = field(default_factory=dict)
+    # records as read back from the providers (None until every provider answered once)
+    current: dict[RecordKey, RecordSet | None] | None = None
+    partial: dict[RecordKey, RecordSet | None] = field(default_factory=dict)  # first read
+    read_error: str = ""
+    provider_errors: dict[str, str] = field(default_factory=dict)
+    last_read: float = float("-inf")
+    changed_at: float = float("-inf")  # last time a provider accepted a change of ours
+    published: core.Published = field(default_factory=lambda: core.Published("unknown"))
+    decision: core.Decision | None = None
+    # the change cycle: one phase, and what it concerns
+    phase: Phase = Phase.STARTING
+    detail: str = ""  # the refusal, dry-run plan or provider errors behind the phase
+    pending: str | None = None  # target of a change not yet applied at every provider
+    pending_from: str | None = None
+    inflight: asyncio.Task[dict[str, Any]] | None = None
+    retry_at: float = float("-inf")
+    failures: int = 0
+    last_error: str = ""  # shown by status; kept after the phase moves on, until a success
+    last_switch: dict[str, Any] | None = None
+    confirming: asyncio.Task[dict[str, Any]] | None = None
+    confirmations: dict[str, Confirmation] = field(default_factory=dict)  # by provider
+    unverified: bool = False
+    drill: str | None = None  # the drill target while a drill holds the service
+    started_at: float | None = None  # start-up grace of a service a reload added or reset
+
+    @classmethod
+    def fresh(cls, svc: ServiceConfig, state: core.ServiceState) -> ServiceRuntime:
+        """A runtime that knows nothing yet: every target UNKNOWN, records unread."""
+        runtime = cls(svc, state)
+        for target in svc.targets:
+            reason = "no probe result yet" if target.probes else "no probes configured"
+            runtime.targets[target.name] = TargetHealth(Health.UNKNOWN, None, None, reason)
+            for probe in target.probes:
+                runtime.probes[(target.name, probe.name)] = ProbeState()
+        return runtime
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def busy(self) -> bool:
+        return self.phase in BUSY
+
+    # ------------------------------------------------------------ records read
+
+    def records_read(self, provider: str, found: Mapping[RecordKey, RecordSet | None]) -> None:
+        """Fold one provider's answer in; the first complete reading ends STARTING."""
+        self.provider_errors.pop(provider, None)
+        keys = [r.key for r in self.config.records if r.provider == provider]
+        into = self.current if self.current is not None else self.partial
+        for key in keys:
+            into[key] = found.get(key)
+        if self.current is None and {r.key for r in self.config.records} <= set(self.partial):
+            self.current, self.partial = dict(self.partial), {}
+        self.read_error = "; ".join(sorted(self.provider_errors.values()))
+        if self.current is not None and self.phase is Phase.STARTING:
+            self._settle()
+        self.classify()
+
+    def read_failed(self, provider: str, message: str, now: float) -> None:
+        """A failed read keeps the values last read (stale, flagged by `read_error`)."""
+        self.provider_errors[provider] = message
+        self.read_error = "; ".join(sorted(self.provider_errors.values()))
+        if self.current is None:
+            self._backoff(now)
+        self.classify()
+
+    def assume_applied(
+        self, changes: Collection[Change], providers: Collection[str], now: float
+    ) -> None:
+        """A provider that accepted a change serves it: show it now, re-read for the truth soon."""
+        self.changed_at = now
+        if self.current is None:
+            return
+        for change in changes:
+            if change.key.provider in providers:
+                self.current[change.key] = RecordSet(
+                    change.key.name, change.key.type, change.ttl, change.after
+                )
+        self.last_read = float("-inf")
+
+    def forget_records(self) -> None:
+        """The records themselves changed (reload): read them again before deciding."""
+        self.current, self.partial, self.read_error, self.provider_errors = None, {}, "", {}
+        self.last_read = float("-inf")
+        self.confirmations, self.unverified = {}, False
+        self._clear_change()
+        self.phase, self.detail = Phase.STARTING, ""
+        self.classify()
+
+    def classify(self) -> core.Published:
+        """What DNS serves, against the targets. Records split between the old and the new
+        target while a change reaches every provider count as that change, not as drift."""
+        published = core.classify_published(self.config, self.current)
+        self.published = published
+        if self.pending is None or published.kind != "drift" or self.current is None:
+            return published
+        allowed = {t for t in (self.pending, self.pending_from) if t is not None}
+        for record in self.config.records:
+            current = self.current.get(record.key)
+            if current is None:
+                continue
+            if not any(
+                current.values == values_for_type(record.type, t.values)
+                for t in self.config.targets
+                if t.name in allowed
+            ):
+                return published
+        self.published = core.Published(
+            "target",
+            self.pending,
+            detail=f"change to {self.pending} in progress",
+            matches=(self.pending,),
+        )
+        return self.published
+
+    # ------------------------------------------------------------ change cycle
+
+    def begin_change(
+        self,
+        target: str,
+        from_target: str | None,
+        start: Callable[[tuple[str | None, str | None]], asyncio.Task[dict[str, Any]]],
+    ) -> None:
+        """A change to `target` goes out: `start` gets what to restore if every provider
+        fails (what was pending before) and returns the task that makes the change."""
+        restore = (self.pending, self.pending_from)
+        self.pending, self.pending_from = target, from_target
+        self.inflight = start(restore)
+        self.phase, self.detail = Phase.SWITCHING, ""
+
+    def change_applied(self, confirming: bool) -> None:
+        """Every provider accepted: nothing pending; verification may still be running."""
+        self.pending = self.pending_from = None
+        self.failures, self.retry_at, self.last_error = 0, float("-inf"), ""
+        if confirming:
+            self.phase, self.detail = Phase.CONFIRMING, ""
+        else:
+            self._settle()
+        self.classify()
+
+    def change_failed(
+        self,
+        errors: str,
+        now: float,
+        *,
+        restore: tuple[str | None, str | None] | None = None,
+        fresh_backoff: bool = False,
+    ) -> None:
+        """Some providers (or all) refused: retry after a backoff. `restore` puts back what
+        was pending before a change that no provider accepted; `fresh_backoff` restarts the
+        backoff when some provider did accept (progress was made)."""
+        if restore is not None:
+            self.pending, self.pending_from = restore
+        if fresh_backoff:
+            self.failures, self.retry_at = 0, float("-inf")
+        self._backoff(now)
+        self.last_error = errors
+        self.phase, self.detail = Phase.RETRYING, errors
+        self.classify()
+
+    def change_ended(self) -> None:
+        """The change task is over (whatever its outcome): the service is decided again."""
+        self.inflight = None
+        if self.phase is Phase.SWITCHING:  # cancelled before an outcome was recorded
+            self._settle()
+
+    def verification_started(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self.confirming = task
+
+    def verification_ended(self, results: Mapping[str, Confirmation], unverified: bool) -> None:
+        self.confirmations.update(results)
+        self.unverified = unverified
+        self.confirming = None
+        if self.phase is Phase.CONFIRMING:
+            self._settle()
+
+    def verification_abandoned(self) -> None:
+        self.confirming = None
+        if self.phase is Phase.CONFIRMING:
+            self._settle()
+
+    def nothing_left(self) -> None:
+        """The pending change turned out to be in place already (read back)."""
+        self.pending = self.pending_from = None
+        self.failures, self.retry_at, self.last_error = 0, float("-inf"), ""
+        if self.phase is Phase.RETRYING:
+            self._settle()
+
+    def retry_due(self, now: float) -> bool:
+        return self.pending is not None and now >= self.retry_at
+
+    def retry_now(self) -> None:
+        """An operator acted: the next decision may act at once, whatever the backoff."""
+        self.retry_at = float("-inf")
+
+    def drop_pending(self) -> None:
+        """The pending target no longer exists (reload removed it)."""
+        self.pending = self.pending_from = None
+        if self.phase is Phase.RETRYING:
+            self._settle()
+
+    def refuse(self, message: str) -> bool:
+        """The decision's change breaks a safety rule. True when this refusal is new."""
+        new = not (self.phase is Phase.REFUSED and self.detail == message)
+        self.phase, self.detail, self.last_error = Phase.REFUSED, message, message
+        return new
+
+    def hold_dry_run(self, summary: str) -> bool:
+        """Dry-run: the change is shown, not made. True when this plan is new."""
+        text = f"dry-run: {summary}"
+        new = not (self.phase is Phase.DRY_RUN and self.detail == text)
+        self.phase, self.detail, self.last_error = Phase.DRY_RUN, text, text
+        return new
+
+    def nothing_wanted(self) -> None:
+        """The decision needs no change: a refusal, a dry-run plan or a failed change that was
+        never applied anywhere no longer applies (its backoff timer stays, to spare the API)."""
+        if self.phase in HELD or (self.phase is Phase.RETRYING and self.pending is None):
+            self._settle()
+
+    def internal_error(self, text: str) -> None:
+        self.last_error = text
+
+    def start_drill(self, target: str) -> None:
+        self.drill = target
+        if self.phase is Phase.STEADY:
+            self.phase, self.detail = Phase.DRILLING, f"drill to {target}"
+
+    def end_drill(self) -> None:
+        self.drill = None
+        if self.phase is Phase.DRILLING:
+            self._settle()
+
+    # ------------------------------------------------------------ reload
+
+    def adopt(
+        self,
+        svc: ServiceConfig,
+        probes: dict[tuple[str, str], ProbeState],
+        targets: dict[str, TargetHealth],
+        state: core.ServiceState,
+    ) -> None:
+        """A reload changed this service's config: carry health over, re-read if records moved."""
+        records_changed = self.config.records != svc.records
+        self.config, self.probes, self.targets, self.state = svc, probes, targets, state
+        if records_changed:
+            self.forget_records()
+        elif self.pending is not None and svc.target(self.pending) is None:
+            self.drop_pending()
+        self.classify()
+
+    def restart_grace(self, now: float) -> None:
+        self.started_at = now
+
+    def reread_soon(self) -> None:
+        self.last_read = float("-inf")
+
+    # ------------------------------------------------------------ internals
+
+    def _settle(self) -> None:
+        if self.current is None:
+            self.phase, self.detail = Phase.STARTING, ""
+        elif self.drill is not None:
+            self.phase, self.detail = Phase.DRILLING, f"drill to {self.drill}"
+        elif self.pending is not None:
+            self.phase = Phase.RETRYING
+        else:
+            self.phase, self.detail = Phase.STEADY, ""
+
+    def _backoff(self, now: float) -> None:
+        self.failures += 1
+        self.retry_at = now + min(MAX_BACKOFF, 0.5 * 2 ** (self.failures - 1))
+
+    def _clear_change(self) -> None:
+        self.pending = self.pending_from = None
+        self.failures, self.retry_at, self.last_error = 0, float("-inf"), ""
