@@ -26,7 +26,6 @@ from failover.config_parse import (
     choice,
     dns_name,
     duration,
-    format_duration,
     hostport,
     integer,
     interpolate,
@@ -64,6 +63,7 @@ from failover.config_types import (
     VerifyConfig,
 )
 from failover.model import RecordType, canonical_value
+from failover.units import format_duration
 
 __all__ = [
     "PROBE_PARSERS",

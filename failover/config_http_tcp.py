@@ -25,7 +25,6 @@ from failover.config_parse import (
     boolean,
     choice,
     dns_name,
-    format_size,
     hostport,
     http_url,
     integer,
@@ -39,6 +38,7 @@ from failover.config_parse import (
 )
 from failover.config_types import HostPort, HttpProbeConfig, TcpProbeConfig
 from failover.probes.tls_util import TlsSettings, TlsSetupError, build_context
+from failover.units import format_size
 
 if TYPE_CHECKING:
     from failover.config import ProbeCommon

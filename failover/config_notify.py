@@ -18,7 +18,6 @@ from failover.config_parse import (
     Section,
     choice,
     duration,
-    format_duration,
     matching,
     plain,
     show,
@@ -26,6 +25,7 @@ from failover.config_parse import (
 )
 from failover.config_providers import retry_policy
 from failover.config_types import NotificationConfig, Secret, WebhookConfig
+from failover.units import format_duration
 
 # Event name -> what triggers it. `notify.event_of` maps journal entries onto these names.
 EVENTS: dict[str, str] = {

@@ -19,6 +19,7 @@ import yaml
 
 from failover.config_types import HostPort, Secret
 from failover.model import RecordType, normalize_name
+from failover.units import format_size
 
 T = TypeVar("T")
 
@@ -581,18 +582,6 @@ def parse_duration(text: object) -> float:
     return h * 3600 + m * 60 + s + ms / 1000
 
 
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration for messages and `check-config`: 5400 → `1h30m`."""
-    if seconds < 1:
-        return f"{round(seconds * 1000, 3):g}ms" if seconds else "0s"
-    whole_h, rest = divmod(seconds, 3600)
-    whole_m, secs = divmod(rest, 60)
-    out = f"{int(whole_h)}h" if whole_h else ""
-    out += f"{int(whole_m)}m" if whole_m else ""
-    out += f"{round(secs, 3):g}s" if secs or not out else ""
-    return out
-
-
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib)?", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
 
@@ -618,14 +607,6 @@ def size(low: int, high: int) -> Callable[[object], int]:
         return number
 
     return conv
-
-
-def format_size(n: int) -> str:
-    """Bytes for messages: 65536 → `64KiB`, 1048576 → `1MiB`, 1000 → `1000 bytes`."""
-    for unit, factor in (("MiB", 1024**2), ("KiB", 1024)):
-        if n and n % factor == 0:
-            return f"{n // factor}{unit}"
-    return f"{n} byte{'' if n == 1 else 's'}"
 
 
 def duration(*, allow_zero: bool = False) -> Callable[[object], float]:
