@@ -21,7 +21,7 @@ from failover import intents as intents_codec
 from failover import reload as live_reload
 from failover import views
 from failover.apply import Confirmation, ProviderOutcome, ProviderQueue, submit_plan
-from failover.config_types import Config, ServiceConfig
+from failover.config.types import Config, ServiceConfig
 from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health, vantage_isolated

@@ -23,7 +23,7 @@ from failover.audit.checks import (
     record_path,
 )
 from failover.audit.model import Finding, Severity
-from failover.config_types import Config, HostPort, RecordConfig, ServiceConfig
+from failover.config.types import Config, HostPort, RecordConfig, ServiceConfig
 from failover.units import format_duration
 
 NsLookup = Callable[[str], Awaitable[Sequence[str]]]

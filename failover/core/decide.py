@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
-from failover.config_types import ServiceConfig
+from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
 from failover.model import (
     Health,

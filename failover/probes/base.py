@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from failover.config_types import ProbeConfig
+from failover.config.types import ProbeConfig
 from failover.model import ProbeResult
 from failover.probes.tls_util import TlsContextCache
 

@@ -32,7 +32,7 @@ import dns.rdatatype
 import dns.rdtypes.txtbase
 import dns.rrset
 
-from failover.config_types import DnsProbeConfig, HostPort
+from failover.config.types import DnsProbeConfig, HostPort
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext
 from failover.probes.net import is_ip, os_error_reason

@@ -46,7 +46,7 @@ from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 from yarl import URL
 
-from failover.config_types import HttpProbeConfig
+from failover.config.types import HttpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import CACHE_SIZE, open_socket, os_error_reason

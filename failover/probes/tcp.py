@@ -24,7 +24,7 @@ import re
 import ssl
 from typing import Any
 
-from failover.config_types import TcpProbeConfig
+from failover.config.types import TcpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import open_socket, os_error_reason

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from failover.config import (
+from failover.config.loader import (
     PROVIDER_PARSERS,
     ConfigError,
     ProviderCommon,
@@ -23,7 +23,7 @@ from failover.config import (
     parse_duration,
     parse_hostport,
 )
-from failover.config_types import (
+from failover.config.types import (
     Config,
     HealthConfig,
     HostPort,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from failover.config import ConfigError, parse_config
+from failover.config.loader import ConfigError, parse_config
 
 BASE = """
 instance: {name: t, state_dir: /tmp/x}

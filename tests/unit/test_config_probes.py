@@ -10,8 +10,8 @@ import pytest
 import trustme
 import yaml
 
-from failover.config import ConfigError, describe, load_config, parse_config
-from failover.config_types import Config, DnsProbeConfig, HostPort, ProbeConfig, TlsProbeConfig
+from failover.config.loader import ConfigError, describe, load_config, parse_config
+from failover.config.types import Config, DnsProbeConfig, HostPort, ProbeConfig, TlsProbeConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lab.yaml"
 AT = "services.shop.targets[0].probes[0]"

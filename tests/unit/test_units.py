@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from failover.config_parse import parse_duration
+from failover.config.parse import parse_duration
 from failover.units import format_duration, format_size
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from failover.config_types import PolicyConfig, ServiceConfig
+from failover.config.types import PolicyConfig, ServiceConfig
 from failover.core.decide import (
     Action,
     Decision,

@@ -12,7 +12,7 @@ from typing import Any
 import dns.flags
 import pytest
 
-from failover.config_types import BuiltinProviderConfig, DnsProbeConfig, HostPort
+from failover.config.types import BuiltinProviderConfig, DnsProbeConfig, HostPort
 from failover.model import Change, RecordKey, RecordType
 from failover.probes import dns as dns_probe
 from failover.probes.base import ProbeContext

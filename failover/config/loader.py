@@ -17,8 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from failover import config_drills, config_http_tcp, config_notify, config_probes, config_providers
-from failover.config_parse import (
+from failover.config import drills as config_drills
+from failover.config import http_tcp as config_http_tcp
+from failover.config import notifications as config_notify
+from failover.config import probes as config_probes
+from failover.config import providers as config_providers
+from failover.config.parse import (
     ConfigError,
     Invalid,
     Section,
@@ -41,7 +45,7 @@ from failover.config_parse import (
     string,
     value_type,
 )
-from failover.config_types import (
+from failover.config.types import (
     AdminConfig,
     BuiltinProviderConfig,
     CanaryConfig,

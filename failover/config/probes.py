@@ -10,7 +10,7 @@ import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from failover.config_parse import (
+from failover.config.parse import (
     Invalid,
     Section,
     boolean,
@@ -24,11 +24,11 @@ from failover.config_parse import (
     show,
     string,
 )
-from failover.config_types import DnsProbeConfig, HostPort, TlsProbeConfig
+from failover.config.types import DnsProbeConfig, HostPort, TlsProbeConfig
 from failover.probes.dns import RCODES, RECORD_TYPES, canonical_answer
 
 if TYPE_CHECKING:
-    from failover.config import ProbeCommon
+    from failover.config.loader import ProbeCommon
 
 _TRANSPORTS = ("udp", "tcp")
 _MATCHES = ("exact", "contains")

@@ -13,7 +13,7 @@ import binascii
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from failover.config_parse import (
+from failover.config.parse import (
     Invalid,
     Section,
     choice,
@@ -24,7 +24,7 @@ from failover.config_parse import (
     plain,
     string,
 )
-from failover.config_types import (
+from failover.config.types import (
     OvhProviderConfig,
     RetryConfig,
     Rfc2136ProviderConfig,
@@ -34,7 +34,7 @@ from failover.config_types import (
 )
 
 if TYPE_CHECKING:
-    from failover.config import ProviderCommon
+    from failover.config.loader import ProviderCommon
 
 OVH_ENDPOINTS = (
     "ovh-eu",

@@ -1,6 +1,6 @@
 """Building blocks of the config loader: strict YAML, `${…}` interpolation and a `Section` reader.
 
-Kept apart from the schema in `config.py` so a new provider or probe parser needs only `Section`
+Kept apart from the schema in `loader.py` so a new provider or probe parser needs only `Section`
 and the small converters below. Converters take the raw YAML value and either return the typed
 value or raise `Invalid("<problem>; <what is expected>")`; the `Section` adds the path.
 """
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from failover.config_types import HostPort, Secret
+from failover.config.types import HostPort, Secret
 from failover.model import RecordType, normalize_name
 from failover.units import format_size
 

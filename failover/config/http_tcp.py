@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from failover.config_parse import (
+from failover.config.parse import (
     Interpolated,
     Invalid,
     Section,
@@ -36,12 +36,12 @@ from failover.config_parse import (
     size,
     status_codes,
 )
-from failover.config_types import HostPort, HttpProbeConfig, TcpProbeConfig
+from failover.config.types import HostPort, HttpProbeConfig, TcpProbeConfig
 from failover.probes.tls_util import TlsSettings, TlsSetupError, build_context
 from failover.units import format_size
 
 if TYPE_CHECKING:
-    from failover.config import ProbeCommon
+    from failover.config.loader import ProbeCommon
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 TLS_KEYS = (

@@ -1,7 +1,7 @@
 """The `notifications:` section: where events are sent (SPEC §3; sent by `notify.py`).
 
 A list of destinations, a tagged union on `type` like providers: a new kind (email, PagerDuty…)
-adds one parser to `NOTIFY_PARSERS` and one dataclass to `config_types.NotificationConfig`.
+adds one parser to `NOTIFY_PARSERS` and one dataclass to `types.NotificationConfig`.
 Webhook URLs usually embed their token, so they are `Secret`s and no message here ever quotes
 one, not even a malformed one written in clear.
 """
@@ -12,7 +12,7 @@ import difflib
 import urllib.parse
 from collections.abc import Callable
 
-from failover.config_parse import (
+from failover.config.parse import (
     PLACEHOLDER,
     Invalid,
     Section,
@@ -23,8 +23,8 @@ from failover.config_parse import (
     show,
     string,
 )
-from failover.config_providers import retry_policy
-from failover.config_types import NotificationConfig, Secret, WebhookConfig
+from failover.config.providers import retry_policy
+from failover.config.types import NotificationConfig, Secret, WebhookConfig
 from failover.units import format_duration
 
 # Event name -> what triggers it. `notify.event_of` maps journal entries onto these names.
