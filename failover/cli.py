@@ -25,7 +25,8 @@ from typing import Any
 
 from failover import __version__
 from failover.client import AdminClient, DaemonUnreachable
-from failover.config.loader import ConfigError, describe, load_config
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, load_config
 from failover.config.parse import parse_duration
 from failover.config.types import HostPort
 from failover.logs import FORMATS

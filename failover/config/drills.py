@@ -44,7 +44,7 @@ def _timezone(value: object) -> str:
     return name
 
 
-def drills(s: Section, targets: set[str]) -> DrillScheduleConfig | None:
+def parse_drills(s: Section, targets: set[str]) -> DrillScheduleConfig | None:
     if s.raw("drills") is None:
         return None
     d = s.section("drills")

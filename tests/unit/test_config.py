@@ -12,17 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from failover.config.loader import (
-    PROVIDER_PARSERS,
-    ConfigError,
-    ProviderCommon,
-    Section,
-    describe,
-    load_config,
-    parse_config,
-    parse_duration,
-    parse_hostport,
-)
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, load_config, parse_config
+from failover.config.parse import Section, parse_duration, parse_hostport
+from failover.config.providers import PROVIDER_PARSERS, ProviderCommon
 from failover.config.types import (
     Config,
     HealthConfig,

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from failover.config.loader import ConfigError, describe, parse_config
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, parse_config
 from failover.config.notifications import EVENTS
 from failover.config.types import WebhookConfig
 from failover.journal import Journal

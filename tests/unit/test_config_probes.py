@@ -10,7 +10,8 @@ import pytest
 import trustme
 import yaml
 
-from failover.config.loader import ConfigError, describe, load_config, parse_config
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, load_config, parse_config
 from failover.config.types import Config, DnsProbeConfig, HostPort, ProbeConfig, TlsProbeConfig
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lab.yaml"
