@@ -120,7 +120,7 @@ async def serve_target() -> None:
 
 
 async def run_prober(bases: list[str], n: int, warmup: float, duration: float) -> dict[str, Any]:
-    from failover.config_types import HttpProbeConfig
+    from failover.config.types import HttpProbeConfig
     from failover.model import ProbeResult
     from failover.probes.scheduler import ProbeJob, ProbeScheduler
 

@@ -117,7 +117,7 @@ class AdminApi:
 
     async def drill(self, request: web.Request) -> web.Response:
         """Run a drill now and answer with its report (the request lasts the whole drill)."""
-        from failover.config_parse import parse_duration
+        from failover.config.parse import parse_duration
         from failover.drill import DrillRefused, run_drill
 
         data = await _body(request)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from failover.config_types import HostPort, ProviderConfig
+from failover.config.types import HostPort, ProviderConfig
 from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Change

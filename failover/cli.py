@@ -25,9 +25,10 @@ from typing import Any
 
 from failover import __version__
 from failover.client import AdminClient, DaemonUnreachable
-from failover.config import ConfigError, describe, load_config
-from failover.config_parse import parse_duration
-from failover.config_types import HostPort
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, load_config
+from failover.config.parse import parse_duration
+from failover.config.types import HostPort
 from failover.logs import FORMATS
 from failover.logs import setup as setup_logging
 from failover.render import (
@@ -380,7 +381,7 @@ def _resolver(text: str) -> HostPort:
     """--resolver HOST[:PORT]: an IP address, since it is asked before any name resolves."""
     import ipaddress
 
-    from failover.config_parse import parse_hostport
+    from failover.config.parse import parse_hostport
 
     try:
         server = parse_hostport(text, "--resolver", default_port=53)

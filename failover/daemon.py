@@ -29,8 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from failover import reload as live_reload
 from failover import sdnotify
 from failover.admin import AdminApi, start_unix_site
-from failover.config import ConfigError, load_config
-from failover.config_types import Config, HostPort
+from failover.config.loader import ConfigError, load_config
+from failover.config.types import Config, HostPort
 from failover.coord.standalone import StandaloneCoordinator
 from failover.drill import DrillScheduler, restore_drill_metrics
 from failover.engine import CANARY, CommandError, Engine

@@ -22,7 +22,7 @@ import dns.rdatatype
 from aiohttp import web
 
 from failover.client import AdminClient
-from failover.config import parse_config
+from failover.config.loader import parse_config
 from failover.daemon import Daemon
 from failover.render import history_text
 

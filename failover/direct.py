@@ -16,7 +16,7 @@ from typing import Any
 
 from failover import intents, views
 from failover.apply import Confirmation, ProviderQueue, submit_plan
-from failover.config_types import Config
+from failover.config.types import Config
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
 from failover.core.plan import build_plan, check_plan, refusal

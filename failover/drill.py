@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from failover.config_drills import DAYS
-from failover.config_types import DrillScheduleConfig
+from failover.config.drills import DAYS
+from failover.config.types import DrillScheduleConfig
 from failover.model import Health, Mode, Trigger
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from failover.config_types import ServiceConfig
+from failover.config.types import ServiceConfig
 from failover.core.decide import Pin, ServiceState
 from failover.model import Mode
 

@@ -29,8 +29,8 @@ from tenacity import (
 )
 
 from failover import __version__
-from failover.config_notify import EVENTS, safe_origin
-from failover.config_types import NotificationConfig, WebhookConfig
+from failover.config.notifications import EVENTS, safe_origin
+from failover.config.types import NotificationConfig, WebhookConfig
 
 log = logging.getLogger("failover.notify")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from failover import intents as intents_codec
-from failover.config_types import Config, ServiceConfig, TargetConfig
+from failover.config.types import Config, ServiceConfig, TargetConfig
 from failover.core.decide import ServiceState
 from failover.core.health import ProbeState, TargetHealth, target_health
 from failover.model import Health

@@ -21,7 +21,7 @@ from failover.model import Change, Health, Phase, RecordKey, RecordSet, values_f
 
 if TYPE_CHECKING:
     from failover.apply import Confirmation
-    from failover.config_types import ServiceConfig
+    from failover.config.types import ServiceConfig
 
 MAX_BACKOFF = 30.0  # seconds between two attempts of a change that keeps failing
 

@@ -28,7 +28,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
-from failover.config_types import HostPort, VerifyConfig
+from failover.config.types import HostPort, VerifyConfig
 from failover.model import RecordType, canonical_values, normalize_name
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from failover.config_types import Config
+from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState

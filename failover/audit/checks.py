@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import fields, is_dataclass
 
 from failover.audit.model import Finding, Severity
-from failover.config_parse import format_duration
-from failover.config_types import Config, RecordConfig, Secret, ServiceConfig, TargetConfig
+from failover.config.types import Config, RecordConfig, Secret, ServiceConfig, TargetConfig
+from failover.units import format_duration
 
 CRITICAL, WARNING, INFO = Severity.CRITICAL, Severity.WARNING, Severity.INFO
 

@@ -23,8 +23,8 @@ from failover.audit.checks import (
     record_path,
 )
 from failover.audit.model import Finding, Severity
-from failover.config_parse import format_duration
-from failover.config_types import Config, HostPort, RecordConfig, ServiceConfig
+from failover.config.types import Config, HostPort, RecordConfig, ServiceConfig
+from failover.units import format_duration
 
 NsLookup = Callable[[str], Awaitable[Sequence[str]]]
 

@@ -17,7 +17,7 @@ from failover.audit.dnscheck import NsLookup, lookup_zones, ns_findings, zones_o
 from failover.audit.model import AuditReport, Finding, ordered
 from failover.audit.state import daemon_unknown, drill_findings, status_findings
 from failover.client import AdminClient, DaemonUnreachable
-from failover.config_types import Config
+from failover.config.types import Config
 
 HISTORY_LIMIT = 10_000  # journal entries read per service to find its drills
 

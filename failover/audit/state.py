@@ -12,7 +12,7 @@ from typing import Any
 
 from failover.audit.checks import target_path
 from failover.audit.model import Finding, Severity
-from failover.config_types import Config, ServiceConfig, TargetConfig
+from failover.config.types import Config, ServiceConfig, TargetConfig
 from failover.timefmt import rfc3339
 
 DRILL_MAX_AGE = 30 * 86400.0

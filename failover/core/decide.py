@@ -6,13 +6,12 @@ including "no action", carries one human line and the state to persist.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
-from failover.config_types import ServiceConfig
+from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
 from failover.model import (
     Health,
@@ -23,6 +22,7 @@ from failover.model import (
     canonical_values,
     values_for_type,
 )
+from failover.units import format_duration
 
 # Stable alarm names (metrics, notifications and alert rules depend on them).
 ALARM_ALL_DOWN = "all_down"
@@ -84,21 +84,6 @@ def resume(state: ServiceState) -> ServiceState:
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
-
-
-def format_duration(seconds: float) -> str:
-    """Human duration, rounded up to the second: 42s, 2m10s, 1h5m, 2d3h."""
-    s = max(0, math.ceil(seconds - 1e-9))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        m, sec = divmod(s, 60)
-        return f"{m}m{sec}s" if sec else f"{m}m"
-    if s < 86400:
-        h, m = divmod(s // 60, 60)
-        return f"{h}h{m}m" if m else f"{h}h"
-    d, h = divmod(s // 3600, 24)
-    return f"{d}d{h}h" if h else f"{d}d"
 
 
 @dataclass(frozen=True)
@@ -337,7 +322,7 @@ def _decide_auto(
     unknown = [n for n in names if view.health(n) == Health.UNKNOWN]
     start_hold = (
         f"starting: waiting for {', '.join(unknown)} to leave UNKNOWN "
-        f"(grace ends in {format_duration(grace_end - snap.now)})"
+        f"(grace ends in {format_duration(grace_end - snap.now, round_up=True)})"
     )
 
     if pub.kind == "missing":
@@ -427,16 +412,16 @@ def _decide_auto(
         if wait > 0:
             return _hold(
                 state,
-                f"{on}; failback to {better} in {format_duration(wait)} "
-                f"(UP for {format_duration(up_for)}){missing_note}",
+                f"{on}; failback to {better} in {format_duration(wait, round_up=True)} "
+                f"(UP for {format_duration(up_for, round_up=True)}){missing_note}",
             )
         return _auto_switch(
             service,
             state,
             snap.now,
             better,
-            f"failback: {better} UP for {format_duration(up_for)} -> switching back from {active}"
-            f"{missing_note}",
+            f"failback: {better} UP for {format_duration(up_for, round_up=True)} -> switching "
+            f"back from {active}{missing_note}",
             f"{on}, {better} UP",
         )
 
@@ -468,7 +453,8 @@ def _auto_switch(
         if wait > 0:
             return _hold(
                 state,
-                f"cooldown: next automatic switch allowed in {format_duration(wait)} ({context})",
+                f"cooldown: next automatic switch allowed in "
+                f"{format_duration(wait, round_up=True)} ({context})",
             )
     recent = state.auto_switches  # pruned to flap_window by decide()
     if len(recent) >= policy.max_auto_switches:

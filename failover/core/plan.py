@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from failover.config_types import ServiceConfig
+from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
 from failover.model import (
     Change,

@@ -21,7 +21,7 @@ from failover import intents as intents_codec
 from failover import reload as live_reload
 from failover import views
 from failover.apply import ProviderQueue
-from failover.config_types import Config
+from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.plan import build_plan, check_plan, refusal

@@ -16,7 +16,7 @@ from typing import Any
 
 from failover import intents as intents_codec
 from failover.apply import ProviderQueue
-from failover.config_types import Config
+from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.journal import Journal
 from failover.metrics import Metrics

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from failover.config_types import ProbeConfig
+from failover.config.types import ProbeConfig
 from failover.model import ProbeResult
-from failover.probes.tls_util import TlsContextCache
+from failover.tls import TlsContextCache
 
 
 class ProbeRun:

@@ -32,77 +32,14 @@ import dns.rdatatype
 import dns.rdtypes.txtbase
 import dns.rrset
 
-from failover.config_types import DnsProbeConfig, HostPort
+from failover.config.types import DnsProbeConfig, HostPort
+from failover.dnsvalues import canonical_rdata
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext
 from failover.probes.net import is_ip, os_error_reason
 
-RECORD_TYPES = (
-    "A",
-    "AAAA",
-    "CAA",
-    "CNAME",
-    "DNAME",
-    "DNSKEY",
-    "DS",
-    "HTTPS",
-    "MX",
-    "NS",
-    "PTR",
-    "SOA",
-    "SRV",
-    "SVCB",
-    "TXT",
-)
-"""Record types a dns probe may ask for."""
-
-RCODES = (
-    "NOERROR",
-    "FORMERR",
-    "SERVFAIL",
-    "NXDOMAIN",
-    "NOTIMP",
-    "REFUSED",
-    "YXDOMAIN",
-    "YXRRSET",
-    "NXRRSET",
-    "NOTAUTH",
-    "NOTZONE",
-    "BADVERS",
-)
-"""Response codes a dns probe may expect."""
-
 EDNS_PAYLOAD = 1232
 _SHOWN = 8  # at most this many values are quoted in a reason
-
-
-def canonical_answer(record_type: str, text: str) -> str:
-    """Canonical text of one answer value, so values compare equal whatever their spelling.
-
-    Addresses in their standard form, names lower-case without the trailing dot (`10
-    mail.example.com`). A TXT value is the record's strings joined, written plainly (no zone-file
-    quoting). Raises ValueError when the text does not fit the type.
-    """
-    rdtype = dns.rdatatype.from_text(record_type)
-    if rdtype == dns.rdatatype.TXT:
-        return text
-    try:
-        rdata = dns.rdata.from_text(
-            dns.rdataclass.IN, rdtype, text, origin=dns.name.root, relativize=False
-        )
-    except (dns.exception.DNSException, ValueError) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
-    return _canonical_rdata(rdata)
-
-
-def _canonical_rdata(rdata: dns.rdata.Rdata) -> str:
-    if isinstance(rdata, dns.rdtypes.txtbase.TXTBase):
-        return b"".join(rdata.strings).decode("utf-8", errors="backslashreplace")
-    # The DNSSEC canonical wire form lower-cases embedded names (RFC 4034 §6.2); read back, it
-    # prints the same for every spelling.
-    wire = rdata.to_digestable(dns.name.root)
-    canonical = dns.rdata.from_wire(rdata.rdclass, rdata.rdtype, wire, 0, len(wire))
-    return canonical.to_text(origin=dns.name.root, relativize=True)
 
 
 def answers_of(spec: DnsProbeConfig, response: dns.message.Message) -> list[str]:
@@ -116,7 +53,7 @@ def answers_of(spec: DnsProbeConfig, response: dns.message.Message) -> list[str]
         rrset = response.resolve_chaining().answer
     except dns.exception.DNSException:  # a broken chain (too long, a loop)
         rrset = next((rr for rr in response.answer if rr.rdtype == rdtype), None)
-    return sorted({_canonical_rdata(rdata) for rdata in rrset or ()})
+    return sorted({canonical_rdata(rdata) for rdata in rrset or ()})
 
 
 def _shown(values: list[str]) -> str:

@@ -46,12 +46,12 @@ from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 from yarl import URL
 
-from failover.config_parse import format_size
-from failover.config_types import HttpProbeConfig
+from failover.config.types import HttpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import CACHE_SIZE, open_socket, os_error_reason
-from failover.probes.tls_util import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
+from failover.tls import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
+from failover.units import format_size
 
 USER_AGENT = "failover-probe"
 SSL_SHUTDOWN_TIMEOUT = 2.0

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from failover.config_types import ProbeConfig
+from failover.config.types import ProbeConfig
 from failover.model import ProbeResult
 from failover.probes import http
 from failover.probes.base import ProbeContext, ProbeFn, ProbeRun

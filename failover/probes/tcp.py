@@ -24,12 +24,12 @@ import re
 import ssl
 from typing import Any
 
-from failover.config_parse import format_size
-from failover.config_types import TcpProbeConfig
+from failover.config.types import TcpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import open_socket, os_error_reason
-from failover.probes.tls_util import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
+from failover.tls import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
+from failover.units import format_size
 
 __all__ = ["SSL_SHUTDOWN_TIMEOUT", "os_error_reason", "probe", "tls_settings"]
 

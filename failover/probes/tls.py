@@ -37,11 +37,11 @@ import time
 
 from cryptography import x509
 
-from failover.config_types import TlsProbeConfig
+from failover.config.types import TlsProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import open_socket, os_error_reason
-from failover.probes.tls_util import TlsSettings, TlsSetupError, build_context
+from failover.tls import TlsSettings, TlsSetupError, build_context
 
 log = logging.getLogger(__name__)
 

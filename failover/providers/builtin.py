@@ -29,7 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from failover.config_types import BuiltinProviderConfig, HostPort
+from failover.config.types import BuiltinProviderConfig, HostPort
 from failover.model import (
     Change,
     RecordKey,

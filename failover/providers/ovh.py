@@ -28,7 +28,7 @@ from typing import Any
 
 import ovh.exceptions
 
-from failover.config_types import OvhProviderConfig, ProviderConfig
+from failover.config.types import OvhProviderConfig, ProviderConfig
 from failover.model import (
     Change,
     RecordKey,

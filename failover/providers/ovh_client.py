@@ -30,7 +30,7 @@ import ovh.exceptions
 import ovh.oauth2
 import requests
 
-from failover.config_types import OvhProviderConfig, Secret
+from failover.config.types import OvhProviderConfig, Secret
 from failover.providers.base import ProviderError
 
 TOKEN_PATH = "/auth/oauth2/token"  # where a URL endpoint serves OAuth2 (www.ovh.com layout)

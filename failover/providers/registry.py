@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from failover.config_types import BuiltinProviderConfig, ProviderConfig
+from failover.config.types import BuiltinProviderConfig, ProviderConfig
 from failover.providers import ovh, rfc2136, route53, scaleway
 from failover.providers.base import Provider
 from failover.providers.builtin import BuiltinProvider

@@ -22,7 +22,7 @@ from tenacity import (
     wait_random,
 )
 
-from failover.config_types import RetryConfig
+from failover.config.types import RetryConfig
 from failover.providers.base import ProviderError
 
 T = TypeVar("T")

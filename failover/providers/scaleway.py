@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from failover.config_types import ProviderConfig, ScalewayProviderConfig, Secret
+from failover.config.types import ProviderConfig, ScalewayProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
 from failover.providers.base import Provider, ProviderError, Receipt

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from failover.config import load_config
+from failover.config.loader import load_config
 from tests.deploy.sandbox import UNSUPPORTED
 from tests.support import (
     REPO,

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from failover.config_types import RetryConfig, Secret, WebhookConfig
+from failover.config.types import RetryConfig, Secret, WebhookConfig
 from failover.metrics import Metrics
 from failover.notify import QUEUE_SIZE, Notifier
 from tests.support import (

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from failover import daemon as daemon_module
-from failover.config import load_config
+from failover.config.loader import load_config
 from failover.daemon import Daemon
 from failover.engine import CommandError
 from failover.model import ProbeResult

@@ -12,7 +12,7 @@ import dns.asyncquery
 import dns.message
 import pytest
 
-from failover.config import load_config
+from failover.config.loader import load_config
 from failover.daemon import Daemon
 from failover.engine import CommandError
 from failover.model import Health, ProbeResult

@@ -15,7 +15,7 @@ import dns.rrset
 import pytest
 
 import failover.verify
-from failover.config_types import BuiltinProviderConfig, HostPort, VerifyConfig
+from failover.config.types import BuiltinProviderConfig, HostPort, VerifyConfig
 from failover.model import Change, RecordKey, RecordType
 from failover.providers.builtin import BuiltinProvider
 from failover.store import Store

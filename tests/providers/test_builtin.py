@@ -17,7 +17,7 @@ import dns.rdatatype
 import dns.update
 import pytest
 
-from failover.config_types import BuiltinProviderConfig, HostPort
+from failover.config.types import BuiltinProviderConfig, HostPort
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.builtin import BuiltinProvider

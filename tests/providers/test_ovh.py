@@ -16,7 +16,7 @@ import ovh.client
 import ovh.config
 import pytest
 
-from failover.config_types import OvhProviderConfig, RetryConfig, Secret, VerifyConfig
+from failover.config.types import OvhProviderConfig, RetryConfig, Secret, VerifyConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.ovh import OvhProvider

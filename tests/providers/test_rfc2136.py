@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from failover.config_types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
+from failover.config.types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.registry import create_provider

@@ -20,7 +20,7 @@ import dns.opcode
 import dns.rcode
 import pytest
 
-from failover.config_types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
+from failover.config.types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
 from failover.model import Change, RecordKey, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.rfc2136 import Rfc2136Provider

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from failover.config_types import RetryConfig, Route53ProviderConfig, Secret
+from failover.config.types import RetryConfig, Route53ProviderConfig, Secret
 from failover.model import Change, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.route53 import Route53Provider

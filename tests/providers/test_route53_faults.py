@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from failover.config_types import RetryConfig, Route53ProviderConfig, Secret
+from failover.config.types import RetryConfig, Route53ProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError, Receipt
 from failover.providers.route53 import MAX_BATCH_CHARS, MAX_BATCH_RECORDS, Route53Provider

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from failover.config_types import RetryConfig, ScalewayProviderConfig, Secret
+from failover.config.types import RetryConfig, ScalewayProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.registry import FACTORIES

@@ -21,8 +21,8 @@ from failover.audit import AuditReport, Finding, Severity, render, resolver_look
 from failover.audit.checks import config_findings
 from failover.audit.dnscheck import ns_operator
 from failover.audit.state import drill_findings, status_findings
-from failover.config import ConfigError, load_config, parse_config
-from failover.config_types import BuiltinProviderConfig, Config, HostPort, Secret
+from failover.config.loader import ConfigError, load_config, parse_config
+from failover.config.types import BuiltinProviderConfig, Config, HostPort, Secret
 from failover.providers.builtin import BuiltinProvider
 from failover.store import Store
 from failover.timefmt import rfc3339

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from failover.config import ConfigError, parse_config
-from failover.config_types import DrillScheduleConfig
+from failover.config.loader import ConfigError, parse_config
+from failover.config.types import DrillScheduleConfig
 from failover.drill import window_start
 
 PARIS = ZoneInfo("Europe/Paris")

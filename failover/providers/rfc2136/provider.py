@@ -30,7 +30,7 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
-from failover.config_types import ProviderConfig, Rfc2136ProviderConfig
+from failover.config.types import ProviderConfig, Rfc2136ProviderConfig
 from failover.model import (
     Change,
     RecordKey,

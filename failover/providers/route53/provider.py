@@ -32,7 +32,7 @@ import boto3
 import botocore.exceptions as boto_errors
 from botocore.config import Config as BotoConfig
 
-from failover.config_types import ProviderConfig, Route53ProviderConfig
+from failover.config.types import ProviderConfig, Route53ProviderConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
 from failover.providers.base import ProviderError, Receipt

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
-from failover.config_types import (
+from failover.config.types import (
     HealthConfig,
     HostPort,
     PolicyConfig,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from failover.config_types import PolicyConfig, ServiceConfig
+from failover.config.types import PolicyConfig, ServiceConfig
 from failover.core.decide import (
     Action,
     Decision,
@@ -21,7 +21,6 @@ from failover.core.decide import (
     acknowledge,
     classify_published,
     decide,
-    format_duration,
     pause,
     pin,
     release,
@@ -433,18 +432,6 @@ def test_mode_helpers() -> None:
         blocked=True, auto_switches=(1.0, 2.0), last_switch_at=2.0, last_auto_switch_at=2.0
     )
     assert acknowledge(blocked) == ServiceState(last_switch_at=2.0, last_auto_switch_at=2.0)
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (0, "0s"), (-5, "0s"), (0.2, "1s"), (42, "42s"), (59.5, "1m"), (60, "1m"),
-        (130, "2m10s"), (129.01, "2m10s"), (3600, "1h"), (3900, "1h5m"), (3959, "1h5m"),
-        (86400, "1d"), (97200, "1d3h"),
-    ],
-)  # fmt: skip
-def test_format_duration(seconds: float, text: str) -> None:
-    assert format_duration(seconds) == text
 
 
 # --- properties ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from failover.config_types import ServiceConfig
+from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
 from failover.core.plan import Plan, Violation, build_plan, check_plan, refusal
 from failover.model import Change, Health, RecordKey, RecordSet, RecordType, Trigger

@@ -12,7 +12,8 @@ from typing import Any
 import dns.flags
 import pytest
 
-from failover.config_types import BuiltinProviderConfig, DnsProbeConfig, HostPort
+from failover.config.types import BuiltinProviderConfig, DnsProbeConfig, HostPort
+from failover.dnsvalues import canonical_answer
 from failover.model import Change, RecordKey, RecordType
 from failover.probes import dns as dns_probe
 from failover.probes.base import ProbeContext
@@ -175,7 +176,7 @@ def test_query_flags() -> None:
     ],
 )
 def test_canonical_answer(rtype: str, text: str, canonical: str) -> None:
-    assert dns_probe.canonical_answer(rtype, text) == canonical
+    assert canonical_answer(rtype, text) == canonical
 
 
 @pytest.mark.parametrize(
@@ -183,7 +184,7 @@ def test_canonical_answer(rtype: str, text: str, canonical: str) -> None:
 )
 def test_canonical_answer_refuses(rtype: str, text: str) -> None:
     with pytest.raises(ValueError):
-        dns_probe.canonical_answer(rtype, text)
+        canonical_answer(rtype, text)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from probe_targets import Target
 from raw_servers import RawServer, silent
 
-from failover.config_types import HttpProbeConfig
+from failover.config.types import HttpProbeConfig
 from failover.model import ProbeResult
 from failover.probes import http
 from failover.probes.base import ProbeContext

@@ -13,7 +13,7 @@ import pytest
 from probe_targets import Target
 from raw_servers import RawServer, TlsFiles, silent, tls_files
 
-from failover.config_types import HttpProbeConfig
+from failover.config.types import HttpProbeConfig
 from failover.model import ProbeResult
 from failover.probes import http
 from failover.probes.base import ProbeContext

@@ -13,9 +13,9 @@ import trustme
 from cryptography.hazmat.primitives import serialization
 from raw_servers import TlsFiles, tls_files
 
-from failover.probes import tls_util
+from failover import tls as tls_util
 from failover.probes.base import ProbeRun
-from failover.probes.tls_util import TlsContextCache, TlsSettings, TlsSetupError, build_context
+from failover.tls import TlsContextCache, TlsSettings, TlsSetupError, build_context
 
 
 def test_phases_add_up() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from probe_targets import Target
 
-from failover.config_types import HostPort, HttpProbeConfig, ProbeConfig, TcpProbeConfig
+from failover.config.types import HostPort, HttpProbeConfig, ProbeConfig, TcpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext, ProbeFn
 from failover.probes.registry import PROBES

@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client import generate_latest
 
-from failover.config_types import HostPort, ProbeConfig, TcpProbeConfig
+from failover.config.types import HostPort, ProbeConfig, TcpProbeConfig
 from failover.metrics import Metrics
 from failover.model import ProbeResult
 from failover.probes.base import ProbeContext

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from raw_servers import RawServer, TlsFiles, silent, tls_files
 
-from failover.config_types import HostPort, TcpProbeConfig
+from failover.config.types import HostPort, TcpProbeConfig
 from failover.model import ProbeResult
 from failover.probes import tcp
 from failover.probes.base import ProbeContext

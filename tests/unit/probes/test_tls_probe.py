@@ -15,7 +15,7 @@ import pytest
 import trustme
 from cryptography import x509
 
-from failover.config_types import HostPort, TlsProbeConfig
+from failover.config.types import HostPort, TlsProbeConfig
 from failover.model import ProbeResult
 from failover.probes import tls
 from failover.probes.base import ProbeContext

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from failover.config_parse import Invalid, Section, boolean, duration, plain, string
-from failover.config_types import DrillScheduleConfig
+from failover.config.parse import Invalid, Section, boolean, duration, plain, string
+from failover.config.types import DrillScheduleConfig
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)")
@@ -44,7 +44,7 @@ def _timezone(value: object) -> str:
     return name
 
 
-def drills(s: Section, targets: set[str]) -> DrillScheduleConfig | None:
+def parse_drills(s: Section, targets: set[str]) -> DrillScheduleConfig | None:
     if s.raw("drills") is None:
         return None
     d = s.section("drills")

@@ -1,8 +1,7 @@
-"""Config loader: each error names its path and the fix; inheritance; interpolation; secrets."""
+"""Config loader: each error names its path and the fix; interpolation; secrets; files."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
@@ -12,106 +11,30 @@ from typing import Any
 import pytest
 import yaml
 
-from failover.config import (
-    PROVIDER_PARSERS,
-    ConfigError,
-    ProviderCommon,
-    Section,
-    describe,
-    load_config,
-    parse_config,
-    parse_duration,
-    parse_hostport,
-)
-from failover.config_parse import format_duration
-from failover.config_types import (
-    Config,
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, load_config, parse_config
+from failover.config.parse import Section
+from failover.config.providers import PROVIDER_PARSERS, ProviderCommon
+from failover.config.types import (
     HealthConfig,
     HostPort,
-    HttpProbeConfig,
     PolicyConfig,
     Secret,
-    TcpProbeConfig,
     VerifyConfig,
 )
-from failover.model import RecordType
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lab.yaml"
-FULL_EXAMPLE = EXAMPLE.with_name("failover.example.yaml")
-
-Cfg = dict[str, Any]
-
-
-def base() -> Cfg:
-    """A small valid config; each test mutates a fresh copy."""
-    return copy.deepcopy(
-        {
-            "instance": {"name": "test-1", "location": "ovh", "state_dir": "/tmp/fo/state"},
-            "admin": {"socket": "/tmp/fo/admin.sock"},
-            "providers": {"local": {"type": "builtin", "listen": "127.0.0.1:0"}},
-            "services": {
-                "shop": {
-                    "records": [
-                        {
-                            "provider": "local",
-                            "zone": "example.com",
-                            "name": "shop.example.com",
-                            "type": "A",
-                        }
-                    ],
-                    "targets": [
-                        {
-                            "name": "primary",
-                            "location": "aws",
-                            "values": ["192.0.2.1"],
-                            "probes": [{"type": "http", "url": "http://192.0.2.1/health"}],
-                        },
-                        {
-                            "name": "backup",
-                            "location": "ovh",
-                            "values": ["192.0.2.2"],
-                            "probes": [{"type": "tcp", "address": "192.0.2.2:443"}],
-                        },
-                    ],
-                }
-            },
-        }
-    )
-
-
-def load(cfg: Cfg, env: dict[str, str] | None = None) -> Config:
-    return parse_config(yaml.safe_dump(cfg, sort_keys=False), env=env or {})
-
-
-def errors_of(cfg: Cfg, env: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load(cfg, env)
-    assert str(info.value) == "\n".join(info.value.errors)
-    return info.value.errors
-
-
-def shop(cfg: Cfg) -> Cfg:
-    return cfg["services"]["shop"]  # type: ignore[no-any-return]
-
-
-def target(cfg: Cfg, i: int = 0) -> Cfg:
-    return shop(cfg)["targets"][i]  # type: ignore[no-any-return]
-
-
-def record(cfg: Cfg, i: int = 0) -> Cfg:
-    return shop(cfg)["records"][i]  # type: ignore[no-any-return]
-
-
-def probe(cfg: Cfg, t: int = 0, p: int = 0) -> Cfg:
-    return target(cfg, t)["probes"][p]  # type: ignore[no-any-return]
-
-
-def second_service(cfg: Cfg) -> Cfg:
-    """A copy of shop named api, publishing api.example.com."""
-    api: Cfg = copy.deepcopy(shop(cfg))
-    api["records"][0]["name"] = "api.example.com"
-    cfg["services"]["api"] = api
-    return api
+from tests.unit.config.helpers import (
+    EXAMPLE,
+    FULL_EXAMPLE,
+    Cfg,
+    base,
+    errors_of,
+    load,
+    probe,
+    record,
+    second_service,
+    shop,
+    target,
+)
 
 
 def test_base_config_loads() -> None:
@@ -408,96 +331,6 @@ def test_did_you_mean(typo: str, suggestion: str) -> None:
     assert f"{typo}: unknown key; did you mean '{suggestion}'?" in errors_of(cfg)[0]
 
 
-# --- durations and host:port ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("200ms", 0.2),
-        ("5s", 5.0),
-        ("1.5s", 1.5),
-        ("10m", 600.0),
-        ("1h", 3600.0),
-        ("1h30m", 5400.0),
-        ("1m30s", 90.0),
-        ("2m500ms", 120.5),
-        (" 5s ", 5.0),
-        ("0s", 0.0),
-    ],
-)
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("5", "bare number"),
-        (5, "bare number"),
-        (1.5, "bare number"),
-        ("-5s", "negative"),
-        ("", "not a duration"),
-        ("5 s", "not a duration"),
-        ("5sec", "not a duration"),
-        ("30m1h", "not a duration"),
-        ("1d", "not a duration"),
-        (True, "expected a duration"),
-        (None, "expected a duration"),
-    ],
-)
-def test_parse_duration_refuses(text: object, message: str) -> None:
-    with pytest.raises(ValueError, match=message) as info:
-        parse_duration(text)
-    assert "like 5s" in str(info.value)
-
-
-@pytest.mark.parametrize("seconds", [0.2, 1.5, 5, 90, 600, 5400, 3600, 0.0])
-def test_format_duration_round_trips(seconds: float) -> None:
-    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1:5353", HostPort("127.0.0.1", 5353)),
-        ("[::1]:53", HostPort("::1", 53)),
-        ("[2001:DB8::0001]:443", HostPort("2001:db8::1", 443)),
-        ("ns1.example.com:53", HostPort("ns1.example.com", 53)),
-        ("127.0.0.1:65535", HostPort("127.0.0.1", 65535)),
-    ],
-)
-def test_parse_hostport(text: str, expected: HostPort) -> None:
-    assert parse_hostport(text, "x") == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("127.0.0.1", "no port"),
-        ("127.0.0.1:0", "port 1..65535"),
-        ("127.0.0.1:65536", "port 1..65535"),
-        ("127.0.0.1:http", "invalid port"),
-        ("::1:53", "brackets"),
-        ("[example.com]:53", "IPv6"),
-        ("bad host!:53", "no valid host"),
-    ],
-)
-def test_parse_hostport_refuses(text: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message) as info:
-        parse_hostport(text, "metrics.listen")
-    assert info.value.errors[0].startswith("metrics.listen: ")
-
-
-def test_port_zero_where_it_makes_sense() -> None:
-    assert parse_hostport("127.0.0.1:0", "x", allow_zero=True).port == 0
-    cfg = base()
-    cfg["metrics"] = {"listen": "127.0.0.1:0"}
-    config = load(cfg)
-    assert config.metrics.listen == HostPort("127.0.0.1", 0)
-    assert config.providers["local"].listen == HostPort("127.0.0.1", 0)
-
-
 @pytest.mark.parametrize(
     ("metrics", "listen"),
     [
@@ -515,7 +348,7 @@ def test_metrics_listen(metrics: Cfg | None, listen: HostPort | None) -> None:
     assert load(cfg).metrics.listen == listen
 
 
-# --- defaults and inheritance -----------------------------------------------------------------
+# --- defaults and paths -----------------------------------------------------------------
 
 
 def test_builtin_defaults() -> None:
@@ -534,119 +367,6 @@ def test_builtin_defaults() -> None:
     assert config.providers["local"].verify == VerifyConfig()
     assert config.providers["local"].timeout == 10
     assert svc.records[0].ttl == 60
-
-
-def test_inheritance_chain_merges_key_by_key() -> None:
-    cfg = base()
-    cfg["defaults"] = {
-        "probe": {"interval": "10s", "timeout": "3s"},
-        "health": {"fall": 4},
-        "policy": {"cooldown": "1m", "failback_after": "0s"},
-    }
-    shop(cfg)["probe"] = {"timeout": "4s"}
-    shop(cfg)["health"] = {"rise": 5}
-    shop(cfg)["policy"] = {"failback": "auto"}
-    target(cfg)["probe"] = {"interval": "20s"}
-    target(cfg)["health"] = {"fall": 1}
-    target(cfg)["probes"].append({"type": "tcp", "address": "192.0.2.1:80", "timeout": "6s"})
-    svc = load(cfg).services["shop"]
-    first, second = svc.targets
-    assert [(p.interval, p.timeout) for p in first.probes] == [(20, 4), (20, 6)]
-    assert [(p.interval, p.timeout) for p in second.probes] == [(10, 4)]
-    assert first.health == HealthConfig(fall=1, rise=5)
-    assert second.health == HealthConfig(fall=4, rise=5)
-    assert svc.policy == PolicyConfig(failback="auto", failback_after=0, cooldown=60)
-
-
-def test_probe_own_settings_can_fix_an_inherited_pair() -> None:
-    cfg = base()
-    shop(cfg)["probe"] = {"interval": "1s", "timeout": "1s"}
-    probe(cfg).update(interval="30s", timeout="10s")
-    http = load(cfg).services["shop"].targets[0].probes[0]
-    assert (http.interval, http.timeout) == (30, 10)
-
-
-# --- records, values, probes ------------------------------------------------------------------
-
-
-def test_records_are_normalized() -> None:
-    cfg = base()
-    record(cfg).update(zone="Example.COM.", name="Shop.Example.com.", type="a", ttl=300)
-    rec = load(cfg).services["shop"].records[0]
-    assert (rec.zone, rec.name, rec.type, rec.ttl) == ("example.com", "shop.example.com", "A", 300)
-    assert rec.type is RecordType.A
-    assert rec.key.provider == "local"
-
-
-def test_values_are_canonical_in_target_order() -> None:
-    cfg = base()
-    shop(cfg)["records"].append(dict(record(cfg), type="AAAA"))
-    target(cfg)["values"] = ["2001:DB8:0::0001", "192.0.2.9", "192.0.2.1"]
-    target(cfg, 1)["values"] = ["192.0.2.2", "2001:db8::2"]
-    values = load(cfg).services["shop"].targets[0].values
-    assert values == ("2001:db8::1", "192.0.2.9", "192.0.2.1")
-
-
-def test_cname_service() -> None:
-    cfg = base()
-    record(cfg)["type"] = "CNAME"
-    target(cfg)["values"] = ["Shop.AWS.example.net."]
-    target(cfg, 1)["values"] = ["shop.ovh.example.net"]
-    targets = load(cfg).services["shop"].targets
-    assert [t.values for t in targets] == [("shop.aws.example.net",), ("shop.ovh.example.net",)]
-
-
-def test_cname_only_service_refuses_ips() -> None:
-    cfg = base()
-    record(cfg)["type"] = "CNAME"
-    target(cfg)["values"] = ["shop.aws.example.net", "192.0.2.1"]
-    target(cfg, 1)["values"] = ["shop.ovh.example.net"]
-    assert "IP addresses in a CNAME-only service" in errors_of(cfg)[0]
-
-
-@pytest.mark.parametrize(
-    ("probes", "names"),
-    [
-        ([{"type": "http"}], ["http"]),
-        ([{"type": "http"}, {"type": "tcp"}], ["http", "tcp"]),
-        ([{"type": "http"}, {"type": "http"}, {"type": "tcp"}], ["http-1", "http-2", "tcp"]),
-        (
-            [{"type": "tcp"}, {"type": "http", "name": "home"}, {"type": "tcp"}],
-            ["tcp-1", "home", "tcp-2"],
-        ),
-    ],
-)
-def test_probe_default_names(probes: list[Cfg], names: list[str]) -> None:
-    cfg = base()
-    fill = {"http": {"url": "http://192.0.2.1/"}, "tcp": {"address": "192.0.2.1:80"}}
-    target(cfg)["probes"] = [dict(p, **fill[p["type"]]) for p in probes]
-    assert [p.name for p in load(cfg).services["shop"].targets[0].probes] == names
-
-
-def test_probe_fields() -> None:
-    cfg = base()
-    target(cfg)["probes"] = [
-        {
-            "type": "http",
-            "url": "https://192.0.2.1:8443/healthz",
-            "method": "HEAD",
-            "headers": {"X-Probe": "failover"},
-            "host": "Shop.Example.com",
-            "expect_status": [200, 204],
-            "body_regex": '"ok"',
-            "verify_tls": False,
-            "tls_server_name": "shop.example.com",
-        },
-        {"type": "tcp", "address": "[2001:db8::1]:443"},
-    ]
-    target(cfg, 1)["probes"] = []
-    http, tcp = load(cfg).services["shop"].targets[0].probes
-    assert isinstance(http, HttpProbeConfig) and isinstance(tcp, TcpProbeConfig)
-    assert http.method == "HEAD" and http.headers == {"X-Probe": "failover"}
-    assert http.host == "shop.example.com" and http.expect_status == (200, 204)
-    assert http.verify_tls is False and http.tls_server_name == "shop.example.com"
-    assert tcp.address == HostPort("2001:db8::1", 443)
-    assert load(cfg).services["shop"].targets[1].probes == ()
 
 
 def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
@@ -849,7 +569,7 @@ def test_empty_or_not_a_mapping(text: str, expected: str) -> None:
         parse_config(text)
 
 
-# --- the example and the summary --------------------------------------------------------------
+# --- the examples --------------------------------------------------------------
 
 
 def test_example_file_loads() -> None:
@@ -859,21 +579,6 @@ def test_example_file_loads() -> None:
     assert [t.location for t in shop_targets] == ["aws", "ovh", "scaleway"]
     assert {p.type for t in shop_targets for p in t.probes} == {"http", "tcp"}
     assert config.providers["local"].type == "builtin"
-
-
-def test_describe_lists_targets_in_priority_order_without_secrets() -> None:
-    cfg = base()
-    probe(cfg)["url"] = "http://user:pw-secret@192.0.2.1/health?token=${TOKEN}"
-    probe(cfg)["headers"] = {"Authorization": "Bearer ${TOKEN}"}
-    text = describe(load(cfg, {"TOKEN": "tok-secret"}))
-    assert "1. primary (primary) [aws] 192.0.2.1" in text
-    assert "2. backup [ovh] 192.0.2.2" in text
-    assert text.index("primary") < text.index("backup")
-    assert "shop.example.com A ttl 60 at local" in text
-    assert "local: builtin" in text
-    assert "http://192.0.2.1/health?…" in text
-    assert "connect 192.0.2.2:443" in text
-    assert "secret" not in text
 
 
 def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
@@ -905,9 +610,3 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
     with pytest.raises(ConfigError) as info:
         load_config(FULL_EXAMPLE, env=env)
     assert str(info.value).count("\n") == 0 and "scw_secret_key" in str(info.value)
-
-
-def test_describe_example() -> None:
-    text = describe(load_config(EXAMPLE, env={}))
-    for name in ("shop", "api", "aws-eu-west-3", "ovh-gra", "scw-par", "local: builtin"):
-        assert name in text

@@ -10,8 +10,9 @@ import pytest
 import trustme
 import yaml
 
-from failover.config import ConfigError, describe, parse_config
-from failover.config_types import Config, HttpProbeConfig, ProbeConfig, TcpProbeConfig
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, parse_config
+from failover.config.types import Config, HttpProbeConfig, ProbeConfig, TcpProbeConfig
 
 AT = "services.shop.targets[0].probes[0]"
 Cfg = dict[str, Any]

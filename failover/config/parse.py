@@ -1,8 +1,9 @@
-"""Building blocks of the config loader: strict YAML, `${…}` interpolation and a `Section` reader.
+"""Parse primitives every config module builds on: errors, a `Section` reader, converters.
 
-Kept apart from the schema in `config.py` so a new provider or probe parser needs only `Section`
-and the small converters below. Converters take the raw YAML value and either return the typed
-value or raise `Invalid("<problem>; <what is expected>")`; the `Section` adds the path.
+No YAML and no file reading here (those are `loader.py`'s): a new provider or probe parser
+needs only `Section` and the small converters below. Converters take the raw YAML value and
+either return the typed value or raise `Invalid("<problem>; <what is expected>")`; the
+`Section` adds the path.
 """
 
 from __future__ import annotations
@@ -10,15 +11,13 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
-from failover.config_types import HostPort, Secret
-from failover.model import RecordType, normalize_name
+from failover.config.types import HostPort, Secret
+from failover.model import normalize_name
+from failover.units import format_size
 
 T = TypeVar("T")
 
@@ -91,160 +90,19 @@ def kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-# --- YAML -------------------------------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that notes duplicate keys instead of silently keeping the last one."""
-
-    duplicates: list[tuple[int, str]]
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                ident = (key_node.tag, key_node.value)
-                if ident in seen:
-                    self.duplicates.append((key_node.start_mark.line + 1, key_node.value))
-                seen.add(ident)
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml(text: str, label: str) -> tuple[object, list[str]]:
-    """Parse YAML; syntax errors raise, duplicate keys come back as errors to report with others.
-
-    The messages never include YAML's source snippet: the line may hold a secret.
-    """
-    loader = _Loader(text)
-    loader.duplicates = []
-    try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
-        problem = exc.problem or exc.context or "syntax error"
-        fix = "check indentation, quoting and colons"
-        raise ConfigError([f"{where}: invalid YAML: {problem}; {fix}"]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{label}: invalid YAML: {exc}; fix the file"]) from None
-    finally:
-        loader.dispose()
-    errors = [
-        f"{label}:{line}: duplicate key '{key}'; each key may appear only once in a mapping"
-        for line, key in loader.duplicates
-    ]
-    return data, errors
-
-
-# --- interpolation ----------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What `interpolate` (loader.py) puts in place of a secret not available here (check-config
+# --without-secrets); a parser that judges a secret's shape must let it pass.
+PLACEHOLDER = "cGxhY2Vob2xkZXI="  # base64 of "placeholder": passes secret-format checks
 
 
 def join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-PLACEHOLDER = "cGxhY2Vob2xkZXI="  # base64 of "placeholder": passes secret-format checks
-
-
-def interpolate(
-    node: object,
-    path: str,
-    env: Mapping[str, str],
-    base_dir: Path | None,
-    errors: list[str],
-    missing: list[str] | None = None,
-) -> object:
-    """Resolve `${ENV}` and `${file:/path}` in every string value (not keys); `$${` is a literal.
-
-    Failures are reported with the path and the variable or file, and the value becomes BROKEN.
-    With `missing` (check-config on a machine without the secrets), an unavailable variable or
-    file is listed there instead and replaced by a placeholder.
-    """
-    if isinstance(node, dict):
-        return {
-            k: interpolate(v, join(path, k), env, base_dir, errors, missing)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [
-            interpolate(v, f"{path}[{i}]", env, base_dir, errors, missing)
-            for i, v in enumerate(node)
-        ]
-    if not isinstance(node, str) or "${" not in node:
-        return node
-    parts: list[str] = []
-    origins: list[str] = []
-    ok = True
-    pos = 0
-    for match in _TOKEN.finditer(node):
-        parts.append(node[pos : match.start()])
-        pos = match.end()
-        ref = match.group(1)
-        if match.group(0) == "$${":
-            parts.append("${")
-        elif ref is None:
-            errors.append(f"{path}: unclosed '${{'; write ${{ENV_VAR}}, ${{file:/path}} or $${{")
-            ok = False
-        elif ref.startswith("file:"):
-            problems: list[str] = []
-            value = _read_secret_file(ref[5:], path, base_dir, problems)
-            if value is None and missing is not None:
-                missing.append(f"{path}: ${{{ref}}}")
-                value = PLACEHOLDER
-            errors.extend(problems if value is None else [])
-            ok = ok and value is not None
-            parts.append(value or "")
-            origins.append(f"${{{ref}}}")
-        elif _ENV_NAME.fullmatch(ref):
-            if ref not in env and missing is not None:
-                missing.append(f"{path}: ${{{ref}}}")
-                parts.append(PLACEHOLDER)
-                origins.append(f"${{{ref}}}")
-            elif ref not in env:
-                errors.append(
-                    f"{path}: environment variable {ref} is not set; "
-                    f"set it in the daemon's environment or remove ${{{ref}}}"
-                )
-                ok = False
-            parts.append(env.get(ref, ""))
-            origins.append(f"${{{ref}}}")
-        else:
-            errors.append(
-                f"{path}: cannot interpolate ${{{ref}}}; "
-                "write ${ENV_VAR}, ${file:/path}, or $${ for a literal '${'"
-            )
-            ok = False
-    parts.append(node[pos:])
-    if not ok:
-        return BROKEN
-    text = "".join(parts)
-    return Interpolated(text, " and ".join(origins)) if origins else text
-
-
-def _read_secret_file(name: str, path: str, base_dir: Path | None, errors: list[str]) -> str | None:
-    file = Path(name)
-    if base_dir is not None and not file.is_absolute():
-        file = base_dir / file
-    try:
-        return file.read_text(encoding="utf-8").rstrip("\r\n")
-    except OSError as exc:
-        why = exc.strerror or type(exc).__name__
-        errors.append(
-            f"{path}: cannot read ${{file:{name}}}: {why}; "
-            "the file must exist and be readable by the daemon"
-        )
-    except UnicodeDecodeError:
-        errors.append(f"{path}: ${{file:{name}}} is not UTF-8 text; expected a text file")
-    return None
-
-
 _HEADER = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 
 
-# --- the section reader -----------------------------------------------------------------------
+# --- the section reader ---------------------------------------------------------------------------
 
 
 class Section:
@@ -394,7 +252,7 @@ class Section:
                 self.error(key, f"unknown key; {hint}{allowed}")
 
 
-# --- converters -------------------------------------------------------------------------------
+# --- converters -----------------------------------------------------------------------------------
 
 
 def string(value: object) -> str:
@@ -487,74 +345,6 @@ def readable_file(base_dir: Path | None) -> Callable[[object], Path]:
     return conv
 
 
-def http_url(value: object) -> str:
-    text = string(value)
-    try:
-        parts = urllib.parse.urlsplit(text)
-        _ = parts.port  # raises on a bad port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid(f"{show(value)} is not an http(s) URL; expected a URL like https://host/path")
-    if any(c.isspace() for c in text):
-        raise Invalid(f"{show(value)} contains spaces; expected a URL with spaces %-encoded")
-    return text
-
-
-def regex(value: object) -> str:
-    text = string(value)
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise Invalid(f"invalid regular expression ({exc}); expected a Python regex") from None
-    return text
-
-
-_STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
-
-
-def status_codes(value: object) -> tuple[int | str, ...]:
-    """HTTP statuses: codes (200) and classes (`2xx`), kept as written (classes lower-cased) so
-    messages can quote them; a single one stands for a one-element list."""
-    raw: list[object] = value if isinstance(value, list) else [value]
-    expected = "expected status codes 100..599 or classes 1xx..5xx, like [200, 301] or [2xx]"
-    if not raw:
-        raise Invalid(f"empty list; {expected}")
-    out: list[int | str] = []
-    for item in raw:
-        token: int | str
-        if isinstance(item, int) and not isinstance(item, bool):
-            token = item
-        elif isinstance(item, str) and item.strip().isdigit():
-            token = int(item.strip())
-        elif isinstance(item, str) and _STATUS_CLASS.fullmatch(item.strip()):
-            token = item.strip().lower()
-        else:
-            got = show(item) if isinstance(item, str) else kind(item)
-            raise Invalid(f"{got} is not an HTTP status; {expected}")
-        if isinstance(token, int) and not 100 <= token <= 599:
-            raise Invalid(f"{token} is out of range; {expected}")
-        if token not in out:
-            out.append(token)
-    return tuple(out)
-
-
-def value_type(value: object) -> RecordType:
-    """Which record type a target value serves: A, AAAA, or CNAME for a host name."""
-    if not isinstance(value, str) or not value.strip():
-        raise Invalid(f"expected an address or host name, got {kind(value)}")
-    try:
-        version = ipaddress.ip_address(value.strip()).version
-    except ValueError:
-        if not is_hostname(normalize_name(value)):
-            raise Invalid(
-                f"{show(value)} is neither an IP address nor a host name; "
-                "expected an IPv4/IPv6 address or a host name"
-            ) from None
-        return RecordType.CNAME
-    return RecordType.A if version == 4 else RecordType.AAAA
-
-
 _DURATION = re.compile(
     r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?"
 )
@@ -579,18 +369,6 @@ def parse_duration(text: object) -> float:
         )
     h, m, s, ms = (float(g) if g else 0.0 for g in match.groups())
     return h * 3600 + m * 60 + s + ms / 1000
-
-
-def format_duration(seconds: float) -> str:
-    """The inverse of parse_duration for messages and `check-config`: 5400 → `1h30m`."""
-    if seconds < 1:
-        return f"{round(seconds * 1000, 3):g}ms" if seconds else "0s"
-    whole_h, rest = divmod(seconds, 3600)
-    whole_m, secs = divmod(rest, 60)
-    out = f"{int(whole_h)}h" if whole_h else ""
-    out += f"{int(whole_m)}m" if whole_m else ""
-    out += f"{round(secs, 3):g}s" if secs or not out else ""
-    return out
 
 
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib)?", re.IGNORECASE)
@@ -618,14 +396,6 @@ def size(low: int, high: int) -> Callable[[object], int]:
         return number
 
     return conv
-
-
-def format_size(n: int) -> str:
-    """Bytes for messages: 65536 → `64KiB`, 1048576 → `1MiB`, 1000 → `1000 bytes`."""
-    for unit, factor in (("MiB", 1024**2), ("KiB", 1024)):
-        if n and n % factor == 0:
-            return f"{n // factor}{unit}"
-    return f"{n} byte{'' if n == 1 else 's'}"
 
 
 def duration(*, allow_zero: bool = False) -> Callable[[object], float]:

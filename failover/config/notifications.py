@@ -1,7 +1,7 @@
 """The `notifications:` section: where events are sent (SPEC §3; sent by `notify.py`).
 
 A list of destinations, a tagged union on `type` like providers: a new kind (email, PagerDuty…)
-adds one parser to `NOTIFY_PARSERS` and one dataclass to `config_types.NotificationConfig`.
+adds one parser to `NOTIFY_PARSERS` and one dataclass to `types.NotificationConfig`.
 Webhook URLs usually embed their token, so they are `Secret`s and no message here ever quotes
 one, not even a malformed one written in clear.
 """
@@ -12,20 +12,18 @@ import difflib
 import urllib.parse
 from collections.abc import Callable
 
-from failover.config_parse import (
+from failover.config.common import retry_policy, valid_name
+from failover.config.parse import (
     PLACEHOLDER,
     Invalid,
     Section,
     choice,
     duration,
-    format_duration,
-    matching,
     plain,
     show,
     string,
 )
-from failover.config_providers import retry_policy
-from failover.config_types import NotificationConfig, Secret, WebhookConfig
+from failover.config.types import NotificationConfig, Secret, WebhookConfig
 
 # Event name -> what triggers it. `notify.event_of` maps journal entries onto these names.
 EVENTS: dict[str, str] = {
@@ -50,7 +48,6 @@ EVENTS: dict[str, str] = {
     "reload_failed": "a reload was rejected: the running configuration stays",
 }
 FORMATS = ("json", "slack")
-_name = matching(r"[A-Za-z0-9][A-Za-z0-9_.-]*", "letters, digits, '.', '-' and '_'")
 
 
 def safe_origin(url: str) -> str:
@@ -136,7 +133,7 @@ NotifyParser = Callable[[Section, str], NotificationConfig | None]
 NOTIFY_PARSERS: dict[str, NotifyParser] = {"webhook": webhook}
 
 
-def notifications(top: Section) -> tuple[NotificationConfig, ...]:
+def parse_notifications(top: Section) -> tuple[NotificationConfig, ...]:
     """Every destination of `notifications:`; names are unique (they label metrics)."""
     out: list[NotificationConfig] = []
     names: dict[str, str] = {}
@@ -146,7 +143,7 @@ def notifications(top: Section) -> tuple[NotificationConfig, ...]:
             continue
         kinds = f"a type, one of: {', '.join(NOTIFY_PARSERS)}"
         ntype = n.need("type", choice(NOTIFY_PARSERS, "notification type"), kinds)
-        name = plain(n.get("name", _name, f"{ntype or 'webhook'}-{i}"))
+        name = plain(n.get("name", valid_name, f"{ntype or 'webhook'}-{i}"))
         if name in names:
             where = "name" if n.present("name") else None
             n.error(where, f"the name {name!r} is already used by {names[name]}; name each one")
@@ -158,19 +155,3 @@ def notifications(top: Section) -> tuple[NotificationConfig, ...]:
         if config is not None:
             out.append(config)
     return tuple(out)
-
-
-def describe_notifications(destinations: tuple[NotificationConfig, ...]) -> list[str]:
-    """check-config lines; a URL shows only its scheme and host."""
-    lines = [f"notifications ({len(destinations)}):"] if destinations else []
-    for d in destinations:
-        where = safe_origin(d.url.reveal())
-        where += "/…" if "://" in where else ""
-        chosen = [e for e in EVENTS if d.events is None or e in d.events]
-        events = "all events" if d.events is None else ", ".join(chosen)
-        lines.append(
-            f"  {d.name}: {d.type} {d.format} to {where}; {events}; "
-            f"timeout {format_duration(d.timeout)}, {d.retry.attempts} attempts within "
-            f"{format_duration(d.retry.deadline)}"
-        )
-    return lines

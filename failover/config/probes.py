@@ -1,16 +1,23 @@
-"""Parsers and `check-config` summaries of the `dns` and `tls` probe sections.
+"""The `probes:` lists of targets and canaries: a tagged union on `type`, and probe timing.
 
-Each parser takes the probe's `Section` and the keys common to every probe (name, interval,
-timeout, and the directory relative paths are read from) and returns the typed config.
+A new probe kind adds one parser to `PROBE_PARSERS` and one dataclass to `types.py`. Each
+parser takes the probe's `Section` and the keys common to every probe (name, interval, timeout,
+and the directory relative paths are read from) and returns the typed config. The `dns` and
+`tls` kinds are here; `http` and `tcp`, with the TLS client keys they share, in `http_tcp.py`.
+
+`interval` and `timeout` are inherited defaults → service → target → probe, key by key.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
-from failover.config_parse import (
+from failover.config import http_tcp
+from failover.config.common import ProbeCommon, one_of, positive, valid_name
+from failover.config.parse import (
     Invalid,
     Section,
     boolean,
@@ -24,14 +31,65 @@ from failover.config_parse import (
     show,
     string,
 )
-from failover.config_types import DnsProbeConfig, HostPort, TlsProbeConfig
-from failover.probes.dns import RCODES, RECORD_TYPES, canonical_answer
-
-if TYPE_CHECKING:
-    from failover.config import ProbeCommon
+from failover.config.types import DnsProbeConfig, HostPort, ProbeConfig, TlsProbeConfig
+from failover.dnsvalues import RCODES, RECORD_TYPES, canonical_answer
+from failover.units import format_duration
 
 _TRANSPORTS = ("udp", "tcp")
 _MATCHES = ("exact", "contains")
+
+
+# --- timing, inherited level by level -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A probe's interval and timeout, and where each was set (for error messages)."""
+
+    interval: float
+    timeout: float
+    interval_from: str = "the built-in default"
+    timeout_from: str = "the built-in default"
+
+
+def timing(sec: Section, base: Timing) -> Timing:
+    """Override interval/timeout key by key; check the pair where it changes, so a bad default
+    is reported once at its own path rather than at every probe that inherits it."""
+    interval, timeout = sec.opt("interval", positive), sec.opt("timeout", positive)
+    merged = Timing(
+        base.interval if interval is None else interval,
+        base.timeout if timeout is None else timeout,
+        base.interval_from if interval is None else sec.sub("interval"),
+        base.timeout_from if timeout is None else sec.sub("timeout"),
+    )
+    rule = "a probe's timeout must not exceed its interval"
+    if sec.failed("interval", "timeout") or merged.timeout <= merged.interval:
+        return merged
+    if timeout is not None:
+        note = f" (the interval comes from {merged.interval_from})" if interval is None else ""
+        sec.error(
+            "timeout",
+            f"{format_duration(merged.timeout)} exceeds the probe interval "
+            f"{format_duration(merged.interval)}; {rule}{note}",
+        )
+    elif interval is not None:
+        sec.error(
+            "interval",
+            f"{format_duration(merged.interval)} is shorter than the probe timeout "
+            f"{format_duration(merged.timeout)}; {rule} (the timeout comes from "
+            f"{merged.timeout_from})",
+        )
+    return merged
+
+
+def timing_block(parent: Section, base: Timing) -> Timing:
+    sec = parent.section("probe")
+    merged = timing(sec, base)
+    sec.done()
+    return merged
+
+
+# --- dns ------------------------------------------------------------------------------------------
 
 
 def _upper(options: tuple[str, ...], what: str) -> Callable[[object], str]:
@@ -156,20 +214,40 @@ def tls(p: Section, c: ProbeCommon) -> TlsProbeConfig:
     )
 
 
-def describe_dns(p: DnsProbeConfig) -> str:
-    how = p.transport + (", recursion desired" if p.recursion_desired else "")
-    expect = p.expect_rcode
-    if p.expect_answers is not None:
-        listed = ", ".join(p.expect_answers[:4]) + (", …" if len(p.expect_answers) > 4 else "")
-        how_many = "including" if p.expect_match == "contains" else "exactly"
-        expect += f", answers {how_many} [{listed}]"
-    return f"ask {p.server} ({how}) for {p.query_name} {p.record_type}, expect {expect}"
+# --- the list -------------------------------------------------------------------------------------
 
 
-def describe_tls(p: TlsProbeConfig) -> str:
-    sni = f" as {p.server_name}" if p.server_name else ""
-    if not p.verify:
-        chain = "chain not verified"
-    else:
-        chain = f"chain verified against {p.ca_file or 'the system trust store'}"
-    return f"TLS handshake with {p.address}{sni}, {chain}, fail under {p.warn_days} days left"
+ProbeParser = Callable[[Section, ProbeCommon], ProbeConfig]
+PROBE_PARSERS: dict[str, ProbeParser] = {
+    "http": http_tcp.http,
+    "tcp": http_tcp.tcp,
+    "dns": dns,
+    "tls": tls,
+}
+
+
+def parse_probes(t: Section, base: Timing, base_dir: Path | None = None) -> tuple[ProbeConfig, ...]:
+    """Each probe, named by its type when alone of it, else `type-N`; names unique per target."""
+    items = t.items("probes", "a list of probes")
+    types = [node.get("type") if isinstance(node, dict) else None for _, node in items]
+    out: list[ProbeConfig] = []
+    names: set[str] = set()
+    for i, (path, node) in enumerate(items):
+        p = Section.open(t.errors, node, path)
+        if p is None:
+            continue
+        ptype = p.need("type", choice(PROBE_PARSERS, "probe type"), one_of(PROBE_PARSERS))
+        own = timing(p, base)
+        if ptype is None:
+            continue  # its other keys cannot be judged without a known type
+        same = [j for j, other in enumerate(types) if other == ptype]
+        default = ptype if len(same) == 1 else f"{ptype}-{same.index(i) + 1}"
+        name = p.get("name", valid_name, default)
+        if name in names:
+            where = "name" if p.present("name") else None
+            p.error(where, f"probe name {show(name)} is used twice in this target; name each probe")
+        names.add(name)
+        common = ProbeCommon(plain(name), own.interval, own.timeout, base_dir)
+        out.append(PROBE_PARSERS[ptype](p, common))
+        p.done()
+    return tuple(out)

@@ -1,6 +1,7 @@
-"""Parsers of the real DNS providers' sections: route53, ovh, scaleway, rfc2136.
+"""The `providers:` section: a tagged union on `type`, one parser per DNS provider.
 
-Each takes the provider's `Section`, its name and the keys common to every provider, and
+A new provider adds one parser to `PROVIDER_PARSERS` and one dataclass to `types.py`. Each
+parser takes the provider's `Section`, its name and the keys common to every provider, and
 returns the typed config. Credentials are `Secret`s; pairs that only work together (AWS key id
 and secret, OVH application key/secret/consumer key, OAuth2 client id/secret) are checked here
 so a half-configured provider fails at start, not at the first failover.
@@ -10,31 +11,47 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import urllib.parse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from failover.config_parse import (
+from failover.config.common import LOWER_NAME, one_of, opt_plain, positive, retry_policy, valid_name
+from failover.config.parse import (
     Invalid,
     Section,
     choice,
     dns_name,
-    duration,
+    hostport,
     integer,
     matching,
     plain,
     string,
 )
-from failover.config_types import (
+from failover.config.types import (
+    BuiltinProviderConfig,
+    HostPort,
     OvhProviderConfig,
-    RetryConfig,
+    ProviderConfig,
     Rfc2136ProviderConfig,
     Route53ProviderConfig,
     ScalewayProviderConfig,
     TsigConfig,
+    VerifyConfig,
 )
 
-if TYPE_CHECKING:
-    from failover.config import ProviderCommon
+
+@dataclass(frozen=True)
+class ProviderCommon:
+    """The keys every provider takes, parsed in one place."""
+
+    location: str | None
+    timeout: float
+    verify: VerifyConfig
+
+
+ProviderParser = Callable[[Section, str, ProviderCommon], ProviderConfig]
+
 
 OVH_ENDPOINTS = (
     "ovh-eu",
@@ -54,7 +71,6 @@ TSIG_ALGORITHMS = (
     "hmac-sha1",
     "hmac-md5",
 )
-_positive = duration()
 
 
 def base_url(value: object) -> str:
@@ -73,20 +89,6 @@ def _ovh_endpoint(value: object) -> str:
     if "://" in text:
         return base_url(text)
     raise Invalid(f"expected one of {', '.join(OVH_ENDPOINTS)} or a base URL")
-
-
-def retry_policy(sec: Section) -> RetryConfig:
-    """`retry: {attempts, initial, max_delay, deadline}` shared by every provider."""
-    r = sec.section("retry")
-    default = RetryConfig()
-    config = RetryConfig(
-        attempts=r.get("attempts", integer(1, 100), default.attempts),
-        initial=r.get("initial", _positive, default.initial),
-        max_delay=r.get("max_delay", _positive, default.max_delay),
-        deadline=r.get("deadline", _positive, default.deadline),
-    )
-    r.done()
-    return config
 
 
 def _pair(sec: Section, keys: tuple[str, ...], what: str) -> bool:
@@ -125,7 +127,7 @@ def route53(sec: Section, name: str, common: ProviderCommon) -> Route53ProviderC
         endpoint_url=sec.opt("endpoint_url", base_url),
         hosted_zone_ids={k: v.rsplit("/", 1)[-1] for k, v in zone_ids.items()},
         max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
-        change_timeout=sec.get("change_timeout", _positive, 120.0),
+        change_timeout=sec.get("change_timeout", positive, 120.0),
     )
 
 
@@ -203,3 +205,74 @@ def rfc2136(sec: Section, name: str, common: ProviderCommon) -> Rfc2136ProviderC
         transport=sec.get("transport", choice(("tcp", "udp"), "transport"), "tcp"),  # type: ignore[arg-type]
         max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
     )
+
+
+# --- the keys every provider takes, the builtin one, and the section ------------------------------
+
+
+def _verify(sec: Section) -> VerifyConfig:
+    raw = sec.raw("verify")
+    if raw is None or raw is True:
+        return VerifyConfig()
+    if raw is False:
+        return VerifyConfig(enabled=False)
+    if not isinstance(raw, dict):
+        sec.error("verify", "expected false or a mapping with nameservers and timeout")
+        return VerifyConfig()
+    v = sec.section("verify")
+    nameservers = tuple(
+        ns
+        for path, node in v.items("nameservers", "a list of host:port")
+        if (ns := v.item(path, node, hostport(default_port=53))) is not None
+    )
+    config = VerifyConfig(nameservers=nameservers, timeout=v.get("timeout", positive, 60.0))
+    v.done()
+    return config
+
+
+def _provider_common(sec: Section) -> ProviderCommon:
+    return ProviderCommon(
+        location=opt_plain(sec.opt("location", valid_name)),
+        timeout=sec.get("timeout", positive, 10.0),
+        verify=_verify(sec),
+    )
+
+
+def builtin(sec: Section, name: str, common: ProviderCommon) -> BuiltinProviderConfig:
+    listen = sec.need("listen", hostport(allow_zero=True), "host:port, like 127.0.0.1:5353")
+    return BuiltinProviderConfig(
+        name=name,
+        listen=listen or HostPort("127.0.0.1", 0),
+        location=common.location,
+        timeout=common.timeout,
+        verify=common.verify,
+    )
+
+
+PROVIDER_PARSERS: dict[str, ProviderParser] = {
+    "builtin": builtin,
+    "route53": route53,
+    "ovh": ovh,
+    "scaleway": scaleway,
+    "rfc2136": rfc2136,
+}
+
+
+def parse_providers(top: Section) -> tuple[dict[str, ProviderConfig], set[str]]:
+    """The parsed providers, and every declared name (records may cite a provider with errors)."""
+    sec = top.section("providers")
+    if not sec.node and not sec.broken:
+        top.error("providers", "no provider defined; define at least one DNS provider here")
+    out: dict[str, ProviderConfig] = {}
+    for name, path, node in sec.entries():
+        if not re.fullmatch(LOWER_NAME[0], name):
+            sec.error(name, f"invalid provider name; expected {LOWER_NAME[1]}")
+        p = Section.open(sec.errors, node, path)
+        if p is None:
+            continue
+        ptype = p.need("type", choice(PROVIDER_PARSERS, "provider type"), one_of(PROVIDER_PARSERS))
+        if ptype is None:
+            continue  # its other keys cannot be judged without a known type
+        out[name] = PROVIDER_PARSERS[ptype](p, name, _provider_common(p))
+        p.done()
+    return out, {name for name, _, _ in sec.entries()}

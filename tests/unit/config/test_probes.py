@@ -1,4 +1,5 @@
-"""Config of the dns and tls probes: defaults, canonical answers, every error with its path."""
+"""Probe lists (default names, kinds) and the dns and tls probes: defaults, canonical answers,
+every error with its path."""
 
 from __future__ import annotations
 
@@ -10,10 +11,20 @@ import pytest
 import trustme
 import yaml
 
-from failover.config import ConfigError, describe, load_config, parse_config
-from failover.config_types import Config, DnsProbeConfig, HostPort, ProbeConfig, TlsProbeConfig
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, load_config, parse_config
+from failover.config.types import (
+    Config,
+    DnsProbeConfig,
+    HostPort,
+    HttpProbeConfig,
+    ProbeConfig,
+    TcpProbeConfig,
+    TlsProbeConfig,
+)
+from tests.unit.config import helpers as h
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "lab.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "config" / "lab.yaml"
 AT = "services.shop.targets[0].probes[0]"
 
 Cfg = dict[str, Any]
@@ -301,3 +312,51 @@ def test_example_has_dns_and_tls_probes() -> None:
     assert dns and tls
     assert dns[0].expect_answers and not dns[0].recursion_desired
     assert tls[0].warn_days == 14
+
+
+# --- the list ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("probes", "names"),
+    [
+        ([{"type": "http"}], ["http"]),
+        ([{"type": "http"}, {"type": "tcp"}], ["http", "tcp"]),
+        ([{"type": "http"}, {"type": "http"}, {"type": "tcp"}], ["http-1", "http-2", "tcp"]),
+        (
+            [{"type": "tcp"}, {"type": "http", "name": "home"}, {"type": "tcp"}],
+            ["tcp-1", "home", "tcp-2"],
+        ),
+    ],
+)
+def test_probe_default_names(probes: list[h.Cfg], names: list[str]) -> None:
+    cfg = h.base()
+    fill = {"http": {"url": "http://192.0.2.1/"}, "tcp": {"address": "192.0.2.1:80"}}
+    h.target(cfg)["probes"] = [dict(p, **fill[p["type"]]) for p in probes]
+    assert [p.name for p in h.load(cfg).services["shop"].targets[0].probes] == names
+
+
+def test_probe_fields() -> None:
+    cfg = h.base()
+    h.target(cfg)["probes"] = [
+        {
+            "type": "http",
+            "url": "https://192.0.2.1:8443/healthz",
+            "method": "HEAD",
+            "headers": {"X-Probe": "failover"},
+            "host": "Shop.Example.com",
+            "expect_status": [200, 204],
+            "body_regex": '"ok"',
+            "verify_tls": False,
+            "tls_server_name": "shop.example.com",
+        },
+        {"type": "tcp", "address": "[2001:db8::1]:443"},
+    ]
+    h.target(cfg, 1)["probes"] = []
+    http, tcp = h.load(cfg).services["shop"].targets[0].probes
+    assert isinstance(http, HttpProbeConfig) and isinstance(tcp, TcpProbeConfig)
+    assert http.method == "HEAD" and http.headers == {"X-Probe": "failover"}
+    assert http.host == "shop.example.com" and http.expect_status == (200, 204)
+    assert http.verify_tls is False and http.tls_server_name == "shop.example.com"
+    assert tcp.address == HostPort("2001:db8::1", 443)
+    assert h.load(cfg).services["shop"].targets[1].probes == ()

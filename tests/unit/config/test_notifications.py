@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from failover.config import ConfigError, describe, parse_config
-from failover.config_notify import EVENTS
-from failover.config_types import WebhookConfig
+from failover.config.describe import describe
+from failover.config.loader import ConfigError, parse_config
+from failover.config.notifications import EVENTS
+from failover.config.types import WebhookConfig
 from failover.journal import Journal
 from failover.model import Trigger
 from failover.notify import event_of, render

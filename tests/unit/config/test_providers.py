@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from failover.config import ConfigError, parse_config
-from failover.config_types import (
+from failover.config.loader import ConfigError, parse_config
+from failover.config.types import (
     OvhProviderConfig,
     Rfc2136ProviderConfig,
     Route53ProviderConfig,

@@ -1,4 +1,4 @@
-"""Parsers and `check-config` details of the `http` and `tcp` probe sections, and of the TLS
+"""Parsers of the `http` and `tcp` probe kinds (registered in `probes.py`), and of the TLS
 client keys they share: `verify_tls`, `tls_server_name`, `ca_file`, `client_cert`, `client_key`
 and `tls_min_version`.
 
@@ -16,32 +16,27 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from failover.config_parse import (
+from failover.config.common import ProbeCommon
+from failover.config.parse import (
     Interpolated,
     Invalid,
     Section,
     boolean,
     choice,
     dns_name,
-    format_size,
     hostport,
-    http_url,
     integer,
     kind,
     plain,
     readable_file,
-    regex,
     show,
     size,
-    status_codes,
+    string,
 )
-from failover.config_types import HostPort, HttpProbeConfig, TcpProbeConfig
-from failover.probes.tls_util import TlsSettings, TlsSetupError, build_context
-
-if TYPE_CHECKING:
-    from failover.config import ProbeCommon
+from failover.config.types import HostPort, HttpProbeConfig, TcpProbeConfig
+from failover.tls import TlsSettings, TlsSetupError, build_context
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 TLS_KEYS = (
@@ -53,6 +48,58 @@ TLS_KEYS = (
     "tls_min_version",
 )
 _KIB, _MIB = 1024, 1024 * 1024
+
+
+def http_url(value: object) -> str:
+    text = string(value)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        _ = parts.port  # raises on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid(f"{show(value)} is not an http(s) URL; expected a URL like https://host/path")
+    if any(c.isspace() for c in text):
+        raise Invalid(f"{show(value)} contains spaces; expected a URL with spaces %-encoded")
+    return text
+
+
+def regex(value: object) -> str:
+    text = string(value)
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise Invalid(f"invalid regular expression ({exc}); expected a Python regex") from None
+    return text
+
+
+_STATUS_CLASS = re.compile(r"[1-5]xx", re.IGNORECASE)
+
+
+def status_codes(value: object) -> tuple[int | str, ...]:
+    """HTTP statuses: codes (200) and classes (`2xx`), kept as written (classes lower-cased) so
+    messages can quote them; a single one stands for a one-element list."""
+    raw: list[object] = value if isinstance(value, list) else [value]
+    expected = "expected status codes 100..599 or classes 1xx..5xx, like [200, 301] or [2xx]"
+    if not raw:
+        raise Invalid(f"empty list; {expected}")
+    out: list[int | str] = []
+    for item in raw:
+        token: int | str
+        if isinstance(item, int) and not isinstance(item, bool):
+            token = item
+        elif isinstance(item, str) and item.strip().isdigit():
+            token = int(item.strip())
+        elif isinstance(item, str) and _STATUS_CLASS.fullmatch(item.strip()):
+            token = item.strip().lower()
+        else:
+            got = show(item) if isinstance(item, str) else kind(item)
+            raise Invalid(f"{got} is not an HTTP status; {expected}")
+        if isinstance(token, int) and not 100 <= token <= 599:
+            raise Invalid(f"{token} is out of range; {expected}")
+        if token not in out:
+            out.append(token)
+    return tuple(out)
 
 
 def tls_version(value: object) -> Literal["1.2", "1.3"]:
@@ -110,7 +157,7 @@ def bytes_regex(value: object) -> str:
     return text
 
 
-# --- TLS keys ---------------------------------------------------------------------------------
+# --- TLS keys -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -190,7 +237,7 @@ def _tls(p: Section, c: ProbeCommon, unused: str | None) -> _Tls:
     )
 
 
-# --- http -------------------------------------------------------------------------------------
+# --- http -----------------------------------------------------------------------------------------
 
 
 def http(p: Section, c: ProbeCommon) -> HttpProbeConfig:
@@ -235,29 +282,7 @@ def http(p: Section, c: ProbeCommon) -> HttpProbeConfig:
     )
 
 
-def _tls_summary(verify: bool, ca_file: Path | None, cert: Path | None, version: str | None) -> str:
-    out = f"verified against {ca_file}" if ca_file else "verified" if verify else "not verified"
-    out += ", client certificate" if cert else ""
-    out += f", TLS {version}+" if version else ""
-    return out
-
-
-def describe_http(p: HttpProbeConfig) -> str:
-    """What `check-config` adds after `expect STATUSES` (empty for the defaults)."""
-    out = ""
-    if p.body_regex is not None:
-        out += f", body matches {p.body_regex!r} in first {format_size(p.body_limit)}"
-    if p.follow_redirects:
-        out += f", follows up to {p.max_redirects} redirects"
-    https = p.url.lower().startswith("https:") or p.follow_redirects
-    if https and (p.ca_file or p.client_cert or p.tls_min_version or p.tls_server_name):
-        sni = f" as {p.tls_server_name}" if p.tls_server_name else ""
-        summary = _tls_summary(p.verify_tls, p.ca_file, p.client_cert, p.tls_min_version)
-        out += f", TLS{sni} {summary}"
-    return out
-
-
-# --- tcp --------------------------------------------------------------------------------------
+# --- tcp ------------------------------------------------------------------------------------------
 
 
 def tcp(p: Section, c: ProbeCommon) -> TcpProbeConfig:
@@ -285,17 +310,3 @@ def tcp(p: Section, c: ProbeCommon) -> TcpProbeConfig:
         client_key=tls.client_key,
         tls_min_version=tls.min_version,
     )
-
-
-def describe_tcp(p: TcpProbeConfig) -> str:
-    """`connect ADDRESS` and what else the probe does."""
-    out = f"connect {p.address}"
-    if p.tls:
-        sni = f" as {p.tls_server_name}" if p.tls_server_name else ""
-        summary = _tls_summary(p.verify_tls, p.ca_file, p.client_cert, p.tls_min_version)
-        out += f", TLS{sni} {summary}"
-    if p.send is not None:
-        out += f", send {len(p.send)} bytes"
-    if p.expect is not None:
-        out += f", expect {p.expect!r} in first {format_size(p.expect_bytes)}"
-    return out

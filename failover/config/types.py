@@ -1,6 +1,6 @@
 """Typed, frozen configuration models (SPEC §3).
 
-Kept apart from the YAML loader in `config.py` so every layer can import the shapes without
+Kept apart from the YAML loader in `loader.py` so every layer can import the shapes without
 pulling in parsing. Durations are float seconds. Provider and probe sections are tagged unions on
 `type`: a new provider or probe kind adds one dataclass here and one member to the union.
 """

@@ -1,0 +1,5 @@
+"""The configuration: YAML file → typed, frozen `Config` (SPEC §3).
+
+Deliberately empty: the pure decision core imports `failover.config.types`, and importing this
+package must not pull in the loader, YAML or any I/O. Import what you need from its modules.
+"""

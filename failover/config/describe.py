@@ -1,0 +1,184 @@
+"""The summary `failover check-config` prints: what the daemon will do, in operator words.
+
+Reads only the typed `Config`, never the YAML: it shows no secret (`Secret`s print as `***`),
+no URL credentials or query strings, and of a webhook only its scheme and host.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import fields
+from pathlib import Path
+
+from failover.config.notifications import EVENTS, safe_origin
+from failover.config.types import (
+    Config,
+    DnsProbeConfig,
+    HttpProbeConfig,
+    NotificationConfig,
+    ProbeConfig,
+    ProviderConfig,
+    Secret,
+    TcpProbeConfig,
+    TlsProbeConfig,
+)
+from failover.units import format_duration, format_size
+
+__all__ = ["describe"]
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials or query string: both commonly carry tokens."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, "…" if parts.query else "", "")
+    )
+
+
+def _probe(p: ProbeConfig) -> str:
+    every = f"every {format_duration(p.interval)}, timeout {format_duration(p.timeout)}"
+    if isinstance(p, HttpProbeConfig):
+        extra = f" (Host: {p.host})" if p.host else ""
+        extra += "" if p.verify_tls else " (TLS not verified)"
+        statuses = ",".join(map(str, p.expect_status))
+        more = _http_details(p)
+        return f"{p.name}: {p.method} {_safe_url(p.url)}{extra} expect {statuses}{more}; {every}"
+    if isinstance(p, DnsProbeConfig):
+        return f"{p.name}: {_dns(p)}; {every}"
+    if isinstance(p, TlsProbeConfig):
+        return f"{p.name}: {_tls(p)}; {every}"
+    return f"{p.name}: {_tcp(p)}; {every}"
+
+
+def _provider(p: ProviderConfig) -> str:
+    """Generic over provider dataclasses, so a new provider is described without edits here;
+    secrets print as `***` because they are `Secret`s."""
+    common = {"name", "type", "location", "timeout", "verify", "retry"}
+    details = [
+        f"{f.name} {'***' if isinstance(value, Secret) else value}"
+        for f in fields(p)
+        if f.name not in common and (value := getattr(p, f.name)) is not None
+    ]
+    check = p.verify
+    servers = ", ".join(map(str, check.nameservers)) or "the zone's NS set"
+    verify = f"{servers} within {format_duration(check.timeout)}" if check.enabled else "off"
+    where = f" in {p.location}" if p.location else ""
+    head = ", ".join([f"{p.type}{where}", *details, f"timeout {format_duration(p.timeout)}"])
+    return f"  {p.name}: {head}; verify: {verify}"
+
+
+def describe(config: Config) -> str:
+    """The summary `failover check-config` prints. It shows no secret and no URL credentials."""
+    i, a, m = config.instance, config.admin, config.metrics
+    lines = [
+        f"instance {i.name}"
+        + (f" in {i.location}" if i.location else "")
+        + f", state {i.state_dir}",
+        f"admin socket {a.socket}" + (f", TCP {a.listen}" if a.listen else ""),
+        f"metrics {'on ' + str(m.listen) if m.listen else 'disabled'}",
+        f"providers ({len(config.providers)}):",
+        *(_provider(p) for _, p in sorted(config.providers.items())),
+        f"services ({len(config.services)}):",
+    ]
+    for svc in config.services.values():
+        pol = svc.policy
+        lines += [f"  {svc.name}:", "    records:"]
+        lines += [
+            f"      {r.name} {r.type} ttl {r.ttl} at {r.provider} (zone {r.zone})"
+            for r in svc.records
+        ]
+        lines.append("    targets (priority order):")
+        for n, t in enumerate(svc.targets, 1):
+            role = " (primary)" if n == 1 else ""
+            lines.append(
+                f"      {n}. {t.name}{role} [{t.location or 'no location'}] "
+                f"{', '.join(t.values)}; fall {t.health.fall}, rise {t.health.rise}"
+            )
+            lines += [f"         probe {_probe(p)}" for p in t.probes]
+            if not t.probes:
+                lines.append("         no probes")
+        lines.append(
+            f"    policy: failback {pol.failback} after {format_duration(pol.failback_after)}, "
+            f"cooldown {format_duration(pol.cooldown)}, at most {pol.max_auto_switches} "
+            f"automatic switches per {format_duration(pol.flap_window)}, start-up grace "
+            f"{format_duration(pol.startup_grace)}"
+        )
+        if svc.rto is not None:
+            lines.append(f"    recovery time objective (rto): {format_duration(svc.rto)}")
+    lines += _notifications(config.notifications)
+    return "\n".join(lines)
+
+
+# --- probe kinds ----------------------------------------------------------------------------------
+
+
+def _tls_summary(verify: bool, ca_file: Path | None, cert: Path | None, version: str | None) -> str:
+    out = f"verified against {ca_file}" if ca_file else "verified" if verify else "not verified"
+    out += ", client certificate" if cert else ""
+    out += f", TLS {version}+" if version else ""
+    return out
+
+
+def _http_details(p: HttpProbeConfig) -> str:
+    """What `check-config` adds after `expect STATUSES` (empty for the defaults)."""
+    out = ""
+    if p.body_regex is not None:
+        out += f", body matches {p.body_regex!r} in first {format_size(p.body_limit)}"
+    if p.follow_redirects:
+        out += f", follows up to {p.max_redirects} redirects"
+    https = p.url.lower().startswith("https:") or p.follow_redirects
+    if https and (p.ca_file or p.client_cert or p.tls_min_version or p.tls_server_name):
+        sni = f" as {p.tls_server_name}" if p.tls_server_name else ""
+        summary = _tls_summary(p.verify_tls, p.ca_file, p.client_cert, p.tls_min_version)
+        out += f", TLS{sni} {summary}"
+    return out
+
+
+def _tcp(p: TcpProbeConfig) -> str:
+    """`connect ADDRESS` and what else the probe does."""
+    out = f"connect {p.address}"
+    if p.tls:
+        sni = f" as {p.tls_server_name}" if p.tls_server_name else ""
+        summary = _tls_summary(p.verify_tls, p.ca_file, p.client_cert, p.tls_min_version)
+        out += f", TLS{sni} {summary}"
+    if p.send is not None:
+        out += f", send {len(p.send)} bytes"
+    if p.expect is not None:
+        out += f", expect {p.expect!r} in first {format_size(p.expect_bytes)}"
+    return out
+
+
+def _dns(p: DnsProbeConfig) -> str:
+    how = p.transport + (", recursion desired" if p.recursion_desired else "")
+    expect = p.expect_rcode
+    if p.expect_answers is not None:
+        listed = ", ".join(p.expect_answers[:4]) + (", …" if len(p.expect_answers) > 4 else "")
+        how_many = "including" if p.expect_match == "contains" else "exactly"
+        expect += f", answers {how_many} [{listed}]"
+    return f"ask {p.server} ({how}) for {p.query_name} {p.record_type}, expect {expect}"
+
+
+def _tls(p: TlsProbeConfig) -> str:
+    sni = f" as {p.server_name}" if p.server_name else ""
+    if not p.verify:
+        chain = "chain not verified"
+    else:
+        chain = f"chain verified against {p.ca_file or 'the system trust store'}"
+    return f"TLS handshake with {p.address}{sni}, {chain}, fail under {p.warn_days} days left"
+
+
+def _notifications(destinations: tuple[NotificationConfig, ...]) -> list[str]:
+    """check-config lines; a URL shows only its scheme and host."""
+    lines = [f"notifications ({len(destinations)}):"] if destinations else []
+    for d in destinations:
+        where = safe_origin(d.url.reveal())
+        where += "/…" if "://" in where else ""
+        chosen = [e for e in EVENTS if d.events is None or e in d.events]
+        events = "all events" if d.events is None else ", ".join(chosen)
+        lines.append(
+            f"  {d.name}: {d.type} {d.format} to {where}; {events}; "
+            f"timeout {format_duration(d.timeout)}, {d.retry.attempts} attempts within "
+            f"{format_duration(d.retry.deadline)}"
+        )
+    return lines
