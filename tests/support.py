@@ -159,11 +159,13 @@ def config_text(
     policy: str = POLICY,
     primary_probe_extra: str = "",
     service_extra: str = "",
+    more_services: str = "",
     extra: str = "",
 ) -> str:
     """The one configuration shape of the daemon tests: each service has one A record at `peer`
     and two targets, `primary` then `secondary`, probed over HTTP. `service_extra` is appended
-    to every service (keys indented 4 spaces), `extra` to the file (top-level keys)."""
+    to every service (keys indented 4 spaces), `more_services` after them (services of another
+    shape, indented 2 spaces), `extra` to the file (top-level keys)."""
 
     def service(name: str) -> str:
         return f"""
@@ -190,7 +192,7 @@ defaults:
   probe: {PROBE}
   health: {HEALTH}
   policy: {policy}
-services:{"".join(service(name) for name in services)}
+services:{"".join(service(name) for name in services)}{more_services}
 {extra}"""
 
 
@@ -363,6 +365,12 @@ class Lab:
             metrics_port=self.metrics_port,
             **options,
         )
+
+    def configure(self, **changes: Any) -> None:
+        """Change `config_text` options and write the file (before `start`, or then reload)."""
+        self._options.update(changes)
+        self.text = self.render()
+        self.config.write_text(self.text)
 
     # -- the daemon's life ------------------------------------------------------------------
 
