@@ -420,6 +420,16 @@ class Lab:
     def cli_json(self, *args: str) -> Any:
         return cli_json(*args, "--socket", str(self.socket))
 
+    def cli_background(self, *args: str) -> subprocess.Popen[str]:
+        """`failover ARGS --socket SOCKET` left running (a drill's hold, `status --watch`)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "failover", *args, "--socket", str(self.socket)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """One admin API call over the unix socket, in process (polling through the CLI would
         start a Python each time)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from tests.providers.bind import BindServer
 from tests.providers.peers import bind_peer
-from tests.support import REPO, Lab, Peer, builtin_peer, metric_value, wait_until
+from tests.support import Lab, Peer, builtin_peer, metric_value, wait_until
 
 PRIMARY, SECONDARY = "127.0.0.51", "127.0.0.52"
 # failback is automatic and fast: a drill must hold its target anyway
@@ -33,13 +32,7 @@ def drill_lab(workdir: Path, peer: Peer | None = None) -> Lab:
 
 def drill(lab: Lab, *args: str) -> subprocess.Popen[str]:
     """`failover drill shop ARGS` in the background: it returns only after its hold."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "failover", "drill", "shop", "--socket", str(lab.socket), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    return lab.cli_background("drill", "shop", *args)
 
 
 @pytest.fixture
