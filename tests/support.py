@@ -385,9 +385,16 @@ class Lab:
     def kill9(self) -> None:
         self.daemon.kill9()
 
-    def sighup(self) -> None:
+    def signal(self, signum: int) -> None:
         assert self.daemon.proc is not None
-        self.daemon.proc.send_signal(signal.SIGHUP)
+        self.daemon.proc.send_signal(signum)
+
+    def sighup(self) -> None:
+        self.signal(signal.SIGHUP)
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        assert self.daemon.proc is not None
+        return self.daemon.proc.wait(timeout)
 
     def close(self) -> None:
         try:
