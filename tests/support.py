@@ -208,7 +208,9 @@ def daemon_config(
 ) -> Path:
     """`config_text` with the builtin server on `dns_port`, written to workdir/failover.yaml."""
     peer = Peer(
-        "lab", f'{{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}', lambda _: []
+        "lab",
+        f'{{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}',
+        lambda name: dns_a(dns_port, name),
     )
     path = workdir / "failover.yaml"
     path.write_text(
