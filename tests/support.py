@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,30 +116,62 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
 
 
-def daemon_config(
+PROBE = "{interval: 200ms, timeout: 150ms}"
+HEALTH = "{fall: 2, rise: 2}"
+POLICY = "{failback: manual, cooldown: 2s, startup_grace: 3s}"
+
+
+@dataclass
+class Peer:
+    """A DNS provider the daemon writes to, and how a test reads what it published there."""
+
+    name: str  # the provider's key under `providers:`
+    settings: str  # its settings, a YAML flow mapping: "{type: builtin, listen: ...}"
+    read: Callable[[str], list[str]]  # FQDN -> the A values the peer holds now, sorted
+    zone: str = "example.test"
+    secrets: tuple[str, ...] = ()  # must never show up in the daemon's log
+    env: dict[str, str] = field(default_factory=dict)  # for `${...}` in `settings`
+    # peer-specific evidence that the changes went through its own API, checked after a failover
+    check: Callable[[], None] = lambda: None
+
+
+def builtin_peer(*, verify: bool = False) -> Peer:
+    """The daemon's own DNS server on a free port; `verify=True` checks the change on itself."""
+    port = free_port()
+    check = "" if verify else ", verify: false"
+    return Peer(
+        "lab",
+        f'{{type: builtin, listen: "127.0.0.1:{port}"{check}}}',
+        lambda name: dns_a(port, name),
+    )
+
+
+def config_text(
     workdir: Path,
+    peer: Peer,
     primary: TargetServer,
     secondary: TargetServer,
     *,
-    dns_port: int,
     metrics_port: int,
-    policy: str = "{failback: manual, cooldown: 2s, startup_grace: 3s}",
+    services: tuple[str, ...] = ("shop",),
+    instance: str = "test-1",
+    instance_extra: str = "",
+    policy: str = POLICY,
     primary_probe_extra: str = "",
-) -> Path:
-    text = f"""
-instance: {{name: test-1, location: lab, state_dir: "{workdir / "state"}"}}
-admin: {{socket: "{workdir / "admin.sock"}"}}
-metrics: {{listen: "127.0.0.1:{metrics_port}"}}
-providers:
-  lab: {{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}
-defaults:
-  probe: {{interval: 200ms, timeout: 150ms}}
-  health: {{fall: 2, rise: 2}}
-  policy: {policy}
-services:
-  shop:
+    service_extra: str = "",
+    more_services: str = "",
+    extra: str = "",
+) -> str:
+    """The one configuration shape of the daemon tests: each service has one A record at `peer`
+    and two targets, `primary` then `secondary`, probed over HTTP. `service_extra` is appended
+    to every service (keys indented 4 spaces), `more_services` after them (services of another
+    shape, indented 2 spaces), `extra` to the file (top-level keys)."""
+
+    def service(name: str) -> str:
+        return f"""
+  {name}:
     records:
-      - {{provider: lab, zone: example.test, name: shop.example.test, type: A, ttl: 30}}
+      - {{provider: {peer.name}, zone: {peer.zone}, name: {name}.{peer.zone}, type: A, ttl: 30}}
     targets:
       - name: primary
         location: cloud-a
@@ -147,10 +180,50 @@ services:
       - name: secondary
         location: cloud-b
         values: [{secondary.host}]
-        probes: [{{type: http, url: "{secondary.url}"}}]
-"""
+        probes: [{{type: http, url: "{secondary.url}"}}]{service_extra}"""
+
+    return f"""
+instance: {{name: {instance}, location: lab, state_dir: "{workdir / "state"}"{instance_extra}}}
+admin: {{socket: "{workdir / "admin.sock"}"}}
+metrics: {{listen: "127.0.0.1:{metrics_port}"}}
+providers:
+  {peer.name}: {peer.settings}
+defaults:
+  probe: {PROBE}
+  health: {HEALTH}
+  policy: {policy}
+services:{"".join(service(name) for name in services)}{more_services}
+{extra}"""
+
+
+def daemon_config(
+    workdir: Path,
+    primary: TargetServer,
+    secondary: TargetServer,
+    *,
+    dns_port: int,
+    metrics_port: int,
+    policy: str = POLICY,
+    primary_probe_extra: str = "",
+) -> Path:
+    """`config_text` with the builtin server on `dns_port`, written to workdir/failover.yaml."""
+    peer = Peer(
+        "lab",
+        f'{{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}',
+        lambda name: dns_a(dns_port, name),
+    )
     path = workdir / "failover.yaml"
-    path.write_text(text)
+    path.write_text(
+        config_text(
+            workdir,
+            peer,
+            primary,
+            secondary,
+            metrics_port=metrics_port,
+            policy=policy,
+            primary_probe_extra=primary_probe_extra,
+        )
+    )
     return path
 
 
@@ -183,7 +256,11 @@ class DaemonProcess:
                 cwd=REPO,
                 env={**os.environ, **self.env},
             )
-        wait_until(self.ready, 20, "the daemon to be ready")
+        deadline = time.monotonic() + 20
+        while not self.ready():  # raises at once when the daemon exits (a bad config…)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon is not ready after 20s: {self.log.read_text()}")
+            time.sleep(0.05)
         return self
 
     def ready(self) -> bool:
@@ -241,3 +318,178 @@ def metric_value(text: str, name: str, **labels: str) -> float | None:
         if all(f'{k}="{v}"' in head for k, v in labels.items()):
             return float(value)
     return None
+
+
+class Lab:
+    """Two HTTP targets and a real daemon publishing `services` through `peer`, driven as an
+    operator would: its CLI, its admin API, its metrics, and the DNS answers at the peer.
+
+    `Lab(workdir, peer, **config)` writes the file (`config_text` options) without starting;
+    `start()` returns once /readyz answers; `close()` stops everything it started."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        peer: Peer | None = None,
+        *,
+        addresses: tuple[str, str] = ("127.0.0.11", "127.0.0.12"),
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        **config: Any,
+    ) -> None:
+        self.workdir = workdir
+        self.peer = peer or builtin_peer()
+        self.primary = TargetServer(addresses[0]).start()
+        self.secondary = TargetServer(addresses[1]).start()
+        self.metrics_port = free_port()
+        self.socket = workdir / "admin.sock"
+        self.state = workdir / "state"
+        self.config = workdir / "failover.yaml"
+        self._options = config
+        self.text = self.render()
+        self.config.write_text(self.text)
+        self.daemon = DaemonProcess(
+            self.config,
+            self.metrics_port,
+            self.socket,
+            env={**self.peer.env, **(env or {})},
+            extra_args=args,
+        )
+
+    def render(self, **changes: Any) -> str:
+        """The configuration text of this lab, with some `config_text` options changed."""
+        options = {**self._options, **changes}
+        return config_text(
+            self.workdir,
+            self.peer,
+            self.primary,
+            self.secondary,
+            metrics_port=self.metrics_port,
+            **options,
+        )
+
+    def configure(self, **changes: Any) -> None:
+        """Change `config_text` options and write the file (before `start`, or then reload)."""
+        self._options.update(changes)
+        self.text = self.render()
+        self.config.write_text(self.text)
+
+    # -- the daemon's life ------------------------------------------------------------------
+
+    def start(self) -> Lab:
+        self.daemon.start()
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM; the exit code."""
+        return self.daemon.stop()
+
+    def kill9(self) -> None:
+        self.daemon.kill9()
+
+    def signal(self, signum: int) -> None:
+        assert self.daemon.proc is not None
+        self.daemon.proc.send_signal(signum)
+
+    def sighup(self) -> None:
+        self.signal(signal.SIGHUP)
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        assert self.daemon.proc is not None
+        return self.daemon.proc.wait(timeout)
+
+    def close(self) -> None:
+        try:
+            self.daemon.stop()
+        finally:
+            self.primary.close()
+            self.secondary.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- what it publishes --------------------------------------------------------------------
+
+    def answer(self, service: str = "shop") -> list[str]:
+        """The A values the peer holds for `service` now."""
+        return self.peer.read(f"{service}.{self.peer.zone}")
+
+    def wait_answer(self, value: str, service: str = "shop", timeout: float = 20.0) -> None:
+        wait_until(lambda: self.answer(service) == [value], timeout, f"{service} -> {value}")
+
+    # -- the operator's tools -----------------------------------------------------------------
+
+    def cli(self, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`failover ARGS --socket SOCKET`, as a subprocess."""
+        return cli(*args, "--socket", str(self.socket), input_text=input_text)
+
+    def cli_json(self, *args: str) -> Any:
+        return cli_json(*args, "--socket", str(self.socket))
+
+    def cli_background(self, *args: str) -> subprocess.Popen[str]:
+        """`failover ARGS --socket SOCKET` left running (a drill's hold, `status --watch`)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "failover", *args, "--socket", str(self.socket)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """One admin API call over the unix socket, in process (polling through the CLI would
+        start a Python each time)."""
+        from failover.client import AdminClient
+
+        return asyncio.run(AdminClient(socket=self.socket).call(method, path, body))
+
+    def get(self, path: str) -> Any:
+        status, body = self.api("GET", path)
+        assert status == 200, body
+        return body
+
+    def status(self) -> dict[str, Any]:
+        """The body of `GET /v1/status`, which `status --json` prints."""
+        return self.get("/v1/status")  # type: ignore[no-any-return]
+
+    def service(self, name: str = "shop") -> dict[str, Any]:
+        return self.status()["services"][name]  # type: ignore[no-any-return]
+
+    def history(self, service: str | None = None) -> list[dict[str, Any]]:
+        """The journal as `history --json --limit 1000` gives it."""
+        scope = f"&service={service}" if service else ""
+        return self.get(f"/v1/history?limit=1000{scope}")  # type: ignore[no-any-return]
+
+    def kinds(self, service: str = "shop") -> list[str]:
+        return [e["kind"] for e in self.history() if e["service"] == service]
+
+    def health(self, target: str, service: str = "shop") -> str:
+        return str(self.service(service)["targets"][target]["health"])
+
+    def wait_health(self, target: str, health: str, service: str = "shop") -> None:
+        wait_until(lambda: self.health(target, service) == health, 20, f"{target} {health}")
+
+    def wait_service(
+        self, predicate: Callable[[dict[str, Any]], Any], what: str, service: str = "shop"
+    ) -> dict[str, Any]:
+        """Wait until `predicate(status of service)` holds; that status."""
+        return wait_until(  # type: ignore[no-any-return]
+            lambda: (svc := self.service(service)) and predicate(svc) and svc, 20, what
+        )
+
+    def journal(self) -> list[dict[str, Any]]:
+        """The journal file in state_dir, as written (also when the daemon is down)."""
+        text = (self.state / "journal.jsonl").read_text()
+        return [json.loads(line) for line in text.splitlines()]
+
+    def metrics(self) -> str:
+        return self.daemon.metrics()
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        return metric_value(self.metrics(), name, **labels)
+
+    def log(self) -> str:
+        return self.daemon.log.read_text()

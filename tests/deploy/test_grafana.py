@@ -1,8 +1,11 @@
-"""deploy/grafana/failover.json: every query parses (promql-parser and promtool, Prometheus's own
-parser) and selects only metrics the daemon really exports, after a real failover."""
+"""deploy/grafana/failover.json: every panel has a query, every query parses (promql-parser and
+promtool, Prometheus's own parser) and selects only metrics the daemon really exports, both as
+failover.metrics declares them and as a real daemon serves them after a failover. The panel
+check is itself shown to fail on copies of the dashboard broken in the ways that matter."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -14,8 +17,16 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
-from tests.deploy.live_metrics import metric_names, missing_metrics, scrape, selectors
+from failover.metrics import LiveView, Metrics
+from tests.deploy.live_metrics import (
+    declared_names,
+    metric_names,
+    missing_metrics,
+    scrape,
+    selectors,
+)
 from tests.support import REPO
 
 DASHBOARD = REPO / "deploy" / "grafana" / "failover.json"
@@ -44,8 +55,8 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())  # type: ignore[no-any-return]
 
 
-def variables() -> dict[str, dict[str, Any]]:
-    return {v["name"]: v for v in dashboard()["templating"]["list"]}
+def variables(board: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in (board or dashboard())["templating"]["list"]}
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -75,10 +86,10 @@ def queries() -> list[str]:
     return found + variable_selectors()
 
 
-def substitute(expr: str, **values: str) -> str:
+def substitute(expr: str, board: dict[str, Any] | None = None, **values: str) -> str:
     """Grafana variables → values of their kind (a regex for the dashboard's own variables,
     unless `values` gives one); an unknown variable fails the test."""
-    names = set(variables())
+    names = set(variables(board))
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
@@ -88,6 +99,107 @@ def substitute(expr: str, **values: str) -> str:
         return values.get(name, ".*")
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", value, expr)
+
+
+def module_metrics() -> set[str]:
+    """Every sample name failover.metrics can export: the event metrics and the live-state
+    gauges (declared even with no service), histograms with their _bucket/_sum/_count."""
+    metrics = Metrics()
+    metrics.attach_live(lambda: LiveView("grafana-check", True, False, ()))
+    return declared_names(generate_latest(metrics.registry).decode())
+
+
+def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The panels that draw something (rows excepted), also those inside collapsed rows."""
+    for panel in board.get("panels", []):
+        if panel.get("type") == "row":
+            yield from (p for p in panel.get("panels", []) if p.get("type") != "row")
+        else:
+            yield panel
+
+
+def panel_problems(board: dict[str, Any], known: set[str]) -> list[str]:
+    """Why a panel would show nothing: no target, a target without a query, a query that does
+    not parse or selects no series, or a series the daemon does not export (`known`; `up`, the
+    scrape health Prometheus adds to the failover job, is allowed)."""
+    problems = []
+    for panel in panels(board):
+        title = panel.get("title") or f"panel {panel.get('id')}"
+        targets = panel.get("targets") or []
+        if not targets:
+            problems.append(f"{title}: no query")
+        for target in targets:
+            expr = target.get("expr")
+            where = f"{title} [{target.get('refId', '?')}]"
+            if not isinstance(expr, str) or not expr.strip():
+                problems.append(f"{where}: empty query")
+                continue
+            try:
+                selected = metric_names(substitute(expr, board))
+            except Exception as exc:  # the parser raises ValueError subclasses
+                problems.append(f"{where}: does not parse: {expr}: {exc}")
+                continue
+            if not selected:
+                problems.append(f"{where}: selects no series: {expr}")
+            unknown = selected - known - {"up"}
+            if unknown:
+                problems.append(f"{where}: not exported by failover: {sorted(unknown)}")
+    return problems
+
+
+def test_every_panel_queries_metrics_the_daemon_exports() -> None:
+    known = module_metrics()
+    assert {"failover_target_up", "failover_switches_total"} <= known  # sanity
+    assert len(list(panels(dashboard()))) > 10
+    assert panel_problems(dashboard(), known) == []
+
+
+def _no_targets(board: dict[str, Any]) -> None:
+    for panel in panels(board):
+        panel["targets"] = []
+
+
+def _empty_exprs(board: dict[str, Any]) -> None:
+    for node in _walk(board):
+        if "expr" in node:
+            node["expr"] = ""
+
+
+def _no_expr_key(board: dict[str, Any]) -> None:
+    for node in _walk(board):
+        node.pop("expr", None)
+
+
+def _renamed_metrics(board: dict[str, Any]) -> None:
+    for node in _walk(board):
+        if isinstance(node.get("expr"), str):
+            node["expr"] = node["expr"].replace("failover_", "failover_old_")
+
+
+def _constant_queries(board: dict[str, Any]) -> None:
+    for node in _walk(board):
+        if isinstance(node.get("expr"), str):
+            node["expr"] = "vector(1)"
+
+
+def _not_promql(board: dict[str, Any]) -> None:
+    for node in _walk(board):
+        if isinstance(node.get("expr"), str):
+            node["expr"] = "SELECT * FROM metrics"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [_no_targets, _empty_exprs, _no_expr_key, _renamed_metrics, _constant_queries, _not_promql],
+)
+def test_the_panel_check_fails_on_a_dashboard_that_shows_nothing(breakage: Any) -> None:
+    board = copy.deepcopy(dashboard())
+    breakage(board)
+    problems = panel_problems(board, module_metrics())
+    broken = [b["title"] for a, b in zip(panels(dashboard()), panels(board), strict=True) if a != b]
+    assert len(broken) > 10  # the breakage reached the panels (`up` alone is left as it was)
+    for title in broken:  # each one is reported, by name
+        assert any(problem.startswith(f"{title}") for problem in problems), (title, problems)
 
 
 def test_dashboard_has_datasource_and_service_variables() -> None:

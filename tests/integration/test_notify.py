@@ -23,20 +23,9 @@ from prometheus_client import generate_latest
 from failover.config.types import RetryConfig, Secret, WebhookConfig
 from failover.metrics import Metrics
 from failover.notify import QUEUE_SIZE, Notifier
-from tests.support import (
-    DaemonProcess,
-    TargetServer,
-    cli,
-    cli_json,
-    daemon_config,
-    dns_a,
-    free_port,
-    metric_value,
-    wait_until,
-)
+from tests.support import Lab, cli, free_port, metric_value, wait_until
 
 TOKEN = "T0KEN-s3cr3t-9f8e7d"
-NAME = "shop.example.test"
 PRIMARY, SECONDARY = "127.0.0.31", "127.0.0.32"
 FAST = RetryConfig(attempts=4, initial=0.05, max_delay=0.2, deadline=20.0)
 
@@ -290,71 +279,41 @@ async def test_reconfigure_keeps_unchanged_destinations_and_swaps_the_rest(
 # --- the real daemon ---------------------------------------------------------------------------
 
 
-class Lab:
-    def __init__(self, tmp_path: Path, notifications: str) -> None:
-        self.primary = TargetServer(PRIMARY).start()
-        self.secondary = TargetServer(SECONDARY).start()
-        self.dns_port = free_port()
-        self.metrics_port = free_port()
-        self.config = daemon_config(
-            tmp_path,
-            self.primary,
-            self.secondary,
-            dns_port=self.dns_port,
-            metrics_port=self.metrics_port,
-        )
-        with self.config.open("a") as file:
-            file.write(f"notifications:\n{notifications}")
-        self.socket = tmp_path / "admin.sock"
-        self.daemon = DaemonProcess(self.config, self.metrics_port, self.socket)
+def notify_lab(tmp_path: Path, notifications: str) -> Lab:
+    return Lab(tmp_path, addresses=(PRIMARY, SECONDARY), extra=f"notifications:\n{notifications}")
 
-    def answer(self) -> list[str]:
-        return dns_a(self.dns_port, NAME)
 
-    def notifications(self, destination: str, result: str) -> float:
-        found = metric_value(
-            self.daemon.metrics(),
-            "failover_notifications_total",
-            destination=destination,
-            result=result,
-        )
-        return found or 0.0
-
-    def close(self) -> None:
-        self.daemon.stop()
-        self.primary.close()
-        self.secondary.close()
+def notifications(lab: Lab, destination: str, result: str) -> float:
+    found = lab.metric("failover_notifications_total", destination=destination, result=result)
+    return found or 0.0
 
 
 def test_the_daemon_posts_json_and_slack_payloads(
     tmp_path: Path, receivers: Callable[..., Receiver]
 ) -> None:
     receiver, refusing = receivers(), receivers(default=400)
-    lab = Lab(
-        tmp_path,
+    destinations = (
         f'  - {{type: webhook, name: json, url: "{receiver.url("json")}"}}\n'
         f'  - {{type: webhook, name: slack, url: "{receiver.url("slack")}", format: slack,'
         " events: [switch]}\n"
-        f'  - {{type: webhook, name: refusing, url: "{refusing.url()}", events: [switch]}}\n',
+        f'  - {{type: webhook, name: refusing, url: "{refusing.url()}", events: [switch]}}\n'
     )
-    checked = cli("check-config", "-c", str(lab.config))
-    assert checked.returncode == 0, checked.stderr
-    assert f"refusing: webhook json to http://127.0.0.1:{refusing.port}/…" in checked.stdout
-    lab.daemon.start()
-    try:
-        wait_until(lambda: lab.answer() == [PRIMARY], 20, "the primary to be published")
+    with notify_lab(tmp_path, destinations) as lab:
+        checked = cli("check-config", "-c", str(lab.config))
+        assert checked.returncode == 0, checked.stderr
+        assert f"refusing: webhook json to http://127.0.0.1:{refusing.port}/…" in checked.stdout
+        lab.start()
+        lab.wait_answer(PRIMARY)
         for verb in ("pause", "resume"):
-            done = cli(verb, "shop", "--socket", str(lab.socket))
+            done = lab.cli(verb, "shop")
             assert done.returncode == 0, done.stderr
         lab.primary.stop()
-        wait_until(lambda: lab.answer() == [SECONDARY], 20, "the failover")
+        lab.wait_answer(SECONDARY)
         wait_until(lambda: "switch" in json_events(receiver)[3:], 20, "the switch notification")
         wait_until(lambda: len(slack_texts(receiver)) == 2, 20, "both Slack messages")
-        status = json.dumps(cli_json("status", "--socket", str(lab.socket)))
-        history = json.dumps(cli_json("history", "--socket", str(lab.socket)))
-        metrics = lab.daemon.metrics()
-    finally:
-        lab.close()
+        status = json.dumps(lab.cli_json("status", "--json"))
+        history = json.dumps(lab.cli_json("history", "--json"))
+        metrics = lab.metrics()
 
     json_bodies = [b for path, b in receiver.requests if path.startswith("/json/")]
     assert json_events(receiver) == ["switch", "pause", "resume", "switch"]
@@ -377,7 +336,7 @@ def test_the_daemon_posts_json_and_slack_payloads(
     assert texts[1].startswith(":warning: [test-1] shop: switched primary -&gt; secondary (auto)")
 
     assert metric_value(metrics, "failover_notifications_total", destination="json", result="ok")
-    log = (tmp_path / "daemon.log").read_text()
+    log = lab.log()
     assert f"refusing (http://127.0.0.1:{refusing.port}) failed after 1 attempt: HTTP 400" in log
     for shown in (status, history, metrics, log, checked.stdout):
         assert TOKEN not in shown
@@ -399,27 +358,21 @@ def test_dead_webhooks_do_not_slow_a_failover(
     hung = receivers(hang=True)
     closed = f"http://127.0.0.1:{free_port()}/hook/{TOKEN}"
     retry = "retry: {attempts: 100, initial: 500ms, max_delay: 2s, deadline: 10m}"
-    lab = Lab(
-        tmp_path,
+    destinations = (
         f'  - {{type: webhook, name: hung, url: "{hung.url()}", timeout: 10m}}\n'
-        f'  - {{type: webhook, name: closed, url: "{closed}", {retry}}}\n',
+        f'  - {{type: webhook, name: closed, url: "{closed}", {retry}}}\n'
     )
-    lab.daemon.start()
-    try:
-        wait_until(lambda: lab.answer() == [PRIMARY], 20, "the primary to be published")
+    with notify_lab(tmp_path, destinations) as lab:
+        lab.start()
+        lab.wait_answer(PRIMARY)
         wait_until(lambda: hung.pending == 1, 20, "the hung webhook to hold the first event")
         lab.primary.stop()
-        wait_until(lambda: lab.answer() == [SECONDARY], 20, "the failover")
+        lab.wait_answer(SECONDARY)
         assert hung.pending == 1 and len(hung.requests) == 1  # the publish, still unanswered
         for result in ("ok", "failed"):  # the closed port: retries of the publish pending
-            assert lab.notifications("closed", result) == 0
-            assert lab.notifications("hung", result) == 0
-        history = cli_json("history", "--socket", str(lab.socket))
-        assert [e["to"] for e in history if e["kind"] == "switch"] == ["secondary"]
-    finally:
-        code = lab.daemon.stop()
-        lab.primary.close()
-        lab.secondary.close()
-    assert code == 0
-    log = (tmp_path / "daemon.log").read_text()
+            assert notifications(lab, "closed", result) == 0
+            assert notifications(lab, "hung", result) == 0
+        assert [e["to"] for e in lab.history() if e["kind"] == "switch"] == ["secondary"]
+        assert lab.stop() == 0
+    log = lab.log()
     assert "not sent: stopping" in log and TOKEN not in log

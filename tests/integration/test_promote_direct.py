@@ -2,93 +2,52 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from tests.support import (
-    DaemonProcess,
-    TargetServer,
-    cli,
-    cli_json,
-    daemon_config,
-    dns_a,
-    free_port,
-    wait_until,
-)
+from tests.support import Lab, cli
 
-NAME = "shop.example.test"
+PRIMARY, SECONDARY = "127.0.0.36", "127.0.0.37"
 
 
 def test_direct_promote_while_the_daemon_is_down_is_honoured_on_restart(tmp_path: Path) -> None:
-    primary = TargetServer("127.0.0.36").start()
-    secondary = TargetServer("127.0.0.37").start()
-    dns_port, metrics_port = free_port(), free_port()
-    config = daemon_config(
-        tmp_path, primary, secondary, dns_port=dns_port, metrics_port=metrics_port
-    )
-    socket = str(tmp_path / "admin.sock")
-    daemon = DaemonProcess(config, metrics_port, tmp_path / "admin.sock").start()
-    try:
-        wait_until(lambda: dns_a(dns_port, NAME) == [primary.host], 20, "publication")
-        busy = cli(
-            "promote", "shop", "secondary", "--reason", "r", "--yes", "--direct", "-c", str(config)
-        )
+    with Lab(tmp_path, addresses=(PRIMARY, SECONDARY)) as lab:
+
+        def direct(*args: str) -> subprocess.CompletedProcess[str]:
+            """`promote shop secondary ARGS --direct`: straight through the providers."""
+            return cli("promote", "shop", "secondary", *args, "--direct", "-c", str(lab.config))
+
+        lab.start()
+        lab.wait_answer(PRIMARY)
+        busy = direct("--reason", "r", "--yes")
         assert busy.returncode == 3, busy.stderr  # never races a running daemon
         assert "daemon is running" in busy.stderr
-        assert daemon.stop() == 0
+        assert lab.stop() == 0
 
-        unreachable = cli(
-            "promote", "shop", "secondary", "--reason", "r", "--yes", "--socket", socket
-        )
+        unreachable = lab.cli("promote", "shop", "secondary", "--reason", "r", "--yes")
         assert unreachable.returncode == 4
         assert "--direct" in unreachable.stderr
 
-        secondary.stop()
-        refused = cli(
-            "promote", "shop", "secondary", "--reason", "r", "--yes", "--direct", "-c", str(config)
-        )
+        lab.secondary.stop()
+        refused = direct("--reason", "r", "--yes")
         assert refused.returncode == 3
         assert "target-not-up" in refused.stderr
-        secondary.start()
+        lab.secondary.start()
 
-        dry = cli(
-            "promote",
-            "shop",
-            "secondary",
-            "--reason",
-            "r",
-            "--dry-run",
-            "--direct",
-            "-c",
-            str(config),
-        )
+        dry = direct("--reason", "r", "--dry-run")
         assert dry.returncode == 0, dry.stderr
-        assert f"{primary.host} -> {secondary.host}" in dry.stdout
+        assert f"{PRIMARY} -> {SECONDARY}" in dry.stdout
 
-        done = cli(
-            "promote",
-            "shop",
-            "secondary",
-            "--reason",
-            "aws control plane down",
-            "--yes",
-            "--direct",
-            "-c",
-            str(config),
-        )
+        done = direct("--reason", "aws control plane down", "--yes")
         assert done.returncode == 0, done.stdout + done.stderr
 
-        daemon.start()  # the daemon comes back: it serves and keeps the operator's choice
-        assert dns_a(dns_port, NAME) == [secondary.host]
-        shop = cli_json("status", "--socket", socket)["services"]["shop"]
+        lab.start()  # the daemon comes back: it serves and keeps the operator's choice
+        assert lab.answer() == [SECONDARY]
+        shop = lab.cli_json("status", "--json")["services"]["shop"]
         assert shop["mode"] == "pinned"
         assert shop["pin"]["target"] == "secondary"
         assert shop["active"] == "secondary"
-        history = cli_json("history", "--socket", socket)
-        direct = [e for e in history if e.get("direct")]
-        assert [e["kind"] for e in direct] == ["pin", "switch"]
-        assert direct[-1]["result"] == "ok"
-        assert direct[-1]["trigger"] == "manual"
-    finally:
-        daemon.stop()
-        primary.close()
-        secondary.close()
+        direct_entries = [e for e in lab.history() if e.get("direct")]
+        assert [e["kind"] for e in direct_entries] == ["pin", "switch"]
+        assert direct_entries[-1]["result"] == "ok"
+        assert direct_entries[-1]["trigger"] == "manual"

@@ -243,16 +243,6 @@ def test_config_finding_near_miss(mutate: Callable[[Cfg], None], check: str) -> 
     assert check not in checks(config_findings(load(cfg, ENV)))
 
 
-def test_single_vantage_point_silent_with_coordination() -> None:
-    cfg = base()
-    cfg["coordination"] = {"etcd": {"endpoints": ["http://127.0.0.1:2379"]}}
-    try:
-        config = load(cfg)
-    except ConfigError:
-        pytest.skip("coordination is not configurable yet (SPEC §6 not implemented)")
-    assert "single-vantage-point" not in checks(config_findings(config))
-
-
 def test_clear_secret_is_flagged_but_never_shown() -> None:
     cfg = base()
     ovh_keys("sup3r-s3cret-value")(cfg)
