@@ -190,7 +190,7 @@ def _hold(state: ServiceState, reason: str, *alarms: str) -> Decision:
 
 def settle_time(service: ServiceConfig) -> float:
     """How long every target needs to report `rise` fresh results: the longest
-    rise × interval + timeout over the service's probes."""
+    rise * interval + timeout over the service's probes."""
     return max(
         (t.health.rise * p.interval + p.timeout for t in service.targets for p in t.probes),
         default=0.0,

@@ -218,7 +218,7 @@ TABLE = [
          "blocked: automatic switching stopped", ("blocked",),
          policy=AUTO_FB),
     # 7b. recovering from a common-mode failure: targets re-report before any switch (the
-    # test service's probes: rise 3 × interval 5s + timeout 2s = 17s to settle)
+    # test service's probes: rise 3 * interval 5s + timeout 2s = 17s to settle)
     case("recovering-holds-a-race-winner", AUTO, hmap(aws=D, ovh=U, scw=U), on("aws"), NONE,
          None, "recovering: this instance could judge again 3s ago (after isolation or a "
          "stalled loop); no automatic switch until every target has re-reported, in 14s "
