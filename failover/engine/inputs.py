@@ -116,7 +116,6 @@ class HealthInputs:
             "*", "isolated" if isolated else "isolation_cleared", Trigger.AUTO, reason, now
         )
 
-
     def resumed(self, now: float, why: str) -> None:
         """This instance could not judge for a while (a stalled loop): targets re-report
         before any automatic switch, as after isolation."""
