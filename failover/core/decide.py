@@ -155,6 +155,9 @@ class Snapshot:
     health: Mapping[str, TargetHealth]  # by target name
     published: Published
     isolated: bool = False  # the vantage point believes it is cut off (SPEC §4)
+    # when this instance could judge again after a time it could not (isolation cleared, a
+    # stalled loop): targets get `rise` fresh chances to report before any automatic switch
+    judging_since: float | None = None
 
 
 class Action(StrEnum):
@@ -183,6 +186,15 @@ def _matches(pub: Published) -> tuple[str, ...]:
 
 def _hold(state: ServiceState, reason: str, *alarms: str) -> Decision:
     return Decision(Action.NONE, None, Trigger.AUTO, reason, state, frozenset(alarms))
+
+
+def settle_time(service: ServiceConfig) -> float:
+    """How long every target needs to report `rise` fresh results: the longest
+    rise * interval + timeout over the service's probes."""
+    return max(
+        (t.health.rise * p.interval + p.timeout for t in service.targets for p in t.probes),
+        default=0.0,
+    )
 
 
 def serves_all_records(service: ServiceConfig, target: str) -> bool:
@@ -366,6 +378,20 @@ def _decide_auto(
             f"isolated: this vantage point sees targets in several locations fail at once; "
             f"no automatic switch (on {active}, {active_health.name}){missing_note}",
             ALARM_ISOLATED,
+        )
+    # Out of a common-mode failure, the first target to complete `rise` wins a race, not an
+    # election: hold switches until every target has had its chances to report again.
+    settle_end = (
+        snap.judging_since + settle_time(service) if snap.judging_since is not None else None
+    )
+    if settle_end is not None and snap.now < settle_end and active_health != Health.UP:
+        return _hold(
+            state,
+            f"recovering: this instance could judge again "
+            f"{format_duration(snap.now - snap.judging_since, round_up=True)} ago (after "
+            f"isolation or a stalled loop); no automatic switch until every target has "
+            f"re-reported, in {format_duration(settle_end - snap.now, round_up=True)} "
+            f"(on {active}, {active_health.name}){missing_note}",
         )
 
     if active_health == Health.DOWN:

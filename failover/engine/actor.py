@@ -43,6 +43,7 @@ log = logging.getLogger("failover.engine")
 
 TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
+STALLED = 3.0  # seconds without a turn of the loop beyond TICK: probe results were judged late
 
 
 class Engine:
@@ -158,6 +159,7 @@ class Engine:
             await self.reader.wait_all()
 
     async def run(self) -> None:
+        self._beat = time.monotonic()
         while not self._stopping.is_set():
             try:
                 async with asyncio.timeout(TICK):
@@ -167,7 +169,10 @@ class Engine:
             self.ctx.woken.clear()
             if self._stopping.is_set():
                 break
+            gap = time.monotonic() - self._beat
             self._beat = time.monotonic()
+            if gap > TICK + STALLED:
+                self.inputs.resumed(self.ctx.clock(), f"the decision loop stalled for {gap:.1f}s")
             await self.cycle()
 
     def alive(self) -> bool:
@@ -326,7 +331,14 @@ class Engine:
         ctx = self.ctx
         rt.classify()
         started = self.started_at if rt.started_at is None else rt.started_at
-        snap = core.Snapshot(now, started, dict(rt.targets), rt.published, self.inputs.isolated)
+        snap = core.Snapshot(
+            now,
+            started,
+            dict(rt.targets),
+            rt.published,
+            self.inputs.isolated,
+            self.inputs.judging_since,
+        )
         if self.inputs.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
         decision = core.decide(rt.config, rt.state, snap)

@@ -23,6 +23,8 @@ class HealthInputs:
         self.ctx = ctx
         self.single_round = False  # `run --once`: one result decides a probe's health
         self.isolated = False
+        # when this instance could judge again after a time it could not (core.Snapshot)
+        self.judging_since: float | None = None
         self.canary_probes: dict[tuple[str, str], ProbeState] = {}  # (canary, probe)
 
     def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
@@ -104,11 +106,21 @@ class HealthInputs:
             )
             log.error(reason)
         else:
-            reason = "isolation cleared: some target is reachable again"
+            reason = (
+                "isolation cleared: some target is reachable again; no automatic switch until"
+                " every target has re-reported"
+            )
             log.warning(reason)
+            self.judging_since = now
         self.ctx.journal.spawn(
             "*", "isolated" if isolated else "isolation_cleared", Trigger.AUTO, reason, now
         )
+
+    def resumed(self, now: float, why: str) -> None:
+        """This instance could not judge for a while (a stalled loop): targets re-report
+        before any automatic switch, as after isolation."""
+        log.warning("%s; no automatic switch until every target has re-reported", why)
+        self.judging_since = now
 
 
 def _failing(rt: ServiceRuntime, target: str) -> bool:

@@ -63,8 +63,10 @@ def run(
     now: float = NOW,
     started_at: float = 0.0,
     isolated: bool = False,
+    judging_since: float | None = None,
 ) -> Decision:
-    return decide(service, state, Snapshot(now, started_at, health, published, isolated))
+    snap = Snapshot(now, started_at, health, published, isolated, judging_since)
+    return decide(service, state, snap)
 
 
 AUTO = ServiceState()
@@ -215,6 +217,18 @@ TABLE = [
     case("failback-auto-blocked", replace(AUTO, blocked=True), ALL_UP, on("ovh"), NONE, None,
          "blocked: automatic switching stopped", ("blocked",),
          policy=AUTO_FB),
+    # 7b. recovering from a common-mode failure: targets re-report before any switch (the
+    # test service's probes: rise 3 * interval 5s + timeout 2s = 17s to settle)
+    case("recovering-holds-a-race-winner", AUTO, hmap(aws=D, ovh=U, scw=U), on("aws"), NONE,
+         None, "recovering: this instance could judge again 3s ago (after isolation or a "
+         "stalled loop); no automatic switch until every target has re-reported, in 14s "
+         "(on aws, DOWN)", judging_since=NOW - 3),
+    case("recovered-switches", AUTO, hmap(aws=D, ovh=U, scw=U), on("aws"), SWITCH, "ovh",
+         "aws DOWN", judging_since=NOW - 17),
+    case("recovering-active-up-nothing-to-do", AUTO, ALL_UP, on("aws"), NONE, None,
+         "aws UP, primary, nothing to do", judging_since=NOW - 1),
+    case("recovering-pinned-still-moves", PINNED, hmap(aws=D, ovh=U, scw=U), on("aws"), SWITCH,
+         "ovh", "", judging_since=NOW - 1),
     case("failback-auto-isolated", AUTO, ALL_UP, on("ovh"), NONE, None, "isolated:",
          ("isolated",), policy=AUTO_FB, isolated=True),
     # 10. nothing to do
