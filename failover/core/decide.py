@@ -381,14 +381,13 @@ def _decide_auto(
         )
     # Out of a common-mode failure, the first target to complete `rise` wins a race, not an
     # election: hold switches until every target has had its chances to report again.
-    settle_end = (
-        snap.judging_since + settle_time(service) if snap.judging_since is not None else None
-    )
-    if settle_end is not None and snap.now < settle_end and active_health != Health.UP:
+    since = snap.judging_since
+    settle_end = since + settle_time(service) if since is not None else snap.now
+    if since is not None and snap.now < settle_end and active_health != Health.UP:
         return _hold(
             state,
             f"recovering: this instance could judge again "
-            f"{format_duration(snap.now - snap.judging_since, round_up=True)} ago (after "
+            f"{format_duration(snap.now - since, round_up=True)} ago (after "
             f"isolation or a stalled loop); no automatic switch until every target has "
             f"re-reported, in {format_duration(settle_end - snap.now, round_up=True)} "
             f"(on {active}, {active_health.name}){missing_note}",
