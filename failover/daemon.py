@@ -298,7 +298,6 @@ class Daemon:
                 if error is None:  # a bug: say so, but keep the daemon and the old config
                     log.exception("reload failed")
                     error = CommandError("reload_failed", f"{type(exc).__name__}: {exc}", 500)
-                self.metrics.reload_ok.set(0)
                 errors = error.extra.get("errors") or []
                 log.error(
                     "reload rejected, the running configuration stays: %s",
@@ -314,6 +313,7 @@ class Daemon:
                     result="error",
                     errors=errors or None,
                 )
+                self.metrics.reload_ok.set(0)  # after the journal: an alert finds the reason
                 raise error from None
             finally:
                 if not self._stopped.is_set():
