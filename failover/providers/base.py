@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from failover.model import Change, RecordKey, RecordSet
+from failover.model import Change, RecordKey, RecordSet, normalize_name
 
 
 class ProviderError(Exception):
@@ -54,3 +54,43 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release sessions, threads and listeners."""
+
+
+# -- rules every provider shares ----------------------------------------------------------------
+
+
+def zone_of(name: str, zones: Iterable[str]) -> str | None:
+    """The zone among `zones` that holds `name`, or None.
+
+    A zone holds its apex and every name ending in "." + zone (so `xexample.com` is not in
+    `example.com`); case and trailing dots do not matter; when zones nest (`example.com` and
+    `sub.example.com`), the longest one wins, because records below a zone cut are never
+    served from the parent. The root zone ("") is never a provider's zone: it holds nothing.
+    """
+    name = normalize_name(name)
+    found: str | None = None
+    for zone in map(normalize_name, zones):
+        inside = zone and (name == zone or name.endswith("." + zone))
+        if inside and (found is None or len(zone) > len(found)):
+            found = zone
+    return found
+
+
+def check_key(provider: str, key: RecordKey, zones: Iterable[str] = ()) -> tuple[str, str]:
+    """(zone, name) of `key`, normalized, once it is known to be `provider`'s and its name to
+    be in its zone. `zones` are the provider's zones: a name in a more specific one of them
+    belongs there, not to `key.zone`. Raises ProviderError(kind="invalid") otherwise."""
+    if key.provider != provider:
+        raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
+    zone, name = normalize_name(key.zone), normalize_name(key.name)
+    found = zone_of(name, (zone, *zones))
+    if found != zone:
+        inner = f" but in zone {found}" if found else ""
+        raise ProviderError(f"{key}: {name} is not in zone {zone}{inner}", kind="invalid")
+    return zone, name
+
+
+def relative_name(name: str, zone: str) -> str:
+    """`name` relative to `zone` ("" at the apex), as zone-file APIs (OVH, Scaleway) spell it;
+    `name` must be in `zone` (see check_key)."""
+    return "" if name == zone else name[: -len(zone) - 1]

@@ -38,7 +38,7 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import ProviderError, Receipt, check_key
 from failover.store import Store, StoreCorruptError
 
 log = logging.getLogger(__name__)
@@ -277,21 +277,14 @@ class BuiltinProvider:
         self._data, self._view = data, view
 
     def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = normalize_name(key.zone), normalize_name(key.name)
+        zone, name = check_key(self.name, key, self._zones)
         if zone not in self._zones:
             raise ProviderError(
                 f"{key}: zone {zone} is not served by builtin provider {self.name} "
                 f"(serves: {', '.join(self._zones) or 'nothing'})",
                 kind="invalid",
             )
-        if self._zone_of(name) != zone:
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
         return zone, name
-
-    def _zone_of(self, name: str) -> str | None:
-        return next((z for z in self._zones if name == z or name.endswith("." + z)), None)
 
     @staticmethod
     def _check_cname_alone(stored: _Zone) -> None:

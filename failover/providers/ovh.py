@@ -38,7 +38,7 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import ProviderError, Receipt, check_key, relative_name
 from failover.providers.ovh_client import RateLimiter, make_client, map_error, prepare
 from failover.providers.retry import with_retries
 from failover.store import Store
@@ -139,18 +139,12 @@ class OvhProvider:
 
     def _locate(self, key: RecordKey) -> tuple[str, str]:
         """(zone, subDomain relative to the zone, "" at the apex) of a key we may touch."""
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = normalize_name(key.zone), normalize_name(key.name)
+        zone, name = check_key(self.name, key, self._zones)
         if self._zones and zone not in self._zones:
             raise ProviderError(
                 f"{key}: zone {zone} is not configured for {self.name}", kind="invalid"
             )
-        if name == zone:
-            return zone, ""
-        if not name.endswith("." + zone):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name[: -len(zone) - 1]
+        return zone, relative_name(name, zone)
 
     async def _records(self, zone: str, sub: str, rtype: RecordType) -> list[_Record]:
         """Every record of (subDomain, fieldType): ids from the list, then each one fetched."""

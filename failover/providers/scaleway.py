@@ -35,7 +35,13 @@ import aiohttp
 from failover.config_types import ProviderConfig, ScalewayProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
-from failover.providers.base import Provider, ProviderError, Receipt
+from failover.providers.base import (
+    Provider,
+    ProviderError,
+    Receipt,
+    check_key,
+    relative_name,
+)
 from failover.providers.retry import with_retries
 from failover.store import Store
 
@@ -157,6 +163,7 @@ class ScalewayProvider:
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
+        self._zones = frozenset(_norm(z) for z in zones)
         self._environ = os.environ if environ is None else environ
         self._base = config.api_url.rstrip("/") + API
         self._secret: Secret | None = None
@@ -466,14 +473,8 @@ class ScalewayProvider:
 
     def _locate(self, key: RecordKey) -> tuple[str, str]:
         """(zone, name relative to the zone, "" for the apex); refuses keys not ours."""
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = _norm(key.zone), _norm(key.name)
-        if name == zone:
-            return zone, ""
-        if not zone or not name.endswith("." + zone):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name[: -len(zone) - 1]
+        zone, name = check_key(self.name, key, self._zones)
+        return zone, relative_name(name, zone)
 
 
 def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> Provider:

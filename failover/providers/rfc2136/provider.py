@@ -39,7 +39,7 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import ProviderError, Receipt, check_key
 from failover.providers.retry import with_retries
 from failover.providers.rfc2136.wire import (
     TCP_LIMIT,
@@ -65,13 +65,15 @@ _ALGORITHMS = {"hmac-md5": dns.tsig.HMAC_MD5}  # the only one whose wire name di
 
 class Rfc2136Provider:
     """Talks to one primary server; the zones it updates are the ones the records name (the
-    `zones` the registry passes are not needed: the server says NOTAUTH for a wrong one)."""
+    server says NOTAUTH for a wrong one); `zones`, those of all its records, only tell which
+    zone a name belongs to when zones nest."""
 
     def __init__(self, config: Rfc2136ProviderConfig, zones: Iterable[str] = ()) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
+        self._zones = frozenset(normalize_name(z) for z in zones)
         self._keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
         self._keyname: dns.name.Name | None = None
         if config.tsig is not None:
@@ -112,7 +114,7 @@ class Rfc2136Provider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         """One authoritative query per key, in parallel; the whole read is retried as a unit."""
         for k in keys:
-            self._check_key(k)
+            check_key(self.name, k, self._zones)
 
         async def attempt() -> dict[RecordKey, RecordSet | None]:
             address = await self._address()
@@ -433,16 +435,8 @@ class Rfc2136Provider:
 
     # -- validation -----------------------------------------------------------------------------
 
-    def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = normalize_name(key.zone), normalize_name(key.name)
-        if not zone or not (name == zone or name.endswith("." + zone)):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name
-
     def _check_change(self, change: Change) -> tuple[str, str]:
-        zone, name = self._check_key(change.key)
+        zone, name = check_key(self.name, change.key, self._zones)
         rtype = change.key.type
         try:
             after = canonical_values(rtype, change.after)

@@ -35,7 +35,7 @@ from botocore.config import Config as BotoConfig
 from failover.config_types import ProviderConfig, Route53ProviderConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import ProviderError, Receipt, check_key
 from failover.providers.retry import with_retries
 from failover.providers.route53 import wire
 from failover.store import Store
@@ -123,7 +123,7 @@ class Route53Provider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         by_zone: dict[str, list[RecordKey]] = {}
         for key in keys:
-            zone, _ = self._check_key(key)
+            zone, _ = check_key(self.name, key, self.zones)
             by_zone.setdefault(zone, []).append(key)
         parts = await self._per_zone(self._read_zone, by_zone)
         result: dict[RecordKey, RecordSet | None] = {}
@@ -222,7 +222,7 @@ class Route53Provider:
         not, which is harmless because UPSERT is idempotent and the engine retries the lot."""
         by_zone: dict[str, dict[tuple[str, RecordType], dict[str, Any]]] = {}
         for change in changes:
-            zone, name = self._check_key(change.key)
+            zone, name = check_key(self.name, change.key, self.zones)
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wire.upsert(change, zone)
         batches = {zone: wire.batches(list(items.values())) for zone, items in by_zone.items()}
         ids = await self._per_zone(self._apply_zone, batches)
@@ -341,14 +341,6 @@ class Route53Provider:
         )
 
     # -- calls and errors -----------------------------------------------------------------------
-
-    def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = _norm(key.zone), _norm(key.name)
-        if name != zone and not name.endswith("." + zone):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name
 
     async def _per_zone(self, work: Callable[..., Any], by_zone: dict[str, Any]) -> dict[str, Any]:
         """Run `work(zone, item)` for every zone at once; one slow or failing zone neither

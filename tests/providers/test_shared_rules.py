@@ -1,0 +1,109 @@
+"""The rules every provider shares, written once in `failover.providers.base`, and proof that
+each provider applies them (a key is refused before any network call)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from failover.config_types import (
+    BuiltinProviderConfig,
+    HostPort,
+    OvhProviderConfig,
+    ProviderConfig,
+    Rfc2136ProviderConfig,
+    Route53ProviderConfig,
+    ScalewayProviderConfig,
+)
+from failover.model import RecordKey, RecordType
+from failover.providers.base import ProviderError, check_key, relative_name, zone_of
+from failover.providers.registry import create_provider
+from failover.store import Store
+
+ZONES = ("example.com", "sub.example.com", "example.net")
+
+
+@pytest.mark.parametrize(
+    ("name", "zone"),
+    [
+        ("www.example.com", "example.com"),
+        ("example.com", "example.com"),  # the apex is in its zone
+        ("WWW.Example.COM.", "example.com"),  # case and a trailing dot do not matter
+        ("a.b.c.example.com", "example.com"),
+        ("xexample.com", None),  # a suffix that is not a whole label
+        ("www.xexample.com", None),
+        ("com", None),  # the parent is not in the zone
+        ("www.example.org", None),
+        ("a.sub.example.com", "sub.example.com"),  # nested zones: the longest wins
+        ("sub.example.com", "sub.example.com"),  # the inner apex is the inner zone's
+        ("a.xsub.example.com", "example.com"),
+        ("", None),
+    ],
+)
+def test_zone_of(name: str, zone: str | None) -> None:
+    assert zone_of(name, ZONES) == zone
+    assert zone_of(name, reversed(ZONES)) == zone  # order of the zones does not matter
+
+
+def test_zone_of_normalizes_the_zones_and_never_matches_the_root() -> None:
+    assert zone_of("www.example.com", ["Example.COM."]) == "example.com"
+    # Before: route53, ovh and scaleway took "" as a zone whose apex "" was in it.
+    assert zone_of("", [""]) is None
+    assert zone_of("www.example.com", ["", "."]) is None
+    assert zone_of("www.example.com", []) is None
+
+
+def test_check_key() -> None:
+    key = RecordKey("p", "Example.com.", "WWW.example.com", RecordType.A)
+    assert check_key("p", key) == ("example.com", "www.example.com")
+    with pytest.raises(ProviderError, match="belongs to provider 'p'") as info:
+        check_key("q", key)
+    assert info.value.kind == "invalid"
+    outside = RecordKey("p", "example.com", "www.xexample.com", RecordType.A)
+    with pytest.raises(ProviderError, match=r"www\.xexample\.com is not in zone example\.com$"):
+        check_key("p", outside)
+    nested = RecordKey("p", "example.com", "a.sub.example.com", RecordType.A)
+    assert check_key("p", nested) == ("example.com", "a.sub.example.com")  # no inner zone known
+    with pytest.raises(ProviderError, match=r"example\.com but in zone sub\.example\.com$"):
+        check_key("p", nested, ZONES)
+    root = RecordKey("p", "", "", RecordType.A)
+    with pytest.raises(ProviderError, match="is not in zone"):
+        check_key("p", root)
+
+
+def test_relative_name() -> None:
+    assert relative_name("example.com", "example.com") == ""
+    assert relative_name("a.b.example.com", "example.com") == "a.b"
+
+
+def _configs() -> list[ProviderConfig]:
+    return [
+        BuiltinProviderConfig(name="p", listen=HostPort("127.0.0.1", 0)),
+        Rfc2136ProviderConfig(name="p", server="127.0.0.1", port=9),
+        Route53ProviderConfig(name="p"),
+        OvhProviderConfig(name="p", endpoint="http://127.0.0.1:9"),
+        ScalewayProviderConfig(name="p", api_url="http://127.0.0.1:9"),
+    ]
+
+
+@pytest.mark.parametrize("config", _configs(), ids=lambda c: c.type)
+@pytest.mark.parametrize(
+    ("zone", "name"),
+    [
+        ("example.com", "www.xexample.com"),  # every old copy refused this one
+        ("example.com", "a.sub.example.com"),  # before: only builtin refused it
+        ("", ""),  # before: route53, ovh and scaleway accepted it
+    ],
+)
+async def test_every_provider_refuses_a_name_outside_its_zone(
+    config: ProviderConfig, zone: str, name: str, tmp_path: Path
+) -> None:
+    provider = create_provider(config, ZONES, Store(tmp_path))
+    key = RecordKey("p", zone, name, RecordType.A)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await provider.read([key])
+        assert info.value.kind == "invalid"
+    finally:
+        await provider.aclose()
