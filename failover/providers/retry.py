@@ -29,6 +29,25 @@ T = TypeVar("T")
 ErrorHook = Callable[[str], None]
 
 
+def kind_of_status(
+    status: int, other: str = "client", *, not_found: str = "not_found"
+) -> tuple[str, bool]:
+    """(error kind, retryable) of a failed HTTP call's status: 429 and 5xx are retried, 401
+    and 403 are `auth`; a 404 is `not_found` and anything else (a 4xx, or 0 when there was no
+    status) is `other`, both not retried. `not_found` is a parameter because OVH's callers
+    take `not_found` to mean "the record is already gone" and a 404 from its OAuth2 token URL
+    is no such thing."""
+    if status == 429:
+        return "throttling", True
+    if status >= 500:
+        return "server", True
+    if status in (401, 403):
+        return "auth", False
+    if status == 404:
+        return not_found, False
+    return other, False
+
+
 def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and exc.retryable
 

@@ -42,7 +42,7 @@ from failover.providers.base import (
     check_key,
     relative_name,
 )
-from failover.providers.retry import with_retries
+from failover.providers.retry import kind_of_status, with_retries
 from failover.store import Store
 
 log = logging.getLogger(__name__)
@@ -131,18 +131,18 @@ def describe_error(body: str) -> tuple[str | None, str]:
 
 
 def classify(status: int, etype: str | None) -> tuple[str, bool]:
-    """(kind, retryable) of an HTTP error: throttling, 5xx and busy resources are retried."""
-    if status == 429:
-        return "throttling", True
-    if status >= 500:
-        return "server", True
+    """(kind, retryable) of an HTTP error: the status first (throttling and 5xx are retried),
+    then Scaleway's error `type` where it says more than the status."""
+    kind, retryable = kind_of_status(status, "invalid")
+    if retryable:
+        return kind, retryable
     if etype == "transient_state":
         return "server", True  # the zone is busy with another change: try again shortly
-    if status in (401, 403) or etype in ("permissions_denied", "denied_authentication"):
+    if etype in ("permissions_denied", "denied_authentication"):
         return "auth", False
-    if status == 404 or etype == "not_found":
+    if etype == "not_found":
         return "not_found", False
-    return "invalid", False
+    return kind, retryable
 
 
 class ScalewayProvider:

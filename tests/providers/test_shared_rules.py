@@ -19,6 +19,8 @@ from failover.config_types import (
 from failover.model import RecordKey, RecordType
 from failover.providers.base import ProviderError, check_key, relative_name, zone_of
 from failover.providers.registry import create_provider
+from failover.providers.retry import kind_of_status
+from failover.providers.scaleway import classify
 from failover.store import Store
 
 ZONES = ("example.com", "sub.example.com", "example.net")
@@ -107,3 +109,58 @@ async def test_every_provider_refuses_a_name_outside_its_zone(
         assert info.value.kind == "invalid"
     finally:
         await provider.aclose()
+
+
+# -- HTTP status -> (kind, retryable) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (429, ("throttling", True)),
+        (500, ("server", True)),
+        (502, ("server", True)),
+        (503, ("server", True)),
+        (599, ("server", True)),
+        (401, ("auth", False)),
+        (403, ("auth", False)),
+        (404, ("not_found", False)),
+        (400, ("client", False)),
+        (408, ("client", False)),
+        (409, ("client", False)),
+        (0, ("client", False)),  # no status at all
+    ],
+)
+def test_kind_of_status(status: int, expected: tuple[str, bool]) -> None:
+    assert kind_of_status(status) == expected
+
+
+def test_kind_of_status_provider_bits() -> None:
+    assert kind_of_status(400, "api") == ("api", False)  # OVH
+    assert kind_of_status(0, "auth") == ("auth", False)  # OVH OAuth2, status not in the text
+    # OVH: its callers read `not_found` as "already gone", which a 404 token URL is not.
+    assert kind_of_status(404, "auth", not_found="auth") == ("auth", False)
+    assert kind_of_status(503, "auth", not_found="auth") == ("server", True)
+    assert kind_of_status(422, "invalid") == ("invalid", False)  # Scaleway
+
+
+@pytest.mark.parametrize(
+    ("status", "etype", "expected"),
+    [
+        (429, "quotas_exceeded", ("throttling", True)),
+        (503, None, ("server", True)),
+        (409, "transient_state", ("server", True)),  # the zone is busy: retried
+        (401, "transient_state", ("server", True)),
+        (400, "permissions_denied", ("auth", False)),
+        (404, "permissions_denied", ("auth", False)),
+        (403, None, ("auth", False)),
+        (400, "not_found", ("not_found", False)),
+        (404, None, ("not_found", False)),
+        (400, "invalid_arguments", ("invalid", False)),
+        (409, None, ("invalid", False)),
+    ],
+)
+def test_scaleway_error_type_refines_the_status(
+    status: int, etype: str | None, expected: tuple[str, bool]
+) -> None:
+    assert classify(status, etype) == expected

@@ -13,6 +13,7 @@ from botocore.parsers import ResponseParserError
 from failover.model import Change, RecordType, canonical_values
 from failover.model import normalize_name as _norm
 from failover.providers.base import ProviderError
+from failover.providers.retry import kind_of_status
 
 MAX_BATCH_RECORDS = 1000  # ResourceRecord elements per request; an UPSERT counts twice
 MAX_BATCH_CHARS = 32000  # characters of all Values per request; an UPSERT counts twice
@@ -67,18 +68,6 @@ def classify(exc: Exception) -> tuple[str, bool, str]:
         ((k, r) for cls, k, r in BOTO_ERRORS if isinstance(exc, cls)), ("error", False)
     )
     return kind, retryable, str(exc) or type(exc).__name__
-
-
-def kind_of_status(status: int) -> tuple[str, bool]:
-    if status == 429:
-        return "throttling", True
-    if status >= 500:
-        return "server", True
-    if status in (401, 403):
-        return "auth", False
-    if status == 404:
-        return "not_found", False
-    return "client", False
 
 
 def decode_name(name: str) -> str:
