@@ -20,10 +20,8 @@ call runs under the provider's retry policy.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
 import os
 import time
 import urllib.parse
@@ -43,6 +41,7 @@ from failover.providers.base import (
     relative_name,
 )
 from failover.providers.retry import kind_of_status, with_retries
+from failover.retrying import parse_retry_after
 from failover.store import Store
 
 log = logging.getLogger(__name__)
@@ -76,22 +75,6 @@ class ScalewayError(ProviderError):
         super().__init__(message, kind=kind, retryable=retryable)
         self.status = status
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def describe_error(body: str) -> tuple[str | None, str]:
