@@ -6,7 +6,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from failover.model import Change, RecordKey, RecordSet, normalize_name
+from failover.model import (
+    Change,
+    RecordKey,
+    RecordSet,
+    RecordType,
+    canonical_values,
+    normalize_name,
+)
+
+MAX_TTL = 2**31 - 1  # RFC 2181 §8
 
 
 class ProviderError(Exception):
@@ -94,3 +103,32 @@ def relative_name(name: str, zone: str) -> str:
     """`name` relative to `zone` ("" at the apex), as zone-file APIs (OVH, Scaleway) spell it;
     `name` must be in `zone` (see check_key)."""
     return "" if name == zone else name[: -len(zone) - 1]
+
+
+def check_values(change: Change, zone: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """The canonical values of `change.after`, once the change is one every DNS server takes:
+    values that fit the type, a TTL in range, a CNAME alone and not at the zone apex. An empty
+    `after` is refused unless `allow_empty` (the builtin server deletes the RRset then)."""
+    key = change.key
+    try:
+        values = canonical_values(key.type, change.after)
+    except ValueError as exc:
+        raise ProviderError(f"{key}: {exc}", kind="invalid") from None
+    if not values and not allow_empty:
+        raise ProviderError(f"{key}: refusing to publish an empty record set", kind="invalid")
+    if not 0 <= change.ttl <= MAX_TTL:
+        raise ProviderError(f"{key}: TTL {change.ttl} out of range", kind="invalid")
+    if key.type is RecordType.CNAME and (len(values) > 1 or normalize_name(key.name) == zone):
+        raise ProviderError(
+            f"{key}: a CNAME holds one value and cannot sit at the zone apex", kind="invalid"
+        )
+    return values
+
+
+def combined_error(message: str, errors: Sequence[ProviderError]) -> ProviderError:
+    """One error standing for several (zones or changes of one batch): the first one's kind,
+    retryable only if all are, and counted only if all were, so that the engine counts in
+    `failover_provider_errors_total` what no attempt counted yet, never twice."""
+    error = ProviderError(message, kind=errors[0].kind, retryable=all(e.retryable for e in errors))
+    error.counted = all(e.counted for e in errors)
+    return error

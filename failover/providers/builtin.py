@@ -38,7 +38,7 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt, check_key
+from failover.providers.base import ProviderError, Receipt, check_key, check_values
 from failover.store import Store, StoreCorruptError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ _NS_TTL = 300
 _UDP_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 _MAX_CHAIN = 8
 _BIND_ATTEMPTS = 5
-_MAX_TTL = 2**31 - 1
 
 
 @dataclass
@@ -226,19 +225,7 @@ class BuiltinProvider:
             for change in changes:
                 zone, name = self._check_key(change.key)
                 rtype = change.key.type
-                try:
-                    values = canonical_values(rtype, change.after)
-                except ValueError as exc:
-                    raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-                if not 0 <= change.ttl <= _MAX_TTL:
-                    raise ProviderError(
-                        f"{change.key}: TTL {change.ttl} out of range", kind="invalid"
-                    )
-                if rtype is RecordType.CNAME and (len(values) > 1 or name == zone):
-                    raise ProviderError(
-                        f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
-                        kind="invalid",
-                    )
+                values = check_values(change, zone, allow_empty=True)
                 stored = data.setdefault(zone, _Zone(1, {}))
                 new = RecordSet(name, rtype, change.ttl, values) if values else None
                 if stored.rrsets.get((name, rtype)) != new:

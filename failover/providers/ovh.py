@@ -38,14 +38,19 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt, check_key, relative_name
+from failover.providers.base import (
+    ProviderError,
+    Receipt,
+    check_key,
+    check_values,
+    combined_error,
+    relative_name,
+)
 from failover.providers.ovh_client import RateLimiter, make_client, map_error, prepare
 from failover.providers.retry import with_retries
 from failover.store import Store
 
 log = logging.getLogger(__name__)
-
-_MAX_TTL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -221,7 +226,7 @@ class OvhProvider:
         by_zone: dict[str, list[tuple[Change, str]]] = {}
         for change in changes:
             zone, sub = self._locate(change.key)
-            self._check(change, zone, sub)
+            check_values(change, zone)  # before any write of the batch
             by_zone.setdefault(zone, []).append((change, sub))
         tasks = []
         for zone, items in by_zone.items():
@@ -286,23 +291,6 @@ class OvhProvider:
                 poll.cancel()
 
     # -- apply internals ------------------------------------------------------------------------
-
-    def _check(self, change: Change, zone: str, sub: str) -> None:
-        """Reject what OVH would reject, before any write of the batch."""
-        rtype = change.key.type
-        try:
-            values = canonical_values(rtype, change.after)
-        except ValueError as exc:
-            raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-        if not values:
-            raise ProviderError(f"{change.key}: refusing to publish an empty RRset", kind="invalid")
-        if not 0 <= change.ttl <= _MAX_TTL:
-            raise ProviderError(f"{change.key}: TTL {change.ttl} out of range", kind="invalid")
-        if rtype is RecordType.CNAME and (len(values) > 1 or sub == ""):
-            raise ProviderError(
-                f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
-                kind="invalid",
-            )
 
     def _zone_lock(self, zone: str) -> asyncio.Lock:
         return self._zone_locks.setdefault(zone, asyncio.Lock())
@@ -428,13 +416,7 @@ def _combine(errors: list[ProviderError]) -> ProviderError:
         return errors[0]
     shown = "; ".join(str(e) for e in errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    combined = ProviderError(
-        f"{len(errors)} changes failed: {shown}{more}",
-        kind=errors[0].kind,
-        retryable=all(e.retryable for e in errors),
-    )
-    combined.counted = all(e.counted for e in errors)
-    return combined
+    return combined_error(f"{len(errors)} changes failed: {shown}{more}", errors)
 
 
 def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> OvhProvider:

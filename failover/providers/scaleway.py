@@ -38,6 +38,8 @@ from failover.providers.base import (
     ProviderError,
     Receipt,
     check_key,
+    check_values,
+    combined_error,
     relative_name,
 )
 from failover.providers.retry import kind_of_status, with_retries
@@ -49,7 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 API = "/domain/v2beta1"
 ENV_SECRET = "SCW_SECRET_KEY"
-_MAX_TTL = 2**31 - 1
 _MAX_PAGES = 1000  # a server that never reaches total_count must not loop us forever
 _REASONS = {
     "required": "is required",
@@ -205,16 +206,7 @@ class ScalewayProvider:
         by_zone: dict[str, dict[tuple[str, RecordType], tuple[int, tuple[str, ...]]]] = {}
         for change in changes:
             zone, rel = self._locate(change.key)
-            try:
-                values = canonical_values(change.key.type, change.after)
-            except ValueError as exc:
-                raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-            if not values:
-                raise ProviderError(
-                    f"{change.key}: refusing to publish an empty record set", kind="invalid"
-                )
-            if not 0 <= change.ttl <= _MAX_TTL:
-                raise ProviderError(f"{change.key}: TTL {change.ttl} out of range", kind="invalid")
+            values = check_values(change, zone)
             by_zone.setdefault(zone, {})[(rel, change.key.type)] = (change.ttl, values)
         zones = sorted(by_zone)
         outcomes = await asyncio.gather(
@@ -229,14 +221,12 @@ class ScalewayProvider:
         if failed:
             errors = [e for _, e in failed if isinstance(e, ProviderError)]
             applied = [z for z, o in zip(zones, outcomes, strict=True) if o is None]
-            error = ProviderError(
+            raise combined_error(
                 f"scaleway {self.name}: {len(failed)} of {len(zones)} zones failed: "
                 + "; ".join(f"{z}: {e}" for z, e in failed)
                 + (f" (applied: {', '.join(applied)})" if applied else ""),
-                kind=errors[0].kind,
+                errors,
             )
-            error.counted = all(e.counted for e in errors)
-            raise error
         return Receipt(provider=self.name, change_ids=tuple(zones), submitted_at=time.time())
 
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:

@@ -16,8 +16,15 @@ from failover.config_types import (
     Route53ProviderConfig,
     ScalewayProviderConfig,
 )
-from failover.model import RecordKey, RecordType
-from failover.providers.base import ProviderError, check_key, relative_name, zone_of
+from failover.model import Change, RecordKey, RecordType
+from failover.providers.base import (
+    MAX_TTL,
+    ProviderError,
+    check_key,
+    check_values,
+    relative_name,
+    zone_of,
+)
 from failover.providers.registry import create_provider
 from failover.providers.retry import kind_of_status
 from failover.providers.scaleway import classify
@@ -106,6 +113,48 @@ async def test_every_provider_refuses_a_name_outside_its_zone(
     try:
         with pytest.raises(ProviderError) as info:
             await provider.read([key])
+        assert info.value.kind == "invalid"
+    finally:
+        await provider.aclose()
+
+
+def _change(name: str, rtype: RecordType, ttl: int, *after: str) -> Change:
+    return Change(RecordKey("p", "example.com", name, rtype), ttl, None, after)
+
+
+def test_check_values() -> None:
+    a = _change("www.example.com", RecordType.A, 60, "192.0.2.2", "192.0.2.01")
+    with pytest.raises(ProviderError, match=r"192\.0\.2\.01"):  # leading zeros: refused
+        check_values(a, "example.com")
+    a = _change("www.example.com", RecordType.A, 60, "192.0.2.2", "192.0.2.1")
+    assert check_values(a, "example.com") == ("192.0.2.1", "192.0.2.2")
+    cname = _change("www.example.com", RecordType.CNAME, MAX_TTL, "Target.Example.NET.")
+    assert check_values(cname, "example.com") == ("target.example.net",)
+    empty = _change("www.example.com", RecordType.A, 60)
+    assert check_values(empty, "example.com", allow_empty=True) == ()
+    refused = [
+        (empty, "empty record set"),
+        (_change("www.example.com", RecordType.A, -1, "192.0.2.1"), "TTL -1 out of range"),
+        (_change("www.example.com", RecordType.A, MAX_TTL + 1, "192.0.2.1"), "out of range"),
+        (_change("www.example.com", RecordType.A, 60, "not-an-ip"), "not-an-ip"),
+        (_change("www.example.com", RecordType.CNAME, 60, "a.test", "b.test"), "one value"),
+        (_change("Example.COM.", RecordType.CNAME, 60, "a.test"), "zone apex"),
+    ]
+    for change, why in refused:
+        with pytest.raises(ProviderError, match=why) as info:
+            check_values(change, "example.com")
+        assert info.value.kind == "invalid"
+
+
+@pytest.mark.parametrize("config", _configs(), ids=lambda c: c.type)
+async def test_every_provider_refuses_an_apex_cname_before_any_call(
+    config: ProviderConfig, tmp_path: Path
+) -> None:
+    """Before, Scaleway alone left this to its API."""
+    provider = create_provider(config, ZONES, Store(tmp_path))
+    try:
+        with pytest.raises(ProviderError) as info:
+            await provider.apply([_change("example.com", RecordType.CNAME, 60, "a.example.net")])
         assert info.value.kind == "invalid"
     finally:
         await provider.aclose()

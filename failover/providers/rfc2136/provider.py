@@ -35,11 +35,16 @@ from failover.model import (
     Change,
     RecordKey,
     RecordSet,
-    RecordType,
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt, check_key
+from failover.providers.base import (
+    ProviderError,
+    Receipt,
+    check_key,
+    check_values,
+    combined_error,
+)
 from failover.providers.retry import with_retries
 from failover.providers.rfc2136.wire import (
     TCP_LIMIT,
@@ -53,7 +58,6 @@ from failover.store import Store
 log = logging.getLogger(__name__)
 
 READ_CONCURRENCY = 16
-_MAX_TTL = 2**31 - 1
 _PREREQ_FAILED = {
     dns.rcode.NXRRSET: "the record set is not what was read",
     dns.rcode.YXRRSET: "a record set that was absent now exists",
@@ -194,13 +198,7 @@ class Rfc2136Provider:
             errors = [o for _, o in failed if isinstance(o, ProviderError)]
             done = len(by_zone) - len(failed)
             prefix = f"{done} of {len(by_zone)} zones updated; " if done else ""
-            error = ProviderError(
-                prefix + "; ".join(str(e) for e in errors),
-                kind=errors[0].kind,
-                retryable=all(e.retryable for e in errors),
-            )
-            error.counted = all(e.counted for e in errors)
-            raise error
+            raise combined_error(prefix + "; ".join(str(e) for e in errors), errors)
         return Receipt(
             provider=self.name, change_ids=tuple(sorted(by_zone)), submitted_at=submitted
         )
@@ -437,23 +435,11 @@ class Rfc2136Provider:
 
     def _check_change(self, change: Change) -> tuple[str, str]:
         zone, name = check_key(self.name, change.key, self._zones)
-        rtype = change.key.type
-        try:
-            after = canonical_values(rtype, change.after)
-            canonical_values(rtype, change.before or ())
+        check_values(change, zone)
+        try:  # `before` becomes the UPDATE's prerequisite
+            canonical_values(change.key.type, change.before or ())
         except ValueError as exc:
             raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-        if not after:
-            raise ProviderError(
-                f"{change.key}: refusing to publish an empty answer", kind="invalid"
-            )
-        if not 0 <= change.ttl <= _MAX_TTL:
-            raise ProviderError(f"{change.key}: TTL {change.ttl} out of range", kind="invalid")
-        if rtype is RecordType.CNAME and (len(after) > 1 or name == zone):
-            raise ProviderError(
-                f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
-                kind="invalid",
-            )
         return zone, name
 
 

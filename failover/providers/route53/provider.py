@@ -35,7 +35,7 @@ from botocore.config import Config as BotoConfig
 from failover.config_types import ProviderConfig, Route53ProviderConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
-from failover.providers.base import ProviderError, Receipt, check_key
+from failover.providers.base import ProviderError, Receipt, check_key, combined_error
 from failover.providers.retry import with_retries
 from failover.providers.route53 import wire
 from failover.store import Store
@@ -363,12 +363,7 @@ class Route53Provider:
         message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
         if done:
             message += f" (done: {', '.join(done)})"
-        first = errors[0][1]
-        error = ProviderError(
-            message, kind=first.kind, retryable=all(e.retryable for _, e in errors)
-        )
-        error.counted = all(e.counted for _, e in errors)
-        raise error
+        raise combined_error(message, [e for _, e in errors])
 
     async def _call(self, operation: str, about: str, **params: Any) -> dict[str, Any]:
         """One API operation under the retry policy; every failed attempt is counted."""
