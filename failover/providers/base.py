@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,14 +85,24 @@ def zone_of(name: str, zones: Iterable[str]) -> str | None:
     return found
 
 
-def check_key(provider: str, key: RecordKey, zones: Iterable[str] = ()) -> tuple[str, str]:
-    """(zone, name) of `key`, normalized, once it is known to be `provider`'s and its name to
-    be in its zone. `zones` are the provider's zones: a name in a more specific one of them
-    belongs there, not to `key.zone`. Raises ProviderError(kind="invalid") otherwise."""
+def check_key(
+    provider: str, key: RecordKey, zones: Collection[str] | None = None
+) -> tuple[str, str]:
+    """(zone, name) of `key`, normalized, once it is known to be `provider`'s, in one of its
+    `zones` (normalized; the registry passes those of the provider's records, and the provider
+    is rebuilt when they change) and its name in that zone rather than in a more specific one
+    of them. `zones` None: not known (a provider built by hand), only the name is checked.
+    Raises ProviderError(kind="invalid") otherwise."""
     if key.provider != provider:
         raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
     zone, name = normalize_name(key.zone), normalize_name(key.name)
-    found = zone_of(name, (zone, *zones))
+    if zones is not None and zone not in zones:
+        raise ProviderError(
+            f"{key}: zone {zone} is not one of the zones of provider {provider} "
+            f"({', '.join(sorted(zones)) or 'none'})",
+            kind="invalid",
+        )
+    found = zone_of(name, (zone, *(zones or ())))
     if found != zone:
         inner = f" but in zone {found}" if found else ""
         raise ProviderError(f"{key}: {name} is not in zone {zone}{inner}", kind="invalid")

@@ -105,7 +105,7 @@ class BuiltinProvider:
         self.on_error: Callable[[str], None] = lambda kind: None
         self._store = store
         self._filename = f"builtin-{config.name}.json"
-        self._zones = tuple(sorted({normalize_name(z) for z in zones}, key=len, reverse=True))
+        self._zones = tuple(sorted({normalize_name(z) for z in zones}))
         if "" in self._zones:
             raise ValueError("the builtin provider cannot serve the root zone")
         self._glue = _glue_address(config.listen.host)
@@ -204,7 +204,7 @@ class BuiltinProvider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         result: dict[RecordKey, RecordSet | None] = {}
         for key in keys:
-            zone, name = self._check_key(key)
+            zone, name = check_key(self.name, key, self._zones)
             stored = self._data.get(zone)
             result[key] = stored.rrsets.get((name, key.type)) if stored else None
         return result
@@ -223,7 +223,7 @@ class BuiltinProvider:
             data = {zone: stored.copy() for zone, stored in self._data.items()}
             touched: set[str] = set()
             for change in changes:
-                zone, name = self._check_key(change.key)
+                zone, name = check_key(self.name, change.key, self._zones)
                 rtype = change.key.type
                 values = check_values(change, zone, allow_empty=True)
                 stored = data.setdefault(zone, _Zone(1, {}))
@@ -262,16 +262,6 @@ class BuiltinProvider:
                 f"builtin provider {self.name}: cannot save {self._filename}: {exc}", kind="state"
             ) from None
         self._data, self._view = data, view
-
-    def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        zone, name = check_key(self.name, key, self._zones)
-        if zone not in self._zones:
-            raise ProviderError(
-                f"{key}: zone {zone} is not served by builtin provider {self.name} "
-                f"(serves: {', '.join(self._zones) or 'nothing'})",
-                kind="invalid",
-            )
-        return zone, name
 
     @staticmethod
     def _check_cname_alone(stored: _Zone) -> None:

@@ -65,12 +65,12 @@ class OvhProvider:
 
     status_poll_interval = 2.0  # wait_in_sync: seconds between `GET .../status` polls
 
-    def __init__(self, config: OvhProviderConfig, zones: Iterable[str]) -> None:
+    def __init__(self, config: OvhProviderConfig, zones: Iterable[str] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
-        self._zones = tuple(sorted({normalize_name(z) for z in zones}, key=len, reverse=True))
+        self._zones = None if zones is None else frozenset(map(normalize_name, zones))
         self._client: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
@@ -145,10 +145,6 @@ class OvhProvider:
     def _locate(self, key: RecordKey) -> tuple[str, str]:
         """(zone, subDomain relative to the zone, "" at the apex) of a key we may touch."""
         zone, name = check_key(self.name, key, self._zones)
-        if self._zones and zone not in self._zones:
-            raise ProviderError(
-                f"{key}: zone {zone} is not configured for {self.name}", kind="invalid"
-            )
         return zone, relative_name(name, zone)
 
     async def _records(self, zone: str, sub: str, rtype: RecordType) -> list[_Record]:

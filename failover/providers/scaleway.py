@@ -138,7 +138,7 @@ class ScalewayProvider:
     def __init__(
         self,
         config: ScalewayProviderConfig,
-        zones: Iterable[str] = (),
+        zones: Iterable[str] | None = None,
         store: object = None,
         *,
         environ: Mapping[str, str] | None = None,
@@ -147,7 +147,7 @@ class ScalewayProvider:
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
-        self._zones = frozenset(_norm(z) for z in zones)
+        self._zones = None if zones is None else frozenset(map(_norm, zones))
         self._environ = os.environ if environ is None else environ
         self._base = config.api_url.rstrip("/") + API
         self._secret: Secret | None = None

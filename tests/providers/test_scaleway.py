@@ -43,7 +43,8 @@ def make(fake: FakeScaleway, *, token: str | None = TOKEN, **overrides: Any) -> 
     config = ScalewayProviderConfig(
         "scw", api_url=fake.url, secret_key=Secret(token) if token else None, **options
     )
-    p = Provider(config, [ZONE, OTHER], environ={})
+    # missing.test: a record's zone that the key cannot see (the provider is told it)
+    p = Provider(config, [ZONE, OTHER, "missing.test"], environ={})
     p.errors = []
     p.on_error = p.errors.append
     p.poll_interval = 0.01

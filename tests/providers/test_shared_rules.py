@@ -79,6 +79,11 @@ def test_check_key() -> None:
     root = RecordKey("p", "", "", RecordType.A)
     with pytest.raises(ProviderError, match="is not in zone"):
         check_key("p", root)
+    other = RecordKey("p", "example.org", "www.example.org", RecordType.A)
+    assert check_key("p", other) == ("example.org", "www.example.org")  # zones not known
+    for zones in (ZONES, ()):
+        with pytest.raises(ProviderError, match=r"zone example\.org is not one of the zones"):
+            check_key("p", other, zones)
 
 
 def test_relative_name() -> None:
@@ -103,9 +108,10 @@ def _configs() -> list[ProviderConfig]:
         ("example.com", "www.xexample.com"),  # every old copy refused this one
         ("example.com", "a.sub.example.com"),  # before: only builtin refused it
         ("", ""),  # before: route53, ovh and scaleway accepted it
+        ("example.org", "www.example.org"),  # before: only builtin and ovh refused it
     ],
 )
-async def test_every_provider_refuses_a_name_outside_its_zone(
+async def test_every_provider_refuses_a_key_outside_its_zones(
     config: ProviderConfig, zone: str, name: str, tmp_path: Path
 ) -> None:
     provider = create_provider(config, ZONES, Store(tmp_path))

@@ -68,16 +68,15 @@ _ALGORITHMS = {"hmac-md5": dns.tsig.HMAC_MD5}  # the only one whose wire name di
 
 
 class Rfc2136Provider:
-    """Talks to one primary server; the zones it updates are the ones the records name (the
-    server says NOTAUTH for a wrong one); `zones`, those of all its records, only tell which
-    zone a name belongs to when zones nest."""
+    """Talks to one primary server and updates the zones of its records (`zones`); the server
+    says NOTAUTH when one of them is not its own."""
 
-    def __init__(self, config: Rfc2136ProviderConfig, zones: Iterable[str] = ()) -> None:
+    def __init__(self, config: Rfc2136ProviderConfig, zones: Iterable[str] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
-        self._zones = frozenset(normalize_name(z) for z in zones)
+        self._zones = None if zones is None else frozenset(map(normalize_name, zones))
         self._keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
         self._keyname: dns.name.Name | None = None
         if config.tsig is not None:

@@ -62,12 +62,12 @@ class Route53Provider:
     poll_initial = 1.0  # GetChange: first wait, then x1.5 up to poll_max
     poll_max = 5.0
 
-    def __init__(self, config: Route53ProviderConfig, zones: Iterable[str] = ()) -> None:
+    def __init__(self, config: Route53ProviderConfig, zones: Iterable[str] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
-        self.zones = frozenset(_norm(z) for z in zones)
+        self._zones = None if zones is None else frozenset(map(_norm, zones))
         self._zone_ids = {_norm(z): i for z, i in config.hosted_zone_ids.items()}
         self._hosted: dict[str, wire.HostedZone] = {}
         self._sizes: dict[str, int] = {}  # record sets per zone, as last listed
@@ -123,7 +123,7 @@ class Route53Provider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         by_zone: dict[str, list[RecordKey]] = {}
         for key in keys:
-            zone, _ = check_key(self.name, key, self.zones)
+            zone, _ = check_key(self.name, key, self._zones)
             by_zone.setdefault(zone, []).append(key)
         parts = await self._per_zone(self._read_zone, by_zone)
         result: dict[RecordKey, RecordSet | None] = {}
@@ -222,7 +222,7 @@ class Route53Provider:
         not, which is harmless because UPSERT is idempotent and the engine retries the lot."""
         by_zone: dict[str, dict[tuple[str, RecordType], dict[str, Any]]] = {}
         for change in changes:
-            zone, name = check_key(self.name, change.key, self.zones)
+            zone, name = check_key(self.name, change.key, self._zones)
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wire.upsert(change, zone)
         batches = {zone: wire.batches(list(items.values())) for zone, items in by_zone.items()}
         ids = await self._per_zone(self._apply_zone, batches)
