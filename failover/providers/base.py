@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from failover.model import (
     Change,
@@ -16,6 +17,7 @@ from failover.model import (
 )
 
 MAX_TTL = 2**31 - 1  # RFC 2181 §8
+T = TypeVar("T")
 
 
 class ProviderError(Exception):
@@ -142,3 +144,13 @@ def combined_error(message: str, errors: Sequence[ProviderError]) -> ProviderErr
     error = ProviderError(message, kind=errors[0].kind, retryable=all(e.retryable for e in errors))
     error.counted = all(e.counted for e in errors)
     return error
+
+
+async def gather_all(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Run `calls` together and let every one finish before raising the first error, so no
+    call is left running unseen (a write half-done while the caller already moved on)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if not isinstance(r, BaseException)]  # all of them, typed

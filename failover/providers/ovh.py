@@ -44,6 +44,7 @@ from failover.providers.base import (
     check_key,
     check_values,
     combined_error,
+    gather_all,
     relative_name,
 )
 from failover.providers.ovh_client import RateLimiter, make_client, map_error, prepare
@@ -370,7 +371,7 @@ class OvhProvider:
                 writes.append(self._put_or_post(zone, sub, rtype, value, change.ttl, reuse))
             elif kept.ttl != change.ttl:
                 writes.append(self._put_or_post(zone, sub, rtype, value, change.ttl, kept))
-        await _gather_all(writes)
+        await gather_all(writes)
 
         async def delete(record: _Record) -> None:
             self._unrefreshed.add(zone)
@@ -380,7 +381,7 @@ class OvhProvider:
                 if exc.kind != "not_found":  # already gone: that is what we wanted
                     raise
 
-        await _gather_all([delete(record) for record in spare])
+        await gather_all([delete(record) for record in spare])
 
     async def _put_or_post(
         self, zone: str, sub: str, rtype: RecordType, value: str, ttl: int, reuse: _Record | None
@@ -396,14 +397,6 @@ class OvhProvider:
                 if exc.kind != "not_found":  # deleted under us: create instead
                     raise
         await self._call("POST", base, fieldType=rtype.value, subDomain=sub, target=target, ttl=ttl)
-
-
-async def _gather_all(calls: list[Any]) -> None:
-    """Run `calls` together and let all finish before raising the first error (no orphans)."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
 
 
 def _combine(errors: list[ProviderError]) -> ProviderError:

@@ -3,6 +3,7 @@ each provider applies them (a key is refused before any network call)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from failover.providers.base import (
     ProviderError,
     check_key,
     check_values,
+    combined_error,
+    gather_all,
     relative_name,
     zone_of,
 )
@@ -219,3 +222,40 @@ def test_scaleway_error_type_refines_the_status(
     status: int, etype: str | None, expected: tuple[str, bool]
 ) -> None:
     assert classify(status, etype) == expected
+
+
+# -- several calls, one outcome -------------------------------------------------------------------
+
+
+def test_combined_error() -> None:
+    slow = ProviderError("a", kind="timeout", retryable=True)
+    slow.counted = True
+    denied = ProviderError("b", kind="auth")
+    merged = combined_error("two zones failed", [slow, denied])
+    assert (str(merged), merged.kind, merged.retryable, merged.counted) == (
+        "two zones failed",
+        "timeout",
+        False,
+        False,
+    )
+    denied.counted = True
+    again = combined_error("x", [slow, ProviderError("c", kind="server", retryable=True)])
+    assert again.retryable and not again.counted
+    assert combined_error("x", [slow]).counted
+
+
+async def test_gather_all_lets_every_call_finish_before_raising() -> None:
+    finished: list[str] = []
+
+    async def call(name: str, delay: float, fail: bool = False) -> str:
+        await asyncio.sleep(delay)
+        finished.append(name)
+        if fail:
+            raise ProviderError(name)
+        return name
+
+    assert await gather_all([call("a", 0), call("b", 0)]) == ["a", "b"]
+    finished.clear()
+    with pytest.raises(ProviderError, match="first"):
+        await gather_all([call("first", 0, fail=True), call("slow", 0.05), call("x", 0, True)])
+    assert sorted(finished) == ["first", "slow", "x"]

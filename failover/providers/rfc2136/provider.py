@@ -44,6 +44,7 @@ from failover.providers.base import (
     check_key,
     check_values,
     combined_error,
+    gather_all,
 )
 from failover.providers.retry import with_retries
 from failover.providers.rfc2136.wire import (
@@ -121,13 +122,8 @@ class Rfc2136Provider:
 
         async def attempt() -> dict[RecordKey, RecordSet | None]:
             address = await self._address()
-            results = await asyncio.gather(
-                *(self._read_one(address, k) for k in keys), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            return dict(zip(keys, results, strict=True))  # type: ignore[arg-type]
+            results = await gather_all(self._read_one(address, k) for k in keys)
+            return dict(zip(keys, results, strict=True))
 
         return await with_retries(attempt, self.config.retry, self.on_error)
 
