@@ -1,4 +1,6 @@
-"""The provider interface every DNS backend implements (read, apply, wait_in_sync, aclose)."""
+"""The provider interface every DNS backend implements (read, apply, wait_in_sync, aclose),
+and the rules they all share: which zone a name is in, what a valid change is, how several
+failures become one error. Each is written here once so the backends cannot drift apart."""
 
 from __future__ import annotations
 
@@ -139,8 +141,8 @@ def check_values(change: Change, zone: str, *, allow_empty: bool = False) -> tup
 
 def combined_error(message: str, errors: Sequence[ProviderError]) -> ProviderError:
     """One error standing for several (zones or changes of one batch): the first one's kind,
-    retryable only if all are, and counted only if all were, so that the engine counts in
-    `failover_provider_errors_total` what no attempt counted yet, never twice."""
+    retryable only if all are, and marked counted only if all were (the engine counts an
+    unmarked error in `failover_provider_errors_total` itself)."""
     error = ProviderError(message, kind=errors[0].kind, retryable=all(e.retryable for e in errors))
     error.counted = all(e.counted for e in errors)
     return error

@@ -400,7 +400,7 @@ class OvhProvider:
 
 
 def _combine(errors: list[ProviderError]) -> ProviderError:
-    """One error for several failed changes: retryable only if all are, counted if all were."""
+    """One error for several failed changes of a batch (the rule is combined_error's)."""
     if len(errors) == 1:
         return errors[0]
     shown = "; ".join(str(e) for e in errors[:3])
