@@ -18,19 +18,11 @@ from typing import Any
 
 import aiohttp
 from prometheus_client import Counter
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
 
 from failover import __version__
 from failover.config.notifications import EVENTS, safe_origin
 from failover.config.types import NotificationConfig, WebhookConfig
+from failover.retrying import parse_retry_after, retrying
 
 log = logging.getLogger("failover.notify")
 
@@ -153,13 +145,6 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date: the backoff applies
-
-
 class Webhook:
     """One destination: a bounded queue and a worker posting with its own session."""
 
@@ -229,43 +214,23 @@ class Webhook:
 
     async def _deliver(self, event: str, entry: dict[str, Any]) -> None:
         body = render(event, entry, self.config.format)
-        policy = self.config.retry
-        backoff = wait_exponential(multiplier=policy.initial, max=policy.max_delay) + wait_random(
-            0, policy.initial
-        )
 
-        def wait(state: RetryCallState) -> float:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            asked = exc.retry_after if isinstance(exc, DeliveryError) else None
-            return min(max(backoff(state), asked or 0.0), policy.max_delay)
+        def note(exc: BaseException, number: int) -> None:
+            log.debug("notification %s to %s, attempt %d: %s", event, self.label, number, exc)
 
-        def note(state: RetryCallState) -> None:
-            outcome = state.outcome
-            exc = outcome.exception() if outcome is not None else None
-            if exc is not None:
-                log.debug(
-                    "notification %s to %s, attempt %d: %s",
-                    event,
-                    self.label,
-                    state.attempt_number,
-                    exc,
-                )
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, DeliveryError) and e.retryable),
-            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
-            wait=wait,
-            after=note,
-            reraise=True,
+        policy = retrying(
+            self.config.retry,
+            lambda e: isinstance(e, DeliveryError) and e.retryable,
+            on_retry=note,
+            retry_after=lambda e: e.retry_after if isinstance(e, DeliveryError) else None,
         )
         try:
-            async for attempt in retrying:
+            async for attempt in policy:
                 with attempt:
                     await self._post(body)
         except DeliveryError as exc:
             self._count("failed")
-            tries = retrying.statistics.get("attempt_number", 1)
+            tries = policy.statistics.get("attempt_number", 1)
             log.warning(
                 "notification %s to %s failed after %d attempt%s: %s",
                 event,
@@ -289,7 +254,7 @@ class Webhook:
                 if status < 300:
                     return
                 retryable = status >= 500 or status in (408, 429)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
             raise DeliveryError(
                 f"no answer within {self.config.timeout:g}s", retryable=True

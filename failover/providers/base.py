@@ -1,12 +1,25 @@
-"""The provider interface every DNS backend implements (read, apply, wait_in_sync, aclose)."""
+"""The provider interface every DNS backend implements (read, apply, wait_in_sync, aclose),
+and the rules they all share: which zone a name is in, what a valid change is, how several
+failures become one error. Each is written here once so the backends cannot drift apart."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from failover.model import Change, RecordKey, RecordSet
+from failover.model import (
+    Change,
+    RecordKey,
+    RecordSet,
+    RecordType,
+    canonical_values,
+    normalize_name,
+)
+
+MAX_TTL = 2**31 - 1  # RFC 2181 §8
+T = TypeVar("T")
 
 
 class ProviderError(Exception):
@@ -54,3 +67,92 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release sessions, threads and listeners."""
+
+
+# -- rules every provider shares ----------------------------------------------------------------
+
+
+def zone_of(name: str, zones: Iterable[str]) -> str | None:
+    """The zone among `zones` that holds `name`, or None.
+
+    A zone holds its apex and every name ending in "." + zone (so `xexample.com` is not in
+    `example.com`); case and trailing dots do not matter; when zones nest (`example.com` and
+    `sub.example.com`), the longest one wins, because records below a zone cut are never
+    served from the parent. The root zone ("") is never a provider's zone: it holds nothing.
+    """
+    name = normalize_name(name)
+    found: str | None = None
+    for zone in map(normalize_name, zones):
+        inside = zone and (name == zone or name.endswith("." + zone))
+        if inside and (found is None or len(zone) > len(found)):
+            found = zone
+    return found
+
+
+def check_key(
+    provider: str, key: RecordKey, zones: Collection[str] | None = None
+) -> tuple[str, str]:
+    """(zone, name) of `key`, normalized, once it is known to be `provider`'s, in one of its
+    `zones` (normalized; the registry passes those of the provider's records, and the provider
+    is rebuilt when they change) and its name in that zone rather than in a more specific one
+    of them. `zones` None: not known (a provider built by hand), only the name is checked.
+    Raises ProviderError(kind="invalid") otherwise."""
+    if key.provider != provider:
+        raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
+    zone, name = normalize_name(key.zone), normalize_name(key.name)
+    if zones is not None and zone not in zones:
+        raise ProviderError(
+            f"{key}: zone {zone} is not one of the zones of provider {provider} "
+            f"({', '.join(sorted(zones)) or 'none'})",
+            kind="invalid",
+        )
+    found = zone_of(name, (zone, *(zones or ())))
+    if found != zone:
+        inner = f" but in zone {found}" if found else ""
+        raise ProviderError(f"{key}: {name} is not in zone {zone}{inner}", kind="invalid")
+    return zone, name
+
+
+def relative_name(name: str, zone: str) -> str:
+    """`name` relative to `zone` ("" at the apex), as zone-file APIs (OVH, Scaleway) spell it;
+    `name` must be in `zone` (see check_key)."""
+    return "" if name == zone else name[: -len(zone) - 1]
+
+
+def check_values(change: Change, zone: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """The canonical values of `change.after`, once the change is one every DNS server takes:
+    values that fit the type, a TTL in range, a CNAME alone and not at the zone apex. An empty
+    `after` is refused unless `allow_empty` (the builtin server deletes the RRset then)."""
+    key = change.key
+    try:
+        values = canonical_values(key.type, change.after)
+    except ValueError as exc:
+        raise ProviderError(f"{key}: {exc}", kind="invalid") from None
+    if not values and not allow_empty:
+        raise ProviderError(f"{key}: refusing to publish an empty record set", kind="invalid")
+    if not 0 <= change.ttl <= MAX_TTL:
+        raise ProviderError(f"{key}: TTL {change.ttl} out of range", kind="invalid")
+    if key.type is RecordType.CNAME and (len(values) > 1 or normalize_name(key.name) == zone):
+        raise ProviderError(
+            f"{key}: a CNAME holds one value and cannot sit at the zone apex", kind="invalid"
+        )
+    return values
+
+
+def combined_error(message: str, errors: Sequence[ProviderError]) -> ProviderError:
+    """One error standing for several (zones or changes of one batch): the first one's kind,
+    retryable only if all are, and marked counted only if all were (the engine counts an
+    unmarked error in `failover_provider_errors_total` itself)."""
+    error = ProviderError(message, kind=errors[0].kind, retryable=all(e.retryable for e in errors))
+    error.counted = all(e.counted for e in errors)
+    return error
+
+
+async def gather_all(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Run `calls` together and let every one finish before raising the first error, so no
+    call is left running unseen (a write half-done while the caller already moved on)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if not isinstance(r, BaseException)]  # all of them, typed

@@ -38,7 +38,7 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import ProviderError, Receipt, check_key, check_values
 from failover.store import Store, StoreCorruptError
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ _NS_TTL = 300
 _UDP_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 _MAX_CHAIN = 8
 _BIND_ATTEMPTS = 5
-_MAX_TTL = 2**31 - 1
 
 
 @dataclass
@@ -106,7 +105,7 @@ class BuiltinProvider:
         self.on_error: Callable[[str], None] = lambda kind: None
         self._store = store
         self._filename = f"builtin-{config.name}.json"
-        self._zones = tuple(sorted({normalize_name(z) for z in zones}, key=len, reverse=True))
+        self._zones = tuple(sorted({normalize_name(z) for z in zones}))
         if "" in self._zones:
             raise ValueError("the builtin provider cannot serve the root zone")
         self._glue = _glue_address(config.listen.host)
@@ -205,7 +204,7 @@ class BuiltinProvider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         result: dict[RecordKey, RecordSet | None] = {}
         for key in keys:
-            zone, name = self._check_key(key)
+            zone, name = check_key(self.name, key, self._zones)
             stored = self._data.get(zone)
             result[key] = stored.rrsets.get((name, key.type)) if stored else None
         return result
@@ -224,21 +223,9 @@ class BuiltinProvider:
             data = {zone: stored.copy() for zone, stored in self._data.items()}
             touched: set[str] = set()
             for change in changes:
-                zone, name = self._check_key(change.key)
+                zone, name = check_key(self.name, change.key, self._zones)
                 rtype = change.key.type
-                try:
-                    values = canonical_values(rtype, change.after)
-                except ValueError as exc:
-                    raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-                if not 0 <= change.ttl <= _MAX_TTL:
-                    raise ProviderError(
-                        f"{change.key}: TTL {change.ttl} out of range", kind="invalid"
-                    )
-                if rtype is RecordType.CNAME and (len(values) > 1 or name == zone):
-                    raise ProviderError(
-                        f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
-                        kind="invalid",
-                    )
+                values = check_values(change, zone, allow_empty=True)
                 stored = data.setdefault(zone, _Zone(1, {}))
                 new = RecordSet(name, rtype, change.ttl, values) if values else None
                 if stored.rrsets.get((name, rtype)) != new:
@@ -275,23 +262,6 @@ class BuiltinProvider:
                 f"builtin provider {self.name}: cannot save {self._filename}: {exc}", kind="state"
             ) from None
         self._data, self._view = data, view
-
-    def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = normalize_name(key.zone), normalize_name(key.name)
-        if zone not in self._zones:
-            raise ProviderError(
-                f"{key}: zone {zone} is not served by builtin provider {self.name} "
-                f"(serves: {', '.join(self._zones) or 'nothing'})",
-                kind="invalid",
-            )
-        if self._zone_of(name) != zone:
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name
-
-    def _zone_of(self, name: str) -> str | None:
-        return next((z for z in self._zones if name == z or name.endswith("." + z)), None)
 
     @staticmethod
     def _check_cname_alone(stored: _Zone) -> None:

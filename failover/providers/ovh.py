@@ -38,14 +38,20 @@ from failover.model import (
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import (
+    ProviderError,
+    Receipt,
+    check_key,
+    check_values,
+    combined_error,
+    gather_all,
+    relative_name,
+)
 from failover.providers.ovh_client import RateLimiter, make_client, map_error, prepare
 from failover.providers.retry import with_retries
 from failover.store import Store
 
 log = logging.getLogger(__name__)
-
-_MAX_TTL = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -60,12 +66,12 @@ class OvhProvider:
 
     status_poll_interval = 2.0  # wait_in_sync: seconds between `GET .../status` polls
 
-    def __init__(self, config: OvhProviderConfig, zones: Iterable[str]) -> None:
+    def __init__(self, config: OvhProviderConfig, zones: Iterable[str] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
-        self._zones = tuple(sorted({normalize_name(z) for z in zones}, key=len, reverse=True))
+        self._zones = None if zones is None else frozenset(map(normalize_name, zones))
         self._client: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
@@ -139,18 +145,8 @@ class OvhProvider:
 
     def _locate(self, key: RecordKey) -> tuple[str, str]:
         """(zone, subDomain relative to the zone, "" at the apex) of a key we may touch."""
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = normalize_name(key.zone), normalize_name(key.name)
-        if self._zones and zone not in self._zones:
-            raise ProviderError(
-                f"{key}: zone {zone} is not configured for {self.name}", kind="invalid"
-            )
-        if name == zone:
-            return zone, ""
-        if not name.endswith("." + zone):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name[: -len(zone) - 1]
+        zone, name = check_key(self.name, key, self._zones)
+        return zone, relative_name(name, zone)
 
     async def _records(self, zone: str, sub: str, rtype: RecordType) -> list[_Record]:
         """Every record of (subDomain, fieldType): ids from the list, then each one fetched."""
@@ -227,7 +223,7 @@ class OvhProvider:
         by_zone: dict[str, list[tuple[Change, str]]] = {}
         for change in changes:
             zone, sub = self._locate(change.key)
-            self._check(change, zone, sub)
+            check_values(change, zone)  # before any write of the batch
             by_zone.setdefault(zone, []).append((change, sub))
         tasks = []
         for zone, items in by_zone.items():
@@ -292,23 +288,6 @@ class OvhProvider:
                 poll.cancel()
 
     # -- apply internals ------------------------------------------------------------------------
-
-    def _check(self, change: Change, zone: str, sub: str) -> None:
-        """Reject what OVH would reject, before any write of the batch."""
-        rtype = change.key.type
-        try:
-            values = canonical_values(rtype, change.after)
-        except ValueError as exc:
-            raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-        if not values:
-            raise ProviderError(f"{change.key}: refusing to publish an empty RRset", kind="invalid")
-        if not 0 <= change.ttl <= _MAX_TTL:
-            raise ProviderError(f"{change.key}: TTL {change.ttl} out of range", kind="invalid")
-        if rtype is RecordType.CNAME and (len(values) > 1 or sub == ""):
-            raise ProviderError(
-                f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
-                kind="invalid",
-            )
 
     def _zone_lock(self, zone: str) -> asyncio.Lock:
         return self._zone_locks.setdefault(zone, asyncio.Lock())
@@ -392,7 +371,7 @@ class OvhProvider:
                 writes.append(self._put_or_post(zone, sub, rtype, value, change.ttl, reuse))
             elif kept.ttl != change.ttl:
                 writes.append(self._put_or_post(zone, sub, rtype, value, change.ttl, kept))
-        await _gather_all(writes)
+        await gather_all(writes)
 
         async def delete(record: _Record) -> None:
             self._unrefreshed.add(zone)
@@ -402,7 +381,7 @@ class OvhProvider:
                 if exc.kind != "not_found":  # already gone: that is what we wanted
                     raise
 
-        await _gather_all([delete(record) for record in spare])
+        await gather_all([delete(record) for record in spare])
 
     async def _put_or_post(
         self, zone: str, sub: str, rtype: RecordType, value: str, ttl: int, reuse: _Record | None
@@ -420,27 +399,13 @@ class OvhProvider:
         await self._call("POST", base, fieldType=rtype.value, subDomain=sub, target=target, ttl=ttl)
 
 
-async def _gather_all(calls: list[Any]) -> None:
-    """Run `calls` together and let all finish before raising the first error (no orphans)."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-
-
 def _combine(errors: list[ProviderError]) -> ProviderError:
-    """One error for several failed changes: retryable only if all are, counted if all were."""
+    """One error for several failed changes of a batch (the rule is combined_error's)."""
     if len(errors) == 1:
         return errors[0]
     shown = "; ".join(str(e) for e in errors[:3])
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-    combined = ProviderError(
-        f"{len(errors)} changes failed: {shown}{more}",
-        kind=errors[0].kind,
-        retryable=all(e.retryable for e in errors),
-    )
-    combined.counted = all(e.counted for e in errors)
-    return combined
+    return combined_error(f"{len(errors)} changes failed: {shown}{more}", errors)
 
 
 def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> OvhProvider:

@@ -32,6 +32,7 @@ import requests
 
 from failover.config.types import OvhProviderConfig, Secret
 from failover.providers.base import ProviderError
+from failover.providers.retry import kind_of_status
 
 TOKEN_PATH = "/auth/oauth2/token"  # where a URL endpoint serves OAuth2 (www.ovh.com layout)
 _registry_lock = threading.Lock()
@@ -188,7 +189,8 @@ def map_error(where: str, exc: Exception) -> ProviderError:
     if isinstance(exc, errors.OAuth2FailureError):
         text = str(exc.args[0]) if exc.args else "OAuth2 failure"
         found = re.search(r"status_code=(\d+)", text)
-        kind, retryable = kind_of_status(int(found.group(1)) if found else 0, "auth")
+        status = int(found.group(1)) if found else 0
+        kind, retryable = kind_of_status(status, "auth", not_found="auth")
         return ProviderError(f"{where}: {text}", kind=kind, retryable=retryable)
     response = getattr(exc, "response", None)
     status = response.status_code if response is not None else 0
@@ -216,15 +218,5 @@ def map_error(where: str, exc: Exception) -> ProviderError:
     elif isinstance(exc, errors.InvalidConfiguration | errors.InvalidRegion):
         kind, retryable = "config", False
     else:
-        kind, retryable = kind_of_status(status, "api")
+        kind, retryable = kind_of_status(status, "api", not_found="api")
     return ProviderError(f"{where}: {detail}", kind=kind, retryable=retryable)
-
-
-def kind_of_status(status: int, default: str) -> tuple[str, bool]:
-    if status == 429:
-        return "throttling", True
-    if status >= 500:
-        return "server", True
-    if status in (401, 403):
-        return "auth", False
-    return default, False

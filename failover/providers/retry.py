@@ -1,4 +1,4 @@
-"""Retries are a policy, not a loop: tenacity with exponential backoff, jitter and a deadline.
+"""Retries are a policy, not a loop: the shared one of `failover.retrying`.
 
 Only errors a provider marks `retryable` (throttling, 5xx, timeouts, connection errors,
 Route 53's PriorRequestNotComplete) are retried; a 4xx validation error fails at once. Every
@@ -12,21 +12,31 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-    wait_random,
-)
-
 from failover.config.types import RetryConfig
 from failover.providers.base import ProviderError
+from failover.retrying import retrying
 
 T = TypeVar("T")
 ErrorHook = Callable[[str], None]
+
+
+def kind_of_status(
+    status: int, other: str = "client", *, not_found: str = "not_found"
+) -> tuple[str, bool]:
+    """(error kind, retryable) of a failed HTTP call's status: 429 and 5xx are retried, 401
+    and 403 are `auth`; a 404 is `not_found` and anything else (a 4xx, or 0 when there was no
+    status) is `other`, both not retried. `not_found` is a parameter because OVH's callers
+    take `not_found` to mean "the record is already gone" and a 404 from its OAuth2 token URL
+    is no such thing."""
+    if status == 429:
+        return "throttling", True
+    if status >= 500:
+        return "server", True
+    if status in (401, 403):
+        return "auth", False
+    if status == 404:
+        return not_found, False
+    return other, False
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -40,24 +50,13 @@ async def with_retries(
 ) -> T:
     """Run `call` under `policy`; raise the last ProviderError when it is exhausted."""
 
-    def count(state: RetryCallState) -> None:
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
+    def count(exc: BaseException, attempt: int) -> None:
         if isinstance(exc, ProviderError):
             exc.counted = True
             if on_error is not None:
                 on_error(exc.kind)
 
-    retrying = AsyncRetrying(
-        retry=retry_if_exception(_retryable),
-        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.deadline),
-        # Not wait_exponential_jitter: its `initial` is deprecated in tenacity 9 (a warning, an
-        # error under pytest) and `multiplier` does not exist in 8.x.
-        wait=wait_exponential(multiplier=policy.initial, max=policy.max_delay)
-        + wait_random(0, policy.initial),
-        after=count,
-        reraise=True,
-    )
+    run = retrying(policy, _retryable, on_retry=count)
 
     async def attempt() -> T:
         # tenacity awaits only coroutine functions: a lambda returning a coroutine would be
@@ -65,7 +64,7 @@ async def with_retries(
         return await call()
 
     try:
-        return await retrying(attempt)
+        return await run(attempt)
     except ProviderError as exc:
         if not exc.counted and on_error is not None:
             exc.counted = True

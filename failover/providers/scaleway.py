@@ -20,10 +20,8 @@ call runs under the provider's retry policy.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
 import os
 import time
 import urllib.parse
@@ -35,8 +33,17 @@ import aiohttp
 from failover.config.types import ProviderConfig, ScalewayProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
-from failover.providers.base import Provider, ProviderError, Receipt
-from failover.providers.retry import with_retries
+from failover.providers.base import (
+    Provider,
+    ProviderError,
+    Receipt,
+    check_key,
+    check_values,
+    combined_error,
+    relative_name,
+)
+from failover.providers.retry import kind_of_status, with_retries
+from failover.retrying import parse_retry_after
 from failover.store import Store
 
 log = logging.getLogger(__name__)
@@ -44,7 +51,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 API = "/domain/v2beta1"
 ENV_SECRET = "SCW_SECRET_KEY"
-_MAX_TTL = 2**31 - 1
 _MAX_PAGES = 1000  # a server that never reaches total_count must not loop us forever
 _REASONS = {
     "required": "is required",
@@ -70,22 +76,6 @@ class ScalewayError(ProviderError):
         super().__init__(message, kind=kind, retryable=retryable)
         self.status = status
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def describe_error(body: str) -> tuple[str | None, str]:
@@ -125,18 +115,18 @@ def describe_error(body: str) -> tuple[str | None, str]:
 
 
 def classify(status: int, etype: str | None) -> tuple[str, bool]:
-    """(kind, retryable) of an HTTP error: throttling, 5xx and busy resources are retried."""
-    if status == 429:
-        return "throttling", True
-    if status >= 500:
-        return "server", True
+    """(kind, retryable) of an HTTP error: the status first (throttling and 5xx are retried),
+    then Scaleway's error `type` where it says more than the status."""
+    kind, retryable = kind_of_status(status, "invalid")
+    if retryable:
+        return kind, retryable
     if etype == "transient_state":
         return "server", True  # the zone is busy with another change: try again shortly
-    if status in (401, 403) or etype in ("permissions_denied", "denied_authentication"):
+    if etype in ("permissions_denied", "denied_authentication"):
         return "auth", False
-    if status == 404 or etype == "not_found":
+    if etype == "not_found":
         return "not_found", False
-    return "invalid", False
+    return kind, retryable
 
 
 class ScalewayProvider:
@@ -148,7 +138,7 @@ class ScalewayProvider:
     def __init__(
         self,
         config: ScalewayProviderConfig,
-        zones: Iterable[str] = (),
+        zones: Iterable[str] | None = None,
         store: object = None,
         *,
         environ: Mapping[str, str] | None = None,
@@ -157,6 +147,7 @@ class ScalewayProvider:
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
+        self._zones = None if zones is None else frozenset(map(_norm, zones))
         self._environ = os.environ if environ is None else environ
         self._base = config.api_url.rstrip("/") + API
         self._secret: Secret | None = None
@@ -215,16 +206,7 @@ class ScalewayProvider:
         by_zone: dict[str, dict[tuple[str, RecordType], tuple[int, tuple[str, ...]]]] = {}
         for change in changes:
             zone, rel = self._locate(change.key)
-            try:
-                values = canonical_values(change.key.type, change.after)
-            except ValueError as exc:
-                raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-            if not values:
-                raise ProviderError(
-                    f"{change.key}: refusing to publish an empty record set", kind="invalid"
-                )
-            if not 0 <= change.ttl <= _MAX_TTL:
-                raise ProviderError(f"{change.key}: TTL {change.ttl} out of range", kind="invalid")
+            values = check_values(change, zone)
             by_zone.setdefault(zone, {})[(rel, change.key.type)] = (change.ttl, values)
         zones = sorted(by_zone)
         outcomes = await asyncio.gather(
@@ -239,14 +221,12 @@ class ScalewayProvider:
         if failed:
             errors = [e for _, e in failed if isinstance(e, ProviderError)]
             applied = [z for z, o in zip(zones, outcomes, strict=True) if o is None]
-            error = ProviderError(
+            raise combined_error(
                 f"scaleway {self.name}: {len(failed)} of {len(zones)} zones failed: "
                 + "; ".join(f"{z}: {e}" for z, e in failed)
                 + (f" (applied: {', '.join(applied)})" if applied else ""),
-                kind=errors[0].kind,
+                errors,
             )
-            error.counted = all(e.counted for e in errors)
-            raise error
         return Receipt(provider=self.name, change_ids=tuple(zones), submitted_at=time.time())
 
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:
@@ -466,14 +446,8 @@ class ScalewayProvider:
 
     def _locate(self, key: RecordKey) -> tuple[str, str]:
         """(zone, name relative to the zone, "" for the apex); refuses keys not ours."""
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = _norm(key.zone), _norm(key.name)
-        if name == zone:
-            return zone, ""
-        if not zone or not name.endswith("." + zone):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name[: -len(zone) - 1]
+        zone, name = check_key(self.name, key, self._zones)
+        return zone, relative_name(name, zone)
 
 
 def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> Provider:

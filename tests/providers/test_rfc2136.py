@@ -48,7 +48,9 @@ def make(bind: BindServer, **overrides: Any) -> Rfc2136Provider:
         "retry": FAST_RETRY,
     }
     settings.update(overrides)
-    provider = Rfc2136Provider(Rfc2136ProviderConfig(**settings), [ZONE, OTHER])
+    # unknown.test: a record's zone that the server does not serve (the provider is told it)
+    zones = [ZONE, OTHER, "unknown.test"]
+    provider = Rfc2136Provider(Rfc2136ProviderConfig(**settings), zones)
     provider.errors = []  # type: ignore[attr-defined]
     provider.on_error = provider.errors.append  # type: ignore[attr-defined]
     return provider

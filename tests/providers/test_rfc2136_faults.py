@@ -150,7 +150,8 @@ def make(bind: BindServer, port: int, **overrides: Any) -> Rfc2136Provider:
         "retry": FAST_RETRY,
     }
     settings.update(overrides)
-    provider = Rfc2136Provider(Rfc2136ProviderConfig(**settings), [ZONE])
+    # unknown.test: a record's zone that the server does not serve (the provider is told it)
+    provider = Rfc2136Provider(Rfc2136ProviderConfig(**settings), [ZONE, "unknown.test"])
     provider.errors = []  # type: ignore[attr-defined]
     provider.on_error = provider.errors.append  # type: ignore[attr-defined]
     return provider

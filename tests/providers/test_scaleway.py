@@ -43,7 +43,8 @@ def make(fake: FakeScaleway, *, token: str | None = TOKEN, **overrides: Any) -> 
     config = ScalewayProviderConfig(
         "scw", api_url=fake.url, secret_key=Secret(token) if token else None, **options
     )
-    p = Provider(config, [ZONE, OTHER], environ={})
+    # missing.test: a record's zone that the key cannot see (the provider is told it)
+    p = Provider(config, [ZONE, OTHER, "missing.test"], environ={})
     p.errors = []
     p.on_error = p.errors.append
     p.poll_interval = 0.01
@@ -231,18 +232,20 @@ async def test_invalid_values_are_refused_before_any_call(
 async def test_rejected_batch_is_atomic_and_not_retried(
     provider: Provider, fake: FakeScaleway
 ) -> None:
-    apex_cname = RecordKey("scw", ZONE, ZONE, RecordType.CNAME)
+    # A CNAME beside an A record: only the server sees the other records of the name.
+    fake.put(ZONE, "taken", "A", "192.0.2.9")
+    cname = RecordKey("scw", ZONE, f"taken.{ZONE}", RecordType.CNAME)
     with pytest.raises(ProviderError) as info:
         await provider.apply(
             [
                 Change(a(provider, "first"), 60, None, ("192.0.2.1",)),
-                Change(apex_cname, 60, None, ("elsewhere.example.net",)),
+                Change(cname, 60, None, ("elsewhere.example.net",)),
             ]
         )
     message = str(info.value)
     assert info.value.kind == "invalid" and not info.value.retryable
     assert "HTTP 400 invalid_arguments" in message
-    assert "cname can not be used in root zone" in message
+    assert "a CNAME cannot coexist with other records" in message
     assert len(fake.calls("PATCH")) == 1
     assert fake.rrset(ZONE, "first", "A") is None
     assert provider.errors == ["invalid"] and info.value.counted

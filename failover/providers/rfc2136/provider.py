@@ -35,11 +35,17 @@ from failover.model import (
     Change,
     RecordKey,
     RecordSet,
-    RecordType,
     canonical_values,
     normalize_name,
 )
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import (
+    ProviderError,
+    Receipt,
+    check_key,
+    check_values,
+    combined_error,
+    gather_all,
+)
 from failover.providers.retry import with_retries
 from failover.providers.rfc2136.wire import (
     TCP_LIMIT,
@@ -53,7 +59,6 @@ from failover.store import Store
 log = logging.getLogger(__name__)
 
 READ_CONCURRENCY = 16
-_MAX_TTL = 2**31 - 1
 _PREREQ_FAILED = {
     dns.rcode.NXRRSET: "the record set is not what was read",
     dns.rcode.YXRRSET: "a record set that was absent now exists",
@@ -64,14 +69,15 @@ _ALGORITHMS = {"hmac-md5": dns.tsig.HMAC_MD5}  # the only one whose wire name di
 
 
 class Rfc2136Provider:
-    """Talks to one primary server; the zones it updates are the ones the records name (the
-    `zones` the registry passes are not needed: the server says NOTAUTH for a wrong one)."""
+    """Talks to one primary server and updates the zones of its records (`zones`); the server
+    says NOTAUTH when one of them is not its own."""
 
-    def __init__(self, config: Rfc2136ProviderConfig, zones: Iterable[str] = ()) -> None:
+    def __init__(self, config: Rfc2136ProviderConfig, zones: Iterable[str] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
+        self._zones = None if zones is None else frozenset(map(normalize_name, zones))
         self._keyring: dict[dns.name.Name, dns.tsig.Key] | None = None
         self._keyname: dns.name.Name | None = None
         if config.tsig is not None:
@@ -112,17 +118,12 @@ class Rfc2136Provider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         """One authoritative query per key, in parallel; the whole read is retried as a unit."""
         for k in keys:
-            self._check_key(k)
+            check_key(self.name, k, self._zones)
 
         async def attempt() -> dict[RecordKey, RecordSet | None]:
             address = await self._address()
-            results = await asyncio.gather(
-                *(self._read_one(address, k) for k in keys), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-            return dict(zip(keys, results, strict=True))  # type: ignore[arg-type]
+            results = await gather_all(self._read_one(address, k) for k in keys)
+            return dict(zip(keys, results, strict=True))
 
         return await with_retries(attempt, self.config.retry, self.on_error)
 
@@ -192,13 +193,7 @@ class Rfc2136Provider:
             errors = [o for _, o in failed if isinstance(o, ProviderError)]
             done = len(by_zone) - len(failed)
             prefix = f"{done} of {len(by_zone)} zones updated; " if done else ""
-            error = ProviderError(
-                prefix + "; ".join(str(e) for e in errors),
-                kind=errors[0].kind,
-                retryable=all(e.retryable for e in errors),
-            )
-            error.counted = all(e.counted for e in errors)
-            raise error
+            raise combined_error(prefix + "; ".join(str(e) for e in errors), errors)
         return Receipt(
             provider=self.name, change_ids=tuple(sorted(by_zone)), submitted_at=submitted
         )
@@ -433,33 +428,13 @@ class Rfc2136Provider:
 
     # -- validation -----------------------------------------------------------------------------
 
-    def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = normalize_name(key.zone), normalize_name(key.name)
-        if not zone or not (name == zone or name.endswith("." + zone)):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name
-
     def _check_change(self, change: Change) -> tuple[str, str]:
-        zone, name = self._check_key(change.key)
-        rtype = change.key.type
-        try:
-            after = canonical_values(rtype, change.after)
-            canonical_values(rtype, change.before or ())
+        zone, name = check_key(self.name, change.key, self._zones)
+        check_values(change, zone)
+        try:  # `before` becomes the UPDATE's prerequisite
+            canonical_values(change.key.type, change.before or ())
         except ValueError as exc:
             raise ProviderError(f"{change.key}: {exc}", kind="invalid") from None
-        if not after:
-            raise ProviderError(
-                f"{change.key}: refusing to publish an empty answer", kind="invalid"
-            )
-        if not 0 <= change.ttl <= _MAX_TTL:
-            raise ProviderError(f"{change.key}: TTL {change.ttl} out of range", kind="invalid")
-        if rtype is RecordType.CNAME and (len(after) > 1 or name == zone):
-            raise ProviderError(
-                f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
-                kind="invalid",
-            )
         return zone, name
 
 

@@ -35,7 +35,7 @@ from botocore.config import Config as BotoConfig
 from failover.config.types import ProviderConfig, Route53ProviderConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
-from failover.providers.base import ProviderError, Receipt
+from failover.providers.base import ProviderError, Receipt, check_key, combined_error
 from failover.providers.retry import with_retries
 from failover.providers.route53 import wire
 from failover.store import Store
@@ -62,12 +62,12 @@ class Route53Provider:
     poll_initial = 1.0  # GetChange: first wait, then x1.5 up to poll_max
     poll_max = 5.0
 
-    def __init__(self, config: Route53ProviderConfig, zones: Iterable[str] = ()) -> None:
+    def __init__(self, config: Route53ProviderConfig, zones: Iterable[str] | None = None) -> None:
         self.config = config
         self.name = config.name
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
-        self.zones = frozenset(_norm(z) for z in zones)
+        self._zones = None if zones is None else frozenset(map(_norm, zones))
         self._zone_ids = {_norm(z): i for z, i in config.hosted_zone_ids.items()}
         self._hosted: dict[str, wire.HostedZone] = {}
         self._sizes: dict[str, int] = {}  # record sets per zone, as last listed
@@ -123,7 +123,7 @@ class Route53Provider:
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         by_zone: dict[str, list[RecordKey]] = {}
         for key in keys:
-            zone, _ = self._check_key(key)
+            zone, _ = check_key(self.name, key, self._zones)
             by_zone.setdefault(zone, []).append(key)
         parts = await self._per_zone(self._read_zone, by_zone)
         result: dict[RecordKey, RecordSet | None] = {}
@@ -222,7 +222,7 @@ class Route53Provider:
         not, which is harmless because UPSERT is idempotent and the engine retries the lot."""
         by_zone: dict[str, dict[tuple[str, RecordType], dict[str, Any]]] = {}
         for change in changes:
-            zone, name = self._check_key(change.key)
+            zone, name = check_key(self.name, change.key, self._zones)
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wire.upsert(change, zone)
         batches = {zone: wire.batches(list(items.values())) for zone, items in by_zone.items()}
         ids = await self._per_zone(self._apply_zone, batches)
@@ -342,14 +342,6 @@ class Route53Provider:
 
     # -- calls and errors -----------------------------------------------------------------------
 
-    def _check_key(self, key: RecordKey) -> tuple[str, str]:
-        if key.provider != self.name:
-            raise ProviderError(f"{key} belongs to provider {key.provider!r}", kind="invalid")
-        zone, name = _norm(key.zone), _norm(key.name)
-        if name != zone and not name.endswith("." + zone):
-            raise ProviderError(f"{key}: {name} is not in zone {zone}", kind="invalid")
-        return zone, name
-
     async def _per_zone(self, work: Callable[..., Any], by_zone: dict[str, Any]) -> dict[str, Any]:
         """Run `work(zone, item)` for every zone at once; one slow or failing zone neither
         delays nor hides the others. Raises one ProviderError naming each failed zone."""
@@ -371,12 +363,7 @@ class Route53Provider:
         message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
         if done:
             message += f" (done: {', '.join(done)})"
-        first = errors[0][1]
-        error = ProviderError(
-            message, kind=first.kind, retryable=all(e.retryable for _, e in errors)
-        )
-        error.counted = all(e.counted for _, e in errors)
-        raise error
+        raise combined_error(message, [e for _, e in errors])
 
     async def _call(self, operation: str, about: str, **params: Any) -> dict[str, Any]:
         """One API operation under the retry policy; every failed attempt is counted."""

@@ -10,13 +10,13 @@ from typing import Any
 import botocore.exceptions as boto_errors
 from botocore.parsers import ResponseParserError
 
-from failover.model import Change, RecordType, canonical_values
+from failover.model import Change, RecordType
 from failover.model import normalize_name as _norm
-from failover.providers.base import ProviderError
+from failover.providers.base import ProviderError, check_values
+from failover.providers.retry import kind_of_status
 
 MAX_BATCH_RECORDS = 1000  # ResourceRecord elements per request; an UPSERT counts twice
 MAX_BATCH_CHARS = 32000  # characters of all Values per request; an UPSERT counts twice
-MAX_TTL = 2**31 - 1
 
 # error code -> (kind, retryable); the HTTP status decides when the code is unknown
 _CODE_TABLE = (
@@ -69,18 +69,6 @@ def classify(exc: Exception) -> tuple[str, bool, str]:
     return kind, retryable, str(exc) or type(exc).__name__
 
 
-def kind_of_status(status: int) -> tuple[str, bool]:
-    if status == 429:
-        return "throttling", True
-    if status >= 500:
-        return "server", True
-    if status in (401, 403):
-        return "auth", False
-    if status == 404:
-        return "not_found", False
-    return "client", False
-
-
 def decode_name(name: str) -> str:
     """Our spelling of a name as Route 53 returns it (octal escapes such as `\\052` for `*`)."""
     return _norm(_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), name))
@@ -112,18 +100,7 @@ def parse_zone(raw: dict[str, Any]) -> HostedZone:
 def upsert(change: Change, zone: str) -> dict[str, Any]:
     """The UPSERT replacing one record set, checked first so a bad value never costs a call."""
     key, name = change.key, _norm(change.key.name)
-    try:
-        values = canonical_values(key.type, change.after)
-    except ValueError as exc:
-        raise ProviderError(f"{key}: {exc}", kind="invalid") from None
-    if not values:
-        raise ProviderError(f"{key}: refusing to publish an empty record set", kind="invalid")
-    if not 0 <= change.ttl <= MAX_TTL:
-        raise ProviderError(f"{key}: TTL {change.ttl} out of range", kind="invalid")
-    if key.type is RecordType.CNAME and (len(values) > 1 or name == zone):
-        raise ProviderError(
-            f"{key}: a CNAME holds one value and cannot sit at the zone apex", kind="invalid"
-        )
+    values = check_values(change, zone)
     dot = "." if key.type is RecordType.CNAME else ""
     return {
         "Action": "UPSERT",
