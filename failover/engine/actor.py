@@ -29,6 +29,7 @@ from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
 from failover.engine.inputs import HealthInputs
 from failover.engine.reader import RecordReader
+from failover.engine.recovery import Recovery
 from failover.engine.switcher import Switcher, merge_switch
 from failover.journal import Journal
 from failover.logs import fields
@@ -74,6 +75,7 @@ class Engine:
         self.inputs = HealthInputs(self.ctx)
         self.reader = RecordReader(self.ctx)
         self.switcher = Switcher(self.ctx)
+        self.recovery = Recovery(self.ctx)
         self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_service)
         self.started_at = clock()
         self.ready = False
@@ -153,7 +155,9 @@ class Engine:
     async def start(self, *, wait_for_reads: bool = False) -> None:
         """Start reading the published answer back, provider by provider. No service is
         decided before its own records are read, so a restart flips nothing, and a slow
-        provider delays only its own services. `run --once` waits for every read."""
+        provider delays only its own services. `run --once` waits for every read. Changes a
+        crash left without an outcome are reconciled once their records are read back."""
+        self.recovery.load(await asyncio.to_thread(self.ctx.store.history))
         self.reader.start(self.ctx.services.values(), self.ctx.clock())
         if wait_for_reads:
             await self.reader.wait_all()
@@ -318,6 +322,7 @@ class Engine:
                 if rt.busy:
                     continue
                 try:
+                    await self.recovery.reconcile(rt, now)
                     await self._decide_service(rt, now)
                 except Exception as exc:  # one service's bug must not stop the others
                     log.exception("cycle of service %s failed", rt.name)

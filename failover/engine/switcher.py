@@ -15,6 +15,7 @@ from failover.apply import Confirmation, ProviderOutcome, submit_plan
 from failover.core import decide as core
 from failover.core.plan import Plan
 from failover.engine.context import Context
+from failover.engine.recovery import INTENT, new_intent_id
 from failover.logs import fields
 from failover.model import Trigger
 from failover.runtime import ServiceRuntime
@@ -89,16 +90,57 @@ class Switcher:
         While providers answer, the service counts as changing to the new target (not drift),
         and each provider's records show the new values as soon as that provider accepts."""
         try:
+            action = "publish" if decision.action is core.Action.PUBLISH else "switch"
+            intent = await self._write_ahead(
+                rt, action, decision.trigger, decision.reason, now, from_target, plan
+            )
             outcomes = await self._submit(rt, plan)
             async with self.ctx.lock:
                 result = await self._record_switch(
-                    rt, decision, plan, now, outcomes, from_target, restore
+                    rt, decision, plan, now, outcomes, from_target, restore, intent
                 )
             await self.ctx.journal.sync()  # on disk before the switch counts as done
             return result
         finally:
             rt.change_ended()
             self.ctx.wake()
+
+    async def _write_ahead(
+        self,
+        rt: ServiceRuntime,
+        action: str,
+        trigger: Trigger,
+        reason: str,
+        now: float,
+        frm: str | None,
+        plan: Plan,
+    ) -> str:
+        """Make the intent durable before any provider call (`recovery.py` reads it back after
+        a crash). A disk that refuses it does not stop the change: availability first."""
+        intent = new_intent_id()
+        try:
+            await self.ctx.journal.write(
+                rt.name,
+                INTENT,
+                trigger,
+                reason,
+                now,
+                frm=frm,
+                to=plan.target,
+                action=action,
+                intent=intent,
+                changes=[change_json(c) for c in plan.changes],
+            )
+        except OSError as exc:
+            log.error(
+                "%s: the journal refused the intent of the change to %s (%s); making the"
+                " change anyway",
+                rt.name,
+                plan.target,
+                exc,
+                extra=fields(rt.name, plan.target),
+            )
+        return intent
 
     async def _submit(self, rt: ServiceRuntime, plan: Plan) -> Outcomes:
         subs = submit_plan(self.ctx.queues, plan.changes)
@@ -122,6 +164,7 @@ class Switcher:
         outcomes: Outcomes,
         from_target: str | None,
         restore: tuple[str | None, str | None],
+        intent: str,
     ) -> dict[str, Any]:
         ok = [o for o, _ in outcomes if o.ok]
         result = "ok" if len(ok) == len(outcomes) else ("partial" if ok else "error")
@@ -157,6 +200,7 @@ class Switcher:
             result=result,
             changes=[change_json(c) for c in plan.changes],
             providers=[o.as_json() for o, _ in outcomes],
+            intent=intent,
         )
         if ok:
             rt.last_switch = entry
@@ -224,6 +268,10 @@ class Switcher:
 
     async def _retry(self, rt: ServiceRuntime, plan: Plan, now: float) -> dict[str, Any]:
         try:
+            reason = f"completing the change to {rt.pending} at the lagging providers"
+            intent = await self._write_ahead(
+                rt, "retry", Trigger.AUTO, reason, now, rt.pending_from, plan
+            )
             outcomes = await self._submit(rt, plan)
             async with self.ctx.lock:
                 failed = [o for o, _ in outcomes if not o.ok]
@@ -234,12 +282,13 @@ class Switcher:
                     rt.name,
                     "retry",
                     Trigger.AUTO,
-                    f"completing the change to {rt.pending} at the lagging providers",
+                    reason,
                     now,
                     frm=rt.pending_from,
                     to=rt.pending,
                     result="ok" if not failed else "error",
                     providers=[o.as_json() for o, _ in outcomes],
+                    intent=intent,
                 )
                 if failed:
                     rt.change_failed(_errors(failed), now)

@@ -25,9 +25,11 @@ def test_failover_is_published_and_reported_consistently(lab: Lab) -> None:
     lab.primary.stop()
     lab.wait_answer(SECONDARY)
 
+    lab.wait_service(lambda s: s["phase"] == "steady", "the switch to settle")
     status = lab.cli_json("status", "--json")  # what an operator reads, the API's body
     shop = status["services"]["shop"]
     assert shop["active"] == "secondary"
+    assert shop["phase"] == "steady" and shop["phase_detail"] is None
     assert shop["mode"] == "auto"
     assert shop["targets"]["primary"]["health"] == "down"
     assert shop["records"][0]["values"] == [SECONDARY]
@@ -52,6 +54,8 @@ def test_failover_is_published_and_reported_consistently(lab: Lab) -> None:
         == 1
     )
     assert metric_value(metrics, "failover_service_mode", service="shop", mode="auto") == 1
+    assert metric_value(metrics, "failover_service_phase", service="shop", phase="steady") == 1
+    assert metric_value(metrics, "failover_service_phase", service="shop", phase="starting") == 0
     assert metric_value(metrics, "failover_detection_to_publish_seconds_count", service="shop") == 1
     assert metric_value(metrics, "failover_build_info") == 1
 

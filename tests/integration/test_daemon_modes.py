@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support import Lab, cli
+from tests.support import Lab, cli, metric_value
 
 PRIMARY, SECONDARY = "127.0.0.21", "127.0.0.22"
 TOKEN = "s3cr3t-probe-token-4711"
@@ -70,7 +70,11 @@ def test_dry_run_decides_but_writes_no_dns(tmp_path: Path) -> None:
         assert lab.answer() == [PRIMARY]
         status = lab.cli_json("status", "--json")
         assert status["dry_run"] is True
-        assert "dry-run" in (status["services"]["shop"]["last_error"] or "")
+        shop = status["services"]["shop"]
+        assert "dry-run" in (shop["last_error"] or "")
+        assert shop["phase"] == "dry_run"  # one explicit phase, not an error string
+        assert shop["phase_detail"].startswith("dry-run: ")
+        assert metric_value(lab.metrics(), "failover_service_phase", phase="dry_run") == 1
     assert "dry-run: would apply" in lab.log()
 
 

@@ -1,0 +1,220 @@
+"""The argument parser and `main`: which subcommand runs, and how errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+
+from failover import __version__
+from failover.cli.commands import (
+    cmd_audit,
+    cmd_check_config,
+    cmd_demo,
+    cmd_drill,
+    cmd_healthcheck,
+    cmd_history,
+    cmd_probe,
+    cmd_promote,
+    cmd_reload,
+    cmd_run,
+    cmd_status,
+    duration_arg,
+    resolver_arg,
+    simple_verb,
+)
+from failover.cli.common import DEFAULT_HEALTHZ, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+from failover.client import DaemonUnreachable
+from failover.config.loader import ConfigError
+from failover.logs import FORMATS
+from failover.logs import setup as setup_logging
+from failover.store import StoreCorruptError, StoreLockedError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="failover", description="Keep a service reachable when its cloud goes down."
+    )
+    parser.add_argument("--version", action="version", version=f"failover {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("FAILOVER_LOG_FORMAT") or "text",
+        choices=FORMATS,
+        help="text (default) or json: one object per line (default: $FAILOVER_LOG_FORMAT)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def client_opts(p: argparse.ArgumentParser, with_json: bool = True) -> None:
+        p.add_argument(
+            "--socket", help="admin socket (default: $FAILOVER_SOCKET, admin.socket of -c)"
+        )
+        p.add_argument("--url", help="admin API over TCP, e.g. http://10.0.0.5:9181")
+        p.add_argument("--token-file", help="bearer token for --url")
+        p.add_argument("-c", "--config", help="config file to find the admin socket in")
+        if with_json:
+            p.add_argument("--json", action="store_true", help="print the API's JSON")
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--dry-run", action="store_true", help="decide and log, write no DNS")
+    p.add_argument(
+        "--once", action="store_true", help="one probe round and one decision, then exit"
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and summarise it")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument(
+        "--without-secrets",
+        action="store_true",
+        help="check the file on a machine without its secrets (CI): list them instead of failing",
+    )
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("status", help="services, active targets, health, records")
+    client_opts(p)
+    p.add_argument("--watch", action="store_true", help="refresh in place")
+    p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("promote", help="pin a service to a target and publish it")
+    p.add_argument("service")
+    p.add_argument("target")
+    p.add_argument("--reason", required=True, help="why (kept in the journal)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--force", action="store_true", help="override safety rules (named on refusal)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--direct",
+        action="store_true",
+        help="daemon down: apply through the providers of -c FILE and leave the pin for it",
+    )
+    client_opts(p)
+    p.set_defaults(func=cmd_promote)
+
+    for verb, text, needs_service in (
+        ("release", "end a pin: back to automatic mode", True),
+        ("pause", "stop automatic decisions (all services without SERVICE)", False),
+        ("resume", "restart automatic decisions", False),
+        ("ack", "acknowledge a flap block so automation may act again", True),
+    ):
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("service", nargs=None if needs_service else "?")
+        client_opts(p)
+        p.set_defaults(func=simple_verb(verb))
+
+    p = sub.add_parser("history", help="the journal of decisions and actions")
+    p.add_argument("service", nargs="?")
+    p.add_argument("--limit", type=int, default=50)
+    client_opts(p)
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("drill", help="test a secondary: switch, verify, hold, switch back")
+    p.add_argument("service")
+    p.add_argument("--to", help="the target to drill (default: the first other UP target)")
+    p.add_argument("--hold", default="1m", help="how long to stay on it (default 1m)")
+    p.add_argument("--dry-run", action="store_true", help="preflight only, change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    client_opts(p)
+    p.set_defaults(func=cmd_drill)
+
+    p = sub.add_parser("probe", help="run a service's probes once and show each result")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("service")
+    p.add_argument("target", nargs="?")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("healthcheck", help="exit 0 if the daemon's /healthz says ok, else 1")
+    p.add_argument(
+        "--url", help=f"default: $FAILOVER_HEALTHCHECK_URL, else {DEFAULT_HEALTHZ} (metrics.listen)"
+    )
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    p.set_defaults(func=cmd_healthcheck)
+
+    p = sub.add_parser("audit", help="resilience audit: single points of failure, with advice")
+    p.add_argument("-c", "--config", required=True)
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--socket", help="admin socket (default: $FAILOVER_SOCKET, admin.socket of -c)")
+    p.add_argument("--url", help="admin API over TCP, e.g. http://10.0.0.5:9181")
+    p.add_argument("--token-file", help="bearer token for --url")
+    p.add_argument("--no-dns", action="store_true", help="do not query the zones' NS sets")
+    p.add_argument(
+        "--resolver",
+        action="append",
+        type=resolver_arg,
+        metavar="IP[:PORT]",
+        help="resolver for the NS queries (repeatable; default: the system's)",
+    )
+    p.add_argument(
+        "--dns-timeout",
+        type=duration_arg,
+        default=5.0,
+        metavar="DURATION",
+        help="per-zone deadline of the NS queries (default 5s)",
+    )
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("reload", help="make the daemon re-read its config file (like SIGHUP)")
+    client_opts(p)
+    p.set_defaults(func=cmd_reload)
+
+    p = sub.add_parser("demo", help="a guided failover on loopback, no account needed")
+    p.add_argument("--keep", action="store_true", help="leave it running to explore")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_format not in FORMATS:
+        parser.error(f"FAILOVER_LOG_FORMAT={args.log_format}: expected one of {', '.join(FORMATS)}")
+    setup_logging("debug" if args.debug else args.log_level, args.log_format)
+    try:
+        code: int = asyncio.run(args.func(args))
+        return code
+    except ConfigError as exc:
+        print(f"failover: configuration error in {getattr(args, 'config', '?')}:", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_USAGE
+    except DaemonUnreachable as exc:
+        print(f"failover: {exc}", file=sys.stderr)
+        hint = (
+            " During an incident: failover promote ... --direct -c FILE."
+            if args.command == "promote"
+            else ""
+        )
+        print(
+            "  is `failover run` running? Give its socket with --socket or -c FILE." + hint,
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except (StoreLockedError, StoreCorruptError) as exc:
+        print(f"failover: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, OSError):
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(f"failover: {exc.strerror or exc}{where}", file=sys.stderr)
+        else:
+            print(
+                f"failover: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback, and please report it)",
+                file=sys.stderr,
+            )
+        return EXIT_FAILED
