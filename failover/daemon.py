@@ -222,9 +222,15 @@ class Daemon:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        """Ready once every service's published records have been read back."""
-        if self.engine is None or not self.engine.ready:
-            return web.Response(status=503, text="not ready: published records not read yet\n")
+        """Ready once every service's published records have been read back; until then, say
+        which providers are still being read (each service is decided as soon as its own are)."""
+        if self.engine is None:
+            return web.Response(status=503, text="not ready: starting\n")
+        if not self.engine.ready:
+            waiting = self.engine.unread_providers()
+            detail = ", ".join(f"{p} ({n} services)" for p, n in sorted(waiting.items()))
+            text = f"not ready: published records not read yet from {detail or 'the providers'}"
+            return web.Response(status=503, text=text + "\n")
         return web.Response(text="ready\n")
 
     async def wait(self) -> None:
@@ -274,7 +280,8 @@ class Daemon:
         unread = sum(1 for rt in runtimes if rt.current is None)
         parts = [f"{len(runtimes)} services", f"{moved} failed over", f"{alarms} alarms"]
         if unread:
-            parts.append(f"{unread} not read back")
+            waiting = ", ".join(sorted(engine.unread_providers()))
+            parts.append(f"{unread} not read back (reading {waiting})")
         if self.dry_run:
             parts.append("dry-run")
         return ", ".join(parts)

@@ -147,6 +147,19 @@ class Engine:
     def wake(self) -> None:
         self.ctx.wake()
 
+    def unread_providers(self) -> dict[str, int]:
+        """Providers whose first answer some service still waits for, with how many services
+        wait: readiness and the systemd status line name them (a blackholed API)."""
+        waiting: dict[str, int] = {}
+        for rt in self.ctx.services.values():
+            if rt.current is not None:
+                continue
+            for provider in sorted(
+                {r.provider for r in rt.config.records if r.key not in rt.partial}
+            ):
+                waiting[provider] = waiting.get(provider, 0) + 1
+        return waiting
+
     def runtime(self, service: str) -> ServiceRuntime:
         return self.ctx.runtime(service)
 
