@@ -164,6 +164,9 @@ async def cmd_promote(args: argparse.Namespace) -> int:
     if not await _confirm_plan(args):
         return EXIT_FAILED
     status, result = await call(args, "POST", path, {**body, "dry_run": False})
+    if status == 409 and result.get("error") == "superseded":
+        print(f"failover: {result.get('message')}", file=sys.stderr)
+        return EXIT_FAILED
     if status == 409:
         print(f"refused: {result.get('message')}", file=sys.stderr)
         return EXIT_REFUSED

@@ -89,13 +89,25 @@ class Commands:
             if dry_run:
                 return {**body, "result": "dry-run"}
             now = self.ctx.clock()
-            rt.state = core.pin(rt.state, core.Pin(target, reason, actor, now, force))
+            ours = core.Pin(target, reason, actor, now, force)
+            rt.state = core.pin(rt.state, ours)
             rt.retry_now()
             await self.ctx.save_intents()
             await self.ctx.journal.write(
                 service, "pin", Trigger.MANUAL, reason, now, to=target, actor=actor, force=force
             )
-        return {**body, **(await self.act_now(rt))}
+        outcome = {**body, **(await self.act_now(rt))}
+        winner = rt.state.pin
+        if winner != ours:  # another command changed the pin before this one was carried out
+            who = f"a promote to {winner.target} by {winner.actor}" if winner else "a release"
+            raise CommandError(
+                "superseded",
+                f"{service}: superseded by {who} before this change was verified; "
+                f"DNS serves {rt.published.target or 'no target'} (see failover status)",
+                409,
+                **{**outcome, "winner": winner.target if winner else None},
+            )
+        return outcome
 
     async def simple(self, service: str | None, verb: str, actor: str) -> dict[str, Any]:
         """release / pause / resume / ack: record the intent, journal it, decide at once."""
