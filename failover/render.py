@@ -64,7 +64,13 @@ def history_text(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return "(no journal entries)"
     lines = []
+    # an intent is shown only while no outcome follows it (a crash between the two)
+    closed = {e.get("intent") for e in entries if e.get("kind") != "intent" and e.get("intent")}
     for entry in entries:
+        if entry.get("kind") == "intent":
+            if entry.get("intent") in closed:
+                continue
+            entry = {**entry, "result": "no outcome yet"}
         move = ""
         if entry.get("from") or entry.get("to"):
             move = f" {entry.get('from') or '(none)'} -> {entry.get('to') or '(none)'}"
@@ -87,7 +93,10 @@ def history_text(entries: list[dict[str, Any]]) -> str:
                 summary = ", ".join(parts) or provider.get("verify_reason")
                 lines.append(f"{'':22}{provider['provider']}: {summary}")
                 continue
-            if provider.get("ok"):
+            if entry.get("reconciled"):
+                serves = "serves it" if provider.get("ok") else "does not serve it"
+                lines.append(f"{'':22}{provider['provider']}: {serves} (read back)")
+            elif provider.get("ok"):
                 lines.append(
                     f"{'':22}{provider['provider']}: accepted in "
                     f"{(provider.get('accepted_seconds') or 0) * 1000:.0f}ms"

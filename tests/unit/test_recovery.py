@@ -44,3 +44,23 @@ def test_compare_per_provider_in_canonical_form() -> None:
     assert compare(INTENT, current) == {"ovh": True, "route53": False}
     current[KEY_R53] = RecordSet(KEY_R53.name, RecordType.A, 30, ("192.0.2.7",))
     assert compare(INTENT, current) == {"ovh": True, "route53": True}
+
+
+def test_history_shows_an_intent_only_while_it_has_no_outcome() -> None:
+    from failover.render import history_text
+
+    base = {"time": "2026-12-05T07:00:00Z", "service": "shop", "trigger": "auto", "to": "ovh"}
+    done = [
+        {**base, "kind": "intent", "intent": "i1", "reason": "r"},
+        {**base, "kind": "switch", "intent": "i1", "result": "ok", "reason": "r"},
+    ]
+    assert "intent" not in history_text(done)
+    crashed = [{**base, "kind": "intent", "intent": "i2", "reason": "r"}]
+    assert "[no outcome yet]" in history_text(crashed)
+    reconciled = [
+        *crashed,
+        {**base, "kind": "switch", "intent": "i2", "result": "ok", "reconciled": True,
+         "reason": "reconciled", "providers": [{"provider": "ovh", "ok": True}]},
+    ]  # fmt: skip
+    text = history_text(reconciled)
+    assert "no outcome yet" not in text and "ovh: serves it (read back)" in text
