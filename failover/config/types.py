@@ -384,6 +384,33 @@ class CanaryConfig:
 
 
 @dataclass(frozen=True)
+class EtcdTlsConfig:
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class EtcdConfig:
+    """`coordination.etcd`: where the instances elect their leader and share views/intents."""
+
+    endpoints: tuple[str, ...]  # every member, rotated on failure (http[s]://host:port)
+    prefix: str = "/failover"
+    lease_ttl: float = 10.0  # seconds; etcd grants at least 2
+    timeout: float = 2.0  # per request
+    tls: EtcdTlsConfig | None = None
+    username: str | None = None
+    password: Secret | None = None
+
+
+@dataclass(frozen=True)
+class CoordinationConfig:
+    etcd: EtcdConfig
+    # votes needed for a DOWN (or UP) verdict; None: a majority of the live instances
+    quorum: int | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     instance: InstanceConfig
     admin: AdminConfig
@@ -393,3 +420,4 @@ class Config:
     source: Path | None = None
     notifications: tuple[NotificationConfig, ...] = ()
     canaries: tuple[CanaryConfig, ...] = ()
+    coordination: CoordinationConfig | None = None  # None: this instance runs alone

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from failover.coord.base import ChangeKind, View
 from failover.store import Store
 
 
@@ -13,6 +15,7 @@ class StandaloneCoordinator:
     def __init__(self, instance: str, store: Store) -> None:
         self.instance = instance
         self._store = store
+        self.on_change: Callable[[ChangeKind], None] | None = None
 
     async def start(self) -> None:
         return None
@@ -29,9 +32,21 @@ class StandaloneCoordinator:
     def fencing_token(self) -> int:
         return 1
 
+    def token_valid(self, token: int) -> bool:
+        return token == 1
+
+    def condition(self) -> str:
+        return "leader (standalone)"
+
     def load_intents(self) -> dict[str, Any]:
         services = self._store.load_state().get("services", {})
         return services if isinstance(services, dict) else {}
 
     def save_intents(self, intents: dict[str, Any]) -> None:
         self._store.save_state({"version": 1, "services": intents})
+
+    async def publish_view(self, view: View) -> None:
+        return None
+
+    def views(self) -> dict[str, View]:
+        return {}
