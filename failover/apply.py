@@ -28,6 +28,7 @@ from failover.verify import Expectation, VerifyResult, verify, verify_change
 log = logging.getLogger("failover.apply")
 
 MAX_BATCH = 5000  # changes per apply call; providers split further by their API limits
+STALE_LEADER = "stale_leader"  # the outcome kind of a plan refused by fencing
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Submission:
     changes: list[Change]
     accepted: asyncio.Future[ProviderOutcome]
     confirmed: asyncio.Future[Confirmation]
+    token: int = 0  # the leadership the plan was built under (fencing)
     zone_outcomes: dict[str, ProviderOutcome] = field(default_factory=dict)
     zone_confirmations: dict[str, Confirmation] = field(default_factory=dict)
 
@@ -138,8 +140,10 @@ class ProviderQueue:
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.monotonic,
+        fence: Callable[[int], bool] | None = None,
     ) -> None:
         self.name = name
+        self.fence = fence  # is a plan built under this token still ours to send?
         self.provider = provider
         self.config = config
         self.metrics = metrics
@@ -163,9 +167,9 @@ class ProviderQueue:
                     if not fut.done():
                         fut.cancel()
 
-    def submit(self, changes: Sequence[Change]) -> Submission:
+    def submit(self, changes: Sequence[Change], token: int = 0) -> Submission:
         loop = asyncio.get_running_loop()
-        sub = Submission(list(changes), loop.create_future(), loop.create_future())
+        sub = Submission(list(changes), loop.create_future(), loop.create_future(), token)
         by_zone: dict[str, list[Change]] = {}
         for change in changes:
             by_zone.setdefault(change.key.zone, []).append(change)
@@ -192,10 +196,13 @@ class ProviderQueue:
         self._workers.pop(zone, None)
 
     async def _apply_zone(self, zone: str, batch: list[tuple[Submission, list[Change]]]) -> None:
-        changes = [c for _, part in batch for c in part]
         timeout = self.config.timeout + self.config.retry.deadline
         start, submitted = self.clock(), time.time()
         async with self._limit:
+            batch = self._fenced(zone, batch)  # checked last thing before the provider call
+            if not batch:
+                return
+            changes = [c for _, part in batch for c in part]
             self.calls += 1
             try:
                 async with asyncio.timeout(timeout):
@@ -214,6 +221,26 @@ class ProviderQueue:
         task = asyncio.create_task(self._confirm(zone, batch, changes, receipt, start, submitted))
         self._confirms.add(task)
         task.add_done_callback(self._confirms.discard)
+
+    def _fenced(
+        self, zone: str, batch: list[tuple[Submission, list[Change]]]
+    ) -> list[tuple[Submission, list[Change]]]:
+        """Drop the plans built under a leadership this instance no longer holds (or whose
+        lease is about to expire): a slow or frozen writer never applies a stale plan late."""
+        if self.fence is None:
+            return batch
+        fresh = []
+        for sub, part in batch:
+            if self.fence(sub.token):
+                fresh.append((sub, part))
+                continue
+            message = (
+                f"stale-leader: plan built under leadership token {sub.token}, which this "
+                "instance no longer holds; not sent"
+            )
+            log.error("%s: %s", self.name, message, extra=fields(provider=self.name))
+            sub.zone_accepted(zone, ProviderOutcome(self.name, False, message, STALE_LEADER))
+        return fresh
 
     def _failure(self, exc: BaseException, timeout: float, zone: str, size: int) -> ProviderOutcome:
         kind = exc.kind if isinstance(exc, ProviderError) else type(exc).__name__.lower()
@@ -287,12 +314,15 @@ class ProviderQueue:
         return result
 
 
-def submit_plan(queues: Mapping[str, ProviderQueue], changes: Sequence[Change]) -> list[Submission]:
-    """Hand each provider its share of the changes, all at once (one writer per provider)."""
+def submit_plan(
+    queues: Mapping[str, ProviderQueue], changes: Sequence[Change], token: int = 0
+) -> list[Submission]:
+    """Hand each provider its share of the changes, all at once (one writer per provider).
+    `token` is the leadership the plan was built under; each queue checks it before sending."""
     by_provider: dict[str, list[Change]] = {}
     for change in changes:
         by_provider.setdefault(change.key.provider, []).append(change)
-    return [queues[name].submit(part) for name, part in by_provider.items()]
+    return [queues[name].submit(part, token) for name, part in by_provider.items()]
 
 
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:

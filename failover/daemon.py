@@ -113,7 +113,7 @@ class Daemon:
             self.config, self.store, self.providers, coord, self.metrics, dry_run=self.dry_run
         )
         self.engine = engine
-        engine.journal.on_entry = self.notifier.emit
+        engine.journal.on_entry = self._notify
         await self.notifier.start()
         self._prime(self.config)
         await engine.start(wait_for_reads=not schedule_probes)
@@ -145,6 +145,12 @@ class Daemon:
             self.config.admin.socket,
             " (dry-run: no DNS writes)" if self.dry_run else "",
         )
+
+    def _notify(self, entry: dict[str, object]) -> None:
+        """Decisions are told by the leader only (followers decide nothing they act on);
+        an operator's command by the instance that received it."""
+        if entry.get("trigger") == "manual" or (self.coord is not None and self.coord.is_leader()):
+            self.notifier.emit(entry)
 
     async def _open_provider(
         self, name: str, config: Config, zones: Mapping[str, set[str]]
@@ -226,6 +232,9 @@ class Daemon:
         which providers are still being read (each service is decided as soon as its own are)."""
         if self.engine is None:
             return web.Response(status=503, text="not ready: starting\n")
+        condition = self.engine.coord.condition()
+        if condition.startswith("no leader"):  # etcd lost: nobody may write DNS
+            return web.Response(status=503, text=f"not ready: {condition}\n")
         if not self.engine.ready:
             waiting = self.engine.unread_providers()
             detail = ", ".join(f"{p} ({n} services)" for p, n in sorted(waiting.items()))
@@ -282,6 +291,8 @@ class Daemon:
         if unread:
             waiting = ", ".join(sorted(engine.unread_providers()))
             parts.append(f"{unread} not read back (reading {waiting})")
+        if self.config.coordination is not None:
+            parts.append(engine.coord.condition())
         if self.dry_run:
             parts.append("dry-run")
         return ", ".join(parts)

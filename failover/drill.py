@@ -315,6 +315,8 @@ class DrillScheduler:
             await self.tick(self.engine.clock())
 
     async def tick(self, now: float) -> None:
+        if not self.engine.coord.is_leader():  # scheduled drills are the leader's to run
+            return
         for name, service in self.engine.config.services.items():
             schedule = service.drills
             if schedule is None or not schedule.enabled or name not in self.engine.services:

@@ -64,6 +64,8 @@ class LiveView:
     leader: bool
     isolated: bool
     services: tuple[ServiceView, ...]
+    # (service, target, health) -> how many live vantage points see it so (several instances)
+    vantage: tuple[tuple[str, str, str, int], ...] = ()
 
 
 class _LiveCollector(Collector):
@@ -138,6 +140,13 @@ class _LiveCollector(Collector):
             labels=["instance"],
         )
         isolated.add_metric([view.instance], float(view.isolated))
+        vantage = GaugeMetricFamily(
+            "failover_vantage_views",
+            "How many live vantage points (instances) see the target in this health.",
+            labels=["service", "target", "health"],
+        )
+        for service_name, target_name, health, count in view.vantage:
+            vantage.add_metric([service_name, target_name, health], float(count))
         yield from (
             probe_success,
             target_up,

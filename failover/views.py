@@ -8,10 +8,10 @@ from typing import Any
 from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.core import decide as core
-from failover.core.health import ProbeState
+from failover.core.health import ProbeState, TargetHealth
 from failover.core.plan import Violation
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
-from failover.model import Change, values_for_type
+from failover.model import Change, Health, values_for_type
 from failover.runtime import ServiceRuntime
 from failover.timefmt import rfc3339
 
@@ -25,13 +25,21 @@ def status(
     canary_failing: Callable[[str], bool],
     dry_run: bool,
     started_at: float,
+    votes: Callable[[str, str, Health], dict[str, str]] | None = None,
+    decided: Callable[[ServiceRuntime], Mapping[str, TargetHealth]] | None = None,
 ) -> dict[str, Any]:
-    """The body of `GET /v1/status` (SPEC §8)."""
+    """The body of `GET /v1/status` (SPEC §8). `votes` gives each instance's view of a target
+    and `decided` the health the decision uses (the quorum's, with several instances)."""
+    views = {
+        name: _service_status(config, rt, votes, decided(rt) if decided else None)
+        for name, rt in services.items()
+    }
     return {
         "instance": config.instance.name,
         "location": config.instance.location,
         "leader": coord.is_leader(),
         "leader_name": coord.leader_name(),
+        "coordination": coord.condition(),
         "isolated": isolated,
         "canaries": {
             c.name: {"location": c.location, "failing": canary_failing(c.name)}
@@ -39,11 +47,16 @@ def status(
         },
         "dry_run": dry_run,
         "started_at": rfc3339(started_at),
-        "services": {name: _service_status(config, rt) for name, rt in services.items()},
+        "services": views,
     }
 
 
-def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
+def _service_status(
+    config: Config,
+    rt: ServiceRuntime,
+    votes: Callable[[str, str, Health], dict[str, str]] | None,
+    decided: Mapping[str, TargetHealth] | None,
+) -> dict[str, Any]:
     decision = rt.decision
     active = rt.published.target if rt.published.kind == "target" else None
     active_cfg = rt.config.target(active) if active else None
@@ -56,7 +69,12 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
             "reason": health.reason,
             "location": target.location,
             "values": list(target.values),
-            "votes": {config.instance.name: health.health.value},
+            "votes": (
+                votes(rt.name, target.name, health.health)
+                if votes
+                else {config.instance.name: health.health.value}
+            ),
+            "decided": (decided or rt.targets)[target.name].health.value,
             "probes": {
                 p.name: probe_json(p.type, rt.probes[(target.name, p.name)]) for p in target.probes
             },
@@ -102,10 +120,15 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
 
 
 def live_view(
-    config: Config, coord: Coordinator, services: Mapping[str, ServiceRuntime], isolated: bool
+    config: Config,
+    coord: Coordinator,
+    services: Mapping[str, ServiceRuntime],
+    isolated: bool,
+    votes: Callable[[str, str, Health], dict[str, str]] | None = None,
 ) -> LiveView:
     """What the metrics collector exports at scrape time (so a metric never drifts)."""
     views = []
+    vantage: list[tuple[str, str, str, int]] = []
     for name, rt in services.items():
         targets = tuple(
             TargetView(
@@ -122,7 +145,12 @@ def live_view(
         views.append(
             ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
         )
-    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views))
+        for t in rt.config.targets:
+            own = rt.targets[t.name].health
+            seen = list((votes(name, t.name, own) if votes else {"": own.value}).values())
+            for health in Health:
+                vantage.append((name, t.name, health.value, seen.count(health.value)))
+    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views), tuple(vantage))
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -133,3 +133,41 @@ def vantage_isolated(signals: Iterable[tuple[str | None, Health]]) -> bool:
     if not seen or any(health is not Health.DOWN for _, health in seen):
         return False
     return len({location for location, _ in seen}) >= 2
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One vantage point's judgement of a target, for the quorum (SPEC §4, §6)."""
+
+    instance: str
+    health: Health
+    isolated: bool = False  # an isolated instance casts no DOWN vote
+
+
+def quorum_size(live: int, configured: int | None) -> int:
+    """Votes needed for a verdict: the configured quorum, else a majority of live instances."""
+    return configured if configured is not None else live // 2 + 1
+
+
+def quorum_health(own: TargetHealth, votes: Iterable[Vote], quorum: int) -> TargetHealth:
+    """The health the leader decides on: DOWN only when `quorum` vantage points see it DOWN,
+    UP when `quorum` see it UP, UNKNOWN otherwise. This instance's own judgement keeps its
+    timings and reason when the quorum agrees with it."""
+    counted = list(votes)
+    downs = sorted(v.instance for v in counted if v.health is Health.DOWN and not v.isolated)
+    ups = sorted(v.instance for v in counted if v.health is Health.UP)
+    if len(downs) >= quorum:
+        health = Health.DOWN
+    elif len(ups) >= quorum:
+        health = Health.UP
+    else:
+        health = Health.UNKNOWN
+    if health is own.health:
+        return own
+    muted = sorted(v.instance for v in counted if v.health is Health.DOWN and v.isolated)
+    tally = f"{len(ups)} of {len(counted)} vantage points see it UP, {len(downs)} DOWN"
+    if muted:
+        tally += f" ({', '.join(muted)} isolated: no DOWN vote)"
+    reason = f"quorum {quorum}: {tally}; here: {own.health.upper()} ({own.reason})"
+    failing_since = own.failing_since if health is Health.DOWN else None
+    return TargetHealth(health, None, failing_since, reason)

@@ -28,9 +28,11 @@ from failover.core.plan import build_plan, check_plan, refusal
 from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
 from failover.engine.inputs import HealthInputs
+from failover.engine.leadership import CoordinationChanges
 from failover.engine.reader import RecordReader
 from failover.engine.recovery import Recovery
 from failover.engine.switcher import Switcher, merge_switch
+from failover.engine.vantage import Vantage
 from failover.journal import Journal
 from failover.logs import fields
 from failover.metrics import LiveView, Metrics
@@ -60,7 +62,9 @@ class Engine:
         clock: Callable[[], float] = time.time,
     ) -> None:
         queues = {
-            name: ProviderQueue(name, provider, config.providers[name], metrics)
+            name: ProviderQueue(
+                name, provider, config.providers[name], metrics, fence=coord.token_valid
+            )
             for name, provider in providers.items()
         }
         journal = Journal(store, config.instance.name)
@@ -76,6 +80,9 @@ class Engine:
         self.reader = RecordReader(self.ctx)
         self.switcher = Switcher(self.ctx)
         self.recovery = Recovery(self.ctx)
+        self.vantage = Vantage(self.ctx, self.inputs)
+        self._publisher: asyncio.Task[None] | None = None
+        coord.on_change = CoordinationChanges(self.ctx, self.reader)
         self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_service)
         self.started_at = clock()
         self.ready = False
@@ -177,6 +184,8 @@ class Engine:
 
     async def run(self) -> None:
         self._beat = time.monotonic()
+        if self.vantage.coordinated and self._publisher is None:
+            self._publisher = asyncio.create_task(self.vantage.publish_forever(), name="views")
         while not self._stopping.is_set():
             try:
                 async with asyncio.timeout(TICK):
@@ -211,6 +220,9 @@ class Engine:
         whose change was abandoned."""
         self._stopping.set()
         self.ctx.wake()
+        if self._publisher is not None:
+            self._publisher.cancel()
+            await asyncio.gather(self._publisher, return_exceptions=True)
         await self.reader.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -315,7 +327,9 @@ class Engine:
         ctx.queues = {
             name: old[name]
             if name in old and name not in closing
-            else ProviderQueue(name, provider, config.providers[name], ctx.metrics)
+            else ProviderQueue(
+                name, provider, config.providers[name], ctx.metrics, fence=ctx.coord.token_valid
+            )
             for name, provider in providers.items()
         }
         ctx.providers, ctx.config = providers, config
@@ -352,9 +366,9 @@ class Engine:
         snap = core.Snapshot(
             now,
             started,
-            dict(rt.targets),
+            self.vantage.health(rt),
             rt.published,
-            self.inputs.isolated,
+            self.vantage.isolated(),
             self.inputs.judging_since,
         )
         if self.inputs.single_round:
@@ -462,8 +476,12 @@ class Engine:
             canary_failing=self.inputs.canary_failing,
             dry_run=ctx.dry_run,
             started_at=self.started_at,
+            votes=self.vantage.votes,
+            decided=self.vantage.health,
         )
 
     def live_view(self) -> LiveView:
         ctx = self.ctx
-        return views.live_view(ctx.config, ctx.coord, ctx.services, self.inputs.isolated)
+        return views.live_view(
+            ctx.config, ctx.coord, ctx.services, self.inputs.isolated, self.vantage.votes
+        )

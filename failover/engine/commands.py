@@ -19,6 +19,7 @@ from failover.model import Trigger
 from failover.runtime import HELD, ServiceRuntime
 from failover.views import change_json, violation_json
 
+FOLLOWER_WAIT = 30.0  # seconds a follower waits for the leader to publish a pin it received
 Decide = Callable[[ServiceRuntime, float], Awaitable[None]]
 
 TRANSFORMS: dict[str, Callable[[core.ServiceState], core.ServiceState]] = {
@@ -96,7 +97,10 @@ class Commands:
             await self.ctx.journal.write(
                 service, "pin", Trigger.MANUAL, reason, now, to=target, actor=actor, force=force
             )
-        outcome = {**body, **(await self.act_now(rt))}
+        if self.ctx.coord.is_leader():
+            outcome = {**body, **(await self.act_now(rt))}
+        else:
+            outcome = {**body, **(await self._leader_applies(rt, target))}
         winner = rt.state.pin
         if winner != ours:  # another command changed the pin before this one was carried out
             who = f"a promote to {winner.target} by {winner.actor}" if winner else "a release"
@@ -108,6 +112,27 @@ class Commands:
                 **{**outcome, "winner": winner.target if winner else None},
             )
         return outcome
+
+    async def _leader_applies(self, rt: ServiceRuntime, target: str) -> dict[str, Any]:
+        """On a follower: the pin is shared (etcd); wait, reading DNS back ourselves, until
+        the leader has published the target, for at most FOLLOWER_WAIT seconds."""
+        leader = self.ctx.coord.leader_name() or "no leader"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FOLLOWER_WAIT
+        while loop.time() < deadline:
+            await self.reader.read_now(rt, max(0.1, deadline - loop.time()))
+            if rt.published.target == target:
+                return {
+                    "result": "ok",
+                    "reason": f"pinned; the leader ({leader}) published {target}"
+                    " (read back by this instance)",
+                }
+            await asyncio.sleep(0.5)
+        return {
+            "result": "pending",
+            "reason": f"pinned; the leader ({leader}) has not published {target} after"
+            f" {FOLLOWER_WAIT:g}s (see failover status)",
+        }
 
     async def simple(self, service: str | None, verb: str, actor: str) -> dict[str, Any]:
         """release / pause / resume / ack: record the intent, journal it, decide at once."""

@@ -49,6 +49,7 @@ class Context:
     services: dict[str, ServiceRuntime] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     woken: asyncio.Event = field(default_factory=asyncio.Event)
+    health_changed: asyncio.Event = field(default_factory=asyncio.Event)  # publish the view
 
     def wake(self) -> None:
         """Ask the actor for a cycle soon (a health change, a finished change or read)."""

@@ -56,6 +56,7 @@ class HealthInputs:
                 extra=fields(job.service, job.target),
             )
             self.ctx.wake()
+            self.ctx.health_changed.set()
 
     def _on_canary_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         canary = next((c for c in self.ctx.config.canaries if c.name == job.target), None)
@@ -99,6 +100,7 @@ class HealthInputs:
         if isolated == self.isolated:
             return
         self.isolated = isolated
+        self.ctx.health_changed.set()
         if isolated:
             reason = (
                 "every target in every location is DOWN at once: this vantage point is"

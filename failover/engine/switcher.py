@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from failover.apply import Confirmation, ProviderOutcome, submit_plan
+from failover.apply import STALE_LEADER, Confirmation, ProviderOutcome, submit_plan
 from failover.core import decide as core
 from failover.core.plan import Plan
 from failover.engine.context import Context
@@ -61,10 +61,12 @@ class Switcher:
     ) -> asyncio.Task[dict[str, Any]]:
         """Start the change (the caller holds the lock); returns its task (`rt.inflight`)."""
         frm = rt.published.target
+        token = self.ctx.coord.fencing_token()  # the leadership this plan is built under
         started: list[asyncio.Task[dict[str, Any]]] = []
 
         def start(restore: tuple[str | None, str | None]) -> asyncio.Task[dict[str, Any]]:
-            started.append(asyncio.create_task(self._switch(rt, decision, plan, now, frm, restore)))
+            switch = self._switch(rt, decision, plan, now, frm, restore, token)
+            started.append(asyncio.create_task(switch))
             return started[0]
 
         rt.begin_change(plan.target, frm, start)
@@ -72,8 +74,11 @@ class Switcher:
 
     def retry(self, rt: ServiceRuntime, plan: Plan, now: float) -> None:
         """Complete a change at the providers that did not take it yet."""
+        token = self.ctx.coord.fencing_token()
         rt.begin_change(
-            plan.target, rt.pending_from, lambda _: asyncio.create_task(self._retry(rt, plan, now))
+            plan.target,
+            rt.pending_from,
+            lambda _: asyncio.create_task(self._retry(rt, plan, now, token)),
         )
 
     async def _switch(
@@ -84,6 +89,7 @@ class Switcher:
         now: float,
         from_target: str | None,
         restore: tuple[str | None, str | None],
+        token: int,
     ) -> dict[str, Any]:
         """Submit the plan to every provider at once; record the outcome; confirm after.
 
@@ -94,7 +100,7 @@ class Switcher:
             intent = await self._write_ahead(
                 rt, action, decision.trigger, decision.reason, now, from_target, plan
             )
-            outcomes = await self._submit(rt, plan)
+            outcomes = await self._submit(rt, plan, token)
             async with self.ctx.lock:
                 result = await self._record_switch(
                     rt, decision, plan, now, outcomes, from_target, restore, intent
@@ -142,8 +148,8 @@ class Switcher:
             )
         return intent
 
-    async def _submit(self, rt: ServiceRuntime, plan: Plan) -> Outcomes:
-        subs = submit_plan(self.ctx.queues, plan.changes)
+    async def _submit(self, rt: ServiceRuntime, plan: Plan, token: int) -> Outcomes:
+        subs = submit_plan(self.ctx.queues, plan.changes, token)
 
         def progress(future: asyncio.Future[ProviderOutcome]) -> None:
             if not future.cancelled() and future.exception() is None and future.result().ok:
@@ -168,6 +174,9 @@ class Switcher:
     ) -> dict[str, Any]:
         ok = [o for o, _ in outcomes if o.ok]
         result = "ok" if len(ok) == len(outcomes) else ("partial" if ok else "error")
+        stale = not ok and any(o.kind == STALE_LEADER for o, _ in outcomes)
+        if stale:
+            result = "refused"  # fencing: not sent to any provider
         rt.assume_applied(plan.changes, {o.provider for o in ok}, self.ctx.clock())
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
@@ -266,13 +275,15 @@ class Switcher:
         await self.ctx.journal.sync()
         return {"verified": not failed, "verification": body}
 
-    async def _retry(self, rt: ServiceRuntime, plan: Plan, now: float) -> dict[str, Any]:
+    async def _retry(
+        self, rt: ServiceRuntime, plan: Plan, now: float, token: int
+    ) -> dict[str, Any]:
         try:
             reason = f"completing the change to {rt.pending} at the lagging providers"
             intent = await self._write_ahead(
                 rt, "retry", Trigger.AUTO, reason, now, rt.pending_from, plan
             )
-            outcomes = await self._submit(rt, plan)
+            outcomes = await self._submit(rt, plan, token)
             async with self.ctx.lock:
                 failed = [o for o, _ in outcomes if not o.ok]
                 rt.assume_applied(

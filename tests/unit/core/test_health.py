@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from failover.core.health import ProbeState, TargetHealth, observe, target_health
+from failover.core.health import (
+    ProbeState,
+    TargetHealth,
+    Vote,
+    observe,
+    quorum_health,
+    quorum_size,
+    target_health,
+)
 from failover.model import Health
 
 U, D, N = Health.UP, Health.DOWN, Health.UNKNOWN
@@ -174,3 +182,44 @@ def test_health_changes_only_at_exact_streaks(results: list[bool], fall: int, ri
         assert (new.successes > 0) == ok and (new.failures > 0) == (not ok)
         assert (new.failing_since is None) == ok
         state = new
+
+
+# ---------------------------------------------------------------- quorum of vantage points
+
+HERE_UP = TargetHealth(Health.UP, 10.0, None, "probe http up")
+HERE_DOWN = TargetHealth(Health.DOWN, 10.0, 9.0, "probe http: refused (DOWN after 2 failures)")
+
+
+@pytest.mark.parametrize(
+    ("live", "configured", "size"), [(1, None, 1), (2, None, 2), (3, None, 2), (3, 1, 1)]
+)
+def test_quorum_is_a_majority_unless_configured(
+    live: int, configured: int | None, size: int
+) -> None:
+    assert quorum_size(live, configured) == size
+
+
+def votes(*pairs: tuple[str, Health, bool]) -> list[Vote]:
+    return [Vote(name, health, isolated) for name, health, isolated in pairs]
+
+
+def test_one_vantage_point_alone_cannot_take_a_target_down() -> None:
+    seen = quorum_health(HERE_DOWN, votes(("a", D, False), ("b", U, False), ("c", U, False)), 2)
+    assert seen.health is Health.UP and "2 of 3 vantage points see it UP, 1 DOWN" in seen.reason
+
+
+def test_a_quorum_of_downs_is_down_and_keeps_the_local_timings() -> None:
+    seen = quorum_health(HERE_DOWN, votes(("a", D, False), ("b", D, False), ("c", U, False)), 2)
+    assert seen is HERE_DOWN
+    elsewhere = quorum_health(HERE_UP, votes(("a", U, False), ("b", D, False), ("c", D, False)), 2)
+    assert elsewhere.health is Health.DOWN and elsewhere.since is None
+
+
+def test_an_isolated_instance_casts_no_down_vote() -> None:
+    seen = quorum_health(HERE_DOWN, votes(("a", D, True), ("b", D, False), ("c", U, False)), 2)
+    assert seen.health is Health.UNKNOWN and "a isolated: no DOWN vote" in seen.reason
+
+
+def test_no_verdict_without_a_quorum() -> None:
+    seen = quorum_health(HERE_UP, votes(("a", U, False), ("b", N, False)), 2)
+    assert seen.health is Health.UNKNOWN

@@ -1,0 +1,109 @@
+"""Several vantage points: publish this instance's view, decide on the quorum of live views.
+
+Every instance probes every target and publishes what it sees under its own lease; the leader
+counts the fresh views (its own judgement included, always current) and decides on a target's
+health only when a quorum agrees (`core.health.quorum_health`). Alone, nothing changes: the
+standalone coordinator has no views and the instance's own health is the decision's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+from failover.coord.base import Health as ViewHealth
+from failover.coord.base import View
+from failover.core.health import TargetHealth, Vote, quorum_health, quorum_size
+from failover.engine.context import Context
+from failover.engine.inputs import HealthInputs
+from failover.model import Health
+from failover.runtime import ServiceRuntime
+
+log = logging.getLogger("failover.engine")
+
+VOTE_TEXT: dict[Health, ViewHealth] = {
+    Health.UP: "up",
+    Health.DOWN: "down",
+    Health.UNKNOWN: "unknown",
+}
+PUBLISH_EVERY = 1.0  # seconds between two publications of an unchanged view (at most)
+
+
+class Vantage:
+    def __init__(self, ctx: Context, inputs: HealthInputs) -> None:
+        self.ctx = ctx
+        self.inputs = inputs
+        self._published: tuple[bool, dict[str, dict[str, ViewHealth]]] | None = None
+        self._last = float("-inf")
+
+    @property
+    def coordinated(self) -> bool:
+        return self.ctx.config.coordination is not None
+
+    def own_view(self) -> View:
+        targets = {
+            name: {t: VOTE_TEXT[h.health] for t, h in rt.targets.items()}
+            for name, rt in self.ctx.services.items()
+        }
+        instance = self.ctx.config.instance
+        return View(instance.name, instance.location, self.inputs.isolated, time.time(), targets)
+
+    async def publish_forever(self) -> None:
+        """Publish when the view changes (health or isolation), and at least every second so
+        the leader sees it fresh; a failed publication is retried at the next turn."""
+        while True:
+            try:
+                async with asyncio.timeout(PUBLISH_EVERY):
+                    await self.ctx.health_changed.wait()
+            except TimeoutError:
+                pass
+            self.ctx.health_changed.clear()
+            view = self.own_view()
+            key = (view.isolated, {s: dict(t) for s, t in view.targets.items()})
+            if key == self._published and time.monotonic() - self._last < PUBLISH_EVERY:
+                continue
+            try:
+                await self.ctx.coord.publish_view(view)
+            except Exception as exc:  # etcd down: the coordinator reports it in its condition
+                log.debug("view not published: %s", exc)
+                continue
+            self._published, self._last = key, time.monotonic()
+
+    def others(self) -> Mapping[str, View]:
+        me = self.ctx.config.instance.name
+        return {name: v for name, v in self.ctx.coord.views().items() if name != me}
+
+    def health(self, rt: ServiceRuntime) -> dict[str, TargetHealth]:
+        """The health the decision uses for each of `rt`'s targets."""
+        coordination = self.ctx.config.coordination
+        if coordination is None:
+            return dict(rt.targets)
+        others = self.others()
+        me = self.ctx.config.instance.name
+        quorum = quorum_size(len(others) + 1, coordination.quorum)
+        decided = {}
+        for target, own in rt.targets.items():
+            votes = [Vote(me, own.health, self.inputs.isolated)]
+            for name, view in others.items():
+                seen = view.targets.get(rt.name, {}).get(target)
+                if seen is not None:
+                    votes.append(Vote(name, Health(seen), view.isolated))
+            decided[target] = quorum_health(own, votes, quorum)
+        return decided
+
+    def isolated(self) -> bool:
+        """Hold automatic switches only when no other live vantage point can judge either."""
+        if not self.inputs.isolated:
+            return False
+        return not any(not view.isolated for view in self.others().values())
+
+    def votes(self, service: str, target: str, own: Health) -> dict[str, str]:
+        """Each live instance's view of one target, for `status`."""
+        votes = {self.ctx.config.instance.name: own.value}
+        for name, view in self.others().items():
+            seen = view.targets.get(service, {}).get(target)
+            if seen is not None:
+                votes[name] = seen
+        return votes
