@@ -40,6 +40,7 @@ def status(
         "leader": coord.is_leader(),
         "leader_name": coord.leader_name(),
         "coordination": coord.condition(),
+        "instances": _instances(config, coord, isolated),
         "isolated": isolated,
         "canaries": {
             c.name: {"location": c.location, "failing": canary_failing(c.name)}
@@ -49,6 +50,18 @@ def status(
         "started_at": rfc3339(started_at),
         "services": views,
     }
+
+
+def _instances(config: Config, coord: Coordinator, isolated: bool) -> dict[str, Any]:
+    """Every live vantage point: where it runs, whether it believes itself cut off."""
+    me = config.instance.name
+    out = {
+        name: {"location": view.location, "isolated": view.isolated, "at": rfc3339(view.at)}
+        for name, view in coord.views().items()
+        if name != me
+    }
+    out[me] = {"location": config.instance.location, "isolated": isolated, "at": None}
+    return dict(sorted(out.items()))
 
 
 def _service_status(

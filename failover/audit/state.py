@@ -137,7 +137,44 @@ def status_findings(config: Config, status: Mapping[str, Any]) -> list[Finding]:
         body = services.get(svc.name)
         if isinstance(body, Mapping):
             out += _service_state(svc, body)
-    return out
+    return out + _vantage_state(config, status)
+
+
+def _vantage_state(config: Config, status: Mapping[str, Any]) -> list[Finding]:
+    """With coordination: the live instances must sit in two or more locations, else one
+    outage (or one network path) still blinds every vantage point at once."""
+    instances = status.get("instances")
+    if config.coordination is None or not isinstance(instances, Mapping):
+        return []
+    located = {
+        name: body.get("location") for name, body in instances.items() if isinstance(body, Mapping)
+    }
+    places = {loc for loc in located.values() if loc}
+    if len(located) >= 2 and len(places) >= 2:
+        return []
+    where = ", ".join(
+        f"{n} in {loc or 'an unknown location'}" for n, loc in sorted(located.items())
+    )
+    if len(located) < 2:
+        title = "only one instance is live: a single vantage point decides"
+    else:
+        title = f"every live instance runs in {next(iter(places), 'one unknown location')}"
+    primaries = {s.targets[0].location for s in config.services.values() if s.targets}
+    severity = Severity.CRITICAL if places and places <= primaries else Severity.WARNING
+    return [
+        Finding(
+            severity,
+            "instances-one-location",
+            "coordination",
+            title,
+            f"Live instances: {where}. A fault there takes every vantage point (and the "
+            "leader) with it"
+            + (", and it is where a primary runs" if severity is Severity.CRITICAL else "")
+            + ".",
+            "Run instances in at least two clouds or sites, never only inside the one they "
+            "protect, and set instance.location on each.",
+        )
+    ]
 
 
 def _service_state(svc: ServiceConfig, body: Mapping[str, Any]) -> list[Finding]:

@@ -552,3 +552,45 @@ async def test_report_without_daemon_or_dns() -> None:
     text = render(report, "text")
     assert text.splitlines()[0] == "failover audit of f.yaml: 1 critical, 1 warning, 1 info"
     assert f"CRITICAL {R0}: shop.example.com A" in text
+
+
+# --- several instances: where the live vantage points run -------------------------------------
+
+
+def coordinated() -> Config:
+    import dataclasses
+
+    from failover.config.types import CoordinationConfig, EtcdConfig
+
+    etcd = EtcdConfig(("http://127.0.0.1:2379",))
+    return dataclasses.replace(load(base()), coordination=CoordinationConfig(etcd))
+
+
+@pytest.mark.parametrize(
+    ("instances", "expected"),
+    [
+        ({"audit-1": "onprem", "audit-2": "scaleway"}, set()),
+        ({"audit-1": "onprem"}, {("instances-one-location", "coordination", Severity.WARNING)}),
+        (
+            {"audit-1": "onprem", "audit-2": "onprem"},
+            {("instances-one-location", "coordination", Severity.WARNING)},
+        ),
+        (  # every vantage point inside the primary's cloud
+            {"audit-1": "aws", "audit-2": "aws"},
+            {("instances-one-location", "coordination", Severity.CRITICAL)},
+        ),
+    ],
+)
+def test_live_instances_must_span_two_locations(
+    instances: dict[str, str], expected: set[tuple[str, str, Severity]]
+) -> None:
+    config = coordinated()
+    assert "single-vantage-point" not in checks(config_findings(config))
+    status = {
+        "services": {},
+        "instances": {n: {"location": loc, "isolated": False} for n, loc in instances.items()},
+    }
+    vantage = {
+        f for f in found(status_findings(config, status)) if f[0] == "instances-one-location"
+    }
+    assert vantage == expected
