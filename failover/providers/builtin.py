@@ -29,7 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from failover.config.types import BuiltinProviderConfig, HostPort
+from failover.config.types import BuiltinProviderConfig, HostPort, ProviderConfig
 from failover.model import (
     Change,
     RecordKey,
@@ -502,3 +502,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("builtin %s: UDP error: %s", self._provider.name, exc)
+
+
+def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> BuiltinProvider:
+    assert isinstance(config, BuiltinProviderConfig)
+    return BuiltinProvider(config, zones, store)

@@ -16,11 +16,14 @@ import pytest
 from failover.config.types import RetryConfig, ScalewayProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError
-from failover.providers.registry import FACTORIES
+from failover.providers.registry import factory
 from failover.providers.scaleway import (
     ScalewayProvider,
     describe_error,
     parse_retry_after,
+)
+from failover.providers.scaleway import (
+    create as scaleway_create,
 )
 from tests.providers.contract import CHECKS, Check, key
 from tests.providers.fake_scaleway import API, FakeScaleway
@@ -506,7 +509,7 @@ def test_retry_after_parsing() -> None:
 
 
 def test_registered() -> None:
-    assert "scaleway" in FACTORIES
+    assert factory("scaleway") is scaleway_create
 
 
 def _throttled() -> dict[str, str]:
