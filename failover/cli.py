@@ -38,7 +38,7 @@ from failover.render import (
     probe_results_text,
     status_text,
 )
-from failover.store import StoreCorruptError, StoreLockedError
+from failover.store import StoreCorruptError, StoreLockedError, StoreUnwritableError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 DEFAULT_SOCKET = Path("/run/failover/admin.sock")
@@ -608,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreLockedError, StoreCorruptError) as exc:
         print(f"failover: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except StoreUnwritableError as exc:  # the environment the configuration names: exit 2
+        print(f"failover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
