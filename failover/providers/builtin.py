@@ -3,8 +3,8 @@
 It lets the demo, labs and the integration tests run the whole flow (probe, decide, rewrite DNS,
 verify with real DNS queries) on loopback with no cloud account. It is small on purpose: no
 zone transfers, no DNSSEC, no wildcards, no TSIG. Answers come from an immutable, precomputed
-view that `apply` swaps in after the new data is on disk, so a query never waits on I/O and
-never sees a half-applied batch.
+view that `apply` swaps in after the new data is on disk (at once when the disk refuses it,
+saved later), so a query never waits on I/O and never sees a half-applied batch.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ _UDP_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 _MAX_CHAIN = 8
 _BIND_ATTEMPTS = 5
 _MAX_TTL = 2**31 - 1
+_SAVE_RETRY_FIRST, _SAVE_RETRY_MAX = 0.25, 5.0  # seconds between saves the disk refused
 
 
 @dataclass
@@ -114,6 +115,8 @@ class BuiltinProvider:
         self._view = self._build_view(self._data)
         self._apply_lock = asyncio.Lock()
         self._pending: asyncio.Future[None] | None = None
+        self._unsaved = False  # the data served is newer than the file (the disk refused it)
+        self._saver: asyncio.Task[None] | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tcp_tasks: set[asyncio.Task[Any]] = set()
@@ -188,6 +191,16 @@ class BuiltinProvider:
         if self._pending is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._pending)
+        if self._saver is not None:
+            self._saver.cancel()
+            await asyncio.gather(self._saver, return_exceptions=True)
+        if not await self._save_now():
+            log.error(
+                "builtin provider %s: stopping with %s unsaved: the next start serves the data "
+                "last saved until the daemon re-applies its decision",
+                self.name,
+                self._filename,
+            )
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -211,7 +224,8 @@ class BuiltinProvider:
         return result
 
     async def apply(self, changes: Sequence[Change]) -> Receipt:
-        """Apply the whole batch or nothing; answers change only once the file is on disk.
+        """Apply the whole batch or nothing; answers change once the file is on disk, or at
+        once when the disk refuses it (saved later: a full disk must not block a failover).
 
         An empty `after` deletes the RRset. `before` is not checked: this server has no other
         writer, so there is nothing to race with.
@@ -271,10 +285,51 @@ class BuiltinProvider:
         try:
             await asyncio.to_thread(self._store.write_json, self._filename, self._dump(data))
         except OSError as exc:
-            raise ProviderError(
-                f"builtin provider {self.name}: cannot save {self._filename}: {exc}", kind="state"
-            ) from None
+            # Availability first: a full state disk must not keep a dead target in DNS. Serve
+            # the new answer now and save it once the disk accepts writes again.
+            self._data, self._view = data, view
+            self._save_later(exc)
+            return
         self._data, self._view = data, view
+        self._unsaved = False
+
+    def _save_later(self, exc: OSError) -> None:
+        if not self._unsaved:
+            log.error(
+                "builtin provider %s: cannot save %s (%s); serving the new answer from memory "
+                "and saving it once the disk accepts writes (a restart before then serves the "
+                "data last saved, and the daemon corrects it)",
+                self.name,
+                self._filename,
+                exc.strerror or exc,
+            )
+            self.on_error("state")
+        self._unsaved = True
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save_loop(), name=f"save-{self.name}")
+
+    async def _save_loop(self) -> None:
+        """Retry saving the data served (the latest only), with backoff, under the apply lock
+        so an older save never lands after a newer one."""
+        delay = _SAVE_RETRY_FIRST
+        while True:
+            await asyncio.sleep(delay)
+            async with self._apply_lock:
+                if await self._save_now():
+                    return
+            delay = min(_SAVE_RETRY_MAX, delay * 2)
+
+    async def _save_now(self) -> bool:
+        """Save the data served if the file lags behind it; False while the disk refuses."""
+        if not self._unsaved:
+            return True
+        try:
+            await asyncio.to_thread(self._store.write_json, self._filename, self._dump(self._data))
+        except OSError:
+            return False
+        self._unsaved = False
+        log.warning("builtin provider %s: %s saved again", self.name, self._filename)
+        return True
 
     def _check_key(self, key: RecordKey) -> tuple[str, str]:
         if key.provider != self.name:
