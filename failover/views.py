@@ -10,6 +10,7 @@ from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState
 from failover.core.plan import Violation
+from failover.journal import JournalHealth
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
 from failover.model import Change, values_for_type
 from failover.runtime import ServiceRuntime
@@ -25,8 +26,10 @@ def status(
     canary_failing: Callable[[str], bool],
     dry_run: bool,
     started_at: float,
+    journal: JournalHealth,
 ) -> dict[str, Any]:
-    """The body of `GET /v1/status` (SPEC §8)."""
+    """The body of `GET /v1/status` (SPEC §8), plus the instance-wide alarms."""
+    alarms = ["journal_unwritable"] if journal.unwritable else []
     return {
         "instance": config.instance.name,
         "location": config.instance.location,
@@ -39,6 +42,8 @@ def status(
         },
         "dry_run": dry_run,
         "started_at": rfc3339(started_at),
+        "alarms": alarms,
+        "journal": journal.as_json(),
         "services": {name: _service_status(config, rt) for name, rt in services.items()},
     }
 
@@ -102,7 +107,11 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
 
 
 def live_view(
-    config: Config, coord: Coordinator, services: Mapping[str, ServiceRuntime], isolated: bool
+    config: Config,
+    coord: Coordinator,
+    services: Mapping[str, ServiceRuntime],
+    isolated: bool,
+    journal: JournalHealth,
 ) -> LiveView:
     """What the metrics collector exports at scrape time (so a metric never drifts)."""
     views = []
@@ -122,7 +131,15 @@ def live_view(
         views.append(
             ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
         )
-    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views))
+    return LiveView(
+        config.instance.name,
+        coord.is_leader(),
+        isolated,
+        tuple(views),
+        journal_unwritable=journal.unwritable,
+        journal_pending=journal.pending,
+        journal_lost=journal.lost,
+    )
 
 
 def change_json(change: Change) -> dict[str, Any]:

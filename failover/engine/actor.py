@@ -432,8 +432,11 @@ class Engine:
             canary_failing=self.inputs.canary_failing,
             dry_run=ctx.dry_run,
             started_at=self.started_at,
+            journal=ctx.journal.health(),
         )
 
     def live_view(self) -> LiveView:
         ctx = self.ctx
-        return views.live_view(ctx.config, ctx.coord, ctx.services, self.inputs.isolated)
+        return views.live_view(
+            ctx.config, ctx.coord, ctx.services, self.inputs.isolated, ctx.journal.health()
+        )
