@@ -66,6 +66,7 @@ def _fail_over_on_full_disk(
         lambda: (s := daemon.status())["journal"]["unwritable"] and s, 30, "the status alarm"
     )
     assert "journal_unwritable" in status["alarms"]
+    assert "ALARM journal_unwritable" in daemon.cli("status").stdout
     assert status["services"]["shop"]["active"] == "secondary"
     assert metric_value(daemon.metrics(), "failover_journal_unwritable") == 1
     # The journal's last page may still hold a few lines: operator commands (which must work
