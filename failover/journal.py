@@ -32,7 +32,7 @@ log = logging.getLogger("failover.journal")
 
 MAX_PENDING = 5000  # entries kept in memory while the disk refuses them (a few MB at most)
 CHUNK = 256  # entries per write+fsync when catching up: progress even when space is tight
-RETRY_FIRST, RETRY_MAX = 0.25, 5.0  # seconds between attempts while the disk refuses
+RETRY_FIRST, RETRY_MAX = 0.25, 2.0  # seconds between attempts while the disk refuses
 StateSave = tuple[Callable[[], Any], Callable[[Any], None]]
 
 

@@ -53,7 +53,7 @@ _UDP_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 _MAX_CHAIN = 8
 _BIND_ATTEMPTS = 5
 _MAX_TTL = 2**31 - 1
-_SAVE_RETRY_FIRST, _SAVE_RETRY_MAX = 0.25, 5.0  # seconds between saves the disk refused
+_SAVE_RETRY_FIRST, _SAVE_RETRY_MAX = 0.25, 2.0  # seconds between saves the disk refused
 
 
 @dataclass
