@@ -39,13 +39,13 @@ from failover.model import (
     normalize_name,
 )
 from failover.providers.base import ProviderError, Receipt
-from failover.store import Store, StoreCorruptError
+from failover.providers.builtin_file import Zone, ZoneFile
+from failover.store import Store
 
 log = logging.getLogger(__name__)
 
 RdataType = dns.rdatatype.RdataType
 
-_FILE_VERSION = 1
 _SOA_TIMERS = "3600 600 604800 60"  # refresh, retry, expire, minimum (= negative-cache TTL)
 _SOA_TTL = 60  # with minimum 60: a failover target is never negatively cached for long
 _NS_TTL = 300
@@ -53,18 +53,6 @@ _UDP_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 _MAX_CHAIN = 8
 _BIND_ATTEMPTS = 5
 _MAX_TTL = 2**31 - 1
-_SAVE_RETRY_FIRST, _SAVE_RETRY_MAX = 0.25, 2.0  # seconds between saves the disk refused
-
-
-@dataclass
-class _Zone:
-    """Stored data of one zone: SOA serial and the managed RRsets by (name, type)."""
-
-    serial: int
-    rrsets: dict[tuple[str, RecordType], RecordSet]
-
-    def copy(self) -> _Zone:
-        return _Zone(self.serial, dict(self.rrsets))
 
 
 @dataclass(frozen=True)
@@ -106,17 +94,15 @@ class BuiltinProvider:
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
         self._store = store
-        self._filename = f"builtin-{config.name}.json"
+        self._file = ZoneFile(store, config.name, lambda kind: self.on_error(kind))
         self._zones = tuple(sorted({normalize_name(z) for z in zones}, key=len, reverse=True))
         if "" in self._zones:
             raise ValueError("the builtin provider cannot serve the root zone")
         self._glue = _glue_address(config.listen.host)
-        self._data = self._load()
+        self._data = self._file.load()
         self._view = self._build_view(self._data)
         self._apply_lock = asyncio.Lock()
         self._pending: asyncio.Future[None] | None = None
-        self._unsaved = False  # the data served is newer than the file (the disk refused it)
-        self._saver: asyncio.Task[None] | None = None
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tcp_tasks: set[asyncio.Task[Any]] = set()
@@ -191,16 +177,7 @@ class BuiltinProvider:
         if self._pending is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._pending)
-        if self._saver is not None:
-            self._saver.cancel()
-            await asyncio.gather(self._saver, return_exceptions=True)
-        if not await self._save_now():
-            log.error(
-                "builtin provider %s: stopping with %s unsaved: the next start serves the data "
-                "last saved until the daemon re-applies its decision",
-                self.name,
-                self._filename,
-            )
+        await self._file.aclose()
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -253,7 +230,7 @@ class BuiltinProvider:
                         f"{change.key}: a CNAME holds one value and cannot sit at the zone apex",
                         kind="invalid",
                     )
-                stored = data.setdefault(zone, _Zone(1, {}))
+                stored = data.setdefault(zone, Zone(1, {}))
                 new = RecordSet(name, rtype, change.ttl, values) if values else None
                 if stored.rrsets.get((name, rtype)) != new:
                     if new is None:
@@ -280,56 +257,12 @@ class BuiltinProvider:
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:
         """Nothing to wait for: apply returns after the server already answers the new data."""
 
-    async def _commit(self, data: dict[str, _Zone]) -> None:
+    async def _commit(self, data: dict[str, Zone]) -> None:
         view = self._build_view(data)  # before the write: a bug here must not desync the file
-        try:
-            await asyncio.to_thread(self._store.write_json, self._filename, self._dump(data))
-        except OSError as exc:
-            # Availability first: a full state disk must not keep a dead target in DNS. Serve
-            # the new answer now and save it once the disk accepts writes again.
-            self._data, self._view = data, view
-            self._save_later(exc)
-            return
+        # Served even when the disk refuses the save (then saved later): a full state disk must
+        # not keep a dead target in DNS.
+        await self._file.save(data)
         self._data, self._view = data, view
-        self._unsaved = False
-
-    def _save_later(self, exc: OSError) -> None:
-        if not self._unsaved:
-            log.error(
-                "builtin provider %s: cannot save %s (%s); serving the new answer from memory "
-                "and saving it once the disk accepts writes (a restart before then serves the "
-                "data last saved, and the daemon corrects it)",
-                self.name,
-                self._filename,
-                exc.strerror or exc,
-            )
-            self.on_error("state")
-        self._unsaved = True
-        if self._saver is None or self._saver.done():
-            self._saver = asyncio.create_task(self._save_loop(), name=f"save-{self.name}")
-
-    async def _save_loop(self) -> None:
-        """Retry saving the data served (the latest only), with backoff, under the apply lock
-        so an older save never lands after a newer one."""
-        delay = _SAVE_RETRY_FIRST
-        while True:
-            await asyncio.sleep(delay)
-            async with self._apply_lock:
-                if await self._save_now():
-                    return
-            delay = min(_SAVE_RETRY_MAX, delay * 2)
-
-    async def _save_now(self) -> bool:
-        """Save the data served if the file lags behind it; False while the disk refuses."""
-        if not self._unsaved:
-            return True
-        try:
-            await asyncio.to_thread(self._store.write_json, self._filename, self._dump(self._data))
-        except OSError:
-            return False
-        self._unsaved = False
-        log.warning("builtin provider %s: %s saved again", self.name, self._filename)
-        return True
 
     def _check_key(self, key: RecordKey) -> tuple[str, str]:
         if key.provider != self.name:
@@ -349,7 +282,7 @@ class BuiltinProvider:
         return next((z for z in self._zones if name == z or name.endswith("." + z)), None)
 
     @staticmethod
-    def _check_cname_alone(stored: _Zone) -> None:
+    def _check_cname_alone(stored: Zone) -> None:
         names: dict[str, set[RecordType]] = {}
         for name, rtype in stored.rrsets:
             names.setdefault(name, set()).add(rtype)
@@ -360,54 +293,14 @@ class BuiltinProvider:
                     f"{name}: a CNAME cannot coexist with {', '.join(others)}", kind="invalid"
                 )
 
-    # -- persistence ----------------------------------------------------------------------------
-
-    def _load(self) -> dict[str, _Zone]:
-        raw = self._store.read_json(self._filename)
-        if raw is None:
-            return {}
-        path = self._store.state_dir / self._filename
-        try:
-            if raw["version"] != _FILE_VERSION:
-                raise ValueError(f"unsupported version {raw['version']!r}")
-            data: dict[str, _Zone] = {}
-            for zone, content in raw["zones"].items():
-                rrsets: dict[tuple[str, RecordType], RecordSet] = {}
-                for raw_name, by_type in content["records"].items():
-                    name = normalize_name(raw_name)  # the file may have been edited by hand
-                    for type_name, rrset in by_type.items():
-                        rtype = RecordType(type_name)
-                        ttl = rrset["ttl"]
-                        if not isinstance(ttl, int):
-                            raise ValueError(f"{name}/{type_name}: bad TTL {ttl!r}")
-                        values = canonical_values(rtype, rrset["values"])
-                        rrsets[(name, rtype)] = RecordSet(name, rtype, ttl, values)
-                data[normalize_name(zone)] = _Zone(int(content["serial"]), rrsets)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StoreCorruptError(path, f"unexpected content: {exc!r}") from None
-        return data
-
-    @staticmethod
-    def _dump(data: dict[str, _Zone]) -> dict[str, Any]:
-        zones: dict[str, Any] = {}
-        for zone, stored in sorted(data.items()):
-            records: dict[str, dict[str, Any]] = {}
-            for (name, rtype), rrset in sorted(stored.rrsets.items()):
-                records.setdefault(name, {})[rtype.value] = {
-                    "ttl": rrset.ttl,
-                    "values": list(rrset.values),
-                }
-            zones[zone] = {"serial": stored.serial, "records": records}
-        return {"version": _FILE_VERSION, "zones": zones}
-
     # -- the served view ------------------------------------------------------------------------
 
-    def _build_view(self, data: Mapping[str, _Zone]) -> dict[dns.name.Name, _ServedZone]:
+    def _build_view(self, data: Mapping[str, Zone]) -> dict[dns.name.Name, _ServedZone]:
         """Precompute dnspython RRsets of every served zone; zones no longer served are kept
         in the file (a config change may bring them back) but get no view."""
         view: dict[dns.name.Name, _ServedZone] = {}
         for zone in self._zones:
-            stored = data.get(zone, _Zone(1, {}))
+            stored = data.get(zone, Zone(1, {}))
             origin, ns_host = dns.name.from_text(zone), dns.name.from_text(f"ns1.{zone}")
             soa_text = f"{ns_host} hostmaster.{zone}. {stored.serial} {_SOA_TIMERS}"
             soa = _rrset(origin, _SOA_TTL, "SOA", [soa_text])
