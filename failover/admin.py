@@ -6,21 +6,24 @@ is JSON `{"error": code, "message": text}` with a 4xx for the caller's mistakes.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from failover import __version__
 from failover.engine import CommandError, Engine
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICE_VERBS = ("release", "pause", "resume", "ack")
+MAX_LIMIT = 1_000_000  # history entries per request
+log = logging.getLogger("failover.admin")
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -31,8 +34,9 @@ def _middleware(token: str | None) -> Any:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if token is not None:
-            sent = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            # Header bytes that are not UTF-8 arrive as surrogate escapes: compare the bytes.
+            sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+            if not hmac.compare_digest(sent, f"Bearer {token}".encode()):
                 return _error(401, "unauthorized", "missing or wrong bearer token")
         try:
             return await handler(request)
@@ -42,17 +46,43 @@ def _middleware(token: str | None) -> Any:
             if exc.status >= 400:
                 return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
             raise
+        except Exception:  # last resort: a bug is a 500 in JSON, its traceback only in our log
+            log.exception("admin API: %s %s failed", request.method, request.path)
+            return _error(500, "internal_error", "internal error; the daemon's log has details")
 
     return guard
 
 
+class _QuietProtocolErrors(logging.Filter):
+    """aiohttp answers a malformed request (bad framing, duplicate headers) with a 400 before
+    any handler runs, and logs it with a traceback: one line without it, so hostile clients
+    cannot fill the logs with tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: {exc.code} {exc.message.strip()}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_QUIET = _QuietProtocolErrors()
+
+
 async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; a 400 for anything else (never a 500)."""
     if not request.can_read_body:
         return {}
+    raw = await request.read()  # bounded by client_max_size (413 beyond)
     try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CommandError("bad_json", f"request body is not valid JSON: {exc}") from exc
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CommandError("bad_json", f"request body is not UTF-8: {exc}") from None
+    except RecursionError:
+        raise CommandError("bad_json", "request body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer too long to convert
+        raise CommandError("bad_json", f"request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CommandError("bad_request", "request body must be a JSON object")
     return data
@@ -64,7 +94,24 @@ def _field(data: dict[str, Any], name: str, kind: type, default: Any = None) -> 
         raise CommandError("bad_request", f"missing field {name!r}")
     if not isinstance(value, kind):
         raise CommandError("bad_request", f"field {name!r} must be a {kind.__name__}")
+    if isinstance(value, str):
+        _check_text(name, value)
     return value
+
+
+def _check_text(name: str, value: str) -> None:
+    """A lone surrogate (`"\\ud800"` in JSON) could be written to neither journal nor state."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CommandError("bad_request", f"field {name!r} is not valid Unicode text") from None
+
+
+def _limit(raw: str) -> int:
+    """ASCII digits only: `²` is a digit to str.isdigit, not to int()."""
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise CommandError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
 
 
 class AdminApi:
@@ -77,6 +124,7 @@ class AdminApi:
         self.reload_cb = reload
 
     def app(self, token: str | None = None) -> web.Application:
+        logging.getLogger("aiohttp.server").addFilter(_QUIET)  # once: filters are a set
         app = web.Application(middlewares=[_middleware(token)], client_max_size=64 * 1024)
         app.router.add_get("/v1/status", self.status)
         app.router.add_get("/v1/history", self.history)
@@ -94,13 +142,11 @@ class AdminApi:
 
     async def history(self, request: web.Request) -> web.Response:
         service = request.query.get("service") or None
-        raw_limit = request.query.get("limit", "100")
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
-            raise CommandError("bad_request", "limit must be a positive integer")
+        limit = _limit(request.query.get("limit", "100"))
         known = service is None or service == "*" or service in self.engine.services
         if not known:  # "*": the daemon-wide entries (reloads, isolation)
             raise CommandError("unknown_service", f"no service {service!r}", 404)
-        entries = await asyncio.to_thread(self.engine.store.history, service, int(raw_limit))
+        entries = await self.engine.journal.history(service, limit)
         return web.json_response([{k: v for k, v in e.items() if k != "ts"} for e in entries])
 
     async def promote(self, request: web.Request) -> web.Response:
@@ -124,15 +170,17 @@ class AdminApi:
         raw_hold = data.get("hold", "1m")
         try:
             hold = (
-                float(raw_hold) if isinstance(raw_hold, int | float) else parse_duration(raw_hold)
+                float(raw_hold)
+                if isinstance(raw_hold, int | float) and not isinstance(raw_hold, bool)
+                else parse_duration(raw_hold)
             )
-        except ValueError as exc:
-            raise CommandError("bad_request", f"hold: {exc}") from exc
+        except (ValueError, OverflowError) as exc:  # OverflowError: an int beyond any float
+            raise CommandError("bad_request", f"hold: {exc}") from None
         if not 0 < hold <= 24 * 3600:
             raise CommandError("bad_request", "hold must be between 0 and 24h")
         to = data.get("to")
-        if to is not None and not isinstance(to, str):
-            raise CommandError("bad_request", "field 'to' must be a string")
+        if to is not None:
+            _field(data, "to", str)
         try:
             report = await run_drill(
                 self.engine,
@@ -209,7 +257,11 @@ def openapi_document() -> dict[str, Any]:
                 **op("Journal entries, oldest first"),
                 "parameters": [
                     {"name": "service", "in": "query", "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    },
                 ],
             }
         },

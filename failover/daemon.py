@@ -103,6 +103,7 @@ class Daemon:
     async def start(self, *, schedule_probes: bool = True) -> None:
         self.store.lock()
         self._locked = True
+        self.store.check_writable()
         zones = provider_zones(self.config)
         for name in self.config.providers:
             self.providers[name] = await self._open_provider(name, self.config, zones)
@@ -228,8 +229,11 @@ class Daemon:
         return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        """Ready once every service's published records have been read back; until then, say
-        which providers are still being read (each service is decided as soon as its own are)."""
+        """Ready once every service's published records have been read back (until then, say
+        which providers are still being read: each service is decided as soon as its own are),
+        while a leader exists, and while the state directory accepts writes (a journal that is
+        behind is not a healthy daemon, but it stays alive: `/healthz` is 200, a restart would
+        lose what waits in memory)."""
         if self.engine is None:
             return web.Response(status=503, text="not ready: starting\n")
         condition = self.engine.coord.condition()
@@ -240,6 +244,9 @@ class Daemon:
             detail = ", ".join(f"{p} ({n} services)" for p, n in sorted(waiting.items()))
             text = f"not ready: published records not read yet from {detail or 'the providers'}"
             return web.Response(status=503, text=text + "\n")
+        journal = self.engine.journal.health()
+        if journal.unwritable:
+            return web.Response(status=503, text=f"not ready: {journal.reason()}\n")
         return web.Response(text="ready\n")
 
     async def wait(self) -> None:
@@ -293,6 +300,8 @@ class Daemon:
             parts.append(f"{unread} not read back (reading {waiting})")
         if self.config.coordination is not None:
             parts.append(engine.coord.condition())
+        if engine.journal.health().unwritable:
+            parts.append("JOURNAL UNWRITABLE")
         if self.dry_run:
             parts.append("dry-run")
         return ", ".join(parts)
@@ -470,6 +479,8 @@ class Daemon:
             await runner.cleanup()
         self._runners.clear()
         await asyncio.gather(*(self._close_provider(n, p) for n, p in self.providers.items()))
+        if self.engine is not None:
+            await self.engine.journal.close()
         await self.notifier.aclose()
         if self._locked:
             self.store.unlock()

@@ -165,13 +165,14 @@ async def _apply(
             await queue.aclose()
     result = "ok" if len(ok) == len(accepted) else ("partial" if ok else "error")
     unverified = [c for c in confirmed if not c.in_sync or c.verified is False]
-    saved = store.load_state().get("services", {})
-    states = saved if isinstance(saved, dict) else {}
+    states = intents.saved_services(store.load_state(), store.state_path)
     svc = config.services[service]
     state = intents.decode_state(states.get(service), svc)
     state = core.pin(state, core.Pin(body["target"], reason, actor, now, force))
     states[service] = intents.encode_state(state)
-    store.save_state({"version": 1, "services": states})
+    saved = {"version": intents.STATE_VERSION, "services": states}
+    # Through the journal, like the daemon: a full disk must not hide that DNS changed.
+    journal.mark_state(lambda: saved, store.save_state)
     await journal.write(
         service, "pin", Trigger.MANUAL, reason, now, to=body["target"], actor=actor, direct=True
     )
@@ -189,6 +190,8 @@ async def _apply(
         providers=[o.as_json() for o in accepted],
         verification=[c.as_json() for c in confirmed],
     )
+    await journal.close()  # what the disk refused is logged in full before this process ends
+    behind = journal.health()
     outcome = {
         **body,
         "result": result,
@@ -196,6 +199,13 @@ async def _apply(
         "verified": not unverified,
         "verification": [c.as_json() for c in confirmed],
     }
+    if behind.unwritable:
+        raise DirectError(
+            f"the DNS change was {result}, but the pin and the journal entries could not be "
+            f"saved ({behind.reason()}); they are in this command's log output",
+            1,
+            outcome,
+        )
     if result != "ok" or unverified:
         raise DirectError(
             "the change failed or was not verified: "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from failover import __version__
@@ -66,6 +66,9 @@ class LiveView:
     services: tuple[ServiceView, ...]
     # (service, target, health) -> how many live vantage points see it so (several instances)
     vantage: tuple[tuple[str, str, str, int], ...] = ()
+    journal_unwritable: bool = False
+    journal_pending: int = 0
+    journal_lost: int = 0
 
 
 class _LiveCollector(Collector):
@@ -147,6 +150,24 @@ class _LiveCollector(Collector):
         )
         for service_name, target_name, health, count in view.vantage:
             vantage.add_metric([service_name, target_name, health], float(count))
+        unwritable = GaugeMetricFamily(
+            "failover_journal_unwritable",
+            "1 while the state directory refuses writes: journal entries and state wait in memory.",
+            labels=["instance"],
+        )
+        unwritable.add_metric([view.instance], float(view.journal_unwritable))
+        pending = GaugeMetricFamily(
+            "failover_journal_pending_entries",
+            "Journal entries made but not on disk yet (waiting in memory while the disk refuses).",
+            labels=["instance"],
+        )
+        pending.add_metric([view.instance], float(view.journal_pending))
+        lost = CounterMetricFamily(
+            "failover_journal_lost_entries",
+            "Journal entries dropped from memory (oldest first) while the disk refused writes.",
+            labels=["instance"],
+        )
+        lost.add_metric([view.instance], float(view.journal_lost))
         yield from (
             probe_success,
             target_up,
@@ -157,6 +178,10 @@ class _LiveCollector(Collector):
             alarm,
             leader,
             isolated,
+            vantage,
+            unwritable,
+            pending,
+            lost,
         )
 
 

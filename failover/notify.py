@@ -40,9 +40,11 @@ _ALARM_EVENTS = {
 # Entries whose kind is already the event's name.
 _SAME_NAME = frozenset(("drift", "refused", "isolated", "isolation_cleared"))
 _SAME_NAME |= {"pin", "release", "pause", "resume", "ack", "drill"}
+_SAME_NAME |= {"journal_unwritable", "journal_recovered"}
 SEVERITY = {
     **dict.fromkeys(("pin", "release", "pause", "resume", "ack", "drill", "reload"), "info"),
     "isolation_cleared": "info",
+    "journal_recovered": "info",
     **dict.fromkeys(("switch", "refused", "pinned_target_down", "reload_failed"), "warning"),
 }
 SLACK_DETAIL_LIMIT = 2500  # Slack refuses a section text over 3000 characters
@@ -91,6 +93,8 @@ def summary(event: str, entry: Mapping[str, Any]) -> tuple[str, str]:
         "drill": f"{svc}: drill {frm} -> {to} {entry.get('result')}",
         "reload": "configuration reloaded",
         "reload_failed": "configuration reload REJECTED, the running one stays",
+        "journal_unwritable": "JOURNAL UNWRITABLE: entries and state wait in memory",
+        "journal_recovered": "journal writable again",
     }
     if entry.get("kind") == "publish" and event == "switch":
         heads["switch"] = f"{svc}: published {to} ({entry.get('trigger')})"

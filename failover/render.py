@@ -18,6 +18,9 @@ def status_text(body: dict[str, Any]) -> str:
     lines = [
         f"instance {body.get('instance')} [{role}]" + ("  DRY-RUN" if body.get("dry_run") else "")
     ]
+    journal = body.get("journal") or {}
+    if journal.get("unwritable"):
+        lines.append(f"ALARM journal_unwritable: {journal.get('reason')}")
     for name, svc in body.get("services", {}).items():
         flags = [f"mode {svc['mode']}"]
         if svc.get("blocked"):

@@ -4,7 +4,11 @@ Both must survive `kill -9` and power loss (SPEC §10). The state file is replac
 (temp file in the same directory, fsync, rename, fsync of the directory), so a reader sees
 either the old or the new version, never a mix. The journal is JSON lines written with one
 `O_APPEND` write per entry and an fsync; the only damage a crash can leave is a torn final line,
-which readers skip and the next append seals off with a newline.
+which readers skip and the next append seals off with a newline. A write the disk refuses
+halfway (ENOSPC, EIO) is truncated away at once, so a full disk leaves no torn line either.
+
+Every write that fails is remembered in `failing` (file name -> when, why) until the same file
+is written again: the journal's `journal_unwritable` alarm and `/readyz` read it.
 
 Every method is synchronous and may block on fsync: async callers use `asyncio.to_thread`.
 """
@@ -18,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -37,13 +42,44 @@ class StoreLockedError(Exception):
 class StoreCorruptError(Exception):
     """A state file cannot be parsed. Never reset silently: the operator has to decide."""
 
+    problem = "is corrupt"
+
     def __init__(self, path: Path, detail: str) -> None:
         super().__init__(
-            f"{path} is corrupt ({detail}); move it aside to inspect it, then restart: "
+            f"{path} {self.problem} ({detail}); move it aside to inspect it, then restart: "
             "without it the daemon starts afresh and re-reads the published DNS "
             f"({JOURNAL_FILE} keeps the history)"
         )
         self.path = path
+
+
+class StoreSchemaError(StoreCorruptError):
+    """Valid JSON that is not what the daemon writes (a hand edit, another tool): starting on
+    it would silently drop every pin and pause, so the daemon refuses, naming the key."""
+
+    problem = "does not match its schema"
+
+
+class StoreUnwritableError(Exception):
+    """The state directory refuses writes at start-up (full, read-only, wrong owner)."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        super().__init__(
+            f"cannot write in the state directory {path} ({reason}): free space there, or fix "
+            "its permissions (the daemon's user must own it), or point instance.state_dir at "
+            "another directory; the daemon keeps its journal and state there"
+        )
+        self.path = path
+
+
+class JournalWriteError(OSError):
+    """An append the disk refused. `landed`: entries that reached the file anyway (only when
+    the partial write could not be truncated away), so the caller neither loses nor repeats."""
+
+    def __init__(self, exc: OSError, path: Path, landed: int = 0) -> None:
+        super().__init__(exc.errno, exc.strerror or str(exc), str(path))
+        self.landed = landed
 
 
 def _dumps(data: Any, *, indent: int | None = None) -> str:
@@ -61,6 +97,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def encode_entry(entry: dict[str, Any]) -> bytes:
+    """One journal line (raises ValueError/TypeError for what is not JSON)."""
+    return (_dumps(entry) + "\n").encode()
+
+
 def _write_all(fd: int, data: bytes) -> None:
     """os.write may write less than asked (disk full, signals): finish the job or raise."""
     view = memoryview(data)
@@ -69,17 +110,30 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _named_error(exc: OSError, path: Path) -> OSError:
+    """os.write and os.fsync raise without a file name: say which file the disk refused."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
 class Store:
     """The files of one daemon's `state_dir`: `state.json`, `journal.jsonl`, small JSON files."""
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnwritableError(self.state_dir, exc) from None
         self.state_path = self.state_dir / STATE_FILE
         self.journal_path = self.state_dir / JOURNAL_FILE
         self.lock_path = self.state_dir / LOCK_FILE
         self._lock_fd: int | None = None
         self._warned_lines: set[int] = set()
+        # file name -> (since, error) for every file whose last write failed. Written from
+        # worker threads: single dict operations only (atomic under the GIL).
+        self.failing: dict[str, tuple[float, str]] = {}
 
     # -- lock ---------------------------------------------------------------------------------
 
@@ -92,7 +146,10 @@ class Store:
         """
         if self._lock_fd is not None:
             return
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreUnwritableError(self.state_dir, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -105,10 +162,36 @@ class Store:
                 f"{self.lock_path} is held by another failover process{who}; "
                 "stop it or give this one another state_dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise StoreUnwritableError(self.state_dir, exc) from None
         self._lock_fd = fd
         self._remove_stale_tmp()
+
+    def check_writable(self, size: int = 64 * 1024) -> None:
+        """Start-up check: `size` bytes can be written and fsynced in the state directory.
+
+        A daemon that starts on a full or read-only state dir would fail its first journal
+        write, so it refuses to start instead, naming the directory and the fix
+        (StoreUnwritableError). Once running, a disk that fills is survived (see journal.py).
+        """
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=".probe.", suffix=_TMP_SUFFIX)
+        except OSError as exc:
+            raise StoreUnwritableError(self.state_dir, exc) from None
+        try:
+            _write_all(fd, b"\0" * size)
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreUnwritableError(self.state_dir, exc) from None
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     def unlock(self) -> None:
         if self._lock_fd is None:
@@ -166,20 +249,35 @@ class Store:
 
     def _atomic_write(self, path: Path, data: Any) -> None:
         payload = (_dumps(data) + "\n").encode()  # serialise first: fail before I/O (compact: fast)
-        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+        try:
+            fd, tmp = tempfile.mkstemp(
+                dir=self.state_dir, prefix=f".{path.name}.", suffix=_TMP_SUFFIX
+            )
+        except OSError as exc:
+            self._failed(path, exc)
+            raise
         try:
             _write_all(fd, payload)
             os.fsync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, path)
-        except BaseException:
+            _fsync_dir(self.state_dir)
+        except BaseException as exc:
             if fd >= 0:
                 os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                error = _named_error(exc, path)
+                self._failed(path, error)
+                raise error from None
             raise
-        _fsync_dir(self.state_dir)
+        self.failing.pop(path.name, None)
+
+    def _failed(self, path: Path, exc: OSError) -> None:
+        since = self.failing.get(path.name, (time.time(), ""))[0]
+        self.failing[path.name] = (since, f"{path}: {exc.strerror or exc}")
 
     # -- journal ------------------------------------------------------------------------------
 
@@ -189,23 +287,59 @@ class Store:
 
     def append_many(self, entries: list[dict[str, Any]]) -> None:
         """Add entries durably with one write and one fsync (a group commit)."""
-        if not entries:
+        self.append_lines([encode_entry(entry) for entry in entries])
+
+    def append_lines(self, lines: list[bytes]) -> None:
+        """Append encoded entries (`encode_entry`) with one write and one fsync.
+
+        All or nothing: when the disk refuses part of the write (ENOSPC after a short write,
+        EIO on fsync), the file is truncated back to where it was, so no torn line is left and
+        a retry repeats no entry. Raises JournalWriteError (an OSError naming the file)."""
+        if not lines:
             return
-        line = "".join(_dumps(entry) + "\n" for entry in entries).encode()
+        data = b"".join(lines)
         created = not self.journal_path.exists()
-        fd = os.open(self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(
+                self.journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+        except OSError as exc:
+            self._failed(self.journal_path, exc)
+            raise JournalWriteError(exc, self.journal_path) from None
         try:
             size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
+            sealed = bool(size) and os.pread(fd, 1, size - 1) != b"\n"
+            if sealed:
                 # A crash tore the last line: start on a fresh line so this entry stays whole.
-                line = b"\n" + line
-            # One write of the whole line: with O_APPEND it lands at the end in one piece.
-            _write_all(fd, line)
-            os.fsync(fd)
+                data = b"\n" + data
+            written = 0
+            try:
+                # One write of the whole batch: with O_APPEND it lands at the end in one piece.
+                while written < len(data):
+                    written += os.write(fd, memoryview(data)[written:])
+                os.fsync(fd)
+            except OSError as exc:
+                landed = self._undo_append(fd, size, data[:written], sealed)
+                self._failed(self.journal_path, exc)
+                raise JournalWriteError(exc, self.journal_path, landed) from None
         finally:
             os.close(fd)
+        self.failing.pop(self.journal_path.name, None)
         if created:
-            _fsync_dir(self.state_dir)
+            try:
+                _fsync_dir(self.state_dir)
+            except OSError as exc:  # the entries are in the file: do not have them written twice
+                log.warning("%s: cannot fsync the directory: %s", self.state_dir, exc)
+
+    def _undo_append(self, fd: int, size: int, written: bytes, sealed: bool) -> int:
+        """Cut a refused append off the journal; the entries that stay in it when that fails
+        (the torn rest is sealed off by the next append and skipped by readers)."""
+        try:
+            os.ftruncate(fd, size)
+            return 0
+        except OSError as exc:
+            log.error("%s: cannot truncate a partial write away: %s", self.journal_path, exc)
+            return max(0, written.count(b"\n") - int(sealed))
 
     def history(self, service: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Journal entries, oldest first; only `service`'s when given; the last `limit` ones.

@@ -10,6 +10,7 @@ from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.core.plan import Violation
+from failover.journal import JournalHealth
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
 from failover.model import Change, Health, values_for_type
 from failover.runtime import ServiceRuntime
@@ -25,11 +26,14 @@ def status(
     canary_failing: Callable[[str], bool],
     dry_run: bool,
     started_at: float,
+    journal: JournalHealth,
     votes: Callable[[str, str, Health], dict[str, str]] | None = None,
     decided: Callable[[ServiceRuntime], Mapping[str, TargetHealth]] | None = None,
 ) -> dict[str, Any]:
-    """The body of `GET /v1/status` (SPEC §8). `votes` gives each instance's view of a target
-    and `decided` the health the decision uses (the quorum's, with several instances)."""
+    """The body of `GET /v1/status` (SPEC §8), plus the instance-wide alarms. `votes` gives
+    each instance's view of a target and `decided` the health the decision uses (the
+    quorum's, with several instances)."""
+    alarms = ["journal_unwritable"] if journal.unwritable else []
     views = {
         name: _service_status(config, rt, votes, decided(rt) if decided else None)
         for name, rt in services.items()
@@ -48,6 +52,8 @@ def status(
         },
         "dry_run": dry_run,
         "started_at": rfc3339(started_at),
+        "alarms": alarms,
+        "journal": journal.as_json(),
         "services": views,
     }
 
@@ -137,6 +143,7 @@ def live_view(
     coord: Coordinator,
     services: Mapping[str, ServiceRuntime],
     isolated: bool,
+    journal: JournalHealth,
     votes: Callable[[str, str, Health], dict[str, str]] | None = None,
 ) -> LiveView:
     """What the metrics collector exports at scrape time (so a metric never drifts)."""
@@ -163,7 +170,16 @@ def live_view(
             seen = list((votes(name, t.name, own) if votes else {"": own.value}).values())
             for health in Health:
                 vantage.append((name, t.name, health.value, seen.count(health.value)))
-    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views), tuple(vantage))
+    return LiveView(
+        config.instance.name,
+        coord.is_leader(),
+        isolated,
+        tuple(views),
+        tuple(vantage),
+        journal_unwritable=journal.unwritable,
+        journal_pending=journal.pending,
+        journal_lost=journal.lost,
+    )
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from failover.client import DaemonUnreachable
 from failover.config.loader import ConfigError
 from failover.logs import FORMATS
 from failover.logs import setup as setup_logging
-from failover.store import StoreCorruptError, StoreLockedError
+from failover.store import StoreCorruptError, StoreLockedError, StoreUnwritableError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreLockedError, StoreCorruptError) as exc:
         print(f"failover: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except StoreUnwritableError as exc:  # the environment the configuration names: exit 2
+        print(f"failover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:

@@ -46,6 +46,8 @@ EVENTS: dict[str, str] = {
     "drill": "a drill started or ended (`failover drill`)",
     "reload": "the configuration was reloaded",
     "reload_failed": "a reload was rejected: the running configuration stays",
+    "journal_unwritable": "the state disk refuses writes: journal and state wait in memory",
+    "journal_recovered": "the journal entries that waited in memory are written",
 }
 FORMATS = ("json", "slack")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from failover import intents
 from failover.coord.base import ChangeKind, View
 from failover.store import Store
 
@@ -39,11 +40,11 @@ class StandaloneCoordinator:
         return "leader (standalone)"
 
     def load_intents(self) -> dict[str, Any]:
-        services = self._store.load_state().get("services", {})
-        return services if isinstance(services, dict) else {}
+        """Raises StoreCorruptError (StoreSchemaError) rather than starting without the pins."""
+        return intents.saved_services(self._store.load_state(), self._store.state_path)
 
-    def save_intents(self, intents: dict[str, Any]) -> None:
-        self._store.save_state({"version": 1, "services": intents})
+    def save_intents(self, saved: dict[str, Any]) -> None:
+        self._store.save_state({"version": intents.STATE_VERSION, "services": saved})
 
     async def publish_view(self, view: View) -> None:
         return None

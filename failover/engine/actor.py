@@ -478,10 +478,16 @@ class Engine:
             started_at=self.started_at,
             votes=self.vantage.votes,
             decided=self.vantage.health,
+            journal=ctx.journal.health(),
         )
 
     def live_view(self) -> LiveView:
         ctx = self.ctx
         return views.live_view(
-            ctx.config, ctx.coord, ctx.services, self.inputs.isolated, self.vantage.votes
+            ctx.config,
+            ctx.coord,
+            ctx.services,
+            self.inputs.isolated,
+            ctx.journal.health(),
+            self.vantage.votes,
         )

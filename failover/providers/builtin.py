@@ -3,8 +3,8 @@
 It lets the demo, labs and the integration tests run the whole flow (probe, decide, rewrite DNS,
 verify with real DNS queries) on loopback with no cloud account. It is small on purpose: no
 zone transfers, no DNSSEC, no wildcards, no TSIG. Answers come from an immutable, precomputed
-view that `apply` swaps in after the new data is on disk, so a query never waits on I/O and
-never sees a half-applied batch.
+view that `apply` swaps in after the new data is on disk (at once when the disk refuses it,
+saved later), so a query never waits on I/O and never sees a half-applied batch.
 """
 
 from __future__ import annotations
@@ -35,34 +35,22 @@ from failover.model import (
     RecordKey,
     RecordSet,
     RecordType,
-    canonical_values,
     normalize_name,
 )
 from failover.providers.base import ProviderError, Receipt, check_key, check_values
-from failover.store import Store, StoreCorruptError
+from failover.providers.builtin_file import Zone, ZoneFile
+from failover.store import Store
 
 log = logging.getLogger(__name__)
 
 RdataType = dns.rdatatype.RdataType
 
-_FILE_VERSION = 1
 _SOA_TIMERS = "3600 600 604800 60"  # refresh, retry, expire, minimum (= negative-cache TTL)
 _SOA_TTL = 60  # with minimum 60: a failover target is never negatively cached for long
 _NS_TTL = 300
 _UDP_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
 _MAX_CHAIN = 8
 _BIND_ATTEMPTS = 5
-
-
-@dataclass
-class _Zone:
-    """Stored data of one zone: SOA serial and the managed RRsets by (name, type)."""
-
-    serial: int
-    rrsets: dict[tuple[str, RecordType], RecordSet]
-
-    def copy(self) -> _Zone:
-        return _Zone(self.serial, dict(self.rrsets))
 
 
 @dataclass(frozen=True)
@@ -104,12 +92,12 @@ class BuiltinProvider:
         self.location = config.location
         self.on_error: Callable[[str], None] = lambda kind: None
         self._store = store
-        self._filename = f"builtin-{config.name}.json"
+        self._file = ZoneFile(store, config.name, lambda kind: self.on_error(kind))
         self._zones = tuple(sorted({normalize_name(z) for z in zones}))
         if "" in self._zones:
             raise ValueError("the builtin provider cannot serve the root zone")
         self._glue = _glue_address(config.listen.host)
-        self._data = self._load()
+        self._data = self._file.load()
         self._view = self._build_view(self._data)
         self._apply_lock = asyncio.Lock()
         self._pending: asyncio.Future[None] | None = None
@@ -187,6 +175,7 @@ class BuiltinProvider:
         if self._pending is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._pending)
+        await self._file.aclose()
         if self._udp is not None:
             self._udp.close()
             self._udp = None
@@ -210,7 +199,8 @@ class BuiltinProvider:
         return result
 
     async def apply(self, changes: Sequence[Change]) -> Receipt:
-        """Apply the whole batch or nothing; answers change only once the file is on disk.
+        """Apply the whole batch or nothing; answers change once the file is on disk, or at
+        once when the disk refuses it (saved later: a full disk must not block a failover).
 
         An empty `after` deletes the RRset. `before` is not checked: this server has no other
         writer, so there is nothing to race with.
@@ -226,7 +216,7 @@ class BuiltinProvider:
                 zone, name = check_key(self.name, change.key, self._zones)
                 rtype = change.key.type
                 values = check_values(change, zone, allow_empty=True)
-                stored = data.setdefault(zone, _Zone(1, {}))
+                stored = data.setdefault(zone, Zone(1, {}))
                 new = RecordSet(name, rtype, change.ttl, values) if values else None
                 if stored.rrsets.get((name, rtype)) != new:
                     if new is None:
@@ -253,18 +243,15 @@ class BuiltinProvider:
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:
         """Nothing to wait for: apply returns after the server already answers the new data."""
 
-    async def _commit(self, data: dict[str, _Zone]) -> None:
+    async def _commit(self, data: dict[str, Zone]) -> None:
         view = self._build_view(data)  # before the write: a bug here must not desync the file
-        try:
-            await asyncio.to_thread(self._store.write_json, self._filename, self._dump(data))
-        except OSError as exc:
-            raise ProviderError(
-                f"builtin provider {self.name}: cannot save {self._filename}: {exc}", kind="state"
-            ) from None
+        # Served even when the disk refuses the save (then saved later): a full state disk must
+        # not keep a dead target in DNS.
+        await self._file.save(data)
         self._data, self._view = data, view
 
     @staticmethod
-    def _check_cname_alone(stored: _Zone) -> None:
+    def _check_cname_alone(stored: Zone) -> None:
         names: dict[str, set[RecordType]] = {}
         for name, rtype in stored.rrsets:
             names.setdefault(name, set()).add(rtype)
@@ -275,54 +262,14 @@ class BuiltinProvider:
                     f"{name}: a CNAME cannot coexist with {', '.join(others)}", kind="invalid"
                 )
 
-    # -- persistence ----------------------------------------------------------------------------
-
-    def _load(self) -> dict[str, _Zone]:
-        raw = self._store.read_json(self._filename)
-        if raw is None:
-            return {}
-        path = self._store.state_dir / self._filename
-        try:
-            if raw["version"] != _FILE_VERSION:
-                raise ValueError(f"unsupported version {raw['version']!r}")
-            data: dict[str, _Zone] = {}
-            for zone, content in raw["zones"].items():
-                rrsets: dict[tuple[str, RecordType], RecordSet] = {}
-                for raw_name, by_type in content["records"].items():
-                    name = normalize_name(raw_name)  # the file may have been edited by hand
-                    for type_name, rrset in by_type.items():
-                        rtype = RecordType(type_name)
-                        ttl = rrset["ttl"]
-                        if not isinstance(ttl, int):
-                            raise ValueError(f"{name}/{type_name}: bad TTL {ttl!r}")
-                        values = canonical_values(rtype, rrset["values"])
-                        rrsets[(name, rtype)] = RecordSet(name, rtype, ttl, values)
-                data[normalize_name(zone)] = _Zone(int(content["serial"]), rrsets)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise StoreCorruptError(path, f"unexpected content: {exc!r}") from None
-        return data
-
-    @staticmethod
-    def _dump(data: dict[str, _Zone]) -> dict[str, Any]:
-        zones: dict[str, Any] = {}
-        for zone, stored in sorted(data.items()):
-            records: dict[str, dict[str, Any]] = {}
-            for (name, rtype), rrset in sorted(stored.rrsets.items()):
-                records.setdefault(name, {})[rtype.value] = {
-                    "ttl": rrset.ttl,
-                    "values": list(rrset.values),
-                }
-            zones[zone] = {"serial": stored.serial, "records": records}
-        return {"version": _FILE_VERSION, "zones": zones}
-
     # -- the served view ------------------------------------------------------------------------
 
-    def _build_view(self, data: Mapping[str, _Zone]) -> dict[dns.name.Name, _ServedZone]:
+    def _build_view(self, data: Mapping[str, Zone]) -> dict[dns.name.Name, _ServedZone]:
         """Precompute dnspython RRsets of every served zone; zones no longer served are kept
         in the file (a config change may bring them back) but get no view."""
         view: dict[dns.name.Name, _ServedZone] = {}
         for zone in self._zones:
-            stored = data.get(zone, _Zone(1, {}))
+            stored = data.get(zone, Zone(1, {}))
             origin, ns_host = dns.name.from_text(zone), dns.name.from_text(f"ns1.{zone}")
             soa_text = f"{ns_host} hostmaster.{zone}. {stored.serial} {_SOA_TIMERS}"
             soa = _rrset(origin, _SOA_TTL, "SOA", [soa_text])

@@ -166,6 +166,9 @@ def entry(kind: str, **extra: Any) -> dict[str, Any]:
         (entry("drill", trigger="drill", result="started"), "drill"),
         (entry("reload", service="*", result="ok"), "reload"),
         (entry("reload", service="*", result="error"), "reload_failed"),
+        (entry("journal_unwritable", service="*"), "journal_unwritable"),
+        (entry("journal_recovered", service="*"), "journal_recovered"),
+        (entry("journal_lost", service="*", result="error"), None),  # told by journal_recovered
     ],
 )
 def test_journal_entries_map_to_events(journalled: dict[str, Any], event: str | None) -> None:
@@ -176,6 +179,7 @@ def test_journal_entries_map_to_events(journalled: dict[str, Any], event: str | 
 def test_every_configurable_event_can_happen() -> None:
     kinds = ["switch", "publish", "verify", "drift", "refused", "isolated", "isolation_cleared"]
     kinds += ["pin", "release", "pause", "resume", "ack", "drill", "reload"]
+    kinds += ["journal_unwritable", "journal_recovered"]
     produced = {event_of(entry(k, result=r)) for k in kinds for r in ("ok", "error", "failed")}
     alarms = ("all_down", "blocked", "no_healthy_target", "pinned_target_down")
     produced |= {event_of(entry("alarm", alarm=a)) for a in alarms}
