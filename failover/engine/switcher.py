@@ -49,6 +49,11 @@ def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core
     )
 
 
+def _refusals(outcomes: Outcomes) -> dict[str, str]:
+    """The providers that did not take their part, with why (they lag until a retry lands)."""
+    return {o.provider: o.error for o, _ in outcomes if not o.ok}
+
+
 def _errors(outcomes: list[ProviderOutcome]) -> str:
     return "; ".join(f"{o.provider}: {o.error}" for o in outcomes if not o.ok)
 
@@ -129,9 +134,7 @@ class Switcher:
         ok = [o for o, _ in outcomes if o.ok]
         result = "ok" if len(ok) == len(outcomes) else ("partial" if ok else "error")
         rt.assume_applied(plan.changes, {o.provider for o in ok}, self.ctx.clock())
-        rt.providers_refused(
-            plan.changes, {o.provider: o.error for o, _ in outcomes if not o.ok}, now
-        )
+        rt.providers_refused(plan.changes, _refusals(outcomes), now)
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
             self.ctx.save_intents_soon()  # durable before _switch returns (group commit)
@@ -257,7 +260,7 @@ class Switcher:
                 failed = [o for o, _ in outcomes if not o.ok]
                 accepted = {o.provider for o, _ in outcomes if o.ok}
                 rt.assume_applied(plan.changes, accepted, self.ctx.clock())
-                rt.providers_refused(plan.changes, {o.provider: o.error for o in failed}, now)
+                rt.providers_refused(plan.changes, _refusals(outcomes), now)
                 reason = f"completing the change to {rt.pending} at the lagging providers"
                 ignored = [
                     f"{p} accepted and ignored it {rt.sync[p].ignored} time(s) in a row"

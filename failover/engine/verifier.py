@@ -40,7 +40,7 @@ class Rechecker:
             running[1].set()
             return
         poke = asyncio.Event()
-        task = asyncio.create_task(self._run(rt, poke), name=f"recheck {rt.name}")
+        task = asyncio.create_task(self._guarded(rt, poke), name=f"recheck {rt.name}")
         self._tasks[rt.name] = (task, poke)
 
     async def stop(self) -> None:
@@ -54,6 +54,13 @@ class Rechecker:
         config = self.ctx.config.providers.get(provider)
         timeout = config.verify.timeout if config is not None else RECHECK_FIRST
         return min(RECHECK_FIRST, timeout)
+
+    async def _guarded(self, rt: ServiceRuntime, poke: asyncio.Event) -> None:
+        """A bug here must not die silently: the alarm would then never clear."""
+        try:
+            await self._run(rt, poke)
+        except Exception:
+            log.exception("%s: re-checking its verification failed", rt.name)
 
     async def _run(self, rt: ServiceRuntime, poke: asyncio.Event) -> None:
         while self.ctx.services.get(rt.name) is rt:
