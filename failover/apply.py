@@ -29,6 +29,8 @@ log = logging.getLogger("failover.apply")
 
 MAX_BATCH = 5000  # changes per apply call; providers split further by their API limits
 STALE_LEADER = "stale_leader"  # the outcome kind of a plan refused by fencing
+RECHECK_TIMEOUT = 5.0  # seconds one re-check of a change that did not verify may poll
+RECHECK_SLOTS = 4  # re-checks in flight per provider: a mass failover must not flood the servers
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Confirmation:
     verify_reason: str
     verify_after: float | None
     error: str = ""
+    receipt: Receipt | None = field(default=None, repr=False)  # to ask the provider again
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +158,7 @@ class ProviderQueue:
         self._pending: dict[str, list[tuple[Submission, list[Change]]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._confirms: set[asyncio.Task[None]] = set()
+        self._rechecks = asyncio.Semaphore(RECHECK_SLOTS)
 
     async def aclose(self) -> None:
         tasks = [*self._workers.values(), *self._confirms]
@@ -277,32 +281,104 @@ class ProviderQueue:
         self, changes: list[Change], receipt: Receipt, start: float, submitted: float
     ) -> Confirmation:
         try:
-            in_sync_timeout = getattr(self.config, "change_timeout", self.config.verify.timeout)
-            await self.provider.wait_in_sync(receipt, in_sync_timeout)
+            await self._wait_in_sync(receipt)
         except (ProviderError, TimeoutError, OSError) as exc:
             kind = exc.kind if isinstance(exc, ProviderError) else "timeout"
             if not (isinstance(exc, ProviderError) and exc.counted):
                 self.metrics.provider_errors.labels(self.name, kind).inc()
-            return Confirmation(False, None, False, f"not in sync: {exc}", None, str(exc))
+            reason = f"not in sync: {exc or 'timeout'}"
+            return Confirmation(False, None, False, reason, None, str(exc), receipt)
         in_sync_after = self.clock() - start
         self.metrics.dns_change_duration.labels(self.name).observe(in_sync_after)
         if not self.config.verify.enabled:
-            return Confirmation(True, in_sync_after, None, "verification disabled", None)
-        verified = await self._verify(changes, submitted)
-        return Confirmation(True, in_sync_after, verified.ok, verified.reason, verified.elapsed)
+            return Confirmation(
+                True, in_sync_after, None, "verification disabled", None, "", receipt
+            )
+        verified = await self._verify(changes, submitted, self.config.verify.timeout)
+        return Confirmation(
+            True, in_sync_after, verified.ok, verified.reason, verified.elapsed, "", receipt
+        )
 
-    async def _verify(self, changes: list[Change], submitted: float) -> VerifyResult:
+    def change_timeout(self) -> float:
+        """How long the provider may take to report a change live (its own `change_timeout`)."""
+        return float(getattr(self.config, "change_timeout", self.config.verify.timeout))
+
+    async def _wait_in_sync(self, receipt: Receipt, budget: float | None = None) -> None:
+        """Wait for the provider's own sync until `change_timeout`, whatever the retry policy:
+        a status call that keeps being throttled is asked again (with backoff), because giving
+        up after `retry.attempts` would report a change that is live as not verified."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.change_timeout() if budget is None else budget)
+        delay = self.config.retry.initial
+        while True:
+            left = deadline - loop.time()
+            try:
+                async with asyncio.timeout(left):
+                    await self.provider.wait_in_sync(receipt, left)
+                return
+            except ProviderError as exc:
+                if not exc.retryable or deadline - loop.time() <= delay:
+                    raise
+                log.info(
+                    "%s: still waiting for the change to be in sync (%s); asking again in %.1fs",
+                    self.name,
+                    exc,
+                    delay,
+                    extra=fields(provider=self.name),
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.retry.max_delay)
+
+    async def recheck(
+        self, changes: Sequence[Change], previous: Confirmation | None, *, full: bool
+    ) -> Confirmation:
+        """One more look at a change that did not verify, or whose check a reload interrupted
+        (`full`: a first verdict, with the whole verification timeout). The servers serving
+        the answer proves it live, whatever the provider last said about its own sync."""
+        async with self._rechecks:
+            verify_config = self.config.verify
+            if not verify_config.enabled:
+                return await self._recheck_sync(previous)
+            timeout = verify_config.timeout if full else min(RECHECK_TIMEOUT, verify_config.timeout)
+            result = await self._verify(list(changes), None, timeout, quiet=not full)
+            receipt = previous.receipt if previous else None
+            return Confirmation(
+                result.ok or bool(previous and previous.in_sync),
+                None,
+                result.ok,
+                result.reason,
+                result.elapsed,
+                "",
+                receipt,
+            )
+
+    async def _recheck_sync(self, previous: Confirmation | None) -> Confirmation:
+        """Verification off: only the provider can say whether the change is live."""
+        if previous is None or previous.in_sync or previous.receipt is None:
+            return Confirmation(True, None, None, "verification disabled", None, "", None)
+        try:
+            await self._wait_in_sync(previous.receipt, RECHECK_TIMEOUT)
+        except (ProviderError, TimeoutError, OSError) as exc:
+            reason = f"not in sync: {exc or 'timeout'}"
+            return Confirmation(False, None, False, reason, None, str(exc), previous.receipt)
+        return Confirmation(True, None, None, "verification disabled", None, "", previous.receipt)
+
+    async def _verify(
+        self, changes: list[Change], submitted: float | None, timeout: float, quiet: bool = False
+    ) -> VerifyResult:
         expectations = [
             Expectation(c.key.zone, c.key.name, c.key.type, c.after, c.ttl) for c in changes
         ]
         servers = _verify_servers(self.provider, self.config)
-        verify_timeout = self.config.verify.timeout
         if servers:
-            result = await verify(expectations, servers, timeout=verify_timeout)
+            result = await verify(expectations, servers, timeout=timeout)
         else:
-            result = await verify_change(expectations, self.config.verify, timeout=verify_timeout)
+            result = await verify_change(expectations, self.config.verify, timeout=timeout)
         if result.ok:
-            self.metrics.dns_propagation.labels(self.name).observe(time.time() - submitted)
+            if submitted is not None:
+                self.metrics.dns_propagation.labels(self.name).observe(time.time() - submitted)
+        elif quiet:  # a re-check of a change already reported: one line per backoff step
+            log.info("%s: change still not verified: %s", self.name, result.reason)
         else:
             self.metrics.provider_errors.labels(self.name, "not_verified").inc()
             log.error(

@@ -26,7 +26,10 @@ ALARMS = (
     "isolated",
     "no_healthy_target",
     "pinned_target_down",
-    "not_verified",  # set by the engine (views.py), not the decision core
+    # raised by the providers' states (provider_sync.py), not by the decision core
+    "not_verified",
+    "change_ignored",
+    "split_answer",
 )
 # Buckets sized for DNS failover: sub-second detection up to minutes of propagation.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)

@@ -36,6 +36,8 @@ _ALARM_EVENTS = {
     "no_healthy_target": "no_healthy_target",
     "pinned_target_down": "pinned_target_down",
     "blocked": "block",
+    "change_ignored": "change_ignored",
+    "split_answer": "split_answer",
 }
 # Entries whose kind is already the event's name.
 _SAME_NAME = frozenset(("drift", "refused", "isolated", "isolation_cleared"))
@@ -82,6 +84,8 @@ def summary(event: str, entry: Mapping[str, Any]) -> tuple[str, str]:
         "all_down": f"{svc}: ALL TARGETS DOWN, holding the current answer",
         "no_healthy_target": f"{svc}: no target UP and nothing published",
         "pinned_target_down": f"{svc}: pinned target is DOWN",
+        "change_ignored": f"{svc}: a provider accepts changes and keeps the old answer",
+        "split_answer": f"{svc}: SPLIT ANSWER: a provider still serves a DOWN target",
         "refused": f"{svc}: change to {to} refused by a safety rule",
         "isolated": "instance ISOLATED: no automatic switch until it clears",
         "isolation_cleared": "isolation cleared",

@@ -15,13 +15,17 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from failover import provider_sync
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.model import Change, Health, Phase, RecordKey, RecordSet, values_for_type
+from failover.provider_sync import ProviderSync, SyncState
 
 if TYPE_CHECKING:
     from failover.apply import Confirmation
     from failover.config.types import ServiceConfig
+
+Verdicts = Mapping[str, tuple[ProviderSync, "Confirmation"]]  # by provider
 
 MAX_BACKOFF = 30.0  # seconds between two attempts of a change that keeps failing
 
@@ -58,8 +62,9 @@ class ServiceRuntime:
     last_error: str = ""  # shown by status; kept after the phase moves on, until a success
     last_switch: dict[str, Any] | None = None
     confirming: asyncio.Task[dict[str, Any]] | None = None
-    confirmations: dict[str, Confirmation] = field(default_factory=dict)  # by provider
-    unverified: bool = False
+    sync: dict[str, ProviderSync] = field(default_factory=dict)  # the last change, by provider
+    split: dict[str, str] = field(default_factory=dict)  # providers serving a DOWN target alone
+    told: set[str] = field(default_factory=set)  # provider alarms already journalled
     drill: str | None = None  # the drill target while a drill holds the service
     started_at: float | None = None  # start-up grace of a service a reload added or reset
 
@@ -82,15 +87,30 @@ class ServiceRuntime:
     def busy(self) -> bool:
         return self.phase in BUSY
 
+    @property
+    def unverified(self) -> bool:
+        return any(s.unverified for s in self.sync.values())
+
+    def alarms(self) -> dict[str, str]:
+        """The alarms raised by the providers' states (not by the decision), with details."""
+        return provider_sync.alarms(self.sync, self.split)
+
     # ------------------------------------------------------------ records read
 
-    def records_read(self, provider: str, found: Mapping[RecordKey, RecordSet | None]) -> None:
-        """Fold one provider's answer in; the first complete reading ends STARTING."""
+    def records_read(
+        self, provider: str, found: Mapping[RecordKey, RecordSet | None], now: float = 0.0
+    ) -> None:
+        """Fold one provider's answer in; the first complete reading ends STARTING. A provider
+        that accepted our last change and serves something else ignored it: re-apply it, after
+        a backoff that grows with every change it ignores in a row."""
         self.provider_errors.pop(provider, None)
         keys = [r.key for r in self.config.records if r.provider == provider]
         into = self.current if self.current is not None else self.partial
         for key in keys:
             into[key] = found.get(key)
+        sync = self.sync.get(provider)
+        if sync is not None and sync.read_back(found, now):
+            self._ignored(provider, sync, now)
         if self.current is None and {r.key for r in self.config.records} <= set(self.partial):
             self.current, self.partial = dict(self.partial), {}
         self.read_error = "; ".join(sorted(self.provider_errors.values()))
@@ -111,6 +131,14 @@ class ServiceRuntime:
     ) -> None:
         """A provider that accepted a change serves it: show it now, re-read for the truth soon."""
         self.changed_at = now
+        for provider in providers:
+            mine = tuple(c for c in changes if c.key.provider == provider)
+            sync = self.sync.get(provider)
+            if not mine or (sync and sync.changes == mine and sync.state is SyncState.ACCEPTED):
+                continue  # the same acceptance told twice (as it comes, then with the rest)
+            if sync is None:
+                sync = ProviderSync(self.pending, (), SyncState.ACCEPTED, now)
+            self.sync[provider] = sync.successor(self.pending, mine, SyncState.ACCEPTED, now)
         if self.current is None:
             return
         for change in changes:
@@ -120,21 +148,42 @@ class ServiceRuntime:
                 )
         self.last_read = float("-inf")
 
+    def providers_refused(
+        self, changes: Collection[Change], errors: Mapping[str, str], now: float
+    ) -> None:
+        """Providers that refused (or failed) their part: they lag until a retry lands."""
+        for provider, error in errors.items():
+            mine = tuple(c for c in changes if c.key.provider == provider)
+            sync = self.sync.get(provider)
+            if sync is None or sync.changes != mine or sync.state is not SyncState.REFUSED:
+                base = sync or ProviderSync(self.pending, (), SyncState.REFUSED, now)
+                sync = base.successor(self.pending, mine, SyncState.REFUSED, now)
+                self.sync[provider] = sync
+            sync.refused(error, now)
+
     def forget_records(self) -> None:
         """The records themselves changed (reload): read them again before deciding."""
         self.current, self.partial, self.read_error, self.provider_errors = None, {}, "", {}
         self.last_read = float("-inf")
-        self.confirmations, self.unverified = {}, False
+        self.sync, self.split = {}, {}
         self._clear_change()
         self.phase, self.detail = Phase.STARTING, ""
         self.classify()
 
     def classify(self) -> core.Published:
         """What DNS serves, against the targets. Records split between the old and the new
-        target while a change reaches every provider count as that change, not as drift."""
+        target while a change reaches every provider count as that change, not as drift; so
+        do records still all on the old target while the change is owed (a provider accepted
+        it and kept the old answer): the retry path completes it, with its backoff, instead
+        of a new decision (which would count against the flap guard)."""
         published = core.classify_published(self.config, self.current)
         self.published = published
-        if self.pending is None or published.kind != "drift" or self.current is None:
+        if (
+            self.pending is None
+            or published.kind not in ("drift", "target")
+            or self.pending in published.matches
+            or self.current is None
+        ):
             return published
         allowed = {t for t in (self.pending, self.pending_from) if t is not None}
         for record in self.config.records:
@@ -209,17 +258,65 @@ class ServiceRuntime:
     def verification_started(self, task: asyncio.Task[dict[str, Any]]) -> None:
         self.confirming = task
 
-    def verification_ended(self, results: Mapping[str, Confirmation], unverified: bool) -> None:
-        self.confirmations.update(results)
-        self.unverified = unverified
-        self.confirming = None
-        if self.phase is Phase.CONFIRMING:
-            self._settle()
+    def verification_ended(
+        self, task: asyncio.Task[Any] | None, verdicts: Verdicts, now: float
+    ) -> list[str]:
+        """The first verdict on a change, per provider; returns the providers it still concerns
+        (the others have a newer change since: their verdict is history, not state)."""
+        if task is None or task is self.confirming:
+            self.confirming = None
+            if self.phase is Phase.CONFIRMING:
+                self._settle()
+        current = [p for p, (sync, _) in verdicts.items() if self.sync.get(p) is sync]
+        for provider in current:
+            sync, confirmation = verdicts[provider]
+            sync.confirmed(confirmation, now)
+        return current
+
+    def rechecked(self, verdicts: Verdicts, now: float) -> list[str]:
+        """Re-checks of lagging providers; returns those now verified (their alarm cleared)."""
+        cleared = []
+        for provider, (sync, confirmation) in verdicts.items():
+            if self.sync.get(provider) is not sync:
+                continue  # superseded by a newer change while it was checked
+            sync.recheck = False
+            if confirmation.in_sync and confirmation.verified is not False:
+                sync.verified(confirmation, now)
+                cleared.append(provider)
+            else:
+                sync.confirmed(confirmation, now)
+        return cleared
 
     def verification_abandoned(self) -> None:
         self.confirming = None
         if self.phase is Phase.CONFIRMING:
             self._settle()
+
+    def verification_interrupted(self, providers: Collection[str]) -> list[str]:
+        """A reload reopened these providers mid-verification: check their change again."""
+        self.confirming = None
+        if self.phase is Phase.CONFIRMING:
+            self._settle()
+        owed = [
+            p
+            for p in providers
+            if p in self.sync and self.sync[p].state in (SyncState.ACCEPTED, SyncState.IN_SYNC)
+        ]
+        for provider in owed:
+            self.sync[provider].recheck = True
+        return owed
+
+    def rechecks_owed(self) -> dict[str, ProviderSync]:
+        return {p: s for p, s in self.sync.items() if s.recheck}
+
+    def observe_split(self, split: Mapping[str, str]) -> None:
+        self.split = dict(split)
+
+    def alarms_told(self, raised: Collection[str]) -> tuple[set[str], set[str]]:
+        """(new, cleared) since the last call: each alarm is journalled once per episode."""
+        new, cleared = set(raised) - self.told, self.told - set(raised)
+        self.told = set(raised)
+        return new, cleared
 
     def nothing_left(self) -> None:
         """The pending change turned out to be in place already (read back)."""
@@ -308,6 +405,28 @@ class ServiceRuntime:
             self.phase = Phase.RETRYING
         else:
             self.phase, self.detail = Phase.STEADY, ""
+
+    def _ignored(self, provider: str, sync: ProviderSync, now: float) -> None:
+        """The provider dropped what it accepted: owe the change again, after its backoff."""
+        if self.pending is None and sync.target is not None:
+            self.pending, self.pending_from = sync.target, self._served_by(provider)
+        self.retry_at = max(self.retry_at, now + sync.backoff())
+        if self.pending is not None and self.phase in (Phase.STEADY, Phase.CONFIRMING):
+            self.phase = Phase.RETRYING
+        if self.phase is Phase.RETRYING:
+            self.detail = f"{provider} {sync.detail}"
+
+    def _served_by(self, provider: str) -> str | None:
+        """The target whose values this provider's records serve, if any."""
+        records = [r for r in self.config.records if r.provider == provider]
+        for target in self.config.targets:
+            if all(
+                (rs := (self.current or {}).get(r.key)) is not None
+                and rs.values == values_for_type(r.type, target.values)
+                for r in records
+            ):
+                return target.name
+        return None
 
     def _backoff(self, now: float) -> None:
         self.failures += 1

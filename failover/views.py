@@ -13,6 +13,7 @@ from failover.core.plan import Violation
 from failover.journal import JournalHealth
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
 from failover.model import Change, Health, values_for_type
+from failover.provider_sync import ProviderSync, SyncState
 from failover.runtime import ServiceRuntime
 from failover.timefmt import rfc3339
 
@@ -102,7 +103,7 @@ def _service_status(
     for record in rt.config.records:
         current = (rt.current or {}).get(record.key)
         wanted = values_for_type(record.type, active_cfg.values) if active_cfg else None
-        confirmation = rt.confirmations.get(record.provider)
+        sync = rt.sync.get(record.provider)
         records.append(
             {
                 "provider": record.provider,
@@ -112,13 +113,14 @@ def _service_status(
                 "ttl": current.ttl if current else record.ttl,
                 "values": list(current.values) if current else None,
                 "in_sync": bool(current and wanted is not None and current.values == wanted),
-                "verified": confirmation.verified if confirmation else None,
+                "verified": _verified(sync),
                 "error": rt.provider_errors.get(record.provider),
+                "sync": sync.as_json() if sync else None,
             }
         )
+    provider_alarms = rt.alarms()
     alarms = set(decision.alarms) if decision else set()
-    if rt.unverified:
-        alarms.add("not_verified")
+    alarms |= set(provider_alarms)
     return {
         "active": active,
         "mode": rt.state.mode.value,
@@ -127,6 +129,7 @@ def _service_status(
         "blocked": rt.state.blocked,
         "reason": decision.reason if decision else "starting: no decision yet",
         "alarms": sorted(alarms),
+        "alarm_details": provider_alarms,
         "published": {"kind": rt.published.kind, "detail": rt.published.detail},
         "pin": pin_json(rt.state.pin),
         "changing": rt.inflight is not None,
@@ -160,8 +163,7 @@ def live_view(
         )
         active = rt.published.target if rt.published.kind == "target" else None
         alarms = set(rt.decision.alarms) if rt.decision else set()
-        if rt.unverified:
-            alarms.add("not_verified")
+        alarms |= set(rt.alarms())
         views.append(
             ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
         )
@@ -180,6 +182,18 @@ def live_view(
         journal_pending=journal.pending,
         journal_lost=journal.lost,
     )
+
+
+def _verified(sync: ProviderSync | None) -> bool | None:
+    """True only when the provider's latest change verified; False while it lags behind a
+    failed verification; None when not known (never a verdict about an older change)."""
+    if sync is None:
+        return None
+    if sync.state is SyncState.VERIFIED:
+        return True
+    if sync.unverified or sync.state is SyncState.NOT_VERIFIED:
+        return False
+    return None
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -35,6 +35,8 @@ EVENTS: dict[str, str] = {
     "all_down": "every target DOWN: the current answer is held",
     "no_healthy_target": "nothing published yet and no target UP",
     "pinned_target_down": "the pinned target is DOWN",
+    "change_ignored": "a provider accepted a change and kept serving the old answer",
+    "split_answer": "the providers of a record disagree and one serves a DOWN target",
     "refused": "a change refused by a safety rule",
     "isolated": "this instance believes it is cut off: no automatic switch",
     "isolation_cleared": "the isolation guard cleared",

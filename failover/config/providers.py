@@ -155,6 +155,7 @@ def ovh(sec: Section, name: str, common: ProviderCommon) -> OvhProviderConfig:
         client_secret=sec.secret("client_secret", required=False),
         max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
         rate_limit=float(sec.get("rate_limit", integer(1, 1000), 20)),
+        change_timeout=sec.get("change_timeout", positive, 120.0),
     )
 
 
@@ -170,6 +171,7 @@ def scaleway(sec: Section, name: str, common: ProviderCommon) -> ScalewayProvide
         project_id=sec.opt("project_id", matching(r"[0-9a-fA-F-]{36}", "a project UUID")),
         page_size=sec.get("page_size", integer(1, 1000), 100),
         max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
+        change_timeout=sec.get("change_timeout", positive, 300.0),
     )
 
 

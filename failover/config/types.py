@@ -149,6 +149,7 @@ class OvhProviderConfig:
     client_secret: Secret | None = None
     max_concurrency: int = 4
     rate_limit: float = 20.0  # API requests per second
+    change_timeout: float = 120.0  # waiting for the zone's deployment status after a refresh
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class ScalewayProviderConfig:
     project_id: str | None = None
     page_size: int = 100
     max_concurrency: int = 4
+    change_timeout: float = 300.0  # waiting for the zone to be `active` again after a change
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.plan import build_plan, check_plan, refusal
+from failover.core.split import split_answers
 from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
 from failover.engine.inputs import HealthInputs
@@ -257,6 +258,7 @@ class Engine:
         for task in confirming:
             task.cancel()
         await asyncio.gather(*confirming, return_exceptions=True)
+        await self.switcher.rechecker.stop()
         for queue in self.ctx.queues.values():
             await queue.aclose()
         await self.ctx.save_intents()
@@ -306,10 +308,12 @@ class Engine:
         """Swap in a validated config; the caller holds the lock (`quiesced`). Unchanged
         services keep their runtime, unchanged targets their probe history (`reload.py`).
         `closing` names the providers replaced or removed: their queues close here, and
-        verification still waiting on them is abandoned (journalled)."""
+        verification still waiting on them is checked again through the new provider (or
+        abandoned, journalled, when the provider, the service or its records are gone)."""
         ctx = self.ctx
         assert ctx.lock.locked(), "reconfigure needs the lock: use quiesced()"
         now = ctx.clock()
+        recheck: list[ServiceRuntime] = []
         for name, rt in ctx.services.items():
             touched = {r.provider for r in rt.config.records} & set(closing)
             task = rt.confirming
@@ -317,12 +321,20 @@ class Engine:
                 continue
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            svc = config.services.get(name)
+            same = svc is not None and svc.records == rt.config.records
+            if same and rt.verification_interrupted(touched & set(providers)):
+                log.info("%s: a reload interrupted verification; checking again", name)
+                recheck.append(rt)
+                continue
             rt.verification_abandoned()
             reason = "verification abandoned: a reload replaced " + (
                 ", ".join(sorted(touched)) if touched else "the service"
             )
             await ctx.journal.write(name, "verify", Trigger.AUTO, reason, now, result="abandoned")
         ctx.services = live_reload.merge_services(ctx.services, config, closing, now)
+        for rt in recheck:
+            self.switcher.rechecker.ensure(rt)
         old = ctx.queues
         ctx.queues = {
             name: old[name]
@@ -391,6 +403,8 @@ class Engine:
         previous = rt.decision
         rt.decision = decision
         await self._journal_alarms(rt, previous, decision, now)
+        rt.observe_split(split_answers(rt.config, rt.current, rt.targets))
+        await self._journal_provider_alarms(rt, now)
         if not ctx.coord.is_leader():
             return
         if decision.action is core.Action.NONE:
@@ -422,6 +436,8 @@ class Engine:
                 )
             return
         if not plan.changes:
+            if rt.pending is not None and rt.pending != plan.target:
+                rt.drop_pending()  # the records already serve what is wanted: nothing owed
             rt.nothing_wanted()
             rt.state = merge_switch(rt.state, decision.state)
             await ctx.save_intents()
@@ -447,6 +463,19 @@ class Engine:
             await self.ctx.journal.write(
                 rt.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm
             )
+
+    async def _journal_provider_alarms(self, rt: ServiceRuntime, now: float) -> None:
+        """Alarms raised by the providers' states, once per episode; `not_verified` has its
+        own `verify` entries."""
+        raised = rt.alarms()
+        new, cleared = rt.alarms_told(raised)
+        for alarm in sorted(new - {"not_verified"}):
+            log.error("%s: alarm %s: %s", rt.name, alarm, raised[alarm], extra=fields(rt.name))
+            await self.ctx.journal.write(
+                rt.name, "alarm", Trigger.AUTO, raised[alarm], now, alarm=alarm
+            )
+        for alarm in sorted(cleared):
+            log.warning("%s: alarm %s cleared", rt.name, alarm, extra=fields(rt.name))
 
     # ---------------------------------------------------------------- commands and views
 

@@ -102,7 +102,7 @@ class RecordReader:
                         log.error("%s: %s", rt.name, found, extra=fields(rt.name))
                     rt.read_failed(name, found, now)
                 else:
-                    rt.records_read(name, found)
+                    rt.records_read(name, found, now)
         self.ctx.wake()
 
     async def _call(

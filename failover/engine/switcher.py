@@ -16,8 +16,10 @@ from failover.core import decide as core
 from failover.core.plan import Plan
 from failover.engine.context import Context
 from failover.engine.recovery import INTENT, new_intent_id
+from failover.engine.verifier import Rechecker
 from failover.logs import fields
 from failover.model import Trigger
+from failover.provider_sync import ProviderSync
 from failover.runtime import ServiceRuntime
 from failover.views import change_json
 
@@ -48,6 +50,11 @@ def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core
     )
 
 
+def _refusals(outcomes: Outcomes) -> dict[str, str]:
+    """The providers that did not take their part, with why (they lag until a retry lands)."""
+    return {o.provider: o.error for o, _ in outcomes if not o.ok}
+
+
 def _errors(outcomes: list[ProviderOutcome]) -> str:
     return "; ".join(f"{o.provider}: {o.error}" for o in outcomes if not o.ok)
 
@@ -55,6 +62,7 @@ def _errors(outcomes: list[ProviderOutcome]) -> str:
 class Switcher:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.rechecker = Rechecker(ctx)
 
     def switch(
         self, rt: ServiceRuntime, decision: core.Decision, plan: Plan, now: float
@@ -178,6 +186,7 @@ class Switcher:
         if stale:
             result = "refused"  # fencing: not sent to any provider
         rt.assume_applied(plan.changes, {o.provider for o in ok}, self.ctx.clock())
+        rt.providers_refused(plan.changes, _refusals(outcomes), now)
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
             self.ctx.save_intents_soon()  # durable before _switch returns (group commit)
@@ -223,7 +232,7 @@ class Switcher:
             extra=fields(rt.name, plan.target),
         )
         if confirmations:
-            rt.verification_started(asyncio.create_task(self._confirm(rt, plan, confirmations)))
+            rt.verification_started(self.confirm(rt, plan, confirmations))
         return {
             "result": result,
             "providers": [o.as_json() for o, _ in outcomes],
@@ -231,13 +240,26 @@ class Switcher:
             CONFIRM_KEY: rt.confirming,  # the caller that waits for verification (internal)
         }
 
+    def confirm(
+        self,
+        rt: ServiceRuntime,
+        plan: Plan,
+        confirmations: list[tuple[str, asyncio.Future[Confirmation]]],
+    ) -> asyncio.Task[dict[str, Any]]:
+        """Start confirming the providers that accepted; each verdict concerns the change each
+        provider holds now (`rt.sync`), so a newer change makes it history, not state."""
+        mine = {p: rt.sync[p] for p, _ in confirmations if p in rt.sync}
+        return asyncio.create_task(self._confirm(rt, plan, confirmations, mine))
+
     async def _confirm(
         self,
         rt: ServiceRuntime,
         plan: Plan,
         confirmations: list[tuple[str, asyncio.Future[Confirmation]]],
+        mine: dict[str, ProviderSync],
     ) -> dict[str, Any]:
-        """Wait for in-sync and verification per provider; journal and alarm the outcome."""
+        """Wait for in-sync and verification per provider; journal and alarm the outcome. A
+        change that does not verify is re-checked afterwards until it does (`verifier.py`)."""
         results = await asyncio.gather(*(fut for _, fut in confirmations))
         by_provider = {p: c for (p, _), c in zip(confirmations, results, strict=True)}
         failed = [
@@ -253,7 +275,13 @@ class Switcher:
         else:
             reason = "served by every authoritative server"
         async with self.ctx.lock:
-            rt.verification_ended(by_provider, unverified=bool(failed))
+            verdicts = {p: (mine[p], c) for p, c in by_provider.items() if p in mine}
+            task = asyncio.current_task()
+            current = rt.verification_ended(task, verdicts, self.ctx.clock())
+            if confirmations and not current:  # superseded everywhere by a newer change
+                return {"verified": not failed, "verification": body}
+            if failed:
+                self.rechecker.ensure(rt)
             self.ctx.journal.enqueue(
                 rt.name,
                 "verify",
@@ -278,6 +306,9 @@ class Switcher:
     async def _retry(
         self, rt: ServiceRuntime, plan: Plan, now: float, token: int
     ) -> dict[str, Any]:
+        """Re-apply the change at the providers that lag: they refused it, or accepted it and
+        kept the old answer (the runtime's backoff says when). One journal line per attempt,
+        counting how often each provider ignored it; what is accepted is confirmed again."""
         try:
             reason = f"completing the change to {rt.pending} at the lagging providers"
             intent = await self._write_ahead(
@@ -286,9 +317,17 @@ class Switcher:
             outcomes = await self._submit(rt, plan, token)
             async with self.ctx.lock:
                 failed = [o for o, _ in outcomes if not o.ok]
-                rt.assume_applied(
-                    plan.changes, {o.provider for o, _ in outcomes if o.ok}, self.ctx.clock()
-                )
+                accepted = {o.provider for o, _ in outcomes if o.ok}
+                rt.assume_applied(plan.changes, accepted, self.ctx.clock())
+                rt.providers_refused(plan.changes, _refusals(outcomes), now)
+                reason = f"completing the change to {rt.pending} at the lagging providers"
+                ignored = [
+                    f"{p} accepted and ignored it {rt.sync[p].ignored} time(s) in a row"
+                    for p in sorted(accepted)
+                    if p in rt.sync and rt.sync[p].ignored
+                ]
+                if ignored:
+                    reason += f" ({'; '.join(ignored)})"
                 await self.ctx.journal.write(
                     rt.name,
                     "retry",
@@ -301,10 +340,13 @@ class Switcher:
                     providers=[o.as_json() for o, _ in outcomes],
                     intent=intent,
                 )
+                confirmations = [(o.provider, fut) for o, fut in outcomes if o.ok]
                 if failed:
                     rt.change_failed(_errors(failed), now)
                 else:
-                    rt.change_applied(confirming=False)
+                    rt.change_applied(confirming=bool(confirmations))
+                if confirmations:
+                    rt.verification_started(self.confirm(rt, plan, confirmations))
                 return {"result": "ok" if not failed else "error"}
         finally:
             rt.change_ended()

@@ -25,14 +25,14 @@ async def done(result: str = "ok") -> dict[str, Any]:
     return {"result": result}
 
 
-def begin(rt: ServiceRuntime, target: str) -> tuple[str | None, str | None]:
+def begin(rt: ServiceRuntime, target: str, *, retry: bool = False) -> tuple[str | None, str | None]:
     seen: list[tuple[str | None, str | None]] = []
 
     def start(restore: tuple[str | None, str | None]) -> asyncio.Task[dict[str, Any]]:
         seen.append(restore)
         return asyncio.create_task(done())
 
-    rt.begin_change(target, rt.published.target, start)
+    rt.begin_change(target, rt.pending_from if retry else rt.published.target, start)
     return seen[0]
 
 
@@ -64,7 +64,7 @@ async def test_switch_accepted_everywhere_confirms_then_settles() -> None:
     assert rt.phase is Phase.CONFIRMING and rt.pending is None
     rt.change_ended()
     assert rt.phase is Phase.CONFIRMING and rt.inflight is None
-    rt.verification_ended({}, unverified=False)
+    rt.verification_ended(None, {}, 0.0)
     assert rt.phase is Phase.STEADY
 
 
@@ -79,7 +79,8 @@ async def test_partial_switch_retries_with_backoff_then_completes() -> None:
     assert not rt.retry_due(10.4) and rt.retry_due(10.5)
     rt.nothing_wanted()  # the decision holds: the pending change is still owed
     assert rt.phase is Phase.RETRYING
-    begin(rt, "ovh")
+    assert rt.published.target == "ovh"  # all records still on aws: the change is owed
+    begin(rt, "ovh", retry=True)  # as Switcher.retry does
     assert rt.pending_from == "aws"  # a retry keeps where the change came from
     rt.change_failed("route53: throttled", 11.0)
     assert rt.retry_at == 12.0  # second failure in a row: the backoff doubles
@@ -120,7 +121,7 @@ async def test_a_drill_holds_between_its_switches() -> None:
     begin(rt, "ovh")
     assert rt.phase is Phase.SWITCHING
     rt.change_applied(confirming=True)
-    rt.verification_ended({}, unverified=False)
+    rt.verification_ended(None, {}, 0.0)
     assert rt.phase is Phase.DRILLING  # back to holding, not steady
     rt.end_drill()
     assert rt.phase is Phase.STEADY and rt.drill is None

@@ -151,6 +151,8 @@ def entry(kind: str, **extra: Any) -> dict[str, Any]:
         (entry("alarm", alarm="blocked"), "block"),
         (entry("alarm", alarm="no_healthy_target"), "no_healthy_target"),
         (entry("alarm", alarm="pinned_target_down"), "pinned_target_down"),
+        (entry("alarm", alarm="change_ignored"), "change_ignored"),
+        (entry("alarm", alarm="split_answer"), "split_answer"),
         (entry("alarm", alarm="isolated"), None),  # told once, by the instance-wide entry
         (entry("block"), None),  # the `blocked` alarm of the same decision tells it
         (entry("drift", alarm="drift"), "drift"),
@@ -182,6 +184,7 @@ def test_every_configurable_event_can_happen() -> None:
     kinds += ["journal_unwritable", "journal_recovered"]
     produced = {event_of(entry(k, result=r)) for k in kinds for r in ("ok", "error", "failed")}
     alarms = ("all_down", "blocked", "no_healthy_target", "pinned_target_down")
+    alarms += ("change_ignored", "split_answer")
     produced |= {event_of(entry("alarm", alarm=a)) for a in alarms}
     assert produced - {None} == set(EVENTS)
 

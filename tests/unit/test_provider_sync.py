@@ -1,0 +1,101 @@
+"""Per-provider change state: kept until resolved, never a stale verdict (provider_sync.py),
+and how the runtime acts on it: an ignored change is owed again after a growing backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from failover.apply import Confirmation
+from failover.core.decide import ServiceState
+from failover.model import Change, Phase, RecordKey
+from failover.provider_sync import ProviderSync, SyncState, alarms
+from failover.runtime import ServiceRuntime
+from tests.unit.core.conftest import build_service, records_for
+
+SHOP = build_service()
+OVH_KEY = next(r.key for r in SHOP.records if r.provider == "ovh")
+OLD, NEW = records_for(SHOP, "aws"), records_for(SHOP, "ovh")
+OK = Confirmation(True, 0.1, True, "verified on 2 servers in 0.1s", 0.1)
+LATE = Confirmation(True, 0.1, False, "ns2 still serves 203.0.113.10 after 60s", 60.0)
+
+
+def change(key: RecordKey = OVH_KEY) -> Change:
+    return Change(key, 60, ("203.0.113.10", "203.0.113.11"), ("198.51.100.20",))
+
+
+def accepted() -> ProviderSync:
+    return ProviderSync("ovh", (change(),), SyncState.ACCEPTED, 10.0)
+
+
+def test_a_failed_verification_lags_until_a_recheck_verifies() -> None:
+    sync = accepted()
+    sync.confirmed(LATE, 70.0)
+    assert (sync.state, sync.lagging_since, sync.recheck) == (SyncState.NOT_VERIFIED, 70.0, True)
+    assert alarms({"ovh": sync}, {}) == {"not_verified": "ovh: " + LATE.verify_reason}
+    sync.verified(OK, 90.0)
+    assert (sync.state, sync.lagging_since, sync.unverified) == (SyncState.VERIFIED, None, "")
+    assert alarms({"ovh": sync}, {}) == {}
+
+
+def test_a_newer_change_carries_what_is_still_wrong() -> None:
+    sync = accepted()
+    sync.confirmed(LATE, 70.0)
+    newer = sync.successor("aws", (change(),), SyncState.ACCEPTED, 80.0)
+    assert newer.unverified and newer.lagging_since == 70.0 and not newer.recheck
+    assert newer.confirmation is None  # its own verdict is still to come
+
+
+def test_read_back_tells_an_ignored_change_and_the_backoff_grows() -> None:
+    sync = accepted()
+    assert sync.read_back(OLD, 11.0) is True
+    assert sync.state is SyncState.IGNORED and sync.ignored == 1 and sync.backoff() == 0.5
+    assert "still serves shop.example.com/A 203.0.113.10, 203.0.113.11 TTL 60" in sync.detail
+    for _ in range(9):
+        sync = sync.successor("ovh", (change(),), SyncState.ACCEPTED, 12.0)
+        sync.read_back(OLD, 12.0)
+    assert sync.ignored == 10 and sync.backoff() == 30.0  # capped: ~2 attempts a minute
+    assert "change_ignored" in alarms({"ovh": sync}, {})
+    sync = sync.successor("ovh", (change(),), SyncState.ACCEPTED, 13.0)
+    assert sync.read_back(NEW, 14.0) is False and sync.served and sync.ignored == 0
+    assert alarms({"ovh": sync}, {}) == {}
+
+
+async def _done() -> dict[str, Any]:
+    return {"result": "ok"}
+
+
+def test_the_runtime_owes_an_ignored_change_and_shows_it_in_progress() -> None:
+    rt = ServiceRuntime.fresh(SHOP, ServiceState())
+    for provider in ("ovh", "route53"):
+        rt.records_read(provider, OLD, 1.0)
+    loop = asyncio.new_event_loop()
+    try:
+        rt.begin_change("ovh", "aws", lambda _: loop.create_task(_done()))
+        changes = [change(r.key) for r in SHOP.records]
+        rt.assume_applied(changes, {"ovh", "route53"}, 10.0)
+        rt.change_applied(confirming=False)
+        rt.change_ended()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    assert rt.phase is Phase.STEADY and rt.pending is None
+    rt.records_read("ovh", NEW, 11.0)  # ovh applied it
+    rt.records_read("route53", OLD, 11.0)  # route53 said yes and kept the old answer
+    assert rt.phase is Phase.RETRYING and (rt.pending, rt.pending_from) == ("ovh", "aws")
+    assert rt.retry_at == 11.5 and rt.published.target == "ovh"
+    assert rt.sync["route53"].state is SyncState.IGNORED
+    assert rt.sync["ovh"].served and "change_ignored" in rt.alarms()
+
+
+def test_verdicts_on_a_superseded_change_are_history() -> None:
+    rt = ServiceRuntime.fresh(SHOP, ServiceState())
+    rt.records_read("ovh", OLD, 1.0)
+    rt.records_read("route53", OLD, 1.0)
+    rt.pending = "ovh"
+    rt.assume_applied([change()], {"ovh"}, 10.0)
+    first = rt.sync["ovh"]
+    rt.pending = "scw"
+    rt.assume_applied([Change(OVH_KEY, 60, None, ("192.0.2.30",))], {"ovh"}, 20.0)
+    assert rt.verification_ended(None, {"ovh": (first, LATE)}, 30.0) == []
+    assert not rt.unverified and rt.sync["ovh"].state is SyncState.ACCEPTED
