@@ -26,6 +26,7 @@ from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.plan import build_plan, check_plan, refusal
 from failover.core.split import split_answers
+from failover.engine.alarms import journal_decision_alarms, journal_provider_alarms
 from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
 from failover.engine.inputs import HealthInputs
@@ -156,17 +157,7 @@ class Engine:
         self.ctx.wake()
 
     def unread_providers(self) -> dict[str, int]:
-        """Providers whose first answer some service still waits for, with how many services
-        wait: readiness and the systemd status line name them (a blackholed API)."""
-        waiting: dict[str, int] = {}
-        for rt in self.ctx.services.values():
-            if rt.current is not None:
-                continue
-            for provider in sorted(
-                {r.provider for r in rt.config.records if r.key not in rt.partial}
-            ):
-                waiting[provider] = waiting.get(provider, 0) + 1
-        return waiting
+        return self.reader.unread(self.ctx.services.values())
 
     def runtime(self, service: str) -> ServiceRuntime:
         return self.ctx.runtime(service)
@@ -402,9 +393,9 @@ class Engine:
             )
         previous = rt.decision
         rt.decision = decision
-        await self._journal_alarms(rt, previous, decision, now)
+        await journal_decision_alarms(ctx.journal, rt, previous, decision, now)
         rt.observe_split(split_answers(rt.config, rt.current, rt.targets))
-        await self._journal_provider_alarms(rt, now)
+        await journal_provider_alarms(ctx.journal, rt, now)
         if not ctx.coord.is_leader():
             return
         if decision.action is core.Action.NONE:
@@ -448,34 +439,6 @@ class Engine:
                 log.warning("dry-run: would apply %s (%s)", summary, decision.reason)
             return
         self.switcher.switch(rt, decision, plan, now)
-
-    async def _journal_alarms(
-        self,
-        rt: ServiceRuntime,
-        previous: core.Decision | None,
-        decision: core.Decision,
-        now: float,
-    ) -> None:
-        before = previous.alarms if previous else frozenset()
-        for alarm in sorted(decision.alarms - before):
-            kind = "drift" if alarm == "drift" else "alarm"
-            log.warning("%s: alarm %s: %s", rt.name, alarm, decision.reason, extra=fields(rt.name))
-            await self.ctx.journal.write(
-                rt.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm
-            )
-
-    async def _journal_provider_alarms(self, rt: ServiceRuntime, now: float) -> None:
-        """Alarms raised by the providers' states, once per episode; `not_verified` has its
-        own `verify` entries."""
-        raised = rt.alarms()
-        new, cleared = rt.alarms_told(raised)
-        for alarm in sorted(new - {"not_verified"}):
-            log.error("%s: alarm %s: %s", rt.name, alarm, raised[alarm], extra=fields(rt.name))
-            await self.ctx.journal.write(
-                rt.name, "alarm", Trigger.AUTO, raised[alarm], now, alarm=alarm
-            )
-        for alarm in sorted(cleared):
-            log.warning("%s: alarm %s cleared", rt.name, alarm, extra=fields(rt.name))
 
     # ---------------------------------------------------------------- commands and views
 

@@ -40,6 +40,20 @@ class RecordReader:
             )
         ]
 
+    @staticmethod
+    def unread(runtimes: Iterable[ServiceRuntime]) -> dict[str, int]:
+        """Providers whose first answer some service still waits for, with how many services
+        wait: readiness and the systemd status line name them (a blackholed API)."""
+        waiting: dict[str, int] = {}
+        for rt in runtimes:
+            if rt.current is not None:
+                continue
+            for provider in sorted(
+                {r.provider for r in rt.config.records if r.key not in rt.partial}
+            ):
+                waiting[provider] = waiting.get(provider, 0) + 1
+        return waiting
+
     def start(self, due: Iterable[ServiceRuntime], now: float) -> list[asyncio.Task[None]]:
         """One background read per provider for the due services; returns the reads that
         cover them (new or already in flight), for a caller that needs to wait."""
