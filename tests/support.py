@@ -259,6 +259,8 @@ class DaemonProcess:
         deadline = time.monotonic() + 20
         while not self.ready():  # raises at once when the daemon exits (a bad config…)
             if time.monotonic() > deadline:
+                self.proc.kill()  # never leave a half-started daemon behind the test
+                self.proc.wait(10)
                 raise AssertionError(f"the daemon is not ready after 20s: {self.log.read_text()}")
             time.sleep(0.05)
         return self
