@@ -18,6 +18,7 @@ from aiohttp import web
 
 from failover import __version__
 from failover.engine import CommandError, Engine
+from failover.listeners import BODY_TIMEOUT, ConnectionGate, GatedUnixSite, runner_for
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICE_VERBS = ("release", "pause", "resume", "ack")
@@ -50,7 +51,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        data = await request.json()
+        async with asyncio.timeout(BODY_TIMEOUT):  # a slow sender must not hold a slot forever
+            data = await request.json()
+    except TimeoutError:
+        raise CommandError(
+            "timeout", f"request body not received within {BODY_TIMEOUT:g}s", 408
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CommandError("bad_json", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -265,11 +271,13 @@ def _prepare_socket_path(path: Path) -> None:
         path.unlink()
 
 
-async def start_unix_site(app: web.Application, path: Path) -> web.AppRunner:
-    """Serve on a unix socket readable only by the daemon's user and group (0660)."""
+async def start_unix_site(
+    app: web.Application, path: Path, gate: ConnectionGate | None = None
+) -> web.AppRunner:
+    """Serve on a unix socket readable only by the daemon's user and group (0660), with
+    bounded connections and idle time like the TCP listeners (listeners.py)."""
     _prepare_socket_path(path)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.UnixSite(runner, str(path)).start()
+    runner = await runner_for(app)
+    await GatedUnixSite(runner, path, gate or ConnectionGate("unix", 64)).start()
     os.chmod(path, 0o660)
     return runner

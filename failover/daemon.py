@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from failover import listeners as fd
 from failover import reload as live_reload
 from failover import sdnotify
 from failover.admin import AdminApi, start_unix_site
@@ -42,6 +42,7 @@ from failover.probes.scheduler import ProbeJob, ProbeScheduler
 from failover.providers.base import Provider
 from failover.providers.registry import create_provider
 from failover.runtime import ServiceRuntime
+from failover.scrape import SharedRender, metrics_app
 from failover.store import Store
 
 log = logging.getLogger("failover.daemon")
@@ -99,8 +100,16 @@ class Daemon:
         self.watchdog: sdnotify.Watchdog | None = None
         self._reload_lock = asyncio.Lock()
         self._signal_tasks: set[asyncio.Task[None]] = set()
+        self.budget: fd.FdBudget | None = None
+
+    def _gate(self, name: str) -> fd.ConnectionGate:
+        assert self.budget is not None
+        counter = self.metrics.listener_refused
+        counter.labels(name)
+        return fd.ConnectionGate(name, self.budget.caps[name], lambda n: counter.labels(n).inc())
 
     async def start(self, *, schedule_probes: bool = True) -> None:
+        self.budget = fd.budget_for(self.config, len(probe_jobs(self.config)))
         self.store.lock()
         self._locked = True
         zones = provider_zones(self.config)
@@ -126,13 +135,13 @@ class Daemon:
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
         api = AdminApi(engine, reload=self.reload)
-        self._runners.append(await start_unix_site(api.app(), self.config.admin.socket))
+        socket = self.config.admin.socket
+        self._runners.append(await start_unix_site(api.app(), socket, self._gate("unix")))
         if self.config.admin.listen is not None and self.config.admin.token_file is not None:
             token = read_token(self.config.admin.token_file)
-            runner = web.AppRunner(api.app(token=token), access_log=None)
-            await runner.setup()
+            runner = await fd.runner_for(api.app(token=token))
             listen = self.config.admin.listen
-            await web.TCPSite(runner, listen.host, listen.port).start()
+            await fd.GatedTCPSite(runner, listen.host, listen.port, self._gate("admin")).start()
             self._runners.append(runner)
         if schedule_probes:
             await self.scheduler.start()
@@ -193,23 +202,14 @@ class Daemon:
         await self.engine.cycle()
 
     async def _start_metrics(self, listen: HostPort) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port)
+        """Scrapes render off the loop, shared (scrape.py), on a capped listener."""
+        engine = self.engine
+        render = SharedRender(self.metrics, engine.live_view if engine is not None else None)
+        runner = await fd.runner_for(metrics_app(render, self._healthz, self._readyz))
+        site = fd.GatedTCPSite(runner, listen.host, listen.port, self._gate("metrics"))
         await site.start()
         self._runners.append(runner)
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else listen.port
-        self.metrics_address = HostPort(listen.host, port)
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        self.metrics_address = HostPort(listen.host, site.bound_port)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         """Alive while the decision loop makes progress, judged like the systemd watchdog: a

@@ -134,7 +134,7 @@ class RepeatFilter(logging.Filter):
 
 
 class _Window:
-    __slots__ = ("start", "record", "suppressed")
+    __slots__ = ("record", "start", "suppressed")
 
     def __init__(self, start: float, record: logging.LogRecord) -> None:
         self.start, self.record, self.suppressed = start, record, 0
