@@ -23,6 +23,7 @@ def status(
     *,
     isolated: bool,
     canary_failing: Callable[[str], bool],
+    local_fault: str = "",
     dry_run: bool,
     started_at: float,
 ) -> dict[str, Any]:
@@ -33,6 +34,7 @@ def status(
         "leader": coord.is_leader(),
         "leader_name": coord.leader_name(),
         "isolated": isolated,
+        "local_fault": local_fault or None,
         "canaries": {
             c.name: {"location": c.location, "failing": canary_failing(c.name)}
             for c in config.canaries
@@ -102,7 +104,11 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
 
 
 def live_view(
-    config: Config, coord: Coordinator, services: Mapping[str, ServiceRuntime], isolated: bool
+    config: Config,
+    coord: Coordinator,
+    services: Mapping[str, ServiceRuntime],
+    isolated: bool,
+    local_fault: bool = False,
 ) -> LiveView:
     """What the metrics collector exports at scrape time (so a metric never drifts)."""
     views = []
@@ -122,7 +128,7 @@ def live_view(
         views.append(
             ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
         )
-    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views))
+    return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views), local_fault)
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -308,6 +308,7 @@ class Engine:
         async with self.ctx.lock:
             now = self.ctx.clock()
             self.inputs.update_isolation(now)
+            self.inputs.update_local_fault(now)
             self.reader.start(self.reader.due(self.ctx.services.values(), now), now)
             for rt in self.ctx.services.values():
                 if rt.busy:
@@ -326,7 +327,14 @@ class Engine:
         ctx = self.ctx
         rt.classify()
         started = self.started_at if rt.started_at is None else rt.started_at
-        snap = core.Snapshot(now, started, dict(rt.targets), rt.published, self.inputs.isolated)
+        snap = core.Snapshot(
+            now,
+            started,
+            dict(rt.targets),
+            rt.published,
+            self.inputs.isolated,
+            self.inputs.local_fault,
+        )
         if self.inputs.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
         decision = core.decide(rt.config, rt.state, snap)
@@ -429,6 +437,7 @@ class Engine:
             ctx.coord,
             ctx.services,
             isolated=self.inputs.isolated,
+            local_fault=self.inputs.local_fault,
             canary_failing=self.inputs.canary_failing,
             dry_run=ctx.dry_run,
             started_at=self.started_at,
@@ -436,4 +445,7 @@ class Engine:
 
     def live_view(self) -> LiveView:
         ctx = self.ctx
-        return views.live_view(ctx.config, ctx.coord, ctx.services, self.inputs.isolated)
+        inputs = self.inputs
+        return views.live_view(
+            ctx.config, ctx.coord, ctx.services, inputs.isolated, bool(inputs.local_fault)
+        )

@@ -1,0 +1,74 @@
+"""Listener guards: fd budget, connection caps (reset unread), idle close, shared renders."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from failover import listeners
+from failover.listeners import ConnectionGate, GatedTCPSite, plan_budget
+from failover.metrics import LiveView, Metrics
+from failover.scrape import SharedRender
+
+
+def test_budget_keeps_the_reserve_and_warns_when_the_limit_is_low() -> None:
+    roomy = plan_budget(65536, 65536, 400, 2, ["unix", "admin", "metrics"], 20)
+    assert roomy.caps == {"unix": 64, "admin": 64, "metrics": 64}
+    assert not roomy.warning
+    low = plan_budget(256, 256, 4, 1, ["unix", "admin", "metrics"], 20)
+    assert low.reserve == 64 + 2 * 4 + 16
+    assert sum(low.caps.values()) <= 256 - low.reserve - 20
+    assert all(cap >= listeners.MIN_CAP for cap in low.caps.values())
+    assert "LimitNOFILE" in low.warning and "256" in low.warning
+
+
+async def test_connections_beyond_the_cap_are_reset_and_idle_ones_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listeners, "IDLE_TIMEOUT", 0.3)
+
+    async def hello(_request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = await listeners.runner_for(app)
+    refused: list[str] = []
+    gate = ConnectionGate("admin", 3, refused.append)
+    site = GatedTCPSite(runner, "127.0.0.1", 0, gate)
+    await site.start()
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", site.bound_port) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert gate.active == 3
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.bound_port)
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # reset or closed, never served
+        writer.close()
+        assert refused == ["admin"]
+        for r, _ in held:  # sent nothing: closed by the idle timer
+            assert await asyncio.wait_for(r.read(), 3) == b""
+        await asyncio.sleep(0.05)
+        assert gate.active == 0
+        for _, w in held:
+            w.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_concurrent_scrapes_share_renders() -> None:
+    metrics = Metrics()
+    views = 0
+
+    def view() -> LiveView:
+        nonlocal views
+        views += 1
+        return LiveView("i", True, False, (), local_fault=True)
+
+    metrics.attach_live(view)
+    views = 0  # registering describes the collector once
+    render = SharedRender(metrics, view)
+    bodies = await asyncio.gather(*(render.body() for _ in range(100)))
+    assert render.renders <= 2 and views == render.renders
+    assert all(b'failover_local_fault{instance="i"} 1.0' in body for body in bodies)
