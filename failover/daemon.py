@@ -104,7 +104,7 @@ class Daemon:
 
     def _gate(self, name: str) -> fd.ConnectionGate:
         assert self.budget is not None
-        counter = self.metrics.listener_refused
+        counter = self.metrics.listener_resets
         counter.labels(name)
         return fd.ConnectionGate(name, self.budget.caps[name], lambda n: counter.labels(n).inc())
 

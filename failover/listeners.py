@@ -5,7 +5,8 @@ Why: the admin and metrics ports accept connections before any token is checked.
 with EMFILE, the unix socket stopped answering, and the daemon judged targets on its own
 starvation. So at start the soft RLIMIT_NOFILE is raised to the hard limit, a reserve is kept
 for probes, providers and the journal, and each listener gets a connection cap that fits in
-what is left. A connection beyond its cap is reset at once, before a byte is read; a connection
+what is left. At the cap, a new connection resets the oldest one (a flood of clients holding
+connections cannot lock a health check or an operator out); a connection
 that does not complete a request within `IDLE_TIMEOUT` (idle keep-alive, slow headers) is
 closed by aiohttp's keep-alive timer, which runs from the moment the connection is accepted.
 """
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import os
 import resource
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +32,13 @@ log = logging.getLogger("failover.listeners")
 
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request head, from accept or the last response
 BODY_TIMEOUT = 10.0  # seconds to send a request body once its head arrived (admin.py)
-DEFAULT_CAP = 64  # connections per listener when file descriptors are plentiful
+DEFAULT_CAP = 1024  # connections per listener when file descriptors are plentiful
 MIN_CAP = 4  # below this a listener is useless; the limit is then too low (warned)
 BASE_RESERVE = 64  # stdio, epoll, journal, state file and lock, thread pool, resolver, logs
 PER_PROBE = 2  # a probe in flight: its socket, and a second address family (happy eyeballs)
 PER_PROVIDER = 16  # an API client's connection pool, DNS verification queries
 PROBE_CONCURRENCY = 256  # ProbeScheduler's default bound on probes in flight
+WARN_EVERY = 10.0  # seconds between two warnings of a full listener
 
 
 @dataclass(frozen=True)
@@ -107,36 +110,61 @@ def budget_for(config: Config, probes: int) -> FdBudget:
 
 
 class ConnectionGate:
-    """One listener's connection count: beyond `limit`, a new connection is reset unread."""
+    """One listener's connections, at most `limit`: when a new one arrives at the limit, the
+    oldest is reset (whatever it was doing), so a flood of clients that hold connections cannot
+    lock out a newcomer such as a health check or an operator, and never costs more than
+    `limit` file descriptors."""
 
-    def __init__(self, name: str, limit: int, on_refused: Callable[[str], None] | None = None):
+    def __init__(
+        self, name: str, limit: int, on_evicted: Callable[[str], None] | None = None
+    ) -> None:
         self.name = name
         self.limit = limit
-        self.active = 0
-        self.refused = 0
-        self._on_refused = on_refused
+        self.evicted = 0
+        self._conns: dict[_Counted, None] = {}  # oldest first
+        self._on_evicted = on_evicted
+        self._warned = float("-inf")
+
+    @property
+    def active(self) -> int:
+        return len(self._conns)
+
+    @property
+    def backlog(self) -> int:
+        """The listen backlog: asyncio accepts up to this many connections in one go, each of
+        which may evict one whose descriptor is freed only on the next loop iteration."""
+        return max(MIN_CAP, min(128, self.limit // 4))
 
     def wrap(self, factory: Callable[[], Any]) -> Callable[[], asyncio.BaseProtocol]:
         def make() -> asyncio.BaseProtocol:
-            if self.active >= self.limit:
-                self.refused += 1
-                if self._on_refused is not None:
-                    self._on_refused(self.name)
-                log.warning(
-                    "listener %s is full (%d connections): resetting a new connection",
-                    self.name,
-                    self.limit,
-                )
-                return _Refused()
-            self.active += 1
-            return _Counted(factory(), self)
+            while len(self._conns) >= self.limit:
+                self._evict_oldest()
+            conn = _Counted(factory(), self)
+            self._conns[conn] = None
+            return conn
 
         return make
 
+    def _evict_oldest(self) -> None:
+        oldest = next(iter(self._conns))
+        del self._conns[oldest]
+        oldest.reset()
+        self.evicted += 1
+        if self._on_evicted is not None:
+            self._on_evicted(self.name)
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning(
+                "listener %s is full (%d connections): resetting the oldest for each new one "
+                "(%d so far)",
+                self.name,
+                self.limit,
+                self.evicted,
+            )
 
-class _Refused(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.abort()  # type: ignore[attr-defined]
+    def released(self, conn: _Counted) -> None:
+        self._conns.pop(conn, None)
 
 
 class _Counted(asyncio.Protocol):
@@ -144,9 +172,19 @@ class _Counted(asyncio.Protocol):
 
     def __init__(self, inner: asyncio.Protocol, gate: ConnectionGate) -> None:
         self._inner = inner
-        self._gate: ConnectionGate | None = gate
+        self._gate = gate
+        self._transport: asyncio.BaseTransport | None = None
+        self._reset = False
+
+    def reset(self) -> None:
+        self._reset = True
+        if self._transport is not None:
+            self._transport.abort()  # type: ignore[attr-defined]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        if self._reset:  # evicted before it was even set up
+            transport.abort()  # type: ignore[attr-defined]
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -162,9 +200,8 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._gate is not None:
-            self._gate.active -= 1
-            self._gate = None
+        self._gate.released(self)
+        self._transport = None
         self._inner.connection_lost(exc)
 
 
@@ -187,7 +224,11 @@ class GatedTCPSite(web.TCPSite):
         assert self._runner.server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            self.gate.wrap(self._runner.server), self._host, self._port, backlog=self._backlog
+            self.gate.wrap(self._runner.server),
+            self._host,
+            self._port,
+            backlog=self.gate.backlog,
+            reuse_address=True,
         )
 
     @property
@@ -206,5 +247,5 @@ class GatedUnixSite(web.UnixSite):
         assert self._runner.server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
-            self.gate.wrap(self._runner.server), str(self._path), backlog=self._backlog
+            self.gate.wrap(self._runner.server), str(self._path), backlog=self.gate.backlog
         )

@@ -283,9 +283,10 @@ class Metrics:
         )
         for reason in LOCAL_FAULT_REASONS:
             self.local_faults.labels(reason)
-        self.listener_refused = Counter(
-            "failover_listener_refused_connections",
-            "Connections reset unread because their listener was at its connection cap.",
+        self.listener_resets = Counter(
+            "failover_listener_reset_connections",
+            "Connections reset because a new one arrived while their listener was at its cap "
+            "(the oldest goes).",
             ["listener"],
             registry=r,
         )

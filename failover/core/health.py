@@ -138,5 +138,5 @@ def vantage_isolated(signals: Iterable[tuple[str | None, Health]]) -> bool:
 def local_fault_holds(last_fault_at: float | None, now: float, hold: float) -> bool:
     """A probe failed for a local reason (no file descriptors, a stalled loop) less than `hold`
     seconds ago: this instance cannot judge its targets yet, so automatic decisions wait, as
-    under isolation. `hold` gives every target time to report again after the fault."""
+    under isolation."""
     return last_fault_at is not None and now - last_fault_at < hold

@@ -1,8 +1,8 @@
 """Probe results in, health out: fold each result into its target's health, and judge whether
 this vantage point itself is cut off (the isolation guard) or short of resources (a local
 fault: a probe that failed with EMFILE, ENOBUFS … or while the loop stalled says nothing about
-its target, so it is not counted toward `fall`, and decisions are held until every target had
-time to report again). Nothing here acts; a change of health only wakes the actor."""
+its target, so it is not counted toward `fall`, and decisions are held until every probe that
+failed that way has reported again). Nothing here acts; a change of health only wakes the actor."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class HealthInputs:
         self.canary_probes: dict[tuple[str, str], ProbeState] = {}  # (canary, probe)
         self.local_fault = ""  # why decisions are held ("" while they are not)
         self._last_local_fault: tuple[float, str] | None = None  # (when, reason)
+        self._unheard: set[tuple[str, str, str]] = set()  # probe jobs whose last run was local
 
     def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         """Fold a probe result into health; wake the actor when a target's health changes."""
@@ -42,6 +43,7 @@ class HealthInputs:
         if kind is not None:
             self._on_local_fault(job, str(kind), result.reason, finished_at)
             return
+        self._unheard.discard(job.key)
         if job.service == CANARY:
             self._on_canary_result(job, result, finished_at)
             return
@@ -89,24 +91,21 @@ class HealthInputs:
     def _on_local_fault(self, job: ProbeJob, kind: str, reason: str, now: float) -> None:
         """Not evidence against the target: counted as a local fault, and decisions held."""
         self.ctx.metrics.local_faults.labels(kind).inc()
+        self._unheard.add(job.key)
         self._last_local_fault = (now, f"{job.service}/{job.target}/{job.spec.name}: {reason}")
         if not self.local_fault:
             self.update_local_fault(now)
 
-    def local_fault_hold(self) -> float:
-        """Long enough for every target to report `rise` times after the fault."""
-        spans = [
-            probe.interval * target.health.rise
-            for rt in self.ctx.services.values()
-            for target in rt.config.targets
-            for probe in target.probes
-        ]
-        return max([LOCAL_FAULT_MIN_HOLD, *spans])
-
     def update_local_fault(self, now: float) -> None:
-        """Raise or clear the local fault (journalled instance-wide, like isolation)."""
+        """Raise or clear the local fault (journalled instance-wide, like isolation). It holds
+        for `LOCAL_FAULT_MIN_HOLD` after the last one, and until every probe whose run failed
+        locally has reported again: only then is each target's health current."""
+        if self._unheard:
+            self._unheard &= self._probe_keys()  # a reload may have removed some
         last = self._last_local_fault
-        holds = last is not None and local_fault_holds(last[0], now, self.local_fault_hold())
+        holds = last is not None and (
+            bool(self._unheard) or local_fault_holds(last[0], now, LOCAL_FAULT_MIN_HOLD)
+        )
         reason = last[1] if holds and last is not None else ""
         changed = bool(reason) != bool(self.local_fault)
         self.local_fault = reason  # the latest fault while it holds
@@ -119,12 +118,22 @@ class HealthInputs:
             )
             log.error(text)
         else:
-            text = "local fault cleared: probe results are trusted again"
+            text = "local fault cleared: every probe has reported again"
             log.warning(text)
         self.ctx.journal.spawn(
             "*", "local_fault" if reason else "local_fault_cleared", Trigger.AUTO, text, now
         )
         self.ctx.wake()
+
+    def _probe_keys(self) -> set[tuple[str, str, str]]:
+        keys = {
+            (rt.name, target.name, probe.name)
+            for rt in self.ctx.services.values()
+            for target in rt.config.targets
+            for probe in target.probes
+        }
+        keys |= {(CANARY, c.name, p.name) for c in self.ctx.config.canaries for p in c.probes}
+        return keys
 
     def canary_failing(self, name: str) -> bool:
         """A canary counts as failing once its latest result failed, like a target."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,7 @@ from failover.scrape import SharedRender
 
 def test_budget_keeps_the_reserve_and_warns_when_the_limit_is_low() -> None:
     roomy = plan_budget(65536, 65536, 400, 2, ["unix", "admin", "metrics"], 20)
-    assert roomy.caps == {"unix": 64, "admin": 64, "metrics": 64}
+    assert roomy.caps == {"unix": 1024, "admin": 1024, "metrics": 1024}
     assert not roomy.warning
     low = plan_budget(256, 256, 4, 1, ["unix", "admin", "metrics"], 20)
     assert low.reserve == 64 + 2 * 4 + 16
@@ -24,10 +25,10 @@ def test_budget_keeps_the_reserve_and_warns_when_the_limit_is_low() -> None:
     assert "LimitNOFILE" in low.warning and "256" in low.warning
 
 
-async def test_connections_beyond_the_cap_are_reset_and_idle_ones_closed(
+async def test_a_newcomer_at_the_cap_resets_the_oldest_and_idle_ones_are_closed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(listeners, "IDLE_TIMEOUT", 0.3)
+    monkeypatch.setattr(listeners, "IDLE_TIMEOUT", 0.5)
 
     async def hello(_request: web.Request) -> web.Response:
         return web.Response(text="hi")
@@ -35,19 +36,25 @@ async def test_connections_beyond_the_cap_are_reset_and_idle_ones_closed(
     app = web.Application()
     app.router.add_get("/", hello)
     runner = await listeners.runner_for(app)
-    refused: list[str] = []
-    gate = ConnectionGate("admin", 3, refused.append)
+    resets: list[str] = []
+    gate = ConnectionGate("admin", 3, resets.append)
     site = GatedTCPSite(runner, "127.0.0.1", 0, gate)
     await site.start()
     try:
-        held = [await asyncio.open_connection("127.0.0.1", site.bound_port) for _ in range(3)]
-        await asyncio.sleep(0.05)
+        held = []
+        for _ in range(3):
+            held.append(await asyncio.open_connection("127.0.0.1", site.bound_port))
+            await asyncio.sleep(0.05)  # accepted in this order
         assert gate.active == 3
         reader, writer = await asyncio.open_connection("127.0.0.1", site.bound_port)
-        assert await asyncio.wait_for(reader.read(), 2) == b""  # reset or closed, never served
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 2)
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"hi")
         writer.close()
-        assert refused == ["admin"]
-        for r, _ in held:  # sent nothing: closed by the idle timer
+        assert resets == ["admin"]
+        with contextlib.suppress(ConnectionResetError):  # the oldest was reset
+            assert await asyncio.wait_for(held[0][0].read(), 2) == b""
+        for r, _ in held[1:]:  # sent nothing: closed by the idle timer
             assert await asyncio.wait_for(r.read(), 3) == b""
         await asyncio.sleep(0.05)
         assert gate.active == 0
