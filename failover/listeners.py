@@ -14,6 +14,7 @@ closed by aiohttp's keep-alive timer, which runs from the moment the connection 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -39,6 +40,7 @@ PER_PROBE = 2  # a probe in flight: its socket, and a second address family (hap
 PER_PROVIDER = 16  # an API client's connection pool, DNS verification queries
 PROBE_CONCURRENCY = 256  # ProbeScheduler's default bound on probes in flight
 WARN_EVERY = 10.0  # seconds between two warnings of a full listener
+KERNEL_BACKLOG = 128  # connections the kernel queues for accept (they cost us no descriptor)
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,10 @@ class ConnectionGate:
         return len(self._conns)
 
     @property
-    def backlog(self) -> int:
-        """The listen backlog: asyncio accepts up to this many connections in one go, each of
-        which may evict one whose descriptor is freed only on the next loop iteration."""
-        return max(MIN_CAP, min(128, self.limit // 4))
+    def batch(self) -> int:
+        """Connections asyncio accepts in one go (its `backlog`): each may evict one whose
+        descriptor is freed only on the next loop iteration, so this bounds the overshoot."""
+        return max(MIN_CAP, min(KERNEL_BACKLOG, self.limit // 4))
 
     def wrap(self, factory: Callable[[], Any]) -> Callable[[], asyncio.BaseProtocol]:
         def make() -> asyncio.BaseProtocol:
@@ -227,9 +229,9 @@ class GatedTCPSite(web.TCPSite):
             self.gate.wrap(self._runner.server),
             self._host,
             self._port,
-            backlog=self.gate.backlog,
-            reuse_address=True,
+            backlog=self.gate.batch,
         )
+        _deepen_backlog(self._server)
 
     @property
     def bound_port(self) -> int:
@@ -247,5 +249,15 @@ class GatedUnixSite(web.UnixSite):
         assert self._runner.server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
-            self.gate.wrap(self._runner.server), str(self._path), backlog=self.gate.backlog
+            self.gate.wrap(self._runner.server), str(self._path), backlog=self.gate.batch
         )
+        _deepen_backlog(self._server)
+
+
+def _deepen_backlog(server: asyncio.AbstractServer | None) -> None:
+    """asyncio uses one number for the kernel's accept queue and for its accept batch: a small
+    queue makes clients' SYNs drop (a connect then hangs a second) when a burst arrives. Listen
+    again, on a duplicate of each socket, with a deep queue; the batch stays small."""
+    for wrapped in getattr(server, "sockets", None) or ():
+        with contextlib.closing(wrapped.dup()) as sock:
+            sock.listen(KERNEL_BACKLOG)
