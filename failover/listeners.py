@@ -33,6 +33,7 @@ log = logging.getLogger("failover.listeners")
 
 IDLE_TIMEOUT = 10.0  # seconds to send a complete request head, from accept or the last response
 BODY_TIMEOUT = 10.0  # seconds to send a request body once its head arrived (admin.py)
+LINGER = 1.0  # seconds aiohttp keeps draining an unread body after answering (its default: 10)
 DEFAULT_CAP = 1024  # connections per listener when file descriptors are plentiful
 MIN_CAP = 4  # below this a listener is useless; the limit is then too low (warned)
 BASE_RESERVE = 64  # stdio, epoll, journal, state file and lock, thread pool, resolver, logs
@@ -208,8 +209,11 @@ class _Counted(asyncio.Protocol):
 
 
 async def runner_for(app: web.Application) -> web.AppRunner:
-    """An AppRunner whose connections close after `IDLE_TIMEOUT` without a complete request."""
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=IDLE_TIMEOUT)
+    """An AppRunner whose connections close after `IDLE_TIMEOUT` without a complete request,
+    and which drains the unread body of an answered request (a slow sender's) for `LINGER`."""
+    runner = web.AppRunner(
+        app, access_log=None, keepalive_timeout=IDLE_TIMEOUT, lingering_time=LINGER
+    )
     await runner.setup()
     return runner
 

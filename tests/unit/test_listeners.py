@@ -79,3 +79,43 @@ async def test_concurrent_scrapes_share_renders() -> None:
     bodies = await asyncio.gather(*(render.body() for _ in range(100)))
     assert render.renders <= 2 and views == render.renders
     assert all(b'failover_local_fault{instance="i"} 1.0' in body for body in bodies)
+
+
+async def test_slow_headers_and_slow_bodies_are_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    from failover import admin
+
+    monkeypatch.setattr(listeners, "IDLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(admin, "BODY_TIMEOUT", 0.3)
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response(await admin._body(request))
+
+    app = web.Application(middlewares=[admin._middleware(None)])
+    app.router.add_post("/", echo)
+    runner = await listeners.runner_for(app)
+    site = GatedTCPSite(runner, "127.0.0.1", 0, ConnectionGate("admin", 8))
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.bound_port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\n")
+
+        async def trickle() -> None:  # a header byte at a time, never the blank line
+            with contextlib.suppress(ConnectionError):
+                for _ in range(50):
+                    writer.write(b"X")
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+
+        dripping = asyncio.create_task(trickle())
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed while it dripped
+        assert not dripping.done()
+        dripping.cancel()
+        writer.close()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", site.bound_port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        answer = await asyncio.wait_for(reader.read(1000), 3)
+        assert answer.startswith(b"HTTP/1.1 408") and b'"timeout"' in answer
+        writer.close()
+    finally:
+        await runner.cleanup()
