@@ -14,7 +14,6 @@ from failover.config import load_config
 from failover.daemon import Daemon
 from failover.model import Health, ProbeResult
 from failover.probes.scheduler import ProbeJob
-from tests.faults.flood_support import free_port
 
 EMFILE = ProbeResult(
     False, "local fault (emfile): too many open files", 0.001, detail={"local_fault": "emfile"}
@@ -30,7 +29,7 @@ instance: {{name: lf, state_dir: "{tmp_path / "state"}"}}
 admin: {{socket: "{tmp_path / "admin.sock"}"}}
 metrics: {{listen: null}}
 providers:
-  lab: {{type: builtin, listen: "127.0.0.1:{free_port()}", verify: false}}
+  lab: {{type: builtin, listen: "127.0.0.1:0", verify: false}}
 defaults:
   probe: {{interval: 200ms, timeout: 150ms}}
   health: {{fall: 2, rise: 2}}
