@@ -6,6 +6,7 @@ is JSON `{"error": code, "message": text}` with a 4xx for the caller's mistakes.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -19,6 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from failover import __version__
 from failover.engine import CommandError, Engine
+from failover.listeners import BODY_TIMEOUT, ConnectionGate, GatedUnixSite, runner_for
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICE_VERBS = ("release", "pause", "resume", "ack")
@@ -74,7 +76,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object; a 400 for anything else (never a 500)."""
     if not request.can_read_body:
         return {}
-    raw = await request.read()  # bounded by client_max_size (413 beyond)
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT):  # a slow sender must not hold a slot forever
+            raw = await request.read()  # bounded by client_max_size (413 beyond)
+    except TimeoutError:
+        raise CommandError(
+            "timeout", f"request body not received within {BODY_TIMEOUT:g}s", 408
+        ) from None
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -317,11 +325,13 @@ def _prepare_socket_path(path: Path) -> None:
         path.unlink()
 
 
-async def start_unix_site(app: web.Application, path: Path) -> web.AppRunner:
-    """Serve on a unix socket readable only by the daemon's user and group (0660)."""
+async def start_unix_site(
+    app: web.Application, path: Path, gate: ConnectionGate | None = None
+) -> web.AppRunner:
+    """Serve on a unix socket readable only by the daemon's user and group (0660), with
+    bounded connections and idle time like the TCP listeners (listeners.py)."""
     _prepare_socket_path(path)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.UnixSite(runner, str(path)).start()
+    runner = await runner_for(app)
+    await GatedUnixSite(runner, path, gate or ConnectionGate("unix", 64)).start()
     os.chmod(path, 0o660)
     return runner

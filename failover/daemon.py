@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from failover import listeners as fd
+from failover import readiness, sdnotify
 from failover import reload as live_reload
-from failover import sdnotify
 from failover.admin import AdminApi, start_unix_site
 from failover.config.loader import ConfigError, load_config
 from failover.config.types import Config, HostPort
@@ -42,6 +42,7 @@ from failover.probes.scheduler import ProbeJob, ProbeScheduler
 from failover.providers.base import Provider
 from failover.providers.registry import create_provider
 from failover.runtime import ServiceRuntime
+from failover.scrape import SharedRender, metrics_app
 from failover.store import Store
 
 log = logging.getLogger("failover.daemon")
@@ -99,8 +100,16 @@ class Daemon:
         self.watchdog: sdnotify.Watchdog | None = None
         self._reload_lock = asyncio.Lock()
         self._signal_tasks: set[asyncio.Task[None]] = set()
+        self.budget: fd.FdBudget | None = None
+
+    def _gate(self, name: str) -> fd.ConnectionGate:
+        assert self.budget is not None
+        counter = self.metrics.listener_resets
+        counter.labels(name)
+        return fd.ConnectionGate(name, self.budget.caps[name], lambda n: counter.labels(n).inc())
 
     async def start(self, *, schedule_probes: bool = True) -> None:
+        self.budget = fd.budget_for(self.config, len(probe_jobs(self.config)))
         self.store.lock()
         self._locked = True
         self.store.check_writable()
@@ -127,13 +136,13 @@ class Daemon:
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
         api = AdminApi(engine, reload=self.reload)
-        self._runners.append(await start_unix_site(api.app(), self.config.admin.socket))
+        socket = self.config.admin.socket
+        self._runners.append(await start_unix_site(api.app(), socket, self._gate("unix")))
         if self.config.admin.listen is not None and self.config.admin.token_file is not None:
             token = read_token(self.config.admin.token_file)
-            runner = web.AppRunner(api.app(token=token), access_log=None)
-            await runner.setup()
+            runner = await fd.runner_for(api.app(token=token))
             listen = self.config.admin.listen
-            await web.TCPSite(runner, listen.host, listen.port).start()
+            await fd.GatedTCPSite(runner, listen.host, listen.port, self._gate("admin")).start()
             self._runners.append(runner)
         if schedule_probes:
             await self.scheduler.start()
@@ -200,54 +209,22 @@ class Daemon:
         await self.engine.cycle()
 
     async def _start_metrics(self, listen: HostPort) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, listen.host, listen.port)
+        """Scrapes render off the loop, shared (scrape.py), on a capped listener."""
+        engine = self.engine
+        render = SharedRender(self.metrics, engine.live_view if engine is not None else None)
+        runner = await fd.runner_for(metrics_app(render, self._healthz, self._readyz))
+        site = fd.GatedTCPSite(runner, listen.host, listen.port, self._gate("metrics"))
         await site.start()
         self._runners.append(runner)
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        port = sockets[0].getsockname()[1] if sockets else listen.port
-        self.metrics_address = HostPort(listen.host, port)
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        self.metrics_address = HostPort(listen.host, site.bound_port)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        """Alive while the decision loop makes progress, judged like the systemd watchdog: a
-        slow provider during an outage is not a reason for a container restart."""
-        engine = self.engine
-        if engine is not None and self._engine_task is None:
-            return web.Response(text="ok\n")
-        if engine is None or not engine.alive():
-            return web.Response(status=503, text="decision loop not cycling\n")
-        return web.Response(text="ok\n")
+        status, text = readiness.healthz(self.engine, running=self._engine_task is not None)
+        return web.Response(status=status, text=text)
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        """Ready once every service's published records have been read back (until then, say
-        which providers are still being read: each service is decided as soon as its own are),
-        while a leader exists, and while the state directory accepts writes (a journal that is
-        behind is not a healthy daemon, but it stays alive: `/healthz` is 200, a restart would
-        lose what waits in memory)."""
-        if self.engine is None:
-            return web.Response(status=503, text="not ready: starting\n")
-        condition = self.engine.coord.condition()
-        if condition.startswith("no leader"):  # etcd lost: nobody may write DNS
-            return web.Response(status=503, text=f"not ready: {condition}\n")
-        if not self.engine.ready:
-            waiting = self.engine.unread_providers()
-            detail = ", ".join(f"{p} ({n} services)" for p, n in sorted(waiting.items()))
-            text = f"not ready: published records not read yet from {detail or 'the providers'}"
-            return web.Response(status=503, text=text + "\n")
-        journal = self.engine.journal.health()
-        if journal.unwritable:
-            return web.Response(status=503, text=f"not ready: {journal.reason()}\n")
-        return web.Response(text="ready\n")
+        status, text = readiness.readyz(self.engine)
+        return web.Response(status=status, text=text)
 
     async def wait(self) -> None:
         await self._stopped.wait()
@@ -283,28 +260,7 @@ class Daemon:
 
     def status_line(self) -> str:
         """The STATUS systemd shows: `3 services, 1 failed over, 0 alarms`."""
-        engine = self.engine
-        if engine is None:
-            return "starting"
-        runtimes = list(engine.services.values())
-        alarms = sum(len(rt.decision.alarms) for rt in runtimes if rt.decision is not None)
-        moved = sum(
-            1
-            for rt in runtimes
-            if rt.published.target is not None and rt.published.target != rt.config.targets[0].name
-        )
-        unread = sum(1 for rt in runtimes if rt.current is None)
-        parts = [f"{len(runtimes)} services", f"{moved} failed over", f"{alarms} alarms"]
-        if unread:
-            waiting = ", ".join(sorted(engine.unread_providers()))
-            parts.append(f"{unread} not read back (reading {waiting})")
-        if self.config.coordination is not None:
-            parts.append(engine.coord.condition())
-        if engine.journal.health().unwritable:
-            parts.append("JOURNAL UNWRITABLE")
-        if self.dry_run:
-            parts.append("dry-run")
-        return ", ".join(parts)
+        return readiness.status_line(self.engine, self.config, dry_run=self.dry_run)
 
     # ---------------------------------------------------------------- reload
 

@@ -8,10 +8,11 @@ Each daemon owns its registry, so several daemons can run in one test process.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -30,7 +31,9 @@ ALARMS = (
     "not_verified",
     "change_ignored",
     "split_answer",
+    "local_fault",
 )
+LOCAL_FAULT_REASONS = ("emfile", "enfile", "enobufs", "enomem", "loop_lag")
 # Buckets sized for DNS failover: sub-second detection up to minutes of propagation.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 PROBE_PHASES = frozenset({"resolve", "connect", "tls", "first_byte", "transfer", "query", "total"})
@@ -72,6 +75,12 @@ class LiveView:
     journal_unwritable: bool = False
     journal_pending: int = 0
     journal_lost: int = 0
+    local_fault: bool = False
+
+
+# The view captured on the loop for a render in a worker thread (`Metrics.render`): the
+# thread must not walk the engine's dicts while the loop changes them.
+_FROZEN: ContextVar[LiveView | None] = ContextVar("frozen_live_view", default=None)
 
 
 class _LiveCollector(Collector):
@@ -79,7 +88,7 @@ class _LiveCollector(Collector):
         self._read = read
 
     def collect(self) -> Iterator[Metric]:
-        view = self._read()
+        view = _FROZEN.get() or self._read()
         probe_success = GaugeMetricFamily(
             "failover_probe_success",
             "1 if the last run of the probe passed, 0 if it failed.",
@@ -171,6 +180,13 @@ class _LiveCollector(Collector):
             labels=["instance"],
         )
         lost.add_metric([view.instance], float(view.journal_lost))
+        local_fault = GaugeMetricFamily(
+            "failover_local_fault",
+            "1 while probes fail for a local reason (no file descriptors, buffers or memory, a "
+            "stalled event loop): automatic decisions are held.",
+            labels=["instance"],
+        )
+        local_fault.add_metric([view.instance], float(view.local_fault))
         yield from (
             probe_success,
             target_up,
@@ -185,6 +201,7 @@ class _LiveCollector(Collector):
             unwritable,
             pending,
             lost,
+            local_fault,
         )
 
 
@@ -295,6 +312,21 @@ class Metrics:
             registry=r,
         )
         self.reload_success_time.set_to_current_time()
+        self.local_faults = Counter(
+            "failover_local_faults",
+            "Probe runs that failed for a local reason and were not counted against the target.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in LOCAL_FAULT_REASONS:
+            self.local_faults.labels(reason)
+        self.listener_resets = Counter(
+            "failover_listener_reset_connections",
+            "Connections reset because a new one arrived while their listener was at its cap "
+            "(the oldest goes).",
+            ["listener"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "failover_build_info",
             "Always 1; the version label says which build.",
@@ -317,6 +349,14 @@ class Metrics:
         expiry = result.detail.get("cert_expiry")
         if isinstance(expiry, int | float):
             self.probe_cert_expiry.labels(*labels).set(expiry)
+
+    def render(self, view: LiveView | None = None) -> bytes:
+        """The exposition text; with `view`, the live gauges come from it (safe off the loop)."""
+        token = _FROZEN.set(view)
+        try:
+            return generate_latest(self.registry)
+        finally:
+            _FROZEN.reset(token)
 
     def attach_live(self, read: Callable[[], LiveView]) -> None:
         """Register the scrape-time collector over the engine's live state."""

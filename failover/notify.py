@@ -30,7 +30,8 @@ QUEUE_SIZE = 100  # events waiting per destination; beyond, the oldest is droppe
 DRAIN_GRACE = 2.0  # seconds a stopping daemon gives queued events before dropping them
 RESULTS = ("ok", "failed", "dropped")
 
-# Alarms journalled per service. `isolated` is told once, by the instance-wide entry.
+# Alarms journalled per service. `isolated` and `local_fault` are told once, by the
+# instance-wide entry.
 _ALARM_EVENTS = {
     "all_down": "all_down",
     "no_healthy_target": "no_healthy_target",
@@ -40,13 +41,16 @@ _ALARM_EVENTS = {
     "split_answer": "split_answer",
 }
 # Entries whose kind is already the event's name.
-_SAME_NAME = frozenset(("drift", "refused", "isolated", "isolation_cleared"))
+_SAME_NAME = frozenset(
+    ("drift", "refused", "isolated", "isolation_cleared", "local_fault", "local_fault_cleared")
+)
 _SAME_NAME |= {"pin", "release", "pause", "resume", "ack", "drill"}
 _SAME_NAME |= {"journal_unwritable", "journal_recovered"}
 SEVERITY = {
     **dict.fromkeys(("pin", "release", "pause", "resume", "ack", "drill", "reload"), "info"),
     "isolation_cleared": "info",
     "journal_recovered": "info",
+    "local_fault_cleared": "info",
     **dict.fromkeys(("switch", "refused", "pinned_target_down", "reload_failed"), "warning"),
 }
 SLACK_DETAIL_LIMIT = 2500  # Slack refuses a section text over 3000 characters
@@ -89,6 +93,8 @@ def summary(event: str, entry: Mapping[str, Any]) -> tuple[str, str]:
         "refused": f"{svc}: change to {to} refused by a safety rule",
         "isolated": "instance ISOLATED: no automatic switch until it clears",
         "isolation_cleared": "isolation cleared",
+        "local_fault": "instance LOCAL FAULT: no automatic switch until it clears",
+        "local_fault_cleared": "local fault cleared",
         "pin": f"{svc}: pinned to {to} by {actor}",
         "release": f"{svc}: pin released by {actor}, back to automatic",
         "pause": f"{svc}: automation paused by {actor}",

@@ -25,6 +25,7 @@ def status(
     *,
     isolated: bool,
     canary_failing: Callable[[str], bool],
+    local_fault: str = "",
     dry_run: bool,
     started_at: float,
     journal: JournalHealth,
@@ -47,6 +48,7 @@ def status(
         "coordination": coord.condition(),
         "instances": _instances(config, coord, isolated),
         "isolated": isolated,
+        "local_fault": local_fault or None,
         "canaries": {
             c.name: {"location": c.location, "failing": canary_failing(c.name)}
             for c in config.canaries
@@ -148,6 +150,8 @@ def live_view(
     isolated: bool,
     journal: JournalHealth,
     votes: Callable[[str, str, Health], dict[str, str]] | None = None,
+    *,
+    local_fault: bool = False,
 ) -> LiveView:
     """What the metrics collector exports at scrape time (so a metric never drifts)."""
     views = []
@@ -181,6 +185,7 @@ def live_view(
         journal_unwritable=journal.unwritable,
         journal_pending=journal.pending,
         journal_lost=journal.lost,
+        local_fault=local_fault,
     )
 
 

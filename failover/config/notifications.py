@@ -40,6 +40,9 @@ EVENTS: dict[str, str] = {
     "refused": "a change refused by a safety rule",
     "isolated": "this instance believes it is cut off: no automatic switch",
     "isolation_cleared": "the isolation guard cleared",
+    "local_fault": "probes fail for a local reason (no file descriptors, a stalled loop): no "
+    "automatic switch",
+    "local_fault_cleared": "the local fault cleared",
     "pin": "an operator promoted a target (`failover promote`)",
     "release": "an operator released a pin",
     "pause": "an operator paused automation",

@@ -29,6 +29,7 @@ ALARM_ALL_DOWN = "all_down"
 ALARM_DRIFT = "drift"
 ALARM_BLOCKED = "blocked"
 ALARM_ISOLATED = "isolated"
+ALARM_LOCAL_FAULT = "local_fault"
 ALARM_NO_HEALTHY_TARGET = "no_healthy_target"
 ALARM_PINNED_TARGET_DOWN = "pinned_target_down"
 
@@ -158,6 +159,7 @@ class Snapshot:
     # when this instance could judge again after a time it could not (isolation cleared, a
     # stalled loop): targets get `rise` fresh chances to report before any automatic switch
     judging_since: float | None = None
+    local_fault: str = ""  # why probes fail here, not at the targets ("" when they do not)
 
 
 class Action(StrEnum):
@@ -372,6 +374,13 @@ def _decide_auto(
 
     if starting and unknown:
         return _hold(state, start_hold)
+    if snap.local_fault:
+        return _hold(
+            state,
+            f"local fault: {snap.local_fault}; probe results are not trusted, no automatic "
+            f"switch (on {active}, {active_health.name}){missing_note}",
+            ALARM_LOCAL_FAULT,
+        )
     if snap.isolated:
         return _hold(
             state,

@@ -171,3 +171,10 @@ def quorum_health(own: TargetHealth, votes: Iterable[Vote], quorum: int) -> Targ
     reason = f"quorum {quorum}: {tally}; here: {own.health.upper()} ({own.reason})"
     failing_since = own.failing_since if health is Health.DOWN else None
     return TargetHealth(health, None, failing_since, reason)
+
+
+def local_fault_holds(last_fault_at: float | None, now: float, hold: float) -> bool:
+    """A probe failed for a local reason (no file descriptors, a stalled loop) less than `hold`
+    seconds ago: this instance cannot judge its targets yet, so automatic decisions wait, as
+    under isolation."""
+    return last_fault_at is not None and now - last_fault_at < hold

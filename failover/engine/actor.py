@@ -347,6 +347,7 @@ class Engine:
         async with self.ctx.lock:
             now = self.ctx.clock()
             self.inputs.update_isolation(now)
+            self.inputs.update_local_fault(now)
             self.reader.start(self.reader.due(self.ctx.services.values(), now), now)
             for rt in self.ctx.services.values():
                 if rt.busy:
@@ -373,6 +374,7 @@ class Engine:
             rt.published,
             self.vantage.isolated(),
             self.inputs.judging_since,
+            self.inputs.local_fault,
         )
         if self.inputs.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
@@ -465,6 +467,7 @@ class Engine:
             ctx.coord,
             ctx.services,
             isolated=self.inputs.isolated,
+            local_fault=self.inputs.local_fault,
             canary_failing=self.inputs.canary_failing,
             dry_run=ctx.dry_run,
             started_at=self.started_at,
@@ -482,4 +485,5 @@ class Engine:
             self.inputs.isolated,
             ctx.journal.health(),
             self.vantage.votes,
+            local_fault=bool(self.inputs.local_fault),
         )

@@ -1,12 +1,20 @@
 """Probe results in, health out: fold each result into its target's health, and judge whether
-this vantage point itself is cut off (the isolation guard). Nothing here acts; a change of
-health only wakes the actor."""
+this vantage point itself is cut off (the isolation guard) or short of resources (a local
+fault: a probe that failed with EMFILE, ENOBUFS … or while the loop stalled says nothing about
+its target, so it is not counted toward `fall`, and decisions are held until every probe that
+failed that way has reported again). Nothing here acts; a change of health only wakes the actor."""
 
 from __future__ import annotations
 
 import logging
 
-from failover.core.health import ProbeState, observe, target_health, vantage_isolated
+from failover.core.health import (
+    ProbeState,
+    local_fault_holds,
+    observe,
+    target_health,
+    vantage_isolated,
+)
 from failover.engine.context import Context
 from failover.logs import fields
 from failover.model import Health, ProbeResult, Trigger
@@ -16,6 +24,7 @@ from failover.runtime import ServiceRuntime
 log = logging.getLogger("failover.engine")
 
 CANARY = "*canary"  # the service name of canary probe jobs (not a valid service name)
+LOCAL_FAULT_MIN_HOLD = 1.0  # seconds decisions stay held after the last local fault, at least
 
 
 class HealthInputs:
@@ -26,9 +35,17 @@ class HealthInputs:
         # when this instance could judge again after a time it could not (core.Snapshot)
         self.judging_since: float | None = None
         self.canary_probes: dict[tuple[str, str], ProbeState] = {}  # (canary, probe)
+        self.local_fault = ""  # why decisions are held ("" while they are not)
+        self._last_local_fault: tuple[float, str] | None = None  # (when, reason)
+        self._unheard: set[tuple[str, str, str]] = set()  # probe jobs whose last run was local
 
     def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         """Fold a probe result into health; wake the actor when a target's health changes."""
+        kind = result.detail.get("local_fault") if not result.ok else None
+        if kind is not None:
+            self._on_local_fault(job, str(kind), result.reason, finished_at)
+            return
+        self._unheard.discard(job.key)
         if job.service == CANARY:
             self._on_canary_result(job, result, finished_at)
             return
@@ -73,6 +90,53 @@ class HealthInputs:
             canary.health.rise,
         )
         self.ctx.wake()
+
+    def _on_local_fault(self, job: ProbeJob, kind: str, reason: str, now: float) -> None:
+        """Not evidence against the target: counted as a local fault, and decisions held."""
+        self.ctx.metrics.local_faults.labels(kind).inc()
+        self._unheard.add(job.key)
+        self._last_local_fault = (now, f"{job.service}/{job.target}/{job.spec.name}: {reason}")
+        if not self.local_fault:
+            self.update_local_fault(now)
+
+    def update_local_fault(self, now: float) -> None:
+        """Raise or clear the local fault (journalled instance-wide, like isolation). It holds
+        for `LOCAL_FAULT_MIN_HOLD` after the last one, and until every probe whose run failed
+        locally has reported again: only then is each target's health current."""
+        if self._unheard:
+            self._unheard &= self._probe_keys()  # a reload may have removed some
+        last = self._last_local_fault
+        holds = last is not None and (
+            bool(self._unheard) or local_fault_holds(last[0], now, LOCAL_FAULT_MIN_HOLD)
+        )
+        reason = last[1] if holds and last is not None else ""
+        changed = bool(reason) != bool(self.local_fault)
+        self.local_fault = reason  # the latest fault while it holds
+        if not changed:
+            return
+        if reason:
+            text = (
+                f"local fault: probes fail for a reason on this host, not at the targets "
+                f"({reason}); no automatic switch until it clears"
+            )
+            log.error(text)
+        else:
+            text = "local fault cleared: every probe has reported again"
+            log.warning(text)
+        self.ctx.journal.spawn(
+            "*", "local_fault" if reason else "local_fault_cleared", Trigger.AUTO, text, now
+        )
+        self.ctx.wake()
+
+    def _probe_keys(self) -> set[tuple[str, str, str]]:
+        keys = {
+            (rt.name, target.name, probe.name)
+            for rt in self.ctx.services.values()
+            for target in rt.config.targets
+            for probe in target.probes
+        }
+        keys |= {(CANARY, c.name, p.name) for c in self.ctx.config.canaries for p in c.probes}
+        return keys
 
     def canary_failing(self, name: str) -> bool:
         """A canary counts as failing once its latest result failed, like a target."""

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import functools
 import ipaddress
+import os
 import re
 import socket
 from collections.abc import Sequence
@@ -40,6 +41,27 @@ _ERRNO_REASONS = {
 }
 _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
 
+# Errors that say this host is short of something, not that the target is down: a probe that
+# fails with one is a local fault (not counted toward `fall`; see engine/inputs.py).
+LOCAL_ERRNOS = {
+    errno.EMFILE: "emfile",
+    errno.ENFILE: "enfile",
+    errno.ENOBUFS: "enobufs",
+    errno.ENOMEM: "enomem",
+}
+_LOCAL_MARK = re.compile(r"local fault \((\w+)\)")
+
+
+def local_fault_of(reason: str) -> str | None:
+    """The local fault a failed probe's reason names (`emfile` …), or None."""
+    mark = _LOCAL_MARK.search(reason)
+    if mark is not None:
+        return mark.group(1)
+    for code in _ERRNO_IN_TEXT.findall(reason):  # a reason built from str(exc) elsewhere
+        if int(code) in LOCAL_ERRNOS:
+            return LOCAL_ERRNOS[int(code)]
+    return None
+
 
 def os_error_reason(err: OSError) -> str:
     """A concise, stable reason for a socket-level error (`connect refused`, `no route to host`)."""
@@ -54,6 +76,8 @@ def os_error_reason(err: OSError) -> str:
             code = codes.pop()
     if code in _ERRNO_REASONS:
         return _ERRNO_REASONS[code]
+    if code in LOCAL_ERRNOS:
+        return f"local fault ({LOCAL_ERRNOS[code]}): {os.strerror(code).lower()}"
     if isinstance(err, ConnectionResetError):
         return "connection reset"
     if isinstance(err, ConnectionRefusedError):

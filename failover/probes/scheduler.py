@@ -41,12 +41,19 @@ from failover.config.types import ProbeConfig
 from failover.model import ProbeResult
 from failover.probes import http
 from failover.probes.base import ProbeContext, ProbeFn, ProbeRun
+from failover.probes.loopwatch import LoopWatch
+from failover.probes.net import LOCAL_ERRNOS, local_fault_of
 from failover.probes.registry import PROBES
 
 log = logging.getLogger(__name__)
 
 LAG_SAMPLES = 1024
 """How many recent scheduling lags `ProbeScheduler.lag_samples` keeps."""
+
+LOCAL_LAG_SHARE = 0.5
+"""A run cut by its deadline while the loop stalled for at least this share of the probe's
+timeout (and at least `LOCAL_LAG_MIN`) is a local fault: the target was not given its time."""
+LOCAL_LAG_MIN = 0.1
 
 SPREAD_RATE = 1000.0
 """First runs per second, on average, above which the first-run window widens past
@@ -112,6 +119,7 @@ class ProbeScheduler:
         (includes waiting for a concurrency slot)."""
         self.skipped_runs = 0
         """Slots skipped because a run (or the wait for a slot) overran its interval."""
+        self.watch = LoopWatch()
 
     @property
     def jobs(self) -> tuple[ProbeJob, ...]:
@@ -139,6 +147,7 @@ class ProbeScheduler:
             raise RuntimeError("probe scheduler already started")
         self._session = http.new_session(self._concurrency)
         self._ctx = ctx = ProbeContext(self._session)
+        self.watch.start()
         for job in self._jobs.values():
             self._spawn(job, ctx)
 
@@ -178,6 +187,7 @@ class ProbeScheduler:
         pending = list(self._retired)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.watch.aclose()
         session, self._session, self._ctx = self._session, None, None
         if session is not None:
             await session.close()
@@ -236,13 +246,30 @@ class ProbeScheduler:
         deadline = asyncio.timeout(spec.timeout)
         try:
             async with deadline:
-                return await self._registry[spec.type](spec, run_ctx)
+                result = await self._registry[spec.type](spec, run_ctx)
         except Exception as exc:
             elapsed = time.monotonic() - started
             if isinstance(exc, TimeoutError) and deadline.expired():
-                return timeout_result(spec.timeout, elapsed, run_ctx.run)
+                return self._timed_out(spec, elapsed, run_ctx.run, started)
+            if isinstance(exc, OSError) and exc.errno in LOCAL_ERRNOS:
+                return local_result(LOCAL_ERRNOS[exc.errno], f"probe error: {exc}", elapsed)
             log.exception("probe %s crashed", "/".join(job.key))
             return ProbeResult(False, f"probe error: {type(exc).__name__}", elapsed)
+        kind = None if result.ok else local_fault_of(result.reason)
+        if kind is not None:
+            return local_result(kind, result.reason, result.duration, result)
+        return result
+
+    def _timed_out(
+        self, spec: ProbeConfig, elapsed: float, run: ProbeRun, started: float
+    ) -> ProbeResult:
+        """A run cut by its deadline; a local fault when the loop itself stalled meanwhile."""
+        result = timeout_result(spec.timeout, elapsed, run)
+        stall = self.watch.worst_stall(started, time.monotonic())
+        if stall >= max(LOCAL_LAG_MIN, LOCAL_LAG_SHARE * spec.timeout):
+            why = f"event loop stalled {round(stall * 1000)}ms during the run; {result.reason}"
+            return local_result("loop_lag", why, elapsed, result)
+        return result
 
     def _record_lag(self, lag: float) -> None:
         self.lag_samples.append(lag)
@@ -257,6 +284,16 @@ class ProbeScheduler:
             self._on_result(job, result, finished_at)
         except Exception:
             log.exception("result callback failed for %s", "/".join(job.key))
+
+
+def local_result(
+    kind: str, reason: str, elapsed: float, base: ProbeResult | None = None
+) -> ProbeResult:
+    """A failed run that says nothing about the target: `detail["local_fault"]` names why."""
+    text = reason if reason.startswith("local fault") else f"local fault ({kind}): {reason}"
+    timings = dict(base.timings) if base is not None else {}
+    detail = {**(base.detail if base is not None else {}), "local_fault": kind}
+    return ProbeResult(False, text[:300], elapsed, timings, detail)
 
 
 def timeout_result(timeout: float, elapsed: float, run: ProbeRun) -> ProbeResult:

@@ -4,9 +4,10 @@
 
 No systemd runs here (nor in CI), yet the unit's MemoryDenyWriteExecute=, SystemCallFilter=,
 SystemCallArchitectures=, SystemCallErrorNumber= and RestrictAddressFamilies= are what could
-break a Python daemon. This applies the same kernel mechanisms systemd uses, built from the
-unit's own lines: `prctl(PR_SET_MDWE)` (the kernel's native W^X, Linux >= 6.3; systemd uses a
-seccomp rule to the same effect), then a seccomp filter whose syscall list comes from
+break a Python daemon (LimitNOFILE= too: the daemon may not raise it under the filter). This
+applies the same kernel mechanisms systemd uses, built from the unit's own lines:
+`prctl(PR_SET_MDWE)` (the kernel's native W^X, Linux >= 6.3; systemd uses a seccomp rule to the
+same effect), then a seccomp filter whose syscall list comes from
 `systemd-analyze syscall-filter`, so it follows the installed systemd's group definitions.
 Filesystem and namespace settings (ProtectSystem=, PrivateTmp=…) are not reproduced.
 
@@ -20,6 +21,7 @@ import errno
 import os
 import platform
 import re
+import resource
 import socket
 import struct
 import subprocess
@@ -145,6 +147,11 @@ def main(argv: list[str]) -> int:
     if settings.get("RestrictAddressFamilies"):
         families = {FAMILIES[f] for f in settings["RestrictAddressFamilies"][-1].split()}
     error = getattr(errno, settings.get("SystemCallErrorNumber", ["EPERM"])[-1])
+    if settings.get("LimitNOFILE"):  # before the filter, which denies setrlimit (@resources)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # a container may cap it lower
+        limit = int(settings["LimitNOFILE"][-1])
+        limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
     allowed = allowed_syscalls(settings) | {"execve"}  # our own exec into the command
     install(program(allowed, families, error))
     os.execvp(command[0], command)

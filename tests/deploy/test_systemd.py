@@ -121,6 +121,8 @@ def test_unit_matches_the_daemon_and_the_example_config() -> None:
     assert one["ExecStart"] == "/usr/bin/failover run -c /etc/failover/failover.yaml"
     assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert one["CapabilityBoundingSet"] == ""
+    # soft = hard (setrlimit is filtered out), far above systemd's default 1024
+    assert int(one["LimitNOFILE"]) >= 16384
     # the example config's defaults live where systemd creates the directories
     config = load_config(REPO / "config" / "failover.example.yaml", missing_secrets=[])
     assert config.instance.state_dir == Path("/var/lib") / one["StateDirectory"]

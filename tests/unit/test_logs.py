@@ -52,3 +52,30 @@ def test_exceptions_stay_on_one_line() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="json"):
         setup("info", "xml")
+
+
+def test_repeated_lines_are_counted_then_summarised_once_per_window() -> None:
+    from failover.logs import RepeatFilter
+
+    now = [0.0]
+    repeats = RepeatFilter(window=10.0, clock=lambda: now[0])
+    written: list[logging.LogRecord] = []
+    repeats.emit = written.append
+    kept = [repeats.filter(record("accept failed on fd %d", n)) for n in range(1000)]
+    assert kept.count(True) == 1  # digits aside, the same line
+    assert repeats.filter(record("another line"))
+    now[0] = 10.5
+    assert repeats.filter(record("another line"))  # a new window: written, and the sweep ran
+    assert [r.getMessage() for r in written] == [
+        "999 repeats suppressed in the last 10s of: accept failed on fd 0"
+    ]
+    assert written[0].levelno == logging.WARNING
+
+
+def test_setup_rate_limits_the_real_handler(capsys: pytest.CaptureFixture[str]) -> None:
+    setup("info", "text")
+    log = logging.getLogger("failover.test")
+    for _ in range(50):
+        log.error("too many open files")
+    err = capsys.readouterr().err
+    assert err.count("too many open files") == 1

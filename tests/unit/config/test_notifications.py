@@ -180,6 +180,7 @@ def test_journal_entries_map_to_events(journalled: dict[str, Any], event: str | 
 
 def test_every_configurable_event_can_happen() -> None:
     kinds = ["switch", "publish", "verify", "drift", "refused", "isolated", "isolation_cleared"]
+    kinds += ["local_fault", "local_fault_cleared"]
     kinds += ["pin", "release", "pause", "resume", "ack", "drill", "reload"]
     kinds += ["journal_unwritable", "journal_recovered"]
     produced = {event_of(entry(k, result=r)) for k in kinds for r in ("ok", "error", "failed")}
