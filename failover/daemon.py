@@ -31,7 +31,8 @@ from failover import reload as live_reload
 from failover.admin import AdminApi, start_unix_site
 from failover.config.loader import ConfigError, load_config
 from failover.config.types import Config, HostPort
-from failover.coord.standalone import StandaloneCoordinator
+from failover.coord.base import Coordinator
+from failover.coord.factory import create_coordinator
 from failover.drill import DrillScheduler, restore_drill_metrics
 from failover.engine import CANARY, CommandError, Engine
 from failover.logs import fields
@@ -89,6 +90,7 @@ class Daemon:
         self.notifier = Notifier(config.notifications, self.metrics.notifications)
         self.providers: dict[str, Provider] = {}
         self.engine: Engine | None = None
+        self.coord: Coordinator | None = None
         self.scheduler: ProbeScheduler | None = None
         self.metrics_address: HostPort | None = None
         self._runners: list[web.AppRunner] = []
@@ -116,7 +118,7 @@ class Daemon:
         zones = provider_zones(self.config)
         for name in self.config.providers:
             self.providers[name] = await self._open_provider(name, self.config, zones)
-        coord = StandaloneCoordinator(self.config.instance.name, self.store)
+        coord = create_coordinator(self.config, self.store)  # etcd when `coordination:`
         await coord.start()
         self.coord = coord
         engine = Engine(
@@ -431,6 +433,8 @@ class Daemon:
                 log.error("the engine loop did not stop within %gs; cancelling it", CLOSE_TIMEOUT)
                 self._engine_task.cancel()
                 await asyncio.gather(self._engine_task, return_exceptions=True)
+        if self.coord is not None:  # after the last write: a leader hands over at once
+            await self.coord.aclose()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
