@@ -122,6 +122,8 @@ def plan_text(body: dict[str, Any]) -> str:
         )
     for violation in body.get("violations") or []:
         lines.append(f"  safety rule {violation['rule']}: {violation['message']}")
+    if body.get("coordination"):
+        lines.append(f"  coordination: {body['coordination']}")
     return "\n".join(lines)
 
 

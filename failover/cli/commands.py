@@ -131,6 +131,8 @@ async def cmd_promote_direct(args: argparse.Namespace) -> int:
             force=args.force,
             dry_run=args.dry_run,
             confirm=confirm,
+            etcd_down=args.etcd_down,
+            say=lambda line: print(line, file=sys.stderr),
         )
     except DirectError as exc:
         if exc.body and exc.code == EXIT_REFUSED:
@@ -143,8 +145,15 @@ async def cmd_promote_direct(args: argparse.Namespace) -> int:
         print("dry-run: nothing changed")
     elif result["result"] == "aborted":
         return EXIT_FAILED
+    elif result.get("leader"):
+        print(f"{args.service}: {result['reason']}")
     else:
         print(f"{args.service} pinned to {args.target} directly; change applied and verified")
+        if args.etcd_down:
+            print(
+                "note: etcd was down, so the pin is in this host's state file only: once etcd "
+                "is back, repeat the promote through a daemon so every instance honours it"
+            )
     return EXIT_OK
 
 
