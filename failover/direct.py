@@ -36,6 +36,7 @@ from failover.apply import Confirmation, ProviderQueue, submit_plan
 from failover.config.types import Config, EtcdConfig
 from failover.coord.etcd import CoordinationError, EtcdCoordinator
 from failover.coord.etcd_client import EtcdClient, EtcdError
+from failover.coord.shared_journal import SharedJournal
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
 from failover.core.plan import build_plan, check_plan, refusal
@@ -224,7 +225,9 @@ async def _coordinated(
     service, target = body["service"], body["target"]
     svc = config.services[service]
     coord = EtcdCoordinator(f"{config.instance.name} (promote --direct)", store, etcd)
-    journal = Journal(store, config.instance.name)
+    shared = SharedJournal(etcd, config.instance.name)  # `history` on every instance shows it
+    journal = Journal(store, config.instance.name, on_entry=shared.publish)
+    await shared.start()
     await coord.start()
     try:
         now = time.time()
@@ -272,10 +275,8 @@ async def _coordinated(
                     "reason": f"pinned in etcd; the leader ({leader or 'another instance'}) "
                     f"published {target} (read back by this command)",
                 }
-                await journal.close()
                 return outcome
             if loop.time() > deadline:
-                await journal.close()
                 raise DirectError(
                     f"pinned in etcd, but the leader ({leader or 'none'}) has not published "
                     f"{target} after {LEADER_WAIT:g}s: see `failover status` on any instance",
@@ -284,6 +285,8 @@ async def _coordinated(
                 )
             await asyncio.sleep(POLL)
     finally:
+        await journal.close()
+        await shared.aclose()
         await coord.aclose()
 
 

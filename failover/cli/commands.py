@@ -216,11 +216,14 @@ def simple_verb(verb: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any,
 
 async def cmd_history(args: argparse.Namespace) -> int:
     query = f"?limit={args.limit}" + (f"&service={args.service}" if args.service else "")
-    _, entries = await call(args, "GET", "/v1/history" + query)
+    _, body = await call(args, "GET", "/v1/history" + query + "&with_source=1")
+    entries = body["entries"] if isinstance(body, dict) and "entries" in body else body
     if args.json:
         print_json(entries)
-    else:
-        print(history_text(entries))
+        return EXIT_OK
+    if isinstance(body, dict) and body.get("source"):
+        print(f"history: {body['source']['text']}")
+    print(history_text(entries))
     return EXIT_OK
 
 

@@ -87,3 +87,10 @@ def test_a_leader_cut_off_from_the_primary_does_not_switch_alone(tmp_path: Path)
         assert [(e["instance"], e["to"], e["result"]) for e in made] == [
             ("fo-a", "secondary", "ok")
         ]
+        # the leader's decision is in the history of every instance (shared through etcd)
+        for follower in (fo_b, fo_c):
+            assert any(
+                e["kind"] == "switch" and e["instance"] == "fo-a" and e["to"] == "secondary"
+                for e in follower.history()
+            )
+            assert follower.status()["history"]["shared"] is True

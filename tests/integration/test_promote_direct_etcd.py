@@ -119,10 +119,27 @@ def test_direct_promote_goes_through_etcd(
         assert pin_in_etcd() == "primary"
         shop = cli_status(fo_b)["services"]["shop"]
         assert shop["pin"]["target"] == "primary" and shop["active"] == "primary"
+
+        # fo-b's history shows what the command did as fo-a: the history is shared in etcd
+        history = cli("history", "--socket", str(fo_b.socket), "--limit", "100")
+        assert history.returncode == 0, history.stderr
+        assert history.stdout.startswith("history: every instance's entries")
+        assert "the leader is fo-b" in history.stdout.splitlines()[0]
+        entries = json.loads(
+            cli("history", "--json", "--socket", str(fo_b.socket), "--limit", "100").stdout
+        )
+        direct_entries = [(e["instance"], e["kind"]) for e in entries if e.get("direct")]
+        assert direct_entries == [("fo-a", "pin"), ("fo-a", "switch"), ("fo-a", "pin")]
+
+        # etcd does not answer: history says it shows this instance's journal only
+        etcd.kill(0)
+        alone = cli("history", "--socket", str(fo_b.socket), "--limit", "100")
+        assert alone.returncode == 0, alone.stderr
+        assert alone.stdout.startswith("history: the journal of fo-b only: etcd does not answer")
+        assert "direct promote by" not in alone.stdout  # fo-a's switch lives in fo-a's journal
         assert fo_b.stop() == 0
 
         # etcd does not answer: refused, nothing changes; --etcd-down applies it anyway
-        etcd.kill(0)
         refused = direct("secondary")
         assert refused.returncode == 3, refused.stdout + refused.stderr
         assert "etcd does not answer" in refused.stderr and "--etcd-down" in refused.stderr
