@@ -19,6 +19,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from failover import __version__
+from failover.coord.etcd_client import EtcdError
+from failover.coord.shared_journal import SharedJournal, merge
 from failover.engine import CommandError, Engine
 from failover.listeners import BODY_TIMEOUT, ConnectionGate, GatedUnixSite, runner_for
 
@@ -126,10 +128,14 @@ class AdminApi:
     """The routes of SPEC §8 over one engine."""
 
     def __init__(
-        self, engine: Engine, reload: Callable[[str], Awaitable[dict[str, Any]]] | None
+        self,
+        engine: Engine,
+        reload: Callable[[str], Awaitable[dict[str, Any]]] | None,
+        shared: SharedJournal | None = None,
     ) -> None:
         self.engine = engine
         self.reload_cb = reload
+        self.shared = shared  # the history shared in etcd, with coordination
 
     def app(self, token: str | None = None) -> web.Application:
         logging.getLogger("aiohttp.server").addFilter(_QUIET)  # once: filters are a set
@@ -146,7 +152,32 @@ class AdminApi:
         return app
 
     async def status(self, request: web.Request) -> web.Response:
-        return web.json_response(self.engine.status())
+        body = self.engine.status()
+        problem = self.shared.problem if self.shared is not None else None
+        body["history"] = self._history_source(problem)
+        if self.shared is not None:
+            body["history"].update(waiting=self.shared.waiting, dropped=self.shared.dropped)
+        return web.json_response(body)
+
+    def _history_source(self, problem: str | None) -> dict[str, Any]:
+        """Where `history` on this instance comes from, in one line (status and history)."""
+        me = self.engine.config.instance.name
+        if self.shared is None:
+            return {"shared": False, "text": f"the journal of {me} (this instance runs alone)"}
+        leader = self.engine.coord.leader_name()
+        if problem is not None:
+            return {
+                "shared": False,
+                "leader": leader,
+                "text": f"the journal of {me} only: etcd does not answer ({problem}), so the "
+                f"entries of other instances are missing (the leader is {leader or 'unknown'})",
+            }
+        return {
+            "shared": True,
+            "leader": leader,
+            "text": f"every instance's entries (the last {self.shared.retain} kept in etcd) "
+            f"merged with the journal of {me}; the leader is {leader or 'none'}",
+        }
 
     async def history(self, request: web.Request) -> web.Response:
         service = request.query.get("service") or None
@@ -155,7 +186,18 @@ class AdminApi:
         if not known:  # "*": the daemon-wide entries (reloads, isolation)
             raise CommandError("unknown_service", f"no service {service!r}", 404)
         entries = await self.engine.journal.history(service, limit)
-        return web.json_response([{k: v for k, v in e.items() if k != "ts"} for e in entries])
+        problem = None
+        if self.shared is not None:
+            try:
+                shared = await self.shared.read(service)
+            except EtcdError as exc:
+                problem = str(exc)
+            else:
+                entries = merge(entries, shared, limit=limit)
+        body = [{k: v for k, v in e.items() if k != "ts"} for e in entries]
+        if request.query.get("with_source") in ("1", "true"):
+            return web.json_response({"source": self._history_source(problem), "entries": body})
+        return web.json_response(body)
 
     async def promote(self, request: web.Request) -> web.Response:
         data = await _body(request)
@@ -269,6 +311,13 @@ def openapi_document() -> dict[str, Any]:
                         "name": "limit",
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                    },
+                    {
+                        "name": "with_source",
+                        "in": "query",
+                        "description": "1: answer {source, entries}; source says where the "
+                        "entries come from (shared in etcd, or this instance's journal only)",
+                        "schema": {"type": "string", "enum": ["1", "true"]},
                     },
                 ],
             }

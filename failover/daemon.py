@@ -31,7 +31,9 @@ from failover import reload as live_reload
 from failover.admin import AdminApi, start_unix_site
 from failover.config.loader import ConfigError, load_config
 from failover.config.types import Config, HostPort
-from failover.coord.standalone import StandaloneCoordinator
+from failover.coord.base import Coordinator
+from failover.coord.factory import create_coordinator
+from failover.coord.shared_journal import SharedJournal
 from failover.drill import DrillScheduler, restore_drill_metrics
 from failover.engine import CANARY, CommandError, Engine
 from failover.logs import fields
@@ -89,6 +91,8 @@ class Daemon:
         self.notifier = Notifier(config.notifications, self.metrics.notifications)
         self.providers: dict[str, Provider] = {}
         self.engine: Engine | None = None
+        self.coord: Coordinator | None = None
+        self.shared: SharedJournal | None = None  # the history copied to etcd (coordination)
         self.scheduler: ProbeScheduler | None = None
         self.metrics_address: HostPort | None = None
         self._runners: list[web.AppRunner] = []
@@ -116,14 +120,17 @@ class Daemon:
         zones = provider_zones(self.config)
         for name in self.config.providers:
             self.providers[name] = await self._open_provider(name, self.config, zones)
-        coord = StandaloneCoordinator(self.config.instance.name, self.store)
+        coord = create_coordinator(self.config, self.store)  # etcd when `coordination:`
         await coord.start()
         self.coord = coord
         engine = Engine(
             self.config, self.store, self.providers, coord, self.metrics, dry_run=self.dry_run
         )
         self.engine = engine
-        engine.journal.on_entry = self._notify
+        engine.journal.on_entry = self._on_entry
+        if self.config.coordination is not None:
+            self.shared = SharedJournal(self.config.coordination.etcd, self.config.instance.name)
+            await self.shared.start()
         await self.notifier.start()
         self._prime(self.config)
         await engine.start(wait_for_reads=not schedule_probes)
@@ -135,7 +142,7 @@ class Daemon:
         )
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
-        api = AdminApi(engine, reload=self.reload)
+        api = AdminApi(engine, reload=self.reload, shared=self.shared)
         socket = self.config.admin.socket
         self._runners.append(await start_unix_site(api.app(), socket, self._gate("unix")))
         if self.config.admin.listen is not None and self.config.admin.token_file is not None:
@@ -155,6 +162,11 @@ class Daemon:
             self.config.admin.socket,
             " (dry-run: no DNS writes)" if self.dry_run else "",
         )
+
+    def _on_entry(self, entry: dict[str, Any]) -> None:
+        self._notify(entry)
+        if self.shared is not None:
+            self.shared.publish(entry)
 
     def _notify(self, entry: dict[str, object]) -> None:
         """Decisions are told by the leader only (followers decide nothing they act on);
@@ -431,12 +443,16 @@ class Daemon:
                 log.error("the engine loop did not stop within %gs; cancelling it", CLOSE_TIMEOUT)
                 self._engine_task.cancel()
                 await asyncio.gather(self._engine_task, return_exceptions=True)
+        if self.coord is not None:  # after the last write: a leader hands over at once
+            await self.coord.aclose()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
         await asyncio.gather(*(self._close_provider(n, p) for n, p in self.providers.items()))
         if self.engine is not None:
             await self.engine.journal.close()
+        if self.shared is not None:  # the last entries (the stop's own) to etcd, bounded
+            await self.shared.aclose()
         await self.notifier.aclose()
         if self._locked:
             self.store.unlock()

@@ -5,6 +5,23 @@ daemon would do for one promote, in-process: it takes the state-dir lock (so it 
 running daemon), probes the target once, checks the plan against the same safety rules, applies
 it through the same per-provider queues, waits for in-sync and verification, journals it, and
 leaves the pin in the state file where the daemon honours it when it comes back.
+
+With `coordination:` (several instances, HA.md) the pin must reach etcd, where every instance
+reads its intents, and the DNS write must never race a leader:
+
+- etcd answers and an instance leads: the pin is written to etcd (the shared intents) and the
+  leader applies it; this command reads DNS back through the providers until it serves the
+  target, as a follower does for a promote it received.
+- etcd answers and nobody leads (every daemon down): this command campaigns like an instance,
+  under the name `<instance> (promote --direct)`, writes the pin to etcd, applies the plan
+  itself under the leadership's fencing token, then revokes its lease so a daemon may lead at
+  once. If a leader appears meanwhile (a crashed leader's key expiring first), it defers to it.
+- etcd does not answer: an instance that still reaches it may be leading, and a write from here
+  could race it, or be undone by it since its intents would not have the pin. Refused (exit 3),
+  unless the operator states that etcd is down for every instance (`--etcd-down`): then no
+  leader can renew its lease, so after waiting out one `lease_ttl` nobody else can still be
+  writing, and the change goes through as without coordination (the pin stays in this host's
+  state file only, which the output says).
 """
 
 from __future__ import annotations
@@ -16,7 +33,10 @@ from typing import Any
 
 from failover import intents, views
 from failover.apply import Confirmation, ProviderQueue, submit_plan
-from failover.config.types import Config
+from failover.config.types import Config, EtcdConfig
+from failover.coord.etcd import CoordinationError, EtcdCoordinator
+from failover.coord.etcd_client import EtcdClient, EtcdError
+from failover.coord.shared_journal import SharedJournal
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
 from failover.core.plan import build_plan, check_plan, refusal
@@ -28,6 +48,9 @@ from failover.probes.scheduler import ProbeScheduler
 from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
 from failover.store import Store, StoreLockedError
+
+LEADER_WAIT = 30.0  # seconds to wait for the leader to publish the pin (as a follower does)
+POLL = 0.5  # seconds between two read-backs while waiting
 
 
 class DirectError(Exception):
@@ -72,7 +95,11 @@ async def promote_direct(
     force: bool,
     dry_run: bool,
     confirm: Callable[[dict[str, Any]], Awaitable[bool]],
+    etcd_down: bool = False,
+    say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
+    """`etcd_down`: with coordination, the operator states etcd is down for every instance
+    (see the module doc). `say` prints progress lines while waiting."""
     svc = config.services.get(service)
     if svc is None:
         raise DirectError(f"no service {service!r} in the config", 2)
@@ -90,6 +117,8 @@ async def promote_direct(
         ) from exc
     providers: dict[str, Provider] = {}
     try:
+        etcd = config.coordination.etcd if config.coordination is not None else None
+        leader = await _etcd_leader(etcd, etcd_down) if etcd is not None else None
         used = {r.provider for r in svc.records}
         zones = provider_zones(config)
         for name in sorted(used):
@@ -107,6 +136,7 @@ async def promote_direct(
             "plan": [views.change_json(c) for c in plan.changes],
             "violations": [views.violation_json(v) for v in violations],
             "health": {name: h.health.value for name, h in health.items()},
+            "coordination": _coordination_text(etcd, leader),
         }
         refused = refusal(violations, force)
         if refused:
@@ -114,11 +144,150 @@ async def promote_direct(
         approved = await confirm(body)  # shows the plan; asks unless dry-run or --yes
         if dry_run or not approved:
             return {**body, "result": "dry-run" if dry_run else "aborted"}
+        if etcd is not None and leader is not _UNREACHABLE:
+            return await _coordinated(
+                config, etcd, store, providers, plan, body, actor, reason, force, say
+            )
+        if etcd is not None:
+            say(
+                f"etcd is down for every instance (--etcd-down): waiting {etcd.lease_ttl:g}s, "
+                "one lease_ttl, so that no leader can still be writing"
+            )
+            await asyncio.sleep(etcd.lease_ttl)
         return await _apply(config, store, providers, svc.name, plan, body, actor, reason, force)
     finally:
         for provider in providers.values():
             await provider.aclose()
         store.unlock()
+
+
+class _Unreachable:
+    """etcd did not answer (and the operator said it is down for every instance)."""
+
+
+_UNREACHABLE = _Unreachable()
+
+
+async def _etcd_leader(etcd: EtcdConfig, etcd_down: bool) -> str | _Unreachable | None:
+    """Who leads now (None: nobody), read once before anything else is done; refuses when etcd
+    does not answer unless `etcd_down`."""
+    client = EtcdClient(
+        etcd.endpoints,
+        timeout=etcd.timeout,
+        tls=etcd.tls,
+        username=etcd.username,
+        password=etcd.password,
+    )
+    await client.open()
+    try:
+        kvs, _ = await client.range(etcd.prefix.rstrip("/") + "/leader")
+    except EtcdError as exc:
+        if etcd_down:
+            return _UNREACHABLE
+        raise DirectError(
+            f"etcd does not answer ({exc}): an instance that still reaches it may be leading, "
+            "and a DNS change from here could race it or be undone by it (its shared intents "
+            "would not have the pin), so --direct refuses. Use `failover promote` through any "
+            "running instance; or, if etcd is down for every instance (its quorum lost), run "
+            "again with --etcd-down: the change is then applied after one lease_ttl, when no "
+            "leader can still be writing, and the pin is kept in this host's state file only",
+            3,
+        ) from None
+    finally:
+        await client.aclose()
+    return kvs[0].value.decode("utf-8", "replace") if kvs else None
+
+
+def _coordination_text(etcd: EtcdConfig | None, leader: str | _Unreachable | None) -> str | None:
+    if etcd is None:
+        return None
+    if leader is _UNREACHABLE:
+        return "etcd unreachable (--etcd-down): applied here without coordination"
+    if leader is not None:
+        return f"{leader} leads: the pin goes to etcd and {leader} applies it"
+    return "nobody leads: the pin goes to etcd and this command applies it as leader"
+
+
+async def _coordinated(
+    config: Config,
+    etcd: EtcdConfig,
+    store: Store,
+    providers: dict[str, Provider],
+    plan: Any,
+    body: dict[str, Any],
+    actor: str,
+    reason: str,
+    force: bool,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The pin goes to etcd first (whoever leads now or later honours it); then either the
+    leader publishes it, or this command leads and applies it under its fencing token."""
+    service, target = body["service"], body["target"]
+    svc = config.services[service]
+    coord = EtcdCoordinator(f"{config.instance.name} (promote --direct)", store, etcd)
+    shared = SharedJournal(etcd, config.instance.name)  # `history` on every instance shows it
+    journal = Journal(store, config.instance.name, on_entry=shared.publish)
+    await shared.start()
+    await coord.start()
+    try:
+        now = time.time()
+        saved = coord.load_intents()
+        state = intents.decode_state(saved.get(service), svc)
+        saved[service] = intents.encode_state(
+            core.pin(state, core.Pin(target, reason, actor, now, force))
+        )
+        try:  # etcd, then this host's state file
+            await asyncio.to_thread(coord.save_intents, saved)
+        except (CoordinationError, OSError) as exc:
+            raise DirectError(f"the pin was not saved, nothing changed: {exc}", 1, body) from None
+        await journal.write(
+            service, "pin", Trigger.MANUAL, reason, now, to=target, actor=actor, direct=True
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEADER_WAIT + etcd.lease_ttl
+        told: str | None = None
+        while True:
+            if coord.is_leader():
+                say("no instance leads: this command leads and applies the change")
+                return await _apply(
+                    config,
+                    store,
+                    providers,
+                    service,
+                    plan,
+                    body,
+                    actor,
+                    reason,
+                    force,
+                    coord=coord,
+                    journal=journal,
+                )
+            leader = coord.leader_name()
+            if leader is not None and leader != told:
+                say(f"pinned in etcd; waiting for the leader ({leader}) to publish {target}")
+                told = leader
+            current = await _read(providers, [r.key for r in svc.records])
+            if not build_plan(svc, target, current, Trigger.MANUAL, reason).changes:
+                outcome = {
+                    **body,
+                    "result": "ok",
+                    "leader": leader,
+                    "reason": f"pinned in etcd; the leader ({leader or 'another instance'}) "
+                    f"published {target} (read back by this command)",
+                }
+                return outcome
+            if loop.time() > deadline:
+                raise DirectError(
+                    f"pinned in etcd, but the leader ({leader or 'none'}) has not published "
+                    f"{target} after {LEADER_WAIT:g}s: see `failover status` on any instance",
+                    1,
+                    {**body, "result": "pending", "leader": leader},
+                )
+            await asyncio.sleep(POLL)
+    finally:
+        await journal.close()
+        await shared.aclose()
+        await coord.aclose()
 
 
 async def _read(
@@ -144,13 +313,23 @@ async def _apply(
     actor: str,
     reason: str,
     force: bool,
+    *,
+    coord: EtcdCoordinator | None = None,
+    journal: Journal | None = None,
 ) -> dict[str, Any]:
+    """Send the plan; with `coord` (this command leads) under its fencing token, the pin being
+    already saved in etcd and the state file."""
     metrics = Metrics()
-    queues = {n: ProviderQueue(n, p, config.providers[n], metrics) for n, p in providers.items()}
-    journal = Journal(store, config.instance.name)
+    fence = coord.token_valid if coord is not None else None
+    token = coord.fencing_token() if coord is not None else 0
+    queues = {
+        n: ProviderQueue(n, p, config.providers[n], metrics, fence=fence)
+        for n, p in providers.items()
+    }
+    journal = journal or Journal(store, config.instance.name)
     now = time.time()
     try:
-        subs = submit_plan(queues, plan.changes)
+        subs = submit_plan(queues, plan.changes, token=token)
         accepted = await asyncio.gather(*(s.accepted for s in subs))
         confirmed: list[Confirmation] = []
         ok = [o for o in accepted if o.ok]
@@ -165,17 +344,18 @@ async def _apply(
             await queue.aclose()
     result = "ok" if len(ok) == len(accepted) else ("partial" if ok else "error")
     unverified = [c for c in confirmed if not c.in_sync or c.verified is False]
-    states = intents.saved_services(store.load_state(), store.state_path)
-    svc = config.services[service]
-    state = intents.decode_state(states.get(service), svc)
-    state = core.pin(state, core.Pin(body["target"], reason, actor, now, force))
-    states[service] = intents.encode_state(state)
-    saved = {"version": intents.STATE_VERSION, "services": states}
-    # Through the journal, like the daemon: a full disk must not hide that DNS changed.
-    journal.mark_state(lambda: saved, store.save_state)
-    await journal.write(
-        service, "pin", Trigger.MANUAL, reason, now, to=body["target"], actor=actor, direct=True
-    )
+    if coord is None:
+        states = intents.saved_services(store.load_state(), store.state_path)
+        svc = config.services[service]
+        state = intents.decode_state(states.get(service), svc)
+        state = core.pin(state, core.Pin(body["target"], reason, actor, now, force))
+        states[service] = intents.encode_state(state)
+        saved = {"version": intents.STATE_VERSION, "services": states}
+        # Through the journal, like the daemon: a full disk must not hide that DNS changed.
+        journal.mark_state(lambda: saved, store.save_state)
+        await journal.write(
+            service, "pin", Trigger.MANUAL, reason, now, to=body["target"], actor=actor, direct=True
+        )
     await journal.write(
         service,
         "switch",

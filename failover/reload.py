@@ -31,6 +31,7 @@ RESTART_ONLY: tuple[tuple[str, Callable[[Config], object]], ...] = (
     ("admin.listen", lambda c: c.admin.listen),
     ("admin.token_file", lambda c: c.admin.token_file),
     ("metrics.listen", lambda c: c.metrics.listen),
+    ("coordination", lambda c: c.coordination),  # the etcd client and lease live for the run
 )
 """Keys a running daemon cannot change: its identity (journal, votes), its locked state dir
 and its listeners. A reload that changes one is refused; restart to apply it."""

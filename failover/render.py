@@ -18,6 +18,10 @@ def status_text(body: dict[str, Any]) -> str:
     lines = [
         f"instance {body.get('instance')} [{role}]" + ("  DRY-RUN" if body.get("dry_run") else "")
     ]
+    if body.get("coordination") and "standalone" not in str(body["coordination"]):
+        lines.append(f"coordination: {body['coordination']}")
+    if body.get("history"):
+        lines.append(f"history: {body['history'].get('text')}")
     journal = body.get("journal") or {}
     if journal.get("unwritable"):
         lines.append(f"ALARM journal_unwritable: {journal.get('reason')}")
@@ -69,6 +73,7 @@ def history_text(entries: list[dict[str, Any]]) -> str:
     lines = []
     # an intent is shown only while no outcome follows it (a crash between the two)
     closed = {e.get("intent") for e in entries if e.get("kind") != "intent" and e.get("intent")}
+    several = len({e.get("instance") for e in entries}) > 1  # a history shared by instances
     for entry in entries:
         if entry.get("kind") == "intent":
             if entry.get("intent") in closed:
@@ -81,7 +86,8 @@ def history_text(entries: list[dict[str, Any]]) -> str:
         lines.append(
             f"{_short_time(entry.get('time'))}  {entry.get('service', '-'):<12} "
             f"{entry.get('kind', '?'):<8} {entry.get('trigger', '-'):<6}{move}{result}  "
-            f"{entry.get('reason', '')}  ({entry.get('actor', '-')})"
+            f"{entry.get('reason', '')}  ({entry.get('actor', '-')}"
+            + (f" on {entry.get('instance')})" if several else ")")
         )
         for provider in entry.get("providers", []) or []:
             if entry.get("kind") == "verify":
@@ -122,6 +128,8 @@ def plan_text(body: dict[str, Any]) -> str:
         )
     for violation in body.get("violations") or []:
         lines.append(f"  safety rule {violation['rule']}: {violation['message']}")
+    if body.get("coordination"):
+        lines.append(f"  coordination: {body['coordination']}")
     return "\n".join(lines)
 
 

@@ -131,6 +131,8 @@ async def cmd_promote_direct(args: argparse.Namespace) -> int:
             force=args.force,
             dry_run=args.dry_run,
             confirm=confirm,
+            etcd_down=args.etcd_down,
+            say=lambda line: print(line, file=sys.stderr),
         )
     except DirectError as exc:
         if exc.body and exc.code == EXIT_REFUSED:
@@ -143,8 +145,15 @@ async def cmd_promote_direct(args: argparse.Namespace) -> int:
         print("dry-run: nothing changed")
     elif result["result"] == "aborted":
         return EXIT_FAILED
+    elif result.get("leader"):
+        print(f"{args.service}: {result['reason']}")
     else:
         print(f"{args.service} pinned to {args.target} directly; change applied and verified")
+        if args.etcd_down:
+            print(
+                "note: etcd was down, so the pin is in this host's state file only: once etcd "
+                "is back, repeat the promote through a daemon so every instance honours it"
+            )
     return EXIT_OK
 
 
@@ -207,11 +216,14 @@ def simple_verb(verb: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any,
 
 async def cmd_history(args: argparse.Namespace) -> int:
     query = f"?limit={args.limit}" + (f"&service={args.service}" if args.service else "")
-    _, entries = await call(args, "GET", "/v1/history" + query)
+    _, body = await call(args, "GET", "/v1/history" + query + "&with_source=1")
+    entries = body["entries"] if isinstance(body, dict) and "entries" in body else body
     if args.json:
         print_json(entries)
-    else:
-        print(history_text(entries))
+        return EXIT_OK
+    if isinstance(body, dict) and body.get("source"):
+        print(f"history: {body['source']['text']}")
+    print(history_text(entries))
     return EXIT_OK
 
 

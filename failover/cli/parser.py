@@ -93,7 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--direct",
         action="store_true",
-        help="daemon down: apply through the providers of -c FILE and leave the pin for it",
+        help="daemon down: apply through the providers of -c FILE and leave the pin for it"
+        " (with coordination: in etcd, applied by the leader if one runs)",
+    )
+    p.add_argument(
+        "--etcd-down",
+        action="store_true",
+        help="with --direct and coordination: etcd is down for every instance; apply anyway "
+        "after one lease_ttl (refused otherwise while etcd does not answer)",
     )
     client_opts(p)
     p.set_defaults(func=cmd_promote)

@@ -13,6 +13,7 @@ from pathlib import Path
 from failover.config.notifications import EVENTS, safe_origin
 from failover.config.types import (
     Config,
+    CoordinationConfig,
     DnsProbeConfig,
     HttpProbeConfig,
     NotificationConfig,
@@ -77,6 +78,7 @@ def describe(config: Config) -> str:
         + f", state {i.state_dir}",
         f"admin socket {a.socket}" + (f", TCP {a.listen}" if a.listen else ""),
         f"metrics {'on ' + str(m.listen) if m.listen else 'disabled'}",
+        *_coordination(config.coordination),
         f"providers ({len(config.providers)}):",
         *(_provider(p) for _, p in sorted(config.providers.items())),
         f"services ({len(config.services)}):",
@@ -166,6 +168,28 @@ def _tls(p: TlsProbeConfig) -> str:
     else:
         chain = f"chain verified against {p.ca_file or 'the system trust store'}"
     return f"TLS handshake with {p.address}{sni}, {chain}, fail under {p.warn_days} days left"
+
+
+def _coordination(c: CoordinationConfig | None) -> list[str]:
+    """Where the leader is elected; of the credentials, only the user name."""
+    if c is None:
+        return ["coordination: none (this instance decides alone)"]
+    e = c.etcd
+    quorum = f"{c.quorum} views" if c.quorum else "a majority of the live instances"
+    extras = [f"timeout {format_duration(e.timeout)}"]
+    if e.tls is not None:
+        extras.append(
+            "TLS"
+            + (f" verified against {e.tls.ca_file}" if e.tls.ca_file else "")
+            + (", client certificate" if e.tls.cert_file else "")
+        )
+    if e.username is not None:
+        extras.append(f"user {e.username}")
+    return [
+        f"coordination: etcd ({len(e.endpoints)} endpoints: {', '.join(e.endpoints)})",
+        f"  prefix {e.prefix}, lease ttl {format_duration(e.lease_ttl)}, {', '.join(extras)}",
+        f"  quorum: {quorum} must agree before a target counts DOWN or UP",
+    ]
 
 
 def _notifications(destinations: tuple[NotificationConfig, ...]) -> list[str]:

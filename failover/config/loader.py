@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from failover.config.common import opt_plain, positive, valid_name
+from failover.config.coordination import parse_coordination
 from failover.config.notifications import parse_notifications
 from failover.config.parse import (
     BROKEN,
@@ -249,6 +250,7 @@ def parse_config(
     services = parse_services(top, defaults, declared, base_dir)
     canaries = parse_canaries(top, defaults, base_dir)
     notifications = parse_notifications(top)
+    coordination = parse_coordination(top, base_dir)
     top.done()
     if errors:
         raise ConfigError(errors)
@@ -262,6 +264,7 @@ def parse_config(
         source=source,
         notifications=notifications,
         canaries=canaries,
+        coordination=coordination,
     )
 
 

@@ -18,10 +18,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.coord.etcd_cluster import EtcdCluster
 from tests.deploy.container import (
     DEPLOY,
     LAB,
@@ -170,11 +172,39 @@ def test_compose_runs_two_failover_instances_from_the_image() -> None:
         assert config["instance"]["state_dir"] == STATE_IN_IMAGE
         assert config["metrics"]["listen"] == "0.0.0.0:9180", "reachable by Prometheus"
     assert len(configs) == 2 and len(states) == 2, "each instance has its own config and state"
-    a, b = (lab_config(f"failover-{x}.yaml")["instance"] for x in "ab")
-    assert a["name"] != b["name"] and a["location"] != b["location"]
-    # Without etcd coordination (SPEC §6) only A may write; B decides and logs (--dry-run).
-    assert "command" not in instances["failover-a"], "A runs the image's CMD"
-    assert instances["failover-b"]["command"] == [*exec_form(one("CMD")), "--dry-run"]
+    a, b = (lab_config(f"failover-{x}.yaml") for x in "ab")
+    assert a["instance"]["name"] != b["instance"]["name"]
+    assert a["instance"]["location"] != b["instance"]["location"]
+    # Coordinated through etcd, both are writers-in-waiting: the elected one writes, so both
+    # run the image's CMD (no --dry-run), on the same etcd prefix.
+    for name, svc in instances.items():
+        assert "command" not in svc, f"{name} runs the image's CMD"
+        for member in ("etcd-1", "etcd-2", "etcd-3"):
+            assert svc["depends_on"][member] == {"condition": "service_healthy"}, name
+    assert a["coordination"] == b["coordination"], "one etcd cluster, one prefix"
+
+
+def test_compose_etcd_is_a_three_member_cluster_the_instances_use() -> None:
+    spec = compose()
+    members = {n: s for n, s in spec["services"].items() if n.startswith("etcd-")}
+    assert sorted(members) == ["etcd-1", "etcd-2", "etcd-3"]
+    clients, clusters, data = [], set(), set()
+    for name, svc in members.items():
+        flags = dict(arg.removeprefix("--").split("=", 1) for arg in svc["command"][1:])
+        assert svc["command"][0] == "etcd" and flags["name"] == name
+        assert flags["initial-advertise-peer-urls"] == f"http://{name}:2380"
+        assert flags["initial-cluster-state"] == "new"
+        clusters.add(flags["initial-cluster"])
+        clients.append(flags["advertise-client-urls"])
+        data.add(mounts(svc)[flags["data-dir"]])  # on a named volume: survives a restart
+        assert svc["healthcheck"]["test"][:2] == ["CMD", "etcdctl"]
+        assert re.fullmatch(r"[\w./-]+:v3\.4\.\d+", svc["image"]), "pinned to etcd 3.4"
+    (cluster,) = clusters  # every member starts with the same member list
+    assert cluster == ",".join(f"{n}=http://{n}:2380" for n in sorted(members))
+    assert data == {f"{n}-data" for n in members} and data <= set(spec["volumes"])
+    for config in ("failover-a.yaml", "failover-b.yaml"):
+        etcd = lab_config(config)["coordination"]["etcd"]
+        assert etcd["endpoints"] == clients, f"{config}: every member, as etcd advertises it"
 
 
 def test_compose_bind_serves_the_zone_with_the_lab_tsig_key() -> None:
@@ -332,11 +362,19 @@ class LabNamed:
 
 
 def loopback_config(
-    name: str, workdir: Path, *, named_port: int, metrics_port: int, web: dict[str, TargetServer]
+    name: str,
+    workdir: Path,
+    *,
+    named_port: int,
+    metrics_port: int,
+    web: dict[str, TargetServer],
+    etcd: list[str],
 ) -> Path:
     """The lab config with what the container provides (volume, tmpfs, secret, the compose
     network's names and addresses) replaced by a temporary directory and loopback peers."""
     config = lab_config(name)
+    assert len(config["coordination"]["etcd"]["endpoints"]) == len(etcd)
+    config["coordination"]["etcd"]["endpoints"] = etcd
     workdir.mkdir()
     secret = workdir / "tsig"
     shutil.copy(LAB / "tsig.secret", secret)
@@ -396,20 +434,17 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 def test_image_command_runs_the_lab_and_its_healthcheck_follows_it(tmp_path: Path) -> None:
     named = LabNamed(tmp_path).start()
+    etcd = EtcdCluster(3).start()  # the lab's three members, on loopback
     web = {
         "web-a": TargetServer("127.0.0.11").start(),
         "web-b": TargetServer("127.0.0.12").start(),
     }
-    spec = compose()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         port_a, port_b = free_port(), free_port()
-        config_a = loopback_config(
-            "failover-a.yaml", tmp_path / "a", named_port=named.port, metrics_port=port_a, web=web
-        )
-        config_b = loopback_config(
-            "failover-b.yaml", tmp_path / "b", named_port=named.port, metrics_port=port_b, web=web
-        )
+        shared = {"named_port": named.port, "web": web, "etcd": etcd.endpoints}
+        config_a = loopback_config("failover-a.yaml", tmp_path / "a", metrics_port=port_a, **shared)
+        config_b = loopback_config("failover-b.yaml", tmp_path / "b", metrics_port=port_b, **shared)
         assert healthcheck(port_a).returncode == 1, "nothing listens yet"
         a = start(image_command(), config_a, tmp_path / "a.log")
         procs.append(a)
@@ -420,25 +455,31 @@ def test_image_command_runs_the_lab_and_its_healthcheck_follows_it(tmp_path: Pat
             60,
             "BIND to serve www.lab.test from instance A",
         )
-        # B runs the compose command (image ENTRYPOINT + --dry-run) and sees what A published.
-        b_command = exec_form(one("ENTRYPOINT")) + spec["services"]["failover-b"]["command"]
-        b = start(b_command, config_b, tmp_path / "b.log")
+        # B runs the same image command, follows A (elected first) and sees what A published.
+        b = start(image_command(), config_b, tmp_path / "b.log")
         procs.append(b)
         wait_until(lambda: healthcheck(port_b).returncode == 0, 60, "instance B healthy")
 
-        def b_sees_web_a() -> bool:
+        def b_status() -> dict[str, Any]:
             status = cli("status", "--socket", str(tmp_path / "b" / "admin.sock"), "--json")
-            www = json.loads(status.stdout)["services"]["www"] if status.returncode == 0 else {}
-            return www.get("active") == "web-a"
+            body: dict[str, Any] = json.loads(status.stdout) if status.returncode == 0 else {}
+            return body
 
-        wait_until(b_sees_web_a, 60, "instance B to read web-a back from BIND")
-        for proc in (b, a):
-            assert stop(proc) == 0
+        def b_follows_a_on_web_a() -> bool:
+            status = b_status()
+            www = status.get("services", {}).get("www", {})
+            return status.get("leader_name") == "lab-a" and www.get("active") == "web-a"
+
+        wait_until(b_follows_a_on_web_a, 60, "instance B to follow lab-a and read web-a back")
+        assert b_status()["leader"] is False
+        assert stop(a) == 0  # `docker compose stop failover-a`: A hands over, B leads
+        wait_until(lambda: b_status().get("leader") is True, 60, "instance B to take over")
+        assert dns_a(named.port, "www.lab.test") == ["127.0.0.11"], "a takeover flips nothing"
+        assert stop(b) == 0
         assert healthcheck(port_a).returncode == 1, "a stopped daemon is unhealthy"
         secret = (LAB / "tsig.secret").read_text().strip()
         for log in ("a.log", "b.log"):
             assert secret not in (tmp_path / log).read_text(), f"{log} shows the TSIG secret"
-        assert "dry-run" in (tmp_path / "b.log").read_text()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -446,4 +487,5 @@ def test_image_command_runs_the_lab_and_its_healthcheck_follows_it(tmp_path: Pat
                 proc.wait(5)
         for server in web.values():
             server.close()
+        etcd.close()
         named.stop()
