@@ -9,20 +9,17 @@ depends on how fast something happens, only on what eventually happens.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.faults.dnsserver import UpdateServer, Zone
 from tests.faults.r53proxy import ThrottlingProxy
-from tests.providers.route53_stub import isolate_aws_env
-from tests.support import Lab, Peer, builtin_peer, free_port, wait_until
+from tests.providers.peers import moto_route53
+from tests.support import Lab, Peer, builtin_peer, wait_until
 
 ZONE = "example.test"
 NAME = f"shop.{ZONE}"
@@ -150,29 +147,17 @@ def test_a_reload_rechecks_the_verification_it_interrupted(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    isolate_aws_env(monkeypatch)  # inherited by the daemon subprocess
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=5).close()
-    client = boto3.client("route53", endpoint_url=url, region_name="us-east-1")
-    zone_id = client.create_hosted_zone(Name=f"{ZONE}.", CallerReference="faults")["HostedZone"][
-        "Id"
-    ]
-    client.zone_id = zone_id
-    try:
-        yield url, client
-    finally:
-        server.stop()
+def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, str]]:
+    with moto_route53(monkeypatch) as found:  # its AWS environment goes to the daemon too
+        yield found
 
 
-def test_throttled_get_change_raises_no_false_alarm(tmp_path: Path, moto: tuple[str, Any]) -> None:
-    url, client = moto
+def test_throttled_get_change_raises_no_false_alarm(
+    tmp_path: Path, moto: tuple[str, Any, str]
+) -> None:
+    url, client, zone_id = moto
     client.change_resource_record_sets(
-        HostedZoneId=client.zone_id,
+        HostedZoneId=zone_id,
         ChangeBatch={
             "Changes": [
                 {
