@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import subprocess
 import sys
@@ -33,44 +32,27 @@ from tests.faults import test_blackholed_provider as bh
 from tests.faults import test_crash_journal as crash
 from tests.faults.netns import blackhole
 from tests.providers.bind import BindServer
-from tests.support import (
-    DaemonProcess,
-    Lab,
-    TargetServer,
-    daemon_config,
-    dns_a,
-    free_port,
-    wait_until,
-)
+from tests.support import Lab, wait_until
 
 Row = tuple[str, str]
 
 
 def blip(trials: int) -> list[Row]:
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        primary, secondary = TargetServer("127.0.0.41").start(), TargetServer("127.0.0.42").start()
-        dns_port, metrics_port = free_port(), free_port()
-        config = daemon_config(
-            work, primary, secondary, dns_port=dns_port, metrics_port=metrics_port
-        )
-        daemon = DaemonProcess(config, metrics_port, work / "admin.sock").start()
-        try:
-            wait_until(lambda: dns_a(dns_port, "shop.example.test") == [primary.host], 20)
-            for _ in range(trials):
-                primary.status = secondary.status = 503
-                time.sleep(2.4)  # fall (2 x 200 ms) plus the 2 s outage
-                secondary.status = 200
-                time.sleep(0.1)
-                primary.status = 200
-                time.sleep(2.5)
-        finally:
-            daemon.stop()
-            primary.close()
-            secondary.close()
-        lines = (work / "state" / "journal.jsonl").read_text().splitlines()
-        switches = sum(1 for e in map(json.loads, lines) if e["kind"] == "switch")
+    with tempfile.TemporaryDirectory() as tmp, Lab(Path(tmp), addresses=(
+        "127.0.0.41", "127.0.0.42")) as lab:  # fmt: skip
+        primary, secondary = lab.primary, lab.secondary
+        lab.start()
+        lab.wait_answer(primary.host)
+        for _ in range(trials):
+            primary.status = secondary.status = 503
+            time.sleep(2.4)  # fall (2 x 200 ms) plus the 2 s outage
+            secondary.status = 200
+            time.sleep(0.1)
+            primary.status = 200
+            time.sleep(2.5)
+        lab.stop()
+        switches = len(lab.daemon.switches(None))
     rows.append(("common-mode blips (2 s, secondary back 100 ms first)", f"{trials}"))
     rows.append(("  automatic switches out of them", f"{switches}"))
     return rows
@@ -83,31 +65,25 @@ def crash_runs(trials: int) -> list[Row]:
             work = Path(tmp) / f"t{trial}"
             work.mkdir()
             bind = BindServer(work / "bind").start()
-            primary, secondary = TargetServer("127.0.0.51"), TargetServer("127.0.0.52")
-            primary.start()
-            secondary.start()
-            path = crash.config(work, bind, primary, secondary)
-            daemon = crash.start(path)
             try:
-                wait_until(lambda b=bind: all(crash.served(b).values()), 60)
-                serial = bind.serial()
-                primary.status = 503
-                wait_until(lambda b=bind, s=serial: b.serial() != s, 30)
-                time.sleep(0.1 * trial)
-                daemon.kill9()
-                answers = crash.served(bind)
-                moved = {n for n, v in answers.items() if v == [secondary.host]}
-                entries = crash.journal(work)
-                known = {e["service"] for e in entries if e["kind"] in ("intent", "switch")}
-                missing.append(len(moved - known))
-                moved_total += len(moved)
-                daemon = crash.start(path)
-                wait_until(lambda w=work: not open_intents(crash.journal(w)), 60)
-                reconciled += sum(1 for e in crash.journal(work) if e.get("reconciled"))
+                with crash.lab(work, bind) as lab:
+                    lab.start()
+                    wait_until(lambda b=lab: all(crash.served(b).values()), 60)
+                    serial = bind.serial()
+                    lab.primary.status = 503
+                    wait_until(lambda b=bind, s=serial: b.serial() != s, 30)
+                    time.sleep(0.1 * trial)
+                    lab.kill9()
+                    answers = crash.served(lab)
+                    moved = {n for n, v in answers.items() if v == [lab.secondary.host]}
+                    entries = crash.journal(lab)
+                    known = {e["service"] for e in entries if e["kind"] in ("intent", "switch")}
+                    missing.append(len(moved - known))
+                    moved_total += len(moved)
+                    lab.start()
+                    wait_until(lambda b=lab: not open_intents(crash.journal(b)), 60)
+                    reconciled += sum(1 for e in crash.journal(lab) if e.get("reconciled"))
             finally:
-                daemon.stop()
-                primary.close()
-                secondary.close()
                 bind.stop()
     return [
         (f"kill -9 mid 200-service switch on BIND ({trials} kills, 0-{trials - 1}00 ms in)", ""),
@@ -120,29 +96,21 @@ def crash_runs(trials: int) -> list[Row]:
 def blackholed(trials: int) -> list[Row]:
     publish, failover = [], []
     for _ in range(trials):
-        with tempfile.TemporaryDirectory() as tmp, blackhole() as dead:
-            work = Path(tmp)
-            primary, secondary = TargetServer("127.0.0.61"), TargetServer("127.0.0.62")
-            primary.start()
-            secondary.start()
-            dns_port, metrics_port = free_port(), free_port()
-            targets = {"primary": primary, "secondary": secondary}
-            config = bh.write_config(work, dead, dns_port, metrics_port, targets)
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            blackhole() as dead,
+            bh.lab(Path(tmp), dead) as lab,
+        ):
             t0 = time.monotonic()
-            daemon = bh.StartingDaemon(config, metrics_port, work / "admin.sock").start()
-            try:
-                wait_until(lambda p=dns_port, h=primary.host: dns_a(p, bh.SHOP) == [h], 60)
-                publish.append(time.monotonic() - t0)
-                daemon.stop()
-                primary.stop()
-                t0 = time.monotonic()
-                daemon = bh.StartingDaemon(config, metrics_port, work / "admin.sock").start()
-                wait_until(lambda p=dns_port, h=secondary.host: dns_a(p, bh.SHOP) == [h], 60)
-                failover.append(time.monotonic() - t0)
-            finally:
-                daemon.stop()
-                primary.close()
-                secondary.close()
+            bh.start(lab)
+            lab.wait_answer(lab.primary.host, timeout=60)
+            publish.append(time.monotonic() - t0)
+            lab.stop()
+            lab.primary.stop()
+            t0 = time.monotonic()
+            bh.start(lab)
+            lab.wait_answer(lab.secondary.host, timeout=60)
+            failover.append(time.monotonic() - t0)
     return [
         ("blackholed provider (30 s timeout) next to a healthy one", f"{trials} runs"),
         ("  start -> healthy provider's service published", _spread(publish)),

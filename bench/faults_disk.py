@@ -23,13 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.faults.disk_support import NAME, Daemon, Tmpfs, config_text, parse_journal, targets
-from tests.support import dns_a, free_port, metric_value
+from tests.faults.disk_support import Tmpfs, parse_journal
+from tests.support import Lab
+
+POLICY = "{failback: manual, cooldown: 1s, startup_grace: 3s}"
 
 
-def _metric(daemon: Daemon, name: str) -> float | None:
+def _metric(lab: Lab, name: str) -> float | None:
     try:
-        return metric_value(daemon.metrics(), name)
+        return lab.metric(name)
     except OSError:
         return None
 
@@ -44,21 +46,25 @@ class Trial:
 
 
 def trial(workdir: Path, commands: int, wait: float) -> Trial:
-    state_dir = workdir / "disk" / "state"
-    dns_port, metrics_port = free_port(), free_port()
-    provider = f'{{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}'
-    with Tmpfs(workdir / "disk") as disk, targets("127.0.0.81", "127.0.0.82") as (prim, sec):
-        config = config_text(workdir, state_dir, prim, sec, metrics_port, provider)
-        daemon = Daemon(workdir, config, metrics_port).start()
-        try:
-            while dns_a(dns_port, NAME) != [prim.host]:
+    with Tmpfs(workdir / "disk") as disk:
+        lab = Lab(
+            workdir,
+            addresses=("127.0.0.81", "127.0.0.82"),
+            instance="disk-1",
+            state_dir=disk.path / "state",
+            policy=POLICY,
+        )
+        prim, sec = lab.primary, lab.secondary
+        with lab:
+            lab.start(ready_timeout=30)
+            while lab.answer() != [prim.host]:
                 time.sleep(0.05)
             disk.fill()
             killed = time.monotonic()
             prim.stop()
             moved: float | None = None
             while time.monotonic() - killed < wait:
-                if dns_a(dns_port, NAME) == [sec.host]:
+                if lab.answer() == [sec.host]:
                     moved = time.monotonic() - killed
                     break
                 time.sleep(0.005)
@@ -66,8 +72,8 @@ def trial(workdir: Path, commands: int, wait: float) -> Trial:
             if moved is not None:
                 for _ in range(commands):
                     for verb in ("pause", "resume"):
-                        daemon.cli(verb, "shop")
-                pending = _metric(daemon, "failover_journal_pending_entries") or 0.0
+                        lab.cli(verb, "shop")
+                pending = _metric(lab, "failover_journal_pending_entries") or 0.0
             freed = time.monotonic()
             disk.free()
             after_free: float | None = None
@@ -75,17 +81,15 @@ def trial(workdir: Path, commands: int, wait: float) -> Trial:
             deadline = freed + 60
             while time.monotonic() < deadline:
                 now = time.monotonic() - freed
-                if after_free is None and moved is None and dns_a(dns_port, NAME) == [sec.host]:
+                if after_free is None and moved is None and lab.answer() == [sec.host]:
                     after_free = now
-                if flushed is None and _metric(daemon, "failover_journal_unwritable") == 0:
+                if flushed is None and _metric(lab, "failover_journal_unwritable") == 0:
                     flushed = now
                 if (moved is not None or after_free is not None) and flushed is not None:
                     break
                 time.sleep(0.02)
-        finally:
-            daemon.stop()
         try:
-            parse_journal(state_dir)
+            parse_journal(lab.state)
             journal = "parseable"
         except AssertionError as exc:
             journal = f"BROKEN: {exc}"

@@ -32,27 +32,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.faults.flood_support import (
-    REPO,
-    Attacker,
-    Daemon,
-    TargetServer,
-    dns_a,
-    free_port,
-    healthz,
-    metric_sum,
-    wait_until,
-    write_config,
-)
+from tests.faults.flood_support import Attacker, answer_time, fillers
+from tests.support import REPO, DaemonProcess, Lab, TargetServer, wait_until
 
 LAG = "failover_probe_scheduling_lag_seconds"
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of every sample of `name` with `labels` (and any others)."""
+    total = 0.0
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] == name and all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
 
 
 class Poller:
     """/healthz every 200 ms in a thread, while a phase runs."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, daemon: DaemonProcess) -> None:
+        self.daemon = daemon
         self.samples: list[float | None] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -60,7 +60,7 @@ class Poller:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.samples.append(healthz(self.port, timeout=5.0))
+            self.samples.append(answer_time(self.daemon, timeout=5.0))
 
     def stop(self) -> tuple[str, str, int]:
         self._stop.set()
@@ -100,49 +100,34 @@ def _le_text(le: float, text: str) -> str:
     return str(le)
 
 
-def all_switches(daemon: Daemon) -> list[dict[str, object]]:
-    return [e for e in daemon.journal() if e.get("kind") == "switch"]
-
-
-def scrape_metrics(daemon: Daemon) -> str:
-    def get() -> str:
-        import urllib.request
-
-        url = f"http://127.0.0.1:{daemon.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return str(resp.read().decode())
-
-    return str(wait_until(get, 60, "a scrape after the phase"))
+def scrape_metrics(daemon: DaemonProcess) -> str:
+    return str(wait_until(lambda: daemon.metrics(timeout=10), 60, "a scrape after the phase"))
 
 
 def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
-    primary = TargetServer("127.0.0.41").start()
-    secondary = TargetServer("127.0.0.42").start()
     filler = TargetServer("127.0.0.43").start()
-    dns_port, metrics_port = free_port(), free_port()
-    config = write_config(
+    lab = Lab(
         workdir,
-        primary,
-        secondary,
-        filler=filler,
-        fillers=args.fillers,
-        dns_port=dns_port,
-        metrics_port=metrics_port,
+        addresses=("127.0.0.41", "127.0.0.42"),
+        repo=Path(args.repo),
+        instance="flood-1",
+        more_services=fillers(filler, args.fillers),
     )
-    daemon = Daemon(config, metrics_port, repo=Path(args.repo)).start(ready_timeout=120)
+    primary, secondary, daemon = lab.primary, lab.secondary, lab.daemon
     rows = []
     try:
-        wait_until(lambda: dns_a(dns_port) == [primary.host], 60, "publication")
+        lab.start(ready_timeout=120)
+        lab.wait_answer(primary.host, timeout=60)
         size = len(scrape_metrics(daemon).encode())
         print(f"metrics body: {size / 1e6:.2f} MB, {args.fillers + 1} services", file=sys.stderr)
         for phase in ("idle", "flood", "failover"):
             before = scrape_metrics(daemon)
-            switches = len(all_switches(daemon))
-            poller = Poller(metrics_port)
+            switches = len(daemon.switches(None))
+            poller = Poller(daemon)
             attacker = None
             if phase != "idle":
                 attacker = Attacker(
-                    "scrape", "--port", str(metrics_port), "--count", str(args.clients)
+                    "scrape", "--port", str(lab.metrics_port), "--count", str(args.clients)
                 )
                 attacker.line()
             failover = "-"
@@ -151,7 +136,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
                 primary.stop()
                 t0 = time.monotonic()
                 try:
-                    wait_until(lambda: dns_a(dns_port) == [secondary.host], 120, "failover")
+                    lab.wait_answer(secondary.host, timeout=120)
                     failover = f"{time.monotonic() - t0:.2f}s"
                 except AssertionError:
                     failover = ">120s"
@@ -161,7 +146,7 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
             p50, worst, misses = poller.stop()
             after = scrape_metrics(daemon)
             mean, p99 = lag_figures(before, after)
-            moved = len(all_switches(daemon)) - switches
+            moved = len(daemon.switches(None)) - switches
             false = moved if phase != "failover" else max(0, moved - 1)
             rows.append(
                 (phase, p50, worst, str(misses), mean, p99, str(false), failover, str(served))
@@ -170,9 +155,8 @@ def run(args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
             if entry.get("kind") in ("local_fault", "local_fault_cleared", "switch"):
                 print(entry["kind"], entry.get("reason", "")[:160], file=sys.stderr)
     finally:
-        daemon.stop()
-        for server in (primary, secondary, filler):
-            server.close()
+        lab.close()
+        filler.close()
     return rows
 
 

@@ -27,23 +27,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.faults.dnsserver import UpdateServer, Zone
-from tests.faults.lab import NAME, ZONE, Lab
-from tests.support import cli, metric_value, wait_until
+from tests.support import Lab, wait_until
 
-RETRY = "{attempts: 2, initial: 50ms, max_delay: 200ms, deadline: 2s}"
-
-
-def provider(server: UpdateServer, *verifiers: UpdateServer) -> str:
-    names = ", ".join(f'"{s.address}"' for s in (verifiers or (server,)))
-    return (
-        f"  upd: {{type: rfc2136, server: 127.0.0.1, port: {server.port}, timeout: 2s, "
-        f"retry: {RETRY}, verify: {{nameservers: [{names}], timeout: 1s}}}}\n"
-    )
+ZONE = "example.test"
+NAME = f"shop.{ZONE}"
 
 
 def alarm(lab: Lab, name: str) -> bool:
     try:
-        return (metric_value(lab.daemon.metrics(), "failover_service_alarm", alarm=name) or 0) > 0
+        return (lab.metric("failover_service_alarm", alarm=name) or 0) > 0
     except OSError:
         return True
 
@@ -68,14 +60,13 @@ def ignored_updates(workdir: Path, window: float, patience: float) -> None:
     zone = Zone(ZONE)
     zone.set(NAME, "A", 30, ["127.0.0.61"])
     server = UpdateServer(zone).start()
-    lab = Lab(workdir, provider(server), ["upd"], "127.0.0.61", "127.0.0.62")
+    lab = Lab(workdir, server.peer(), addresses=("127.0.0.61", "127.0.0.62"), instance="faults")
     try:
-        lab.daemon.start()
-        wait_until(lambda: lab.status()["active"] == "primary", 20, "the primary read back")
+        lab.start()
+        wait_until(lambda: lab.service()["active"] == "primary", 20, "the primary read back")
         server.mode = "ignore"
         start, lines = time.monotonic(), len(lab.journal())
-        socket = str(lab.socket)
-        cli("promote", "shop", "secondary", "--reason", "bench", "--yes", "--socket", socket)
+        lab.cli("promote", "shop", "secondary", "--reason", "bench", "--yes")
         time.sleep(max(0.0, start + window - time.monotonic()))
         ignoring = server.updates_between(start, start + window)
         journal = len(lab.journal()) - lines
@@ -107,12 +98,11 @@ def lagging_server(workdir: Path, patience: float) -> None:
     zone = Zone(ZONE)
     zone.set(NAME, "A", 30, ["127.0.0.63"])
     primary_ns, secondary_ns = UpdateServer(zone).start(), UpdateServer(zone).start()
-    lab = Lab(
-        workdir, provider(primary_ns, primary_ns, secondary_ns), ["upd"], "127.0.0.63", "127.0.0.64"
-    )
+    peer = primary_ns.peer(primary_ns, secondary_ns)
+    lab = Lab(workdir, peer, addresses=("127.0.0.63", "127.0.0.64"), instance="faults")
     try:
-        lab.daemon.start()
-        wait_until(lambda: lab.status()["active"] == "primary", 20, "the primary read back")
+        lab.start()
+        wait_until(lambda: lab.service()["active"] == "primary", 20, "the primary read back")
         secondary_ns.down = True
         lab.primary.stop()
         raised = seconds_until(lambda: alarm(lab, "not_verified"), patience)

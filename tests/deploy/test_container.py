@@ -127,7 +127,7 @@ def test_build_context_holds_the_sources_and_no_secrets() -> None:
         "deploy/compose/tsig.secret",
         ".venv/bin/python",
         ".git/config",
-        "tests/support.py",
+        "tests/support/__init__.py",
         "failover/__pycache__/cli.cpython-311.pyc",
     ):
         assert not in_build_context(private, rules), f"{private} would be sent to the builder"

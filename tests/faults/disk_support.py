@@ -1,4 +1,5 @@
-"""A state disk that fills up: a tiny tmpfs, a filler file, and a daemon whose state_dir is on it.
+"""A state disk that fills up: a tiny tmpfs and a filler file, for a daemon whose state_dir is on
+it (`tests.support.Lab(..., state_dir=tmpfs.path / "state")`), and a strict journal reader.
 
 Why a real tmpfs: ENOSPC from a real file system is what a full `/var/lib` gives the daemon,
 with its short writes (part of a line lands, then the next write fails) and the room left in
@@ -12,20 +13,11 @@ import contextlib
 import errno
 import json
 import os
-import signal
 import subprocess
-import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.support import REPO, TargetServer, free_port, wait_until
-
-NAME = "shop.example.test"
 
 
 class Tmpfs:
@@ -71,109 +63,6 @@ class Tmpfs:
             self.filler.unlink()
 
 
-def config_text(
-    workdir: Path,
-    state_dir: Path,
-    primary: TargetServer,
-    secondary: TargetServer,
-    metrics_port: int,
-    provider: str,
-) -> str:
-    """One service `shop` behind `provider` (YAML of the `lab` provider)."""
-    return f"""
-instance: {{name: disk-1, location: lab, state_dir: "{state_dir}"}}
-admin: {{socket: "{workdir / "admin.sock"}"}}
-metrics: {{listen: "127.0.0.1:{metrics_port}"}}
-providers:
-  lab: {provider}
-defaults:
-  probe: {{interval: 200ms, timeout: 150ms}}
-  health: {{fall: 2, rise: 2}}
-  policy: {{failback: manual, cooldown: 1s, startup_grace: 3s}}
-services:
-  shop:
-    records:
-      - {{provider: lab, zone: example.test, name: {NAME}, type: A, ttl: 30}}
-    targets:
-      - name: primary
-        location: cloud-a
-        values: [{primary.host}]
-        probes: [{{type: http, url: "{primary.url}"}}]
-      - name: secondary
-        location: cloud-b
-        values: [{secondary.host}]
-        probes: [{{type: http, url: "{secondary.url}"}}]
-"""
-
-
-class Daemon:
-    """`failover run` in a subprocess; its log goes to `workdir/daemon.log` (not the tmpfs)."""
-
-    def __init__(self, workdir: Path, config: str, metrics_port: int) -> None:
-        self.workdir = workdir
-        self.config = workdir / "failover.yaml"
-        self.config.write_text(config)
-        self.metrics_port = metrics_port
-        self.socket = workdir / "admin.sock"
-        self.log = workdir / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, wait_ready: bool = True) -> Daemon:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "failover", "run", "-c", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        if wait_ready:
-            wait_until(lambda: self.readyz()[0] == 200, 30, "the daemon to be ready")
-        return self
-
-    def _get(self, path: str) -> tuple[int, str]:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"daemon exited {self.proc.returncode}: {self.log.read_text()}")
-        url = f"http://127.0.0.1:{self.metrics_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-
-    def readyz(self) -> tuple[int, str]:
-        return self._get("/readyz")
-
-    def healthz(self) -> tuple[int, str]:
-        return self._get("/healthz")
-
-    def metrics(self) -> str:
-        return self._get("/metrics")[1]
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "failover", *args, "--socket", str(self.socket)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=REPO,
-        )
-
-    def status(self) -> dict[str, Any]:
-        result = self.cli("status", "--json")
-        assert result.returncode == 0, result.stderr
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-
 def journal_lines(state_dir: Path) -> list[bytes]:
     path = state_dir / "journal.jsonl"
     return path.read_bytes().split(b"\n") if path.exists() else []
@@ -190,17 +79,3 @@ def parse_journal(state_dir: Path) -> list[dict[str, Any]]:
         except ValueError:
             raise AssertionError(f"journal line {number} does not parse: {line[:200]!r}") from None
     return entries
-
-
-@contextlib.contextmanager
-def targets(primary_host: str, secondary_host: str) -> Iterator[tuple[TargetServer, TargetServer]]:
-    primary = TargetServer(primary_host).start()
-    secondary = TargetServer(secondary_host).start()
-    try:
-        yield primary, secondary
-    finally:
-        primary.close()
-        secondary.close()
-
-
-__all__ = ["NAME", "Daemon", "Tmpfs", "config_text", "free_port", "parse_journal", "targets"]

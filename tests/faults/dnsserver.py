@@ -30,9 +30,10 @@ import dns.rdatatype
 import dns.rrset
 import dns.update
 
-from tests.support import free_port
+from tests.support import Peer, free_port
 
 Mode = Literal["apply", "ignore", "refuse"]
+FAST_RETRY = "{attempts: 2, initial: 50ms, max_delay: 200ms, deadline: 2s}"
 
 
 @dataclass
@@ -69,6 +70,21 @@ class UpdateServer:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def peer(
+        self, *verifiers: UpdateServer, timeout: str = "2s", verify_timeout: str = "1s"
+    ) -> Peer:
+        """This server as the daemon's `upd` provider (rfc2136, a fast retry policy), changes
+        verified on `verifiers` (default: itself)."""
+        nameservers = ", ".join(f'"{s.address}"' for s in (verifiers or (self,)))
+        return Peer(
+            "upd",
+            f"{{type: rfc2136, server: 127.0.0.1, port: {self.port}, timeout: {timeout},"
+            f" retry: {FAST_RETRY},"
+            f" verify: {{nameservers: [{nameservers}], timeout: {verify_timeout}}}}}",
+            self.zone.values,
+            zone=self.zone.origin,
+        )
 
     def updates_between(self, start: float, end: float) -> int:
         with self._lock:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,23 +20,29 @@ import pytest
 
 from failover import store as store_mod
 from failover.store import JournalWriteError, Store
-from tests.faults.disk_support import (
-    NAME,
-    Daemon,
-    Tmpfs,
-    config_text,
-    free_port,
-    parse_journal,
-    targets,
-)
-from tests.providers.bind import KEY_NAME, ZONE, BindServer
-from tests.support import REPO, dns_a, metric_value, wait_until
+from tests.faults.disk_support import Tmpfs, parse_journal
+from tests.providers.bind import BindServer
+from tests.providers.peers import bind_peer
+from tests.support import Lab, Peer, cli, metric_value, wait_until
 
 PRIMARY, SECONDARY = "127.0.0.61", "127.0.0.62"
+POLICY = "{failback: manual, cooldown: 1s, startup_grace: 3s}"
 
 
-def _history(daemon: Daemon) -> list[dict[str, Any]]:
-    result = daemon.cli("history", "--json", "--limit", "10000")
+def _lab(workdir: Path, disk: Tmpfs, peer: Peer | None = None) -> Lab:
+    """The daemon's state_dir on the tmpfs; its config, socket and log stay in `workdir`."""
+    return Lab(
+        workdir,
+        peer,
+        addresses=(PRIMARY, SECONDARY),
+        instance="disk-1",
+        state_dir=disk.path / "state",
+        policy=POLICY,
+    )
+
+
+def _history(lab: Lab) -> list[dict[str, Any]]:
+    result = lab.cli("history", "--json", "--limit", "10000")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
@@ -47,14 +51,13 @@ def _key(entry: dict[str, Any]) -> tuple[Any, ...]:
     return (entry["time"], entry["service"], entry["kind"], entry.get("to"), entry["reason"])
 
 
-def _fail_over_on_full_disk(
-    daemon: Daemon, disk: Tmpfs, primary: Any, answer: Any, state_dir: Path
-) -> None:
+def _fail_over_on_full_disk(lab: Lab, disk: Tmpfs) -> None:
     """The common scenario: fill, kill the primary, check the degraded daemon, free, check."""
-    wait_until(lambda: answer() == [PRIMARY], 30, "the primary to be published")
+    daemon, state_dir = lab.daemon, lab.state
+    lab.wait_answer(PRIMARY, timeout=30)
     disk.fill()
-    primary.stop()
-    wait_until(lambda: answer() == [SECONDARY], 60, "DNS to move to the secondary")
+    lab.primary.stop()
+    lab.wait_answer(SECONDARY, timeout=60)
 
     # The daemon says the journal is behind, everywhere an operator or a probe looks.
     _, text = wait_until(
@@ -63,10 +66,10 @@ def _fail_over_on_full_disk(
     assert "journal" in text and str(state_dir) in text, text
     assert daemon.healthz()[0] == 200  # alive: a restart would lose what waits in memory
     status = wait_until(
-        lambda: (s := daemon.status())["journal"]["unwritable"] and s, 30, "the status alarm"
+        lambda: (s := lab.status())["journal"]["unwritable"] and s, 30, "the status alarm"
     )
     assert "journal_unwritable" in status["alarms"]
-    assert "ALARM journal_unwritable" in daemon.cli("status").stdout
+    assert "ALARM journal_unwritable" in lab.cli("status").stdout
     assert status["services"]["shop"]["active"] == "secondary"
     assert metric_value(daemon.metrics(), "failover_journal_unwritable") == 1
     # The journal's last page may still hold a few lines: operator commands (which must work
@@ -75,13 +78,13 @@ def _fail_over_on_full_disk(
         if (metric_value(daemon.metrics(), "failover_journal_pending_entries") or 0) >= 1:
             break
         for verb in ("pause", "resume"):
-            result = daemon.cli(verb, "shop")
+            result = lab.cli(verb, "shop")
             assert result.returncode == 0, result.stderr
     else:
         raise AssertionError("no journal entry ever waited in memory")
-    switch = [e for e in _history(daemon) if e["kind"] == "switch" and e["to"] == "secondary"]
+    switch = [e for e in _history(lab) if e["kind"] == "switch" and e["to"] == "secondary"]
     assert switch, "history must show the switch waiting in memory"
-    seen = [_key(e) for e in _history(daemon)]
+    seen = [_key(e) for e in _history(lab)]
 
     disk.free()
     wait_until(lambda: daemon.readyz()[0] == 200, 60, "/readyz to recover once space is back")
@@ -91,7 +94,7 @@ def _fail_over_on_full_disk(
         "the alarm to clear",
     )
     assert metric_value(daemon.metrics(), "failover_journal_pending_entries") == 0
-    assert not daemon.status()["journal"]["unwritable"]
+    assert not lab.status()["journal"]["unwritable"]
 
     on_disk = [_key(e) for e in parse_journal(state_dir)]  # no torn line anywhere
     it = iter(on_disk)
@@ -103,8 +106,8 @@ def _fail_over_on_full_disk(
     assert state["services"]["shop"]["last_switch_at"] is not None
 
 
-def _assert_clean_log(daemon: Daemon) -> None:
-    log = daemon.log.read_text()
+def _assert_clean_log(lab: Lab) -> None:
+    log = lab.log()
     assert "Task exception was never retrieved" not in log
     assert "Traceback" not in log
     assert log.count("journal unwritable") == 1, log  # one line, not one per entry
@@ -119,24 +122,17 @@ def disk(tmp_path: Path) -> Iterator[Tmpfs]:
 def test_builtin_fails_over_on_a_full_disk_and_flushes_the_journal_after(
     tmp_path: Path, disk: Tmpfs
 ) -> None:
-    state_dir = disk.path / "state"
-    dns_port, metrics_port = free_port(), free_port()
-    provider = f'{{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}'
-    with targets(PRIMARY, SECONDARY) as (primary, secondary):
-        text = config_text(tmp_path, state_dir, primary, secondary, metrics_port, provider)
-        daemon = Daemon(tmp_path, text, metrics_port).start()
-        try:
-            _fail_over_on_full_disk(daemon, disk, primary, lambda: dns_a(dns_port, NAME), state_dir)
-            # The zone data the builtin server could not save while the disk was full is saved
-            # once it can be: a restart serves the secondary.
-            wait_until(
-                lambda: SECONDARY in (state_dir / "builtin-lab.json").read_text(),
-                30,
-                "the builtin zone data to be saved",
-            )
-        finally:
-            daemon.stop()
-    _assert_clean_log(daemon)
+    with _lab(tmp_path, disk) as lab:
+        lab.start(ready_timeout=30)
+        _fail_over_on_full_disk(lab, disk)
+        # The zone data the builtin server could not save while the disk was full is saved
+        # once it can be: a restart serves the secondary.
+        wait_until(
+            lambda: SECONDARY in (lab.state / "builtin-lab.json").read_text(),
+            30,
+            "the builtin zone data to be saved",
+        )
+    _assert_clean_log(lab)
 
 
 @pytest.fixture(scope="module")
@@ -151,43 +147,18 @@ def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServer]:
 def test_rfc2136_fails_over_on_a_full_disk_and_keeps_every_entry(
     tmp_path: Path, disk: Tmpfs, bind: BindServer
 ) -> None:
-    state_dir = disk.path / "state"
-    metrics_port = free_port()
-    secret = tmp_path / "tsig.secret"
-    secret.write_text(bind.secret + "\n")
-    provider = (
-        f"{{type: rfc2136, server: 127.0.0.1, port: {bind.port}, verify: false, timeout: 5s, "
-        f'tsig: {{name: {KEY_NAME}, algorithm: hmac-sha256, secret: "${{file:{secret}}}"}}}}'
-    )
-    assert ZONE == "example.test"
-    with targets(PRIMARY, SECONDARY) as (primary, secondary):
-        text = config_text(tmp_path, state_dir, primary, secondary, metrics_port, provider)
-        daemon = Daemon(tmp_path, text, metrics_port).start()
-        try:
-            _fail_over_on_full_disk(daemon, disk, primary, lambda: bind.values(NAME), state_dir)
-        finally:
-            daemon.stop()
-    _assert_clean_log(daemon)
+    with _lab(tmp_path, disk, bind_peer(bind, tmp_path)) as lab:
+        lab.start(ready_timeout=30)
+        _fail_over_on_full_disk(lab, disk)
+    _assert_clean_log(lab)
 
 
 def test_start_on_a_full_disk_names_the_path_and_the_fix(tmp_path: Path, disk: Tmpfs) -> None:
     state_dir = disk.path / "state"
     state_dir.mkdir()
     disk.fill()
-    metrics_port = free_port()
-    with targets(PRIMARY, SECONDARY) as (primary, secondary):
-        provider = f'{{type: builtin, listen: "127.0.0.1:{free_port()}", verify: false}}'
-        config = tmp_path / "failover.yaml"
-        config.write_text(
-            config_text(tmp_path, state_dir, primary, secondary, metrics_port, provider)
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "failover", "run", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=REPO,
-        )
+    with _lab(tmp_path, disk) as lab:
+        result = cli("run", "-c", str(lab.config))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert str(state_dir) in result.stderr

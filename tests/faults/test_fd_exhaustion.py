@@ -13,41 +13,28 @@ import json
 import time
 from pathlib import Path
 
-from tests.faults.flood_support import (
-    Attacker,
-    Daemon,
-    TargetServer,
-    dns_a,
-    free_port,
-    wait_until,
-    write_config,
-)
+from tests.faults.flood_support import Attacker
+from tests.support import Lab, admin_listen, free_port
 
 NOFILE = 256  # soft and hard: the daemon cannot raise it
 HOARD = 600  # connections held (reopened as the daemon resets them): over twice the limit
 
 
 def test_connection_hoarding_on_the_admin_port_starves_no_probe(tmp_path: Path) -> None:
-    primary = TargetServer("127.0.3.11").start()
-    secondary = TargetServer("127.0.3.12").start()
-    dns_port, metrics_port, admin_port = free_port(), free_port(), free_port()
-    config = write_config(
+    admin_port = free_port()
+    lab = Lab(
         tmp_path,
-        primary,
-        secondary,
-        dns_port=dns_port,
-        metrics_port=metrics_port,
-        admin_port=admin_port,
+        addresses=("127.0.3.11", "127.0.3.12"),
+        nofile=NOFILE,
+        instance="flood-1",
+        admin_extra=admin_listen(tmp_path, admin_port, "secret-token"),
     )
-    daemon = Daemon(config, metrics_port, nofile=NOFILE).start()
+    primary, secondary, daemon = lab.primary, lab.secondary, lab.daemon
     hoard: Attacker | None = None
     try:
-        wait_until(lambda: dns_a(dns_port) == [primary.host], 30, "publication")
-        wait_until(
-            lambda: daemon.status()["services"]["shop"]["targets"]["secondary"]["health"] == "up",
-            30,
-            "both targets UP",
-        )
+        lab.start(ready_timeout=60)
+        lab.wait_answer(primary.host, timeout=30)
+        lab.wait_health("secondary", "up", timeout=30)
         log_before = daemon.log.stat().st_size
         hoard = Attacker("hold", "--port", str(admin_port), "--count", str(HOARD))
         assert hoard.line().startswith("held ")
@@ -65,14 +52,12 @@ def test_connection_hoarding_on_the_admin_port_starves_no_probe(tmp_path: Path) 
         assert stats["opened"] > NOFILE, stats  # the attack did exceed the daemon's limit
         time.sleep(1.0)  # the connections went away: nothing may switch now either
         assert daemon.switches() == []
-        assert dns_a(dns_port) == [primary.host]
+        assert lab.answer() == [primary.host]
         assert daemon.log.stat().st_size - log_before < 64 * 1024, "the log is flooding"
 
         primary.stop()  # after the attack a real failure still fails over
-        wait_until(lambda: dns_a(dns_port) == [secondary.host], 30, "the failover")
+        lab.wait_answer(secondary.host, timeout=30)
     finally:
         if hoard is not None:
             hoard.stop()
-        daemon.stop()
-        primary.close()
-        secondary.close()
+        lab.close()

@@ -12,16 +12,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.faults.flood_support import (
-    Attacker,
-    Daemon,
-    TargetServer,
-    dns_a,
-    free_port,
-    healthz,
-    wait_until,
-    write_config,
-)
+from tests.faults.flood_support import Attacker, answer_time, fillers
+from tests.support import Lab, TargetServer, wait_until
 
 SCRAPERS = 200
 FILLERS = 150  # about 0.9 MB of metrics
@@ -30,37 +22,32 @@ FILLERS = 150  # about 0.9 MB of metrics
 def test_a_scrape_flood_switches_nothing_and_does_not_hold_up_a_failover(
     tmp_path: Path,
 ) -> None:
-    primary = TargetServer("127.0.3.1").start()
-    secondary = TargetServer("127.0.3.2").start()
     filler = TargetServer("127.0.3.3").start()
-    dns_port, metrics_port = free_port(), free_port()
-    config = write_config(
+    lab = Lab(
         tmp_path,
-        primary,
-        secondary,
-        filler=filler,
-        fillers=FILLERS,
-        dns_port=dns_port,
-        metrics_port=metrics_port,
+        addresses=("127.0.3.1", "127.0.3.2"),
+        instance="flood-1",
+        more_services=fillers(filler, FILLERS),
     )
-    daemon = Daemon(config, metrics_port).start(ready_timeout=90)
+    primary, secondary, daemon = lab.primary, lab.secondary, lab.daemon
     flood: Attacker | None = None
     try:
-        wait_until(lambda: dns_a(dns_port) == [primary.host], 60, "publication")
-        flood = Attacker("scrape", "--port", str(metrics_port), "--count", str(SCRAPERS))
+        lab.start(ready_timeout=90)
+        lab.wait_answer(primary.host, timeout=60)
+        flood = Attacker("scrape", "--port", str(lab.metrics_port), "--count", str(SCRAPERS))
         assert flood.line() == "started"
         answers = []
         until = time.monotonic() + 6.0  # healthy targets under the flood
         while time.monotonic() < until:
-            answers.append(healthz(metrics_port, timeout=5.0))
+            answers.append(answer_time(daemon, timeout=5.0))
             time.sleep(0.2)
         assert None not in answers, f"/healthz unanswered {answers.count(None)} times"
         assert daemon.switches() == [], "a false failover under the flood"
-        assert dns_a(dns_port) == [primary.host]
+        assert lab.answer() == [primary.host]
 
         primary.stop()  # a real failure, still under the flood
-        wait_until(lambda: dns_a(dns_port) == [secondary.host], 30, "the failover")
-        assert healthz(metrics_port, timeout=5.0) is not None
+        lab.wait_answer(secondary.host, timeout=30)
+        assert answer_time(daemon, timeout=5.0) is not None
         served = flood.stop()
         flood = None
         assert '"scrapes": 0' not in served, "the flood never got a scrape served"
@@ -69,6 +56,5 @@ def test_a_scrape_flood_switches_nothing_and_does_not_hold_up_a_failover(
     finally:
         if flood is not None:
             flood.stop()
-        daemon.stop()
-        for server in (primary, secondary, filler):
-            server.close()
+        lab.close()
+        filler.close()

@@ -9,30 +9,31 @@ depends on how fast something happens, only on what eventually happens.
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from tests.faults.dnsserver import UpdateServer, Zone
-from tests.faults.lab import NAME, ZONE, Lab, running
 from tests.faults.r53proxy import ThrottlingProxy
-from tests.providers.route53_stub import isolate_aws_env
-from tests.support import cli, free_port, wait_until
+from tests.providers.peers import moto_route53
+from tests.support import Lab, Peer, builtin_peer, wait_until
 
-FAST_RETRY = "{attempts: 2, initial: 50ms, max_delay: 200ms, deadline: 2s}"
+ZONE = "example.test"
+NAME = f"shop.{ZONE}"
 
 
-def rfc2136(name: str, server: UpdateServer, *verifiers: UpdateServer, timeout: str = "1s") -> str:
-    nameservers = ", ".join(f'"{s.address}"' for s in (verifiers or (server,)))
-    return (
-        f"  {name}: {{type: rfc2136, server: 127.0.0.1, port: {server.port}, timeout: 2s, "
-        f"retry: {FAST_RETRY}, verify: {{nameservers: [{nameservers}], timeout: {timeout}}}}}\n"
-    )
+@contextmanager
+def running(
+    workdir: Path, peer: Peer, primary: str, secondary: str, **config: Any
+) -> Iterator[Lab]:
+    """A started `Lab` (instance `faults`); once it is closed, its log holds no traceback."""
+    with Lab(workdir, peer, addresses=(primary, secondary), instance="faults", **config) as lab:
+        lab.start()
+        yield lab
+    assert "Traceback" not in lab.log(), lab.log()
 
 
 def record(status: dict[str, Any], provider: str) -> dict[str, Any]:
@@ -51,22 +52,12 @@ def test_an_ignoring_server_gets_bounded_attempts_then_the_pin_lands(tmp_path: P
     zone = Zone(ZONE)
     zone.set(NAME, "A", 30, ["127.0.0.41"])
     server = UpdateServer(zone).start()
-    lab = Lab(tmp_path, rfc2136("upd", server), ["upd"], "127.0.0.41", "127.0.0.42")
     try:
-        with running(lab):
-            wait_until(lambda: lab.status()["active"] == "primary", 20, "the primary read back")
+        with running(tmp_path, server.peer(), "127.0.0.41", "127.0.0.42") as lab:
+            wait_until(lambda: lab.service()["active"] == "primary", 20, "the primary read back")
             server.mode = "ignore"
             start, lines = time.monotonic(), len(lab.journal())
-            promoted = cli(
-                "promote",
-                "shop",
-                "secondary",
-                "--reason",
-                "t",
-                "--yes",
-                "--socket",
-                str(lab.socket),
-            )
+            promoted = lab.cli("promote", "shop", "secondary", "--reason", "t", "--yes")
             assert "Traceback" not in promoted.stderr
             time.sleep(max(0.0, start + 8 - time.monotonic()))
             attempts = server.updates_between(start, start + 8)
@@ -75,7 +66,7 @@ def test_an_ignoring_server_gets_bounded_attempts_then_the_pin_lands(tmp_path: P
             assert 2 <= attempts <= 10, attempts
             assert written <= 20, written
             wait_until(lambda: "change_ignored" in lab.alarms(), 20, "the change_ignored alarm")
-            status = lab.status()
+            status = lab.service()
             assert record(status, "upd")["sync"]["state"] == "ignored"
             assert "upd" in status["alarm_details"]["change_ignored"]
             assert any(
@@ -86,7 +77,7 @@ def test_an_ignoring_server_gets_bounded_attempts_then_the_pin_lands(tmp_path: P
             wait_until(lambda: zone.values(NAME) == ["127.0.0.42"], 60, "the pin to land")
 
             def settled() -> bool:
-                status = lab.status()
+                status = lab.service()
                 return (
                     not ({"change_ignored", "not_verified"} & set(status["alarms"]))
                     and record(status, "upd")["verified"] is True
@@ -104,11 +95,10 @@ def test_not_verified_clears_when_the_lagging_server_comes_back(tmp_path: Path) 
     zone = Zone(ZONE)
     zone.set(NAME, "A", 30, ["127.0.0.43"])
     primary_ns, secondary_ns = UpdateServer(zone).start(), UpdateServer(zone).start()
-    providers = rfc2136("upd", primary_ns, primary_ns, secondary_ns)
-    lab = Lab(tmp_path, providers, ["upd"], "127.0.0.43", "127.0.0.44")
+    peer = primary_ns.peer(primary_ns, secondary_ns)
     try:
-        with running(lab):
-            wait_until(lambda: lab.status()["active"] == "primary", 20, "the primary read back")
+        with running(tmp_path, peer, "127.0.0.43", "127.0.0.44") as lab:
+            wait_until(lambda: lab.service()["active"] == "primary", 20, "the primary read back")
             secondary_ns.down = True
             lab.primary.stop()
             wait_until(lambda: "not_verified" in lab.alarms(), 30, "the not_verified alarm")
@@ -121,7 +111,7 @@ def test_not_verified_clears_when_the_lagging_server_comes_back(tmp_path: Path) 
             cleared = [e for e in after(lab.journal(), failed) if e["kind"] == "verify"]
             assert [e["result"] for e in cleared] == ["ok"]
             assert cleared[0]["to"] == "secondary"
-            assert record(lab.status(), "upd")["verified"] is True
+            assert record(lab.service(), "upd")["verified"] is True
     finally:
         primary_ns.close()
         secondary_ns.close()
@@ -131,17 +121,17 @@ def test_a_reload_rechecks_the_verification_it_interrupted(tmp_path: Path) -> No
     zone = Zone(ZONE)
     zone.set(NAME, "A", 30, ["127.0.0.45"])
     primary_ns, secondary_ns = UpdateServer(zone).start(), UpdateServer(zone).start()
-    providers = rfc2136("upd", primary_ns, primary_ns, secondary_ns, timeout="30s")
-    lab = Lab(tmp_path, providers, ["upd"], "127.0.0.45", "127.0.0.46")
+    peer = primary_ns.peer(primary_ns, secondary_ns, verify_timeout="30s")
     try:
-        with running(lab):
-            wait_until(lambda: lab.status()["active"] == "primary", 20, "the primary read back")
+        with running(tmp_path, peer, "127.0.0.45", "127.0.0.46") as lab:
+            wait_until(lambda: lab.service()["active"] == "primary", 20, "the primary read back")
             secondary_ns.down = True
             lab.primary.stop()
             wait_until(lambda: zone.values(NAME) == ["127.0.0.46"], 20, "the switch")
             # The provider's settings change: the reload reopens it mid-verification.
-            lab.write(providers.replace("timeout: 2s", "timeout: 3s"), ["upd"])
-            reloaded = cli("reload", "--socket", str(lab.socket))
+            lab.peer = primary_ns.peer(primary_ns, secondary_ns, timeout="3s", verify_timeout="30s")
+            lab.configure()
+            reloaded = lab.cli("reload")
             assert reloaded.returncode == 0, reloaded.stdout + reloaded.stderr
             secondary_ns.down = False
 
@@ -150,36 +140,24 @@ def test_a_reload_rechecks_the_verification_it_interrupted(tmp_path: Path) -> No
 
             wait_until(lambda: [e["result"] for e in verified()] == ["ok"], 60, "a re-check")
             assert "not_verified" not in lab.alarms()
-            assert record(lab.status(), "upd")["verified"] is True
+            assert record(lab.service(), "upd")["verified"] is True
     finally:
         primary_ns.close()
         secondary_ns.close()
 
 
 @pytest.fixture
-def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    isolate_aws_env(monkeypatch)  # inherited by the daemon subprocess
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=5).close()
-    client = boto3.client("route53", endpoint_url=url, region_name="us-east-1")
-    zone_id = client.create_hosted_zone(Name=f"{ZONE}.", CallerReference="faults")["HostedZone"][
-        "Id"
-    ]
-    client.zone_id = zone_id
-    try:
-        yield url, client
-    finally:
-        server.stop()
+def moto(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, str]]:
+    with moto_route53(monkeypatch) as found:  # its AWS environment goes to the daemon too
+        yield found
 
 
-def test_throttled_get_change_raises_no_false_alarm(tmp_path: Path, moto: tuple[str, Any]) -> None:
-    url, client = moto
+def test_throttled_get_change_raises_no_false_alarm(
+    tmp_path: Path, moto: tuple[str, Any, str]
+) -> None:
+    url, client, zone_id = moto
     client.change_resource_record_sets(
-        HostedZoneId=client.zone_id,
+        HostedZoneId=zone_id,
         ChangeBatch={
             "Changes": [
                 {
@@ -195,15 +173,16 @@ def test_throttled_get_change_raises_no_false_alarm(tmp_path: Path, moto: tuple[
         },
     )
     proxy = ThrottlingProxy(url).start()
-    providers = (
-        f'  r53: {{type: route53, endpoint_url: "{proxy.url}", verify: false, timeout: 5s, '
+    peer = Peer(
+        "r53",
+        f'{{type: route53, endpoint_url: "{proxy.url}", verify: false, timeout: 5s, '
         "change_timeout: 60s, retry: {attempts: 3, initial: 100ms, max_delay: 500ms, "
-        "deadline: 5s}}\n"
+        "deadline: 5s}}",
+        lambda name: [],  # read through moto, not needed here
     )
-    lab = Lab(tmp_path, providers, ["r53"], "127.0.0.47", "127.0.0.48")
     try:
-        with running(lab):
-            wait_until(lambda: lab.status()["active"] == "primary", 20, "the primary read back")
+        with running(tmp_path, peer, "127.0.0.47", "127.0.0.48") as lab:
+            wait_until(lambda: lab.service()["active"] == "primary", 20, "the primary read back")
             proxy.arm(4.0)  # longer than 3 attempts of the retry policy
             lab.primary.stop()
 
@@ -214,7 +193,7 @@ def test_throttled_get_change_raises_no_false_alarm(tmp_path: Path, moto: tuple[
             assert proxy.throttled >= 3, proxy.throttled
             assert [e["result"] for e in verdict()] == ["ok"], verdict()
             assert "not_verified" not in lab.alarms()
-            assert record(lab.status(), "r53")["sync"]["state"] == "in_sync"
+            assert record(lab.service(), "r53")["sync"]["state"] == "in_sync"
     finally:
         proxy.close()
 
@@ -225,19 +204,18 @@ def test_throttled_get_change_raises_no_false_alarm(tmp_path: Path, moto: tuple[
 def test_a_provider_refusing_half_a_switch_is_critical_then_converges(tmp_path: Path) -> None:
     zone = Zone(ZONE)
     server = UpdateServer(zone).start()
-    builtin_port = free_port()
-    providers = (
-        f'  lab: {{type: builtin, listen: "127.0.0.1:{builtin_port}", verify: {{timeout: 2s}}}}\n'
-        + rfc2136("upd", server)
-    )
-    lab = Lab(tmp_path, providers, ["lab", "upd"], "127.0.0.49", "127.0.0.50")
+    builtin = builtin_peer(verify="{timeout: 2s}")
+    both = {"shop": ("lab", "upd")}
+    more = f"  upd: {server.peer().settings}"
     try:
-        with running(lab):
+        with running(
+            tmp_path, builtin, "127.0.0.49", "127.0.0.50", more_providers=more, record_at=both
+        ) as lab:
             wait_until(lambda: zone.values(NAME) == ["127.0.0.49"], 20, "the primary published")
             server.mode = "refuse"
             lab.primary.stop()
             wait_until(lambda: "split_answer" in lab.alarms(), 30, "the split_answer alarm")
-            status = lab.status()
+            status = lab.service()
             assert "upd" in status["alarm_details"]["split_answer"]
             assert record(status, "lab")["values"] == ["127.0.0.50"]
             lagging = record(status, "upd")
@@ -250,12 +228,12 @@ def test_a_provider_refusing_half_a_switch_is_critical_then_converges(tmp_path: 
             wait_until(lambda: zone.values(NAME) == ["127.0.0.50"], 60, "the lagging provider")
 
             def converged() -> bool:
-                status = lab.status()
+                status = lab.service()
                 return "split_answer" not in status["alarms"] and all(
                     r["verified"] is True for r in status["records"]
                 )
 
             wait_until(converged, 60, "convergence")
-            assert record(lab.status(), "upd")["sync"]["lagging_since"] is None
+            assert record(lab.service(), "upd")["sync"]["lagging_since"] is None
     finally:
         server.close()

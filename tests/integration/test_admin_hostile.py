@@ -19,8 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from failover.admin import AdminApi
-from tests.faults.disk_support import Daemon, config_text, targets
-from tests.support import free_port
+from tests.support import Lab, admin_listen, free_port
 
 TOKEN = "s3cret-token"
 
@@ -58,24 +57,15 @@ class Admin:
 
 
 @pytest.fixture(scope="module")
-def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Admin, Daemon]]:
+def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Admin, Lab]]:
     workdir = tmp_path_factory.mktemp("hostile")
-    token = workdir / "token"
-    token.write_text(TOKEN + "\n")
-    metrics_port, admin_port, dns_port = free_port(), free_port(), free_port()
-    with targets("127.0.0.71", "127.0.0.72") as (primary, secondary):
-        provider = f'{{type: builtin, listen: "127.0.0.1:{dns_port}", verify: false}}'
-        text = config_text(workdir, workdir / "state", primary, secondary, metrics_port, provider)
-        text = text.replace(
-            "admin: {",
-            f'admin: {{listen: "127.0.0.1:{admin_port}", token_file: "{token}", ',
-        )
-        daemon = Daemon(workdir, text, metrics_port).start()
-        try:
-            yield Admin(admin_port), daemon
-        finally:
-            daemon.stop()
-    log = daemon.log.read_text()
+    admin_port = free_port()
+    addresses = ("127.0.0.71", "127.0.0.72")
+    admin_extra = admin_listen(workdir, admin_port, TOKEN)
+    with Lab(workdir, addresses=addresses, admin_extra=admin_extra) as lab:
+        lab.start()
+        yield Admin(admin_port), lab
+    log = lab.log()
     assert "Traceback" not in log, log
 
 
@@ -97,13 +87,13 @@ def _is_client_error(status: int, body: Any) -> None:
         b"limit=1000001",
     ],
 )
-def test_history_limit(admin: tuple[Admin, Daemon], query: bytes) -> None:
+def test_history_limit(admin: tuple[Admin, Lab], query: bytes) -> None:
     status, body = admin[0].get(b"/v1/history?" + query)
     _is_client_error(status, body)
     assert "limit" in body["message"]
 
 
-def test_history_limit_in_range_still_works(admin: tuple[Admin, Daemon]) -> None:
+def test_history_limit_in_range_still_works(admin: tuple[Admin, Lab]) -> None:
     status, body = admin[0].get(b"/v1/history?limit=1000000")
     assert status == 200 and isinstance(body, list)
 
@@ -119,7 +109,7 @@ def test_history_limit_in_range_still_works(admin: tuple[Admin, Daemon]) -> None
         b"bearer " + b"x" * 4000,
     ],
 )
-def test_authorization_header(admin: tuple[Admin, Daemon], auth: bytes) -> None:
+def test_authorization_header(admin: tuple[Admin, Lab], auth: bytes) -> None:
     status, body = admin[0].get(b"/v1/status", auth)
     assert status == 401, (status, body)
     _is_client_error(status, body)
@@ -147,7 +137,7 @@ PROMOTE = b"/v1/services/shop/promote"
         b'{"target": "nowhere", "reason": "x", "dry_run": true}',
     ],
 )
-def test_promote_bodies(admin: tuple[Admin, Daemon], payload: bytes) -> None:
+def test_promote_bodies(admin: tuple[Admin, Lab], payload: bytes) -> None:
     _is_client_error(*admin[0].post(PROMOTE, payload))
 
 
@@ -163,29 +153,29 @@ def test_promote_bodies(admin: tuple[Admin, Daemon], payload: bytes) -> None:
         b'{"actor": {"name": "x"}}',
     ],
 )
-def test_drill_bodies(admin: tuple[Admin, Daemon], payload: bytes) -> None:
+def test_drill_bodies(admin: tuple[Admin, Lab], payload: bytes) -> None:
     _is_client_error(*admin[0].post(b"/v1/services/shop/drill", payload))
 
 
 @pytest.mark.parametrize(
     "path", [b"/v1/services/%ff%fe/pause", b"/v1/services/shop/explode", b"/v1/nowhere"]
 )
-def test_odd_paths(admin: tuple[Admin, Daemon], path: bytes) -> None:
+def test_odd_paths(admin: tuple[Admin, Lab], path: bytes) -> None:
     _is_client_error(*admin[0].post(path, b"{}"))
 
 
-def test_a_bogus_charset_is_ignored_not_fatal(admin: tuple[Admin, Daemon]) -> None:
+def test_a_bogus_charset_is_ignored_not_fatal(admin: tuple[Admin, Lab]) -> None:
     body = b'{"target": "secondary", "reason": "x", "dry_run": true}'
     status, data = admin[0].post(PROMOTE, body, b"application/json; charset=nope")
     assert status < 500, data
 
 
-def test_malformed_http_is_a_400_and_one_log_line(admin: tuple[Admin, Daemon]) -> None:
+def test_malformed_http_is_a_400_and_one_log_line(admin: tuple[Admin, Lab]) -> None:
     """Framing errors never reach a handler: aiohttp answers 400; the log has no traceback
     (checked for the whole module when the daemon stops)."""
     status, _ = admin[0].post(PROMOTE, b"{}", b"application/json\r\nContent-Type: text/plain")
     assert status == 400
-    assert "Duplicate 'Content-Type'" in admin[1].log.read_text()
+    assert "Duplicate 'Content-Type'" in admin[1].log()
 
 
 class _BrokenEngine:

@@ -109,33 +109,43 @@ def scaleway_peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, FakeS
 
 
 @contextmanager
-def route53_peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, Any]]:
-    """moto's server with one hosted zone; the daemon finds dummy keys through the standard
-    AWS credential chain (its inherited environment), never real AWS."""
+def moto_route53(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any, str]]:
+    """moto's server with one empty hosted zone: (its URL, a boto3 client, the zone's id). The
+    daemon finds dummy keys through the standard AWS credential chain (its inherited
+    environment), never real AWS."""
     isolate_aws_env(monkeypatch)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    # moto's state is per process, shared with other test modules: start from an empty account
-    reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
-    urllib.request.urlopen(reset, timeout=5).close()
-    client = boto3.client("route53", endpoint_url=url, region_name="us-east-1")
-    zone_id = client.create_hosted_zone(Name=f"{ZONE}.", CallerReference="e2e")["HostedZone"]["Id"]
-
-    def read(name: str) -> list[str]:
-        found = client.list_resource_record_sets(
-            HostedZoneId=zone_id, StartRecordName=f"{name}.", StartRecordType="A", MaxItems="1"
-        )["ResourceRecordSets"]
-        if not found or found[0]["Name"] != f"{name}." or found[0]["Type"] != "A":
-            return []
-        return sorted(r["Value"] for r in found[0]["ResourceRecords"])
-
-    def ttl_kept() -> None:  # an UPSERT of the whole set, not only of its values
-        sets = client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
-        assert [s["TTL"] for s in sets if s["Type"] == "A"] == [30]
-
     try:
+        # moto's state is per process, shared with other test modules: start from an empty account
+        reset = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=5).close()
+        client = boto3.client("route53", endpoint_url=url, region_name="us-east-1")
+        zone = client.create_hosted_zone(Name=f"{ZONE}.", CallerReference="e2e")["HostedZone"]
+        yield url, client, zone["Id"]
+    finally:
+        server.stop()
+
+
+@contextmanager
+def route53_peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, Any]]:
+    """`moto_route53` as the daemon's `r53` provider."""
+    with moto_route53(monkeypatch) as (url, client, zone_id):
+
+        def read(name: str) -> list[str]:
+            found = client.list_resource_record_sets(
+                HostedZoneId=zone_id, StartRecordName=f"{name}.", StartRecordType="A", MaxItems="1"
+            )["ResourceRecordSets"]
+            if not found or found[0]["Name"] != f"{name}." or found[0]["Type"] != "A":
+                return []
+            return sorted(r["Value"] for r in found[0]["ResourceRecords"])
+
+        def ttl_kept() -> None:  # an UPSERT of the whole set, not only of its values
+            sets = client.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+            assert [s["TTL"] for s in sets if s["Type"] == "A"] == [30]
+
         yield (
             Peer(
                 "r53",
@@ -146,5 +156,3 @@ def route53_peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, Any]]:
             ),
             client,
         )
-    finally:
-        server.stop()
