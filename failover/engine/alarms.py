@@ -12,6 +12,8 @@ from failover.runtime import ServiceRuntime
 
 log = logging.getLogger("failover.engine")
 
+INSTANCE_WIDE = frozenset({core.ALARM_ISOLATED, core.ALARM_LOCAL_FAULT})
+
 
 async def journal_decision_alarms(
     journal: Journal,
@@ -20,9 +22,11 @@ async def journal_decision_alarms(
     decision: core.Decision,
     now: float,
 ) -> None:
-    """The decision's alarms that were not raised by the previous decision."""
+    """The decision's alarms that were not raised by the previous decision. Instance-wide
+    alarms (isolation, a local fault) are journalled once for the instance, not once per
+    service: a thousand services must not write a thousand lines for one cause."""
     before = previous.alarms if previous else frozenset()
-    for alarm in sorted(decision.alarms - before):
+    for alarm in sorted(decision.alarms - before - INSTANCE_WIDE):
         kind = "drift" if alarm == "drift" else "alarm"
         log.warning("%s: alarm %s: %s", rt.name, alarm, decision.reason, extra=fields(rt.name))
         await journal.write(rt.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm)
