@@ -66,6 +66,8 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
         current = (rt.current or {}).get(record.key)
         wanted = values_for_type(record.type, active_cfg.values) if active_cfg else None
         confirmation = rt.confirmations.get(record.provider)
+        provider = config.providers.get(record.provider)
+        check = provider.verify if provider is not None else None
         records.append(
             {
                 "provider": record.provider,
@@ -77,6 +79,7 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
                 "in_sync": bool(current and wanted is not None and current.values == wanted),
                 "verified": confirmation.verified if confirmation else None,
                 "error": rt.provider_errors.get(record.provider),
+                "verify_timeout_seconds": check.timeout if check and check.enabled else None,
             }
         )
     alarms = set(decision.alarms) if decision else set()
@@ -93,6 +96,8 @@ def _service_status(config: Config, rt: ServiceRuntime) -> dict[str, Any]:
         "published": {"kind": rt.published.kind, "detail": rt.published.detail},
         "pin": pin_json(rt.state.pin),
         "changing": rt.inflight is not None,
+        "verifying": rt.confirming is not None,
+        "drill": drill_json(rt.drill_info) if rt.drill is not None else None,
         "pending": rt.pending,
         "last_error": rt.last_error or None,
         "last_switch": rt.last_switch,
@@ -123,6 +128,16 @@ def live_view(
             ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
         )
     return LiveView(config.instance.name, coord.is_leader(), isolated, tuple(views))
+
+
+def drill_json(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A running drill as `status` shows it: its step, and the hold's time left."""
+    if info is None:
+        return None
+    body = {k: v for k, v in info.items() if not k.startswith("_")}
+    ends = info.get("_hold_ends")
+    body["hold_ends_at"] = rfc3339(ends) if isinstance(ends, float) else None
+    return body
 
 
 def change_json(change: Change) -> dict[str, Any]:
