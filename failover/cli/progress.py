@@ -85,9 +85,10 @@ def dns_wait(svc: dict[str, Any], elapsed: float) -> tuple[str, str]:
     for record in svc.get("records") or []:
         provider = record.get("provider", "?")
         budget = max(budget, record.get("verify_timeout_seconds") or 0.0)
-        if record.get("verified") is False:
+        busy = svc.get("changing") or svc.get("verifying")  # `verified` is the last change's
+        if not busy and record.get("verified") is False:
             rank, word = 0, "NOT verified"
-        elif record.get("verified") is True:
+        elif not busy and record.get("verified") is True:
             rank, word = 4, "verified"
         elif svc.get("changing") and not record.get("in_sync"):
             rank, word = 1, "waiting for the provider to accept"
