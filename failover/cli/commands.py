@@ -134,6 +134,21 @@ async def cmd_status(args: argparse.Namespace) -> int:
         if not args.watch:
             return EXIT_OK
         await asyncio.sleep(args.interval)
+        if _reader_gone(sys.stdout):
+            raise BrokenPipeError("stdout closed")
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether the other end of a pipe on `stream` was closed (`status --watch | head` after
+    head left): a watch that prints only changes would otherwise never find out."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLERR | select.POLLHUP)
+        return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 async def _confirm_plan(args: argparse.Namespace) -> bool:
