@@ -25,6 +25,7 @@ T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICE_VERBS = ("release", "pause", "resume", "ack")
+MAX_HISTORY = 100_000  # entries one history call may ask for
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -91,8 +92,13 @@ class AdminApi:
     async def history(self, request: web.Request) -> web.Response:
         service = request.query.get("service") or None
         raw_limit = request.query.get("limit", "100")
-        if not raw_limit.isdigit() or int(raw_limit) < 1:
-            raise CommandError("bad_request", "limit must be a positive integer")
+        if (
+            not (raw_limit.isascii() and raw_limit.isdigit())
+            or not 1 <= int(raw_limit) <= MAX_HISTORY
+        ):
+            raise CommandError(
+                "bad_request", f"limit must be an integer between 1 and {MAX_HISTORY}"
+            )
         known = service is None or service == "*" or service in self.engine.services
         if not known:  # "*": the daemon-wide entries (reloads, isolation)
             raise CommandError("unknown_service", f"no service {service!r}", 404)
@@ -226,7 +232,7 @@ ROUTES: tuple[Route, ...] = (
                 "name": "limit",
                 "in": "query",
                 "description": "the last N entries (default 100)",
-                "schema": {"type": "integer", "minimum": 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
             },
         ),
     ),
