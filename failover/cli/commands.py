@@ -291,7 +291,21 @@ def simple_verb(verb: str) -> Callable[[argparse.Namespace], Coroutine[Any, Any,
     async def command(args: argparse.Namespace) -> int:
         service = getattr(args, "service", None)
         path = f"/v1/services/{service}/{verb}" if service else f"/v1/{verb}"
-        status, result = await call(args, "POST", path, {"actor": actor()})
+        progress = Progress()
+
+        def show(body: dict[str, Any]) -> tuple[str, str] | None:
+            """A release (or resume) may switch DNS: what that change waits for."""
+            svc = body.get("services", {}).get(service)
+            if not isinstance(svc, dict) or not (svc.get("changing") or svc.get("verifying")):
+                return None
+            state, detail = dns_wait(svc, progress.elapsed)
+            return f"{service}: {verb}: {state}", detail
+
+        work = call(args, "POST", path, {"actor": actor()})
+        if service:
+            status, result = await while_waiting(work, client_for(args), show, progress)
+        else:
+            status, result = await work
         if status == 409:
             raise CliError(f"failover: {result.get('message')}", EXIT_REFUSED, result)
         if args.json:

@@ -115,6 +115,18 @@ def test_unverified_promote_and_release_exit_1_naming_the_name_server(
         assert "NOT verified" in release.stderr
 
 
+def test_unverified_drill_exits_1_naming_the_name_server(tmp_path: Path, blackhole: int) -> None:
+    with unverified_lab(tmp_path, blackhole) as lab:
+        lab.start()
+        lab.wait_answer(PRIMARY)
+        lab.wait_health("secondary", "up")
+        drill = lab.cli("drill", "shop", "--hold", "1s", "--yes")
+        assert drill.returncode == 1, drill.stdout + drill.stderr
+        assert f"lab: NOT verified: 127.0.0.1:{blackhole}" in drill.stdout
+        assert drill.stderr.splitlines()[-1].startswith("failover: drill failed: ")
+        lab.wait_answer(PRIMARY)  # the drill restored the origin
+
+
 def test_every_json_flag_prints_exactly_one_document(lab: Lab) -> None:
     config = str(lab.config)
     runs = {
