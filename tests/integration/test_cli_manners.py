@@ -5,7 +5,10 @@ options go anywhere, shells complete names from the daemon, times carry their of
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import pytest
 from tests.support import REPO, Lab, cli
 
 PRIMARY, SECONDARY = "127.0.0.71", "127.0.0.72"
+WATCH = (sys.executable, "-m", "failover", "status", "--watch")
 
 
 @pytest.fixture
@@ -70,6 +74,27 @@ def test_unreachable_daemon_says_where_it_looked_and_how_to_point_elsewhere(
     assert "http://127.0.0.1:9 (--url): connection refused" in by_url.stderr
     for text in (by_socket.stderr, by_url.stderr):
         assert "ssl" not in text and "Traceback" not in text and "Errno" not in text
+
+
+def test_watch_on_a_terminal_redraws_in_place(lab: Lab) -> None:
+    leader, follower = pty.openpty()
+    watch = subprocess.Popen(
+        [*WATCH, "--interval", "0.2", "--socket", str(lab.socket)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=REPO,
+    )
+    os.close(follower)
+    screen = b""
+    while screen.count(b"\x1b[H\x1b[2J") < 2:
+        ready, _, _ = select.select([leader], [], [], 30)
+        assert ready, screen
+        screen += os.read(leader, 65536)
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(30) == 130
+    os.close(leader)
+    assert b"failover status" in screen and b"shop: active primary" in screen
 
 
 # --- item 6 -------------------------------------------------------------------------------------
