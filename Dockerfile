@@ -8,17 +8,23 @@
 FROM python:3.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY failover ./failover
 RUN python -m venv /opt/failover \
  && /opt/failover/bin/pip wheel --no-cache-dir --wheel-dir /wheels . \
  && /opt/failover/bin/pip install --no-cache-dir --no-index --find-links /wheels /wheels/*.whl
 
 FROM python:3.11-slim-bookworm
+# VERSION follows pyproject.toml (tests/deploy/test_packaging.py); SOURCE is the repository.
+ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/failover-dns/failover
 LABEL org.opencontainers.image.title="failover" \
       org.opencontainers.image.description="Multi-provider DNS failover daemon with an explainable state machine" \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.documentation="README.md, section Operating failover / Container"
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${SOURCE}" \
+      org.opencontainers.image.documentation="${SOURCE}/tree/main/docs"
 
 # A fixed, unprivileged UID/GID (10001) so volume ownership is predictable across rebuilds and
 # hosts (chown a bind-mounted state dir to 10001:10001). /run/failover holds the admin socket.

@@ -7,26 +7,31 @@ is JSON `{"error": code, "message": text}` with a 4xx for the caller's mistakes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from failover import __version__
+from failover import apischema as m
 from failover.coord.etcd_client import EtcdError
 from failover.coord.shared_journal import SharedJournal, merge
 from failover.engine import CommandError, Engine
 from failover.listeners import BODY_TIMEOUT, ConnectionGate, GatedUnixSite, runner_for
 
+T = TypeVar("T")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SERVICE_VERBS = ("release", "pause", "resume", "ack")
-MAX_LIMIT = 1_000_000  # history entries per request
+MAX_HISTORY = 100_000  # entries one history call may ask for
 log = logging.getLogger("failover.admin")
 
 
@@ -98,15 +103,17 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _field(data: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
-    value = data.get(name, default)
-    if value is None and default is None:
-        raise CommandError("bad_request", f"missing field {name!r}")
-    if not isinstance(value, kind):
-        raise CommandError("bad_request", f"field {name!r} must be a {kind.__name__}")
-    if isinstance(value, str):
-        _check_text(name, value)
-    return value
+async def _parse(request: web.Request, model: type[T]) -> T:
+    """The body as its model (apischema): what the OpenAPI document promises is what is read."""
+    try:
+        parsed = m.parse(model, await _body(request))
+    except m.BadRequest as exc:
+        raise CommandError("bad_request", str(exc)) from exc
+    for each in dataclasses.fields(parsed):  # type: ignore[arg-type]
+        value = getattr(parsed, each.name)
+        if isinstance(value, str):
+            _check_text(each.name, value)
+    return parsed
 
 
 def _check_text(name: str, value: str) -> None:
@@ -119,8 +126,8 @@ def _check_text(name: str, value: str) -> None:
 
 def _limit(raw: str) -> int:
     """ASCII digits only: `²` is a digit to str.isdigit, not to int()."""
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise CommandError("bad_request", f"limit must be an integer from 1 to {MAX_LIMIT}")
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_HISTORY:
+        raise CommandError("bad_request", f"limit must be an integer from 1 to {MAX_HISTORY}")
     return int(raw)
 
 
@@ -140,15 +147,8 @@ class AdminApi:
     def app(self, token: str | None = None) -> web.Application:
         logging.getLogger("aiohttp.server").addFilter(_QUIET)  # once: filters are a set
         app = web.Application(middlewares=[_middleware(token)], client_max_size=64 * 1024)
-        app.router.add_get("/v1/status", self.status)
-        app.router.add_get("/v1/history", self.history)
-        app.router.add_get("/v1/openapi.json", self.openapi)
-        app.router.add_post("/v1/services/{service}/promote", self.promote)
-        app.router.add_post("/v1/services/{service}/drill", self.drill)
-        app.router.add_post("/v1/services/{service}/{verb}", self.service_verb)
-        app.router.add_post("/v1/pause", self.global_verb)
-        app.router.add_post("/v1/resume", self.global_verb)
-        app.router.add_post("/v1/reload", self.reload)
+        for route in ROUTES:  # the same table the OpenAPI document is generated from
+            app.router.add_route(route.method, route.path, getattr(self, route.handler))
         return app
 
     async def status(self, request: web.Request) -> web.Response:
@@ -200,14 +200,14 @@ class AdminApi:
         return web.json_response(body)
 
     async def promote(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        req = await _parse(request, m.PromoteRequest)
         result = await self.engine.promote(
             request.match_info["service"],
-            _field(data, "target", str),
-            _field(data, "reason", str),
-            _field(data, "actor", str, "unknown"),
-            force=_field(data, "force", bool, False),
-            dry_run=_field(data, "dry_run", bool, False),
+            req.target,
+            req.reason,
+            req.actor,
+            force=req.force,
+            dry_run=req.dry_run,
         )
         return web.json_response(result, status=_result_status(result))
 
@@ -216,8 +216,8 @@ class AdminApi:
         from failover.config.parse import parse_duration
         from failover.drill import DrillRefused, run_drill
 
-        data = await _body(request)
-        raw_hold = data.get("hold", "1m")
+        req = await _parse(request, m.DrillRequest)
+        raw_hold = req.hold
         try:
             hold = (
                 float(raw_hold)
@@ -228,37 +228,44 @@ class AdminApi:
             raise CommandError("bad_request", f"hold: {exc}") from None
         if not 0 < hold <= 24 * 3600:
             raise CommandError("bad_request", "hold must be between 0 and 24h")
-        to = data.get("to")
-        if to is not None:
-            _field(data, "to", str)
         try:
             report = await run_drill(
                 self.engine,
                 request.match_info["service"],
-                to,
+                req.to,
                 hold,
-                dry_run=_field(data, "dry_run", bool, False),
-                actor=_field(data, "actor", str, "unknown"),
+                dry_run=req.dry_run,
+                actor=req.actor,
             )
         except DrillRefused as exc:
             raise CommandError("refused", f"drill refused ({exc.check}): {exc}", 409) from exc
         body = report.as_json()
         return web.json_response(body, status=200 if body["result"] in ("ok", "dry-run") else 502)
 
+    async def drill_stop(self, request: web.Request) -> web.Response:
+        """End a running drill now: back to its origin, verified (Ctrl-C of `failover drill`)."""
+        from failover.drill import DrillNotRunning, request_stop
+
+        req = await _parse(request, m.ActorRequest)
+        try:
+            return web.json_response(
+                request_stop(self.engine, request.match_info["service"], req.actor)
+            )
+        except DrillNotRunning as exc:
+            raise CommandError("not_drilling", str(exc), 409) from exc
+
     async def service_verb(self, request: web.Request) -> web.Response:
-        verb = request.match_info["verb"]
+        verb = request.path.rsplit("/", 1)[-1]
         if verb not in SERVICE_VERBS:
             raise CommandError("not_found", f"unknown action {verb!r}", 404)
-        data = await _body(request)
-        result = await self.engine.simple_command(
-            request.match_info["service"], verb, _field(data, "actor", str, "unknown")
-        )
+        req = await _parse(request, m.ActorRequest)
+        result = await self.engine.simple_command(request.match_info["service"], verb, req.actor)
         return web.json_response(result)
 
     async def global_verb(self, request: web.Request) -> web.Response:
-        data = await _body(request)
+        req = await _parse(request, m.ActorRequest)
         verb = request.path.rsplit("/", 1)[-1]
-        result = await self.engine.simple_command(None, verb, _field(data, "actor", str, "unknown"))
+        result = await self.engine.simple_command(None, verb, req.actor)
         return web.json_response(result)
 
     async def reload(self, request: web.Request) -> web.Response:
@@ -269,8 +276,8 @@ class AdminApi:
                 "live reload is not available here; restart the daemon to apply a new config",
                 501,
             )
-        data = await _body(request)
-        return web.json_response(await self.reload_cb(_field(data, "actor", str, "unknown")))
+        req = await _parse(request, m.ActorRequest)
+        return web.json_response(await self.reload_cb(req.actor))
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
@@ -281,88 +288,209 @@ def _result_status(result: dict[str, Any]) -> int:
     return 502 if result.get("result") in ("error", "partial") else 200
 
 
-def openapi_document() -> dict[str, Any]:
-    def op(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "summary": summary,
-            "responses": {
-                "200": {"description": "OK"},
-                "4XX": {"description": "`{error, message}`"},
-            },
-        }
-        if body is not None:
-            doc["requestBody"] = {
-                "content": {"application/json": {"schema": {"type": "object", "properties": body}}}
-            }
-        return doc
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: the handler it runs and the models of what goes in and comes out."""
 
-    actor = {"actor": {"type": "string"}}
-    service_param = [
-        {"name": "service", "in": "path", "required": True, "schema": {"type": "string"}}
-    ]
-    paths: dict[str, Any] = {
-        "/v1/status": {"get": op("Services, active targets, health, records")},
-        "/v1/history": {
-            "get": {
-                **op("Journal entries, oldest first"),
-                "parameters": [
-                    {"name": "service", "in": "query", "schema": {"type": "string"}},
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                    },
-                    {
-                        "name": "with_source",
-                        "in": "query",
-                        "description": "1: answer {source, entries}; source says where the "
-                        "entries come from (shared in etcd, or this instance's journal only)",
-                        "schema": {"type": "string", "enum": ["1", "true"]},
-                    },
-                ],
-            }
+    method: str
+    path: str
+    handler: str  # an AdminApi method
+    summary: str
+    request: type | None = None
+    ok: Any = None  # the 200 body's model
+    errors: dict[int, Any] = field(default_factory=dict)  # status -> error body model
+    query: tuple[dict[str, Any], ...] = ()
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/status",
+        "status",
+        "Services, active targets, health per target and probe, records, alarms, drills",
+        ok=m.StatusBody,
+    ),
+    Route(
+        "GET",
+        "/v1/history",
+        "history",
+        "Journal entries, oldest first",
+        ok=list[m.HistoryEntry],
+        errors={400: m.ErrorBody, 404: m.ErrorBody},
+        query=(
+            {
+                "name": "service",
+                "in": "query",
+                "description": "one service; `*` for daemon-wide entries",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "description": "the last N entries (default 100)",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY},
+            },
+            {
+                "name": "with_source",
+                "in": "query",
+                "description": "1: answer {source, entries}; source says where the entries "
+                "come from (shared in etcd, or this instance's journal only)",
+                "schema": {"type": "string", "enum": ["1", "true"]},
+            },
+        ),
+    ),
+    Route("GET", "/v1/openapi.json", "openapi", "This document", ok=dict[str, Any]),
+    Route(
+        "POST",
+        "/v1/services/{service}/promote",
+        "promote",
+        "Pin the service to a target, publish it and wait for verification. 409: a safety "
+        "rule refused it (named), or another command superseded it; 502: a provider failed",
+        m.PromoteRequest,
+        m.PromoteResult,
+        {
+            400: m.ErrorBody,
+            404: m.ErrorBody,
+            409: m.RefusedBody,
+            502: m.PromoteResult,
+            503: m.RefusedBody,
         },
-        "/v1/services/{service}/promote": {
-            "post": {
-                **op(
-                    "Pin the service to a target and publish it",
-                    {
-                        "target": {"type": "string"},
-                        "reason": {"type": "string"},
-                        "force": {"type": "boolean"},
-                        "dry_run": {"type": "boolean"},
-                        **actor,
-                    },
-                ),
-                "parameters": service_param,
-            }
+    ),
+    Route(
+        "POST",
+        "/v1/services/{service}/drill",
+        "drill",
+        "Drill: switch to a secondary, verify, hold, switch back, verify; answers the report "
+        "when the drill ends (502: it failed or was aborted; 409: preflight refused it)",
+        m.DrillRequest,
+        m.DrillReport,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody, 502: m.DrillReport},
+    ),
+    Route(
+        "POST",
+        "/v1/services/{service}/drill/stop",
+        "drill_stop",
+        "End the running drill now: back to its origin, verified",
+        m.ActorRequest,
+        m.DrillStopResult,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody},
+    ),
+    *(
+        Route(
+            "POST",
+            f"/v1/services/{{service}}/{verb}",
+            "service_verb",
+            text,
+            m.ActorRequest,
+            m.CommandResult,
+            {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody, 503: m.ErrorBody},
+        )
+        for verb, text in (
+            ("release", "End the pin: back to automatic decisions (may switch DNS)"),
+            ("pause", "Stop automatic decisions for the service"),
+            ("resume", "Resume automatic decisions for the service"),
+            ("ack", "Acknowledge a flap block so automation may act again"),
+        )
+    ),
+    Route(
+        "POST",
+        "/v1/pause",
+        "global_verb",
+        "Stop automatic decisions for every service",
+        m.ActorRequest,
+        m.CommandResult,
+        {400: m.ErrorBody, 503: m.ErrorBody},
+    ),
+    Route(
+        "POST",
+        "/v1/resume",
+        "global_verb",
+        "Resume automatic decisions for every service",
+        m.ActorRequest,
+        m.CommandResult,
+        {400: m.ErrorBody, 503: m.ErrorBody},
+    ),
+    Route(
+        "POST",
+        "/v1/reload",
+        "reload",
+        "Re-read the configuration file; 400 lists why a file is rejected (the running "
+        "configuration stays)",
+        m.ActorRequest,
+        m.ReloadResult,
+        {
+            400: m.ReloadRejected,
+            409: m.ErrorBody,
+            500: m.ReloadRejected,
+            501: m.ErrorBody,
+            503: m.ErrorBody,
         },
-        "/v1/services/{service}/drill": {
-            "post": {
-                **op(
-                    "Drill: switch to a secondary, verify, hold, switch back, report",
-                    {
-                        "to": {"type": "string"},
-                        "hold": {"type": "string", "description": "duration like 2m"},
-                        "dry_run": {"type": "boolean"},
-                        **actor,
-                    },
-                ),
-                "parameters": service_param,
-            }
-        },
-        "/v1/pause": {"post": op("Stop automatic decisions for every service", actor)},
-        "/v1/resume": {"post": op("Resume automatic decisions for every service", actor)},
-        "/v1/reload": {"post": op("Re-read and apply the configuration file", actor)},
-    }
-    for verb in SERVICE_VERBS:
-        paths[f"/v1/services/{{service}}/{verb}"] = {
-            "post": {**op(f"{verb} the service", actor), "parameters": service_param}
+    ),
+)
+
+ERROR_TEXT = {
+    400: "bad input: the message names the field",
+    401: "missing or wrong bearer token (TCP listener)",
+    404: "no such service, target or path",
+    409: "refused or conflicting: the message says why",
+    413: "request body too large",
+    500: "a reload failed unexpectedly (the running configuration stays)",
+    501: "not available in this daemon",
+    502: "accepted, but a DNS provider failed or the drill did not succeed",
+    503: "busy, starting or stopping, or the records cannot be read now",
+}
+
+
+def _operation_id(route: Route) -> str:
+    words = [w.strip("{}") for w in route.path.split("/")[2:]]
+    return "_".join([route.method.lower(), *words])
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.0 of the admin API, generated from ROUTES and the models in apischema."""
+    refs: dict[str, Any] = {}
+
+    def content(model: Any) -> dict[str, Any]:
+        return {"application/json": {"schema": m.schema(model, refs)}}
+
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        responses: dict[str, Any] = {"200": {"description": "OK", "content": content(route.ok)}}
+        errors = {401: m.ErrorBody, 413: m.ErrorBody, **route.errors}
+        if route.request is not None:
+            errors.setdefault(400, m.ErrorBody)
+        for status, model in sorted(errors.items()):
+            responses[str(status)] = {"description": ERROR_TEXT[status], "content": content(model)}
+        op: dict[str, Any] = {
+            "operationId": _operation_id(route),
+            "summary": route.summary,
+            "responses": responses,
         }
+        parameters = list(route.query)
+        if "{service}" in route.path:
+            parameters.insert(
+                0,
+                {"name": "service", "in": "path", "required": True, "schema": {"type": "string"}},
+            )
+        if parameters:
+            op["parameters"] = parameters
+        if route.request is not None:
+            op["requestBody"] = {"required": False, "content": content(route.request)}
+        paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
         "openapi": "3.0.3",
-        "info": {"title": "failover admin API", "version": __version__},
+        "info": {
+            "title": "failover admin API",
+            "version": __version__,
+            "description": "HTTP+JSON over the admin unix socket, or TCP with a bearer token "
+            "(admin.listen, admin.token_file). Every error is `{error, message}`.",
+        },
         "paths": paths,
+        "components": {
+            "schemas": dict(sorted(refs.items())),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{}, {"bearer": []}],
     }
 
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from failover.config.drills import DAYS
 from failover.config.types import DrillScheduleConfig
 from failover.model import Health, Mode, Trigger
+from failover.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from failover.engine import Engine
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("failover.drill")
 
 POLL = 0.25  # seconds between health looks during the hold
+
+
+class DrillNotRunning(Exception):
+    """A stop was asked for a service that no drill holds."""
 
 
 class DrillRefused(Exception):
@@ -138,6 +143,8 @@ def _step(name: str, started: float, outcome: dict[str, Any]) -> dict[str, Any]:
                 "accepted_seconds": p.get("accepted_seconds"),
                 "in_sync_seconds": verification.get(p["provider"], {}).get("in_sync_seconds"),
                 "verify_seconds": verification.get(p["provider"], {}).get("verify_seconds"),
+                "verified": verification.get(p["provider"], {}).get("verified"),
+                "verify_reason": verification.get(p["provider"], {}).get("verify_reason"),
             }
             for p in providers
         ],
@@ -156,7 +163,20 @@ async def run_drill(
             report.result, report.reason = "dry-run", "preflight passed; nothing changed"
             report.ended = time.time()
             return report
-        rt.start_drill(target)
+        rt.start_drill(
+            target,
+            {
+                "from": origin,
+                "to": target,
+                "hold_seconds": hold,
+                "actor": actor,
+                "started_at": rfc3339(engine.clock()),
+                "step": "switching",
+                "stop_requested_by": None,
+                "_stop": asyncio.Event(),
+                "_hold_ends": None,
+            },
+        )
         await engine.journal.write(
             service,
             "drill",
@@ -195,6 +215,39 @@ async def run_drill(
     return report
 
 
+def request_stop(engine: Engine, service: str, actor: str) -> dict[str, Any]:
+    """Ask the drill of `service` to end now: back to its origin, verified (an operator's
+    Ctrl-C, or `failover drill SERVICE --stop`). The drill task does the switch back."""
+    rt = engine.runtime(service)
+    info = rt.drill_info
+    if info is None:
+        raise DrillNotRunning(f"no drill of {service} is running")
+    if info["stop_requested_by"] is None:
+        info["stop_requested_by"] = actor
+        log.warning("%s: drill stop requested by %s", service, actor)
+    info["_stop"].set()
+    return {"result": "stopping", "service": service, "from": info["from"], "to": info["to"]}
+
+
+def _stopped(rt: ServiceRuntime, report: DrillReport) -> bool:
+    info = rt.drill_info
+    if info is None or not info["_stop"].is_set():
+        return False
+    report.result = "aborted"
+    report.reason = (
+        f"stopped by {info['stop_requested_by']} before the end of the hold; "
+        f"back to {report.origin}"
+    )
+    return True
+
+
+def _set_step(rt: ServiceRuntime, step: str, hold_ends: float | None = None) -> None:
+    if rt.drill_info is not None:
+        rt.drill_info["step"] = step
+        if hold_ends is not None:
+            rt.drill_info["_hold_ends"] = hold_ends
+
+
 async def _drive(engine: Engine, rt: ServiceRuntime, report: DrillReport) -> None:
     started = time.monotonic()
     outcome = await engine.drill_switch(rt, report.target, f"drill: switch to {report.target}")
@@ -207,7 +260,12 @@ async def _drive(engine: Engine, rt: ServiceRuntime, report: DrillReport) -> Non
         await _restore(engine, rt, report)
         return
     deadline = time.monotonic() + report.hold
+    _set_step(rt, "holding", engine.clock() + report.hold)
     while time.monotonic() < deadline:
+        if _stopped(rt, report):
+            await _restore(engine, rt, report)
+            _unverified_return(report)
+            return
         await asyncio.sleep(POLL)
         health = rt.targets[report.target]
         report.hold_samples += 1
@@ -258,7 +316,16 @@ async def _drive(engine: Engine, rt: ServiceRuntime, report: DrillReport) -> Non
             report.reason = f"switch back to {report.origin} failed or was not verified"
 
 
+def _unverified_return(report: DrillReport) -> None:
+    """A stopped drill whose way back failed is a failed drill, not merely an aborted one."""
+    back = report.steps[-1]
+    if back.get("result") != "ok" or back.get("verified") is False:
+        report.result = "failed"
+        report.reason += f"; the switch back to {report.origin} failed or was not verified"
+
+
 async def _restore(engine: Engine, rt: ServiceRuntime, report: DrillReport) -> None:
+    _set_step(rt, "switching back")
     started = time.monotonic()
     outcome = await engine.drill_switch(rt, report.origin, f"drill: back to {report.origin}")
     report.steps.append(_step("switch back", started, outcome))

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 HEALTH_WORD = {"up": "UP", "down": "DOWN", "unknown": "UNKNOWN"}
 
 
-def _short_time(text: str | None) -> str:
+def local_time(text: str | None, *, utc: bool = False) -> str:
+    """An RFC 3339 time of the daemon (UTC) as RFC 3339 in this machine's time zone, with its
+    offset (2026-03-01T09:48:12+01:00), or in UTC with `utc` (…T08:48:12Z). Seconds only."""
     if not text:
         return "-"
-    return text.replace("T", " ").replace("Z", "")[:19]
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if utc:
+        return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone().isoformat(timespec="seconds")
 
 
-def status_text(body: dict[str, Any]) -> str:
+def _left(until: str | None) -> str:
+    if not until:
+        return ""
+    try:
+        when = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    left = max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return f", {left:.0f}s left"
+
+
+def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
     role = "leader" if body.get("leader") else f"follower (leader: {body.get('leader_name')})"
     lines = [
         f"instance {body.get('instance')} [{role}]" + ("  DRY-RUN" if body.get("dry_run") else "")
@@ -25,8 +47,22 @@ def status_text(body: dict[str, Any]) -> str:
     journal = body.get("journal") or {}
     if journal.get("unwritable"):
         lines.append(f"ALARM journal_unwritable: {journal.get('reason')}")
+    if body.get("isolated"):
+        lines.append(
+            "  ISOLATED: this vantage point sees every target fail in several locations; it "
+            "makes no automatic switch until that clears"
+        )
+    failing = [n for n, c in (body.get("canaries") or {}).items() if c.get("failing")]
+    if failing:
+        lines.append(f"  canaries failing: {', '.join(sorted(failing))}")
     for name, svc in body.get("services", {}).items():
         flags = [f"mode {svc['mode']}"]
+        drill = svc.get("drill")
+        if isinstance(drill, dict):
+            flags.append(
+                f"DRILL {drill.get('from')} -> {drill.get('to')}: {drill.get('step')}"
+                f"{_left(drill.get('hold_ends_at')) if drill.get('step') == 'holding' else ''}"
+            )
         if svc.get("blocked"):
             flags.append("BLOCKED (failover ack)")
         if svc.get("pin"):
@@ -34,7 +70,16 @@ def status_text(body: dict[str, Any]) -> str:
             flags.append(f"pinned to {pin['target']} by {pin['actor']}")
         lines.append("")
         lines.append(f"{name}: active {svc.get('active') or '(none)'}  [{', '.join(flags)}]")
-        lines.append(f"  decision: {svc.get('reason')}")
+        if isinstance(drill, dict):
+            stop = drill.get("stop_requested_by")
+            lines.append(
+                f"  drill:    by {drill.get('actor')}, hold {drill.get('hold_seconds'):g}s, then "
+                f"back to {drill.get('from')}; automatic decisions wait for it"
+                + (f" (stop asked by {stop})" if stop else "")
+                + f"; stop it: failover drill {name} --stop"
+            )
+        else:
+            lines.append(f"  decision: {svc.get('reason')}")
         if svc.get("alarms"):
             lines.append(f"  alarms:   {', '.join(svc['alarms'])}")
         if svc.get("last_error"):
@@ -42,7 +87,8 @@ def status_text(body: dict[str, Any]) -> str:
         last = svc.get("last_switch")
         if last:
             lines.append(
-                f"  last switch: {_short_time(last.get('time'))} {last.get('from') or '(none)'}"
+                f"  last switch: {local_time(last.get('time'), utc=utc)} "
+                f"{last.get('from') or '(none)'}"
                 f" -> {last.get('to')} ({last.get('trigger')})"
             )
         lines.append("  targets:")
@@ -67,7 +113,7 @@ def status_text(body: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def history_text(entries: list[dict[str, Any]]) -> str:
+def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
     if not entries:
         return "(no journal entries)"
     lines = []
@@ -84,7 +130,7 @@ def history_text(entries: list[dict[str, Any]]) -> str:
             move = f" {entry.get('from') or '(none)'} -> {entry.get('to') or '(none)'}"
         result = f" [{entry['result']}]" if entry.get("result") else ""
         lines.append(
-            f"{_short_time(entry.get('time'))}  {entry.get('service', '-'):<12} "
+            f"{local_time(entry.get('time'), utc=utc)}  {entry.get('service', '-'):<12} "
             f"{entry.get('kind', '?'):<8} {entry.get('trigger', '-'):<6}{move}{result}  "
             f"{entry.get('reason', '')}  ({entry.get('actor', '-')}"
             + (f" on {entry.get('instance')})" if several else ")")
@@ -100,18 +146,18 @@ def history_text(entries: list[dict[str, Any]]) -> str:
                     if provider.get(key) is not None
                 ]
                 summary = ", ".join(parts) or provider.get("verify_reason")
-                lines.append(f"{'':22}{provider['provider']}: {summary}")
+                lines.append(f"{'':27}{provider['provider']}: {summary}")
                 continue
             if entry.get("reconciled"):
                 serves = "serves it" if provider.get("ok") else "does not serve it"
-                lines.append(f"{'':22}{provider['provider']}: {serves} (read back)")
+                lines.append(f"{'':27}{provider['provider']}: {serves} (read back)")
             elif provider.get("ok"):
                 lines.append(
-                    f"{'':22}{provider['provider']}: accepted in "
+                    f"{'':27}{provider['provider']}: accepted in "
                     f"{(provider.get('accepted_seconds') or 0) * 1000:.0f}ms"
                 )
             else:
-                lines.append(f"{'':22}{provider['provider']}: FAILED {provider.get('error')}")
+                lines.append(f"{'':27}{provider['provider']}: FAILED {provider.get('error')}")
     return "\n".join(lines)
 
 
@@ -178,6 +224,9 @@ def drill_report_text(report: dict[str, Any]) -> str:
             if not p.get("ok"):
                 lines.append(f"    {p['provider']}: FAILED {p.get('error')}")
                 continue
+            if p.get("verified") is False:
+                lines.append(f"    {p['provider']}: NOT verified: {p.get('verify_reason')}")
+                continue
             parts = [
                 f"{label} {p[key] * 1000:.0f}ms"
                 for label, key in (
@@ -196,3 +245,12 @@ def drill_report_text(report: dict[str, Any]) -> str:
     for reason in health.get("reasons", []):
         lines.append(f"    seen: {reason}")
     return "\n".join(lines)
+
+
+def unverified_lines(verification: list[dict[str, Any]]) -> list[str]:
+    """One line per provider whose change a name server did not confirm, naming the server."""
+    return [
+        f"{v.get('provider')}: NOT verified: {v.get('verify_reason') or v.get('error')}"
+        for v in verification
+        if v.get("verified") is False or not v.get("in_sync", True)
+    ]

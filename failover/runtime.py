@@ -66,6 +66,7 @@ class ServiceRuntime:
     split: dict[str, str] = field(default_factory=dict)  # providers serving a DOWN target alone
     told: set[str] = field(default_factory=set)  # provider alarms already journalled
     drill: str | None = None  # the drill target while a drill holds the service
+    drill_info: dict[str, Any] | None = None  # what `status` shows of that drill (drill.py)
     started_at: float | None = None  # start-up grace of a service a reload added or reset
 
     @classmethod
@@ -360,13 +361,13 @@ class ServiceRuntime:
     def internal_error(self, text: str) -> None:
         self.last_error = text
 
-    def start_drill(self, target: str) -> None:
-        self.drill = target
+    def start_drill(self, target: str, info: dict[str, Any] | None = None) -> None:
+        self.drill, self.drill_info = target, info
         if self.phase is Phase.STEADY:
             self.phase, self.detail = Phase.DRILLING, f"drill to {target}"
 
     def end_drill(self) -> None:
-        self.drill = None
+        self.drill = self.drill_info = None
         if self.phase is Phase.DRILLING:
             self._settle()
 

@@ -106,6 +106,8 @@ def _service_status(
         current = (rt.current or {}).get(record.key)
         wanted = values_for_type(record.type, active_cfg.values) if active_cfg else None
         sync = rt.sync.get(record.provider)
+        provider = config.providers.get(record.provider)
+        check = provider.verify if provider is not None else None
         records.append(
             {
                 "provider": record.provider,
@@ -118,6 +120,7 @@ def _service_status(
                 "verified": _verified(sync),
                 "error": rt.provider_errors.get(record.provider),
                 "sync": sync.as_json() if sync else None,
+                "verify_timeout_seconds": check.timeout if check and check.enabled else None,
             }
         )
     provider_alarms = rt.alarms()
@@ -135,6 +138,8 @@ def _service_status(
         "published": {"kind": rt.published.kind, "detail": rt.published.detail},
         "pin": pin_json(rt.state.pin),
         "changing": rt.inflight is not None,
+        "verifying": rt.confirming is not None,
+        "drill": drill_json(rt.drill_info) if rt.drill is not None else None,
         "pending": rt.pending,
         "last_error": rt.last_error or None,
         "last_switch": rt.last_switch,
@@ -199,6 +204,16 @@ def _verified(sync: ProviderSync | None) -> bool | None:
     if sync.unverified or sync.state is SyncState.NOT_VERIFIED:
         return False
     return None
+
+
+def drill_json(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A running drill as `status` shows it: its step, and the hold's time left."""
+    if info is None:
+        return None
+    body = {k: v for k, v in info.items() if not k.startswith("_")}
+    ends = info.get("_hold_ends")
+    body["hold_ends_at"] = rfc3339(ends) if isinstance(ends, float) else None
+    return body
 
 
 def change_json(change: Change) -> dict[str, Any]:

@@ -218,6 +218,25 @@ def _service_state(svc: ServiceConfig, body: Mapping[str, Any]) -> list[Finding]
             )
         )
     health = _mapping(body.get("targets"))
+    if svc.targets and all(_health(health, t.name) == "down" for t in svc.targets):
+        published = (
+            f"DNS still serves {active}, which is DOWN"
+            if active
+            else "nothing is published: clients get no answer from failover"
+        )
+        out.append(
+            Finding(
+                Severity.CRITICAL,
+                "all-down",
+                subject,
+                f"every target of {svc.name} is DOWN now",
+                f"{published}. No target can take over (alarm all_down).",
+                "Compare the probe reasons in `failover status`: if all fail alike, suspect "
+                f"the probes or this vantage point (`failover probe -c FILE {svc.name}` from "
+                "elsewhere); otherwise repair a target and promote it.",
+            )
+        )
+        return out
     others = [t for t in svc.targets if t.name != active]
     down = [t for t in others if _health(health, t.name) == "down"]
     for target in down:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import traceback
@@ -25,12 +26,46 @@ from failover.cli.commands import (
     resolver_arg,
     simple_verb,
 )
-from failover.cli.common import DEFAULT_HEALTHZ, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, CliError
+from failover.cli.common import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG,
+    DEFAULT_HEALTHZ,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    CliError,
+    JsonOutput,
+)
+from failover.cli.completion import cmd_complete, cmd_completion
 from failover.client import DaemonUnreachable
 from failover.config.loader import ConfigError
 from failover.logs import FORMATS
 from failover.logs import setup as setup_logging
 from failover.store import StoreCorruptError, StoreLockedError, StoreUnwritableError
+
+CONFIG_HELP = f"config file (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})"
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--debug, --log-level, --log-format: before the command, or after it (then without
+    defaults, so that they do not reset what was given before it)."""
+
+    def d(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--debug", action="store_true", default=d(False), help="show tracebacks and debug logs"
+    )
+    parser.add_argument(
+        "--log-level", default=d("info"), choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default=d(os.environ.get("FAILOVER_LOG_FORMAT") or "text"),
+        choices=FORMATS,
+        help="text (default) or json: one object per line (default: $FAILOVER_LOG_FORMAT)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,17 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="failover", description="Keep a service reachable when its cloud goes down."
     )
     parser.add_argument("--version", action="version", version=f"failover {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument(
-        "--log-format",
-        default=os.environ.get("FAILOVER_LOG_FORMAT") or "text",
-        choices=FORMATS,
-        help="text (default) or json: one object per line (default: $FAILOVER_LOG_FORMAT)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _global_options(parser, defaults=True)
+    after = argparse.ArgumentParser(add_help=False)
+    _global_options(after, defaults=False)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    class Sub:
+        """add_parser with the global options accepted after the command too."""
+
+        def add_parser(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
+            return subparsers.add_parser(name, parents=[after], **kwargs)  # type: ignore[arg-type]
+
+    sub = Sub()
 
     def client_opts(p: argparse.ArgumentParser, with_json: bool = True) -> None:
         p.add_argument(
@@ -58,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--token-file", help="bearer token for --url")
         p.add_argument("-c", "--config", help="config file to find the admin socket in")
         if with_json:
-            p.add_argument("--json", action="store_true", help="print the API's JSON")
+            p.add_argument(
+                "--json", action="store_true", help="print one JSON document (the API's body)"
+            )
 
     p = sub.add_parser("run", help="run the daemon")
-    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("--dry-run", action="store_true", help="decide and log, write no DNS")
     p.add_argument(
         "--once", action="store_true", help="one probe round and one decision, then exit"
@@ -69,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file and summarise it")
-    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument(
         "--without-secrets",
         action="store_true",
@@ -81,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_opts(p)
     p.add_argument("--watch", action="store_true", help="refresh in place")
     p.add_argument("--interval", type=float, default=1.0, help=argparse.SUPPRESS)
+    p.add_argument("--utc", action="store_true", help="times in UTC (default: local, with offset)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("promote", help="pin a service to a target and publish it")
@@ -119,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="the journal of decisions and actions")
     p.add_argument("service", nargs="?")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--utc", action="store_true", help="times in UTC (default: local, with offset)")
     client_opts(p)
     p.set_defaults(func=cmd_history)
 
@@ -128,11 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hold", default="1m", help="how long to stay on it (default 1m)")
     p.add_argument("--dry-run", action="store_true", help="preflight only, change nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--stop", action="store_true", help="end the running drill now (back to its origin)"
+    )
     client_opts(p)
     p.set_defaults(func=cmd_drill)
 
     p = sub.add_parser("probe", help="run a service's probes once and show each result")
-    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("service")
     p.add_argument("target", nargs="?")
     p.add_argument("--json", action="store_true", help="print results as JSON")
@@ -146,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_healthcheck)
 
     p = sub.add_parser("audit", help="resilience audit: single points of failure, with advice")
-    p.add_argument("-c", "--config", required=True)
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--socket", help="admin socket (default: $FAILOVER_SOCKET, admin.socket of -c)")
     p.add_argument("--url", help="admin API over TCP, e.g. http://10.0.0.5:9181")
     p.add_argument("--token-file", help="bearer token for --url")
@@ -175,56 +219,98 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="a guided failover on loopback, no account needed")
     p.add_argument("--keep", action="store_true", help="leave it running to explore")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "completion",
+        help="print the shell completion script: "
+        'eval "$(failover completion bash)" in ~/.bashrc, or zsh',
+    )
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=cmd_completion)
+
+    p = subparsers.add_parser("__complete")  # what the completion scripts call (no help)
+    p.add_argument("words", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_complete, parser_factory=build_parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`failover status --watch | head`): like `git log | head`,
+        # that is not an error; stdout is pointed at /dev/null so the exit flush is quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.log_format not in FORMATS:
         parser.error(f"FAILOVER_LOG_FORMAT={args.log_format}: expected one of {', '.join(FORMATS)}")
+    JsonOutput.wanted = bool(getattr(args, "json", False)) or getattr(args, "format", "") == "json"
     setup_logging("debug" if args.debug else args.log_level, args.log_format)
     try:
         code: int = asyncio.run(args.func(args))
+        sys.stdout.flush()
         return code
     except ConfigError as exc:
-        print(f"failover: configuration error in {getattr(args, 'config', '?')}:", file=sys.stderr)
-        for line in str(exc).splitlines():
+        where = getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+        lines = str(exc).splitlines()
+        print(f"failover: configuration error in {where}:", file=sys.stderr)
+        for line in lines:
             print(f"  {line}", file=sys.stderr)
+        _json_error("config_error", f"configuration error in {where}: " + "; ".join(lines))
         return EXIT_USAGE
     except DaemonUnreachable as exc:
         print(f"failover: {exc}", file=sys.stderr)
-        hint = (
-            " During an incident: failover promote ... --direct -c FILE."
-            if args.command == "promote"
-            else ""
-        )
-        print(
-            "  is `failover run` running? Give its socket with --socket or -c FILE." + hint,
-            file=sys.stderr,
-        )
+        hint = exc.hint
+        if args.command == "promote":
+            hint += " During an incident: failover promote ... --direct -c FILE."
+        if hint:
+            print(f"  {hint.strip()}", file=sys.stderr)
+        _json_error("unreachable", str(exc))
         return EXIT_UNREACHABLE
     except CliError as exc:
         print(str(exc), file=sys.stderr)
+        body = exc.body or {"error": "failed", "message": str(exc).removeprefix("failover: ")}
+        _json_document(body)
         return exc.code
     except (StoreLockedError, StoreCorruptError) as exc:
         print(f"failover: {exc}", file=sys.stderr)
+        _json_error("state", str(exc))
         return EXIT_FAILED
     except StoreUnwritableError as exc:  # the environment the configuration names: exit 2
         print(f"failover: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
         if isinstance(exc, OSError):
             where = f" ({exc.filename})" if exc.filename else ""
-            print(f"failover: {exc.strerror or exc}{where}", file=sys.stderr)
+            message = f"{exc.strerror or exc}{where}"
         else:
-            print(
-                f"failover: internal error: {type(exc).__name__}: {exc} "
-                "(run with --debug for the traceback, and please report it)",
-                file=sys.stderr,
+            message = (
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback, and please report it)"
             )
+        print(f"failover: {message}", file=sys.stderr)
+        _json_error("failed", message)
         return EXIT_FAILED
+
+
+def _json_error(code: str, message: str) -> None:
+    _json_document({"error": code, "message": message})
+
+
+def _json_document(body: dict[str, object]) -> None:
+    """With --json, stdout carries one JSON document even when the command fails."""
+    if JsonOutput.wanted and not JsonOutput.printed:
+        JsonOutput.printed = True
+        print(json.dumps(body, indent=2, sort_keys=True))

@@ -7,7 +7,7 @@ no URL credentials or query strings, and of a webhook only its scheme and host.
 from __future__ import annotations
 
 import urllib.parse
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from failover.config.notifications import EVENTS, safe_origin
@@ -52,14 +52,42 @@ def _probe(p: ProbeConfig) -> str:
     return f"{p.name}: {_tcp(p)}; {every}"
 
 
+def _value(name: str, value: object) -> str | None:
+    """A provider setting as the README writes it: durations as `2m`, lists comma-separated,
+    nested settings (tsig) as `key value` pairs; secrets `***`; None when there is nothing
+    to say (an empty mapping)."""
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float) and (name.endswith("timeout") or name.endswith("interval")):
+        return format_duration(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_value(k, v)}" for k, v in value.items()) or None
+    if isinstance(value, tuple | list):
+        return ", ".join(str(_value(name, v)) for v in value) or None
+    if is_dataclass(value) and not isinstance(value, type):
+        parts = [
+            f"{f.name} {text}"
+            for f in fields(value)
+            if (text := _value(f.name, getattr(value, f.name))) is not None
+        ]
+        return f"({', '.join(parts)})"
+    return str(value)
+
+
 def _provider(p: ProviderConfig) -> str:
     """Generic over provider dataclasses, so a new provider is described without edits here;
     secrets print as `***` because they are `Secret`s."""
     common = {"name", "type", "location", "timeout", "verify", "retry"}
     details = [
-        f"{f.name} {'***' if isinstance(value, Secret) else value}"
+        f"{f.name} {text}"
         for f in fields(p)
-        if f.name not in common and (value := getattr(p, f.name)) is not None
+        if f.name not in common
+        and (value := getattr(p, f.name)) is not None
+        and (text := _value(f.name, value)) is not None
     ]
     check = p.verify
     servers = ", ".join(map(str, check.nameservers)) or "the zone's NS set"

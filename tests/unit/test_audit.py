@@ -360,6 +360,15 @@ def status_body(**shop_fields: Any) -> dict[str, Any]:
             status_body(health={"primary": "up", "backup": "down", "scw": "down"}),
             {("fallback-down", T1, CRIT), ("fallback-down", T2, CRIT)},
         ),
+        # every target DOWN: critical whether DNS still serves the dead primary or nothing
+        (
+            status_body(health={"primary": "down", "backup": "down", "scw": "down"}),
+            {("all-down", "services.shop", CRIT)},
+        ),
+        (
+            status_body(health={"primary": "down", "backup": "down", "scw": "down"}, active=None),
+            {("all-down", "services.shop", CRIT)},
+        ),
         # the active target itself down is the incident failover handles, not a weak fallback
         (status_body(health={"primary": "down", "backup": "up", "scw": "unknown"}), set()),
         (

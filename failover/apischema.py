@@ -1,0 +1,406 @@
+"""The admin API's models: request bodies the handlers parse with, response bodies they
+answer with, and the JSON Schema (OpenAPI 3.0) generated from both.
+
+Requests are frozen dataclasses: `parse(Model, body)` is how a handler reads its body, so the
+published schema and the validation are one thing (required fields, types, no unknown field:
+a typo such as `dryrun` must not turn a rehearsal into a change). Responses are TypedDicts
+describing what `views.py`, the engine and the drill build; their schemas list the fields
+clients may rely on and leave room for more (`additionalProperties` stays open).
+"""
+
+# no `from __future__ import annotations`: TypedDict needs NotRequired evaluated (3.11)
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar, Union
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------- requests
+
+
+class BadRequest(ValueError):
+    """The body does not match its model; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ActorRequest:
+    """Who asks (kept in the journal)."""
+
+    actor: str = "unknown"
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    target: str
+    reason: str
+    actor: str = "unknown"
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DrillRequest:
+    to: str | None = None
+    hold: str | float = "1m"  # a duration like "2m", or seconds
+    dry_run: bool = False
+    actor: str = "unknown"
+
+
+FIELD_DOCS: dict[str, str] = {
+    "actor": "who asks, e.g. alice@host (kept in the journal)",
+    "target": "the target to pin the service to",
+    "reason": "why (kept in the journal)",
+    "force": "override the safety rules that allow it (never never-empty)",
+    "dry_run": "check and show the plan, change nothing",
+    "to": "the target to drill (default: the first other UP target)",
+    "hold": "how long to stay on the drill target: a duration like 2m, or seconds",
+}
+
+
+def _accepts(kind: Any, value: Any) -> bool:
+    if kind is Any:
+        return True
+    if typing.get_origin(kind) in (Union, types.UnionType):
+        return any(_accepts(k, value) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(kind: Any) -> str:
+    args = typing.get_args(kind)
+    if args:
+        return " or ".join(_describe(k) for k in args if k is not type(None))
+    return {str: "a string", bool: "true or false", float: "a number", int: "an integer"}.get(
+        kind, str(kind)
+    )
+
+
+def parse(model: type[T], body: Any) -> T:
+    """`body` (decoded JSON) as a `model` instance, or BadRequest naming the field."""
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    hints = typing.get_type_hints(model)
+    names = {f.name for f in dataclasses.fields(model)}  # type: ignore[arg-type]
+    unknown = sorted(set(body) - names)
+    if unknown:
+        raise BadRequest(
+            f"unknown field {unknown[0]!r}; expected some of: {', '.join(sorted(names))}"
+        )
+    values = {}
+    for f in dataclasses.fields(model):  # type: ignore[arg-type]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if f.name not in body or (body[f.name] is None and required):
+            if required:
+                raise BadRequest(f"missing field {f.name!r}")
+            continue
+        if not _accepts(hints[f.name], body[f.name]):
+            raise BadRequest(f"field {f.name!r} must be {_describe(hints[f.name])}")
+        values[f.name] = body[f.name]
+    return model(**values)
+
+
+# ---------------------------------------------------------------------------- responses
+
+
+class ErrorBody(TypedDict):
+    """Every error: a stable code and a sentence for people; some carry more (a refusal's
+    plan and violations, a rejected reload's errors, a superseded promote's winner)."""
+
+    error: str
+    message: str
+
+
+class Change(TypedDict):
+    provider: str
+    zone: str
+    name: str
+    type: str
+    ttl: int
+    before: list[str] | None
+    after: list[str]
+
+
+class Violation(TypedDict):
+    rule: str
+    message: str
+
+
+class RefusedBody(ErrorBody):
+    service: NotRequired[str]
+    target: NotRequired[str]
+    plan: NotRequired[list[Change]]
+    violations: NotRequired[list[Violation]]
+    winner: NotRequired[str | None]
+
+
+class ReloadRejected(ErrorBody):
+    errors: NotRequired[list[str]]
+
+
+class ProbeStatus(TypedDict):
+    type: str
+    health: Literal["up", "down", "unknown"]
+    last_ok: bool | None
+    last_reason: str | None
+    last_at: str | None
+    successes: int
+    failures: int
+
+
+class TargetStatus(TypedDict):
+    health: Literal["up", "down", "unknown"]
+    since: str | None
+    reason: str | None
+    location: str | None
+    values: list[str]
+    probes: dict[str, ProbeStatus]
+
+
+class RecordStatus(TypedDict):
+    provider: str
+    zone: str
+    name: str
+    type: str
+    ttl: int | None
+    values: list[str] | None
+    in_sync: bool
+    verified: bool | None
+    error: str | None
+    verify_timeout_seconds: NotRequired[float | None]
+
+
+class PinStatus(TypedDict):
+    target: str
+    reason: str
+    actor: str
+    at: str
+    force: bool
+
+
+class DrillStatus(TypedDict):
+    """A drill in progress: its step (switching, holding, switching back) and time left."""
+
+    to: str
+    hold_seconds: float
+    actor: str
+    started_at: str
+    step: str
+    stop_requested_by: str | None
+    hold_ends_at: str | None
+
+
+class ServiceStatus(TypedDict):
+    active: str | None
+    mode: Literal["auto", "pinned", "paused"]
+    phase: str
+    phase_detail: str | None
+    blocked: bool
+    reason: str
+    alarms: list[str]
+    pin: PinStatus | None
+    changing: bool
+    pending: str | None
+    last_error: str | None
+    last_switch: dict[str, Any] | None
+    targets: dict[str, TargetStatus]
+    records: list[RecordStatus]
+    verifying: NotRequired[bool]
+    drill: NotRequired[DrillStatus | None]
+
+
+class StatusBody(TypedDict):
+    instance: str
+    location: str | None
+    leader: bool
+    leader_name: str | None
+    isolated: bool
+    dry_run: bool
+    started_at: str
+    services: dict[str, ServiceStatus]
+
+
+class HistoryEntry(TypedDict):
+    """One journal entry; kinds carry more fields (providers, changes, report…)."""
+
+    time: str  # RFC 3339, UTC
+    service: str  # "*" for daemon-wide entries (reloads, isolation)
+    kind: str
+    trigger: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    actor: NotRequired[str | None]
+    result: NotRequired[str | None]
+
+
+class ProviderOutcome(TypedDict):
+    provider: str
+    ok: bool
+    error: str | None
+    accepted_seconds: float | None
+
+
+class Verification(TypedDict):
+    provider: str
+    in_sync: bool
+    verified: bool | None
+    verify_reason: str
+    in_sync_seconds: float | None
+    verify_seconds: float | None
+
+
+class PromoteResult(TypedDict):
+    """`result`: dry-run, noop (already served), ok, partial or error (then a 502).
+    `verified` is false when a name server did not confirm the change."""
+
+    service: str
+    target: str
+    plan: list[Change]
+    violations: list[Violation]
+    result: str
+    providers: NotRequired[list[ProviderOutcome]]
+    reason: NotRequired[str | None]
+    verified: NotRequired[bool]
+    verification: NotRequired[list[Verification]]
+
+
+class DrillStep(TypedDict):
+    step: str
+    result: str | None
+    verified: bool | None
+    seconds: float
+    providers: list[dict[str, Any]]
+
+
+class HoldHealth(TypedDict):
+    samples: int
+    up: int
+    reasons: list[str]
+
+
+class DrillReport(TypedDict):
+    """`result`: ok, failed, aborted (stopped, or a real incident took over) or dry-run."""
+
+    service: str
+    to: str
+    hold_seconds: float
+    dry_run: bool
+    result: str
+    reason: str
+    steps: list[DrillStep]
+    hold_health: HoldHealth
+    duration_seconds: float
+
+
+class DrillStopResult(TypedDict):
+    result: Literal["stopping"]
+    service: str
+    to: str
+
+
+class CommandResult(TypedDict):
+    """release, pause, resume, ack: what the decision did per service, verification included."""
+
+    result: str
+    services: dict[str, dict[str, Any]]
+
+
+class ReloadResult(TypedDict):
+    result: str
+    source: str
+    summary: str
+    changes: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------- JSON Schema
+
+
+def _from_keyword(model: Any) -> dict[str, Any] | None:
+    """Models with a `from` field, a Python keyword no class body can declare."""
+    with_from = (DrillStatus, DrillReport, DrillStopResult)
+    return {"from": {"type": "string"}} if model in with_from else None
+
+
+def schema(kind: Any, refs: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.0 schema of a type; dataclasses and TypedDicts go to `refs` by name."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return {}
+    if origin in (Union, types.UnionType):
+        real = [a for a in args if a is not type(None)]
+        inner = (
+            schema(real[0], refs) if len(real) == 1 else {"anyOf": [schema(a, refs) for a in real]}
+        )
+        if type(None) in args:
+            if "$ref" in inner:
+                return {"allOf": [inner], "nullable": True}
+            return {**inner, "nullable": True}
+        return inner
+    if origin is Literal:
+        return {"type": "string", "enum": list(args)}
+    if origin is list:
+        return {"type": "array", "items": schema(args[0], refs)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": schema(args[1], refs)}
+    simple = {str: "string", bool: "boolean", int: "integer", float: "number"}
+    if kind in simple:
+        return {"type": simple[kind]}
+    if kind is dict:
+        return {"type": "object"}
+    if dataclasses.is_dataclass(kind) or typing.is_typeddict(kind):
+        name = kind.__name__
+        if name not in refs:
+            refs[name] = {}  # recursion guard
+            refs[name] = _object(kind, refs)
+        return {"$ref": f"#/components/schemas/{name}"}
+    raise TypeError(f"no schema for {kind!r}")
+
+
+def _object(model: Any, refs: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(model)
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    if dataclasses.is_dataclass(model):
+        for f in dataclasses.fields(model):
+            prop = schema(hints[f.name], refs)
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                prop = {**prop, "default": f.default}
+            if f.name in FIELD_DOCS:
+                prop = {**prop, "description": FIELD_DOCS[f.name]}
+            properties[f.name] = prop
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required.append(f.name)
+        closed = True
+    else:
+        for name, hint in hints.items():
+            properties[name] = schema(_strip_not_required(hint), refs)
+        required = sorted(model.__required_keys__)
+        closed = False
+    extra = _from_keyword(model)
+    if extra:
+        properties.update(extra)
+        required.append("from")
+    body: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        body["required"] = sorted(required)
+    if closed:
+        body["additionalProperties"] = False
+    doc = (model.__doc__ or "").strip()
+    if doc and not doc.startswith(model.__name__ + "("):  # not the dataclass signature
+        body["description"] = " ".join(doc.split())
+    return body
+
+
+def _strip_not_required(hint: Any) -> Any:
+    if typing.get_origin(hint) is NotRequired:
+        return typing.get_args(hint)[0]
+    return hint
