@@ -10,15 +10,14 @@ import sys
 import traceback
 
 from failover import __version__
+from failover.cli.changes import cmd_drill, cmd_promote
 from failover.cli.commands import (
     cmd_audit,
     cmd_check_config,
     cmd_demo,
-    cmd_drill,
     cmd_healthcheck,
     cmd_history,
     cmd_probe,
-    cmd_promote,
     cmd_reload,
     cmd_run,
     cmd_status,

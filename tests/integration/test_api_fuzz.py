@@ -53,7 +53,7 @@ def api_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, str
 
 
 def _operations() -> list[tuple[str, str]]:
-    from failover.admin import ROUTES
+    from failover.api_routes import ROUTES
 
     return [(route.method, route.path) for route in ROUTES]
 
@@ -118,7 +118,7 @@ def test_every_operation_matches_its_schema(
 
 
 def test_the_served_document_is_the_generated_one(api_lab: tuple[Lab, str]) -> None:
-    from failover.admin import openapi_document
+    from failover.api_routes import openapi_document
 
     lab, _ = api_lab
     served = lab.get("/v1/openapi.json")
