@@ -180,6 +180,9 @@ class AdminApi:
     async def history(self, request: web.Request) -> web.Response:
         service = request.query.get("service") or None
         limit = _limit(request.query.get("limit", "100"))
+        with_source = request.query.get("with_source")
+        if with_source not in (None, "1", "true"):
+            raise CommandError("bad_request", "with_source must be 1 or true (or absent)")
         known = service is None or service == "*" or service in self.engine.services
         if not known:  # "*": the daemon-wide entries (reloads, isolation)
             raise CommandError("unknown_service", f"no service {service!r}", 404)
@@ -193,7 +196,7 @@ class AdminApi:
             else:
                 entries = merge(entries, shared, limit=limit)
         body = [{k: v for k, v in e.items() if k != "ts"} for e in entries]
-        if request.query.get("with_source") in ("1", "true"):
+        if with_source is not None:
             return web.json_response({"source": self._history_source(problem), "entries": body})
         return web.json_response(body)
 

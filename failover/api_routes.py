@@ -39,7 +39,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/history",
         "history",
         "Journal entries, oldest first",
-        ok=list[m.HistoryEntry],
+        ok=list[m.HistoryEntry] | m.HistoryWithSource,
         errors={400: m.ErrorBody, 404: m.ErrorBody},
         query=(
             {

@@ -242,6 +242,21 @@ class HistoryEntry(TypedDict):
     result: NotRequired[str | None]
 
 
+class HistorySource(TypedDict):
+    """Where `history` on this instance comes from (shared through etcd, or its own journal)."""
+
+    shared: bool
+    text: str
+    leader: NotRequired[str | None]
+
+
+class HistoryWithSource(TypedDict):
+    """`GET /v1/history?with_source=1`: the entries and where they come from."""
+
+    source: HistorySource
+    entries: list[HistoryEntry]
+
+
 class ProviderOutcome(TypedDict):
     provider: str
     ok: bool
