@@ -63,6 +63,7 @@ def test_sigterm_of_the_leader_hands_over_at_once(lab: HaLab) -> None:
     new = lab.wait_leader(lab.answering)
     assert new is not old
     assert "lease revoked" in old.log()
+    assert "still hung in worker threads" not in old.log()  # a clean stop: none was
 
 
 def settled(lab: HaLab) -> None:
