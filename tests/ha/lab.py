@@ -138,7 +138,13 @@ class HaLab:
         lease_ttl: int = 3,
         policy: str = POLICY,
         root: Path | None = None,
+        dns_ports: dict[str, int] | None = None,
+        provider_timeout: dict[str, str] | None = None,
+        instance_extra: dict[str, str] | None = None,
     ) -> None:
+        """Per instance (by name): `dns_ports` sends its DNS traffic to another port (a proxy
+        in front of BIND), `provider_timeout` replaces its provider's 2s, `instance_extra`
+        adds keys to its `instance:` (like ", resync_interval: 500ms")."""
         missing = [n for n in names if n not in bind.writer_secrets]
         assert not missing, f"start BindServer with writers={names}"
         self.etcd = etcd
@@ -164,15 +170,16 @@ class HaLab:
             workdir.mkdir()
             secret = workdir / "tsig.secret"
             secret.write_text(bind.writer_secrets[name] + "\n")
+            port = (dns_ports or {}).get(name, bind.port)
             peer = Peer(
                 "bind",
-                f"{{type: rfc2136, server: 127.0.0.1, port: {bind.port},"
+                f"{{type: rfc2136, server: 127.0.0.1, port: {port},"
                 f' tsig: {{name: {name}, algorithm: hmac-sha256, secret: "${{file:{secret}}}"}},'
-                " verify: false, timeout: 2s,"
+                f" verify: false, timeout: {(provider_timeout or {}).get(name, '2s')},"
                 " retry: {attempts: 3, initial: 50ms, max_delay: 200ms, deadline: 3s}}",
                 bind.values,
             )
-            port = free_port()
+            metrics_port = free_port()
             config = workdir / "failover.yaml"
             config.write_text(
                 config_text(
@@ -180,13 +187,14 @@ class HaLab:
                     peer,
                     self.primary,
                     self.secondary,
-                    metrics_port=port,
+                    metrics_port=metrics_port,
                     instance=name,
+                    instance_extra=(instance_extra or {}).get(name, ""),
                     policy=policy,
                     extra=coordination,
                 )
             )
-            self.instances[name] = Instance(name, workdir, config, port)
+            self.instances[name] = Instance(name, workdir, config, metrics_port)
 
     def __getitem__(self, name: str) -> Instance:
         return self.instances[name]

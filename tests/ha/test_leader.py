@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from tests.coord.etcd_cluster import EtcdCluster
+from tests.ha.dnsproxy import HoldingProxy
 from tests.ha.lab import PRIMARY, SECONDARY, SERVICE, WAIT, HaLab
 from tests.providers.bind import BindServer
 from tests.support import cli, wait_until
@@ -157,3 +158,50 @@ def test_a_pin_made_through_a_follower_is_applied_and_outlives_its_leader(
         assert released.returncode == 0, released.stdout + released.stderr
         lab.wait_answer(PRIMARY)
         assert [e["instance"] for e in lab.switches()] == [leader.name, new.name]
+
+
+def test_a_new_leader_decides_on_a_read_made_after_it_took_over(
+    etcd: EtcdCluster, bind: BindServer, tmp_path: Path
+) -> None:
+    """fo-b reads DNS through a proxy that keeps the answer to its read back: the read was
+    answered by BIND while the primary was published, and arrives only once fo-a has switched
+    to the secondary and handed over. A new leader that decided on that read would switch
+    "again" from a primary DNS no longer serves (a second UPDATE, a second switch journalled
+    and notified, one more against the flap guard); it must read again instead."""
+    proxy = HoldingProxy(bind.port).start()
+    try:
+        with HaLab(
+            etcd,
+            bind,
+            names=("fo-a", "fo-b"),
+            root=tmp_path,
+            # no cooldown: it would only hide the spurious switch behind a wait
+            policy="{failback: manual, cooldown: 10ms, startup_grace: 3s}",
+            dns_ports={"fo-b": proxy.port},
+            provider_timeout={"fo-b": "20s"},  # the held read must not time out
+            instance_extra={"fo-b": ", resync_interval: 200ms"},  # a read is always due
+        ) as lab:
+            lab.start()
+            first, second = lab["fo-a"], lab["fo-b"]
+            assert lab.wait_leader() is first
+            proxy.hold()
+            proxy.wait_held()  # fo-b's read: BIND answered "primary", fo-b has not seen it
+            lab.primary.stop()
+            lab.wait_answer(SECONDARY)
+            updates = lab.updates()
+            assert first.stop() == 0
+            assert lab.wait_leader([second]) is second
+            proxy.release()  # the stale answer arrives after fo-b took over
+            wait_until(
+                lambda: (svc := second.service())["active"] == "secondary"
+                and not svc["changing"],
+                WAIT,
+                "fo-b to read the secondary back",
+            )
+            time.sleep(1.0)  # more cycles of fo-b: room for the spurious switch to show
+            assert lab.updates() == updates
+            assert [(e["instance"], e["to"]) for e in lab.entries("switch")] == [
+                ("fo-a", "secondary")
+            ]
+    finally:
+        proxy.close()

@@ -1,0 +1,104 @@
+"""No stale or leaderless writer: etcd losing its quorum, a leader frozen past its lease, and
+a failover every instance wants at once. DNS writes are counted at BIND itself (its serial and
+the UPDATE messages in named's log, per instance key), not from what the daemons say."""
+
+from __future__ import annotations
+
+import time
+
+from tests.ha.lab import PRIMARY, SECONDARY, WAIT, HaLab, Instance
+from tests.support import wait_until
+
+
+def sees_primary_down(instances: list[Instance]) -> None:
+    wait_until(
+        lambda: all(i.service()["targets"]["primary"]["health"] == "down" for i in instances),
+        WAIT,
+        "every instance to see the primary DOWN",
+    )
+
+
+def test_primary_dead_for_all_three_is_switched_once(lab: HaLab) -> None:
+    lab.start()
+    leader = lab.wait_leader()
+    serial, before = lab.bind.serial(), lab.updates()
+    lab.primary.stop()
+    lab.wait_answer(SECONDARY)
+    wait_until(
+        lambda: all(
+            (svc := i.service())["active"] == "secondary" and not svc["changing"]
+            for i in lab.instances.values()
+        ),
+        WAIT,
+        "every instance to read the switch back",
+    )
+    time.sleep(1.0)  # a few more cycles everywhere: room for a second writer to show
+    switches = lab.switches()
+    assert [(e["instance"], e["to"]) for e in switches] == [(leader.name, "secondary")]
+    assert not lab.switches("refused") and not lab.switches("error")
+    assert lab.bind.serial() == serial + 1
+    after = lab.updates()
+    assert after[leader.name] > before[leader.name]
+    assert all(after[n] == before[n] for n in after if n != leader.name), (before, after)
+    # every vantage point voted, and the decision was the quorum's
+    targets = leader.service()["targets"]
+    assert targets["primary"]["votes"] == {n: "down" for n in lab.instances}
+    assert targets["primary"]["decided"] == "down"
+
+
+def test_etcd_quorum_lost_nobody_leads_nor_writes_until_it_is_back(lab: HaLab) -> None:
+    lab.start()
+    lab.wait_leader()
+    serial, updates = lab.bind.serial(), lab.updates()
+    lab.etcd.kill(0)
+    lab.etcd.kill(1)  # 1 of 3 members left: no quorum
+    statuses = lab.wait_no_leader()
+    for name, status in statuses.items():
+        assert status["coordination"].startswith("no leader"), (name, status["coordination"])
+    for instance in lab.instances.values():
+        code, body = instance.readyz()
+        assert code == 503 and "no leader" in body, (instance.name, code, body)
+
+    lab.primary.stop()  # a failover is wanted now, and nobody may make it
+    sees_primary_down(list(lab.instances.values()))
+    time.sleep(1.0)  # several decision cycles of every instance
+    assert lab.answer() == [PRIMARY]
+    assert lab.bind.serial() == serial
+    assert lab.updates() == updates
+    assert not lab.entries("switch")
+    assert all(not i.status()["leader"] for i in lab.instances.values())
+
+    lab.etcd.revive()  # the members come back: one leader, who makes the overdue failover
+    leader = lab.wait_leader()
+    lab.wait_answer(SECONDARY)
+    assert [(e["instance"], e["to"]) for e in lab.switches()] == [(leader.name, "secondary")]
+    for instance in lab.instances.values():
+        wait_until(lambda i=instance: i.readyz()[0] == 200, WAIT, f"{instance.name} ready")
+
+
+def test_a_leader_frozen_past_its_lease_writes_nothing_after_it_resumes(lab: HaLab) -> None:
+    lab.start()
+    frozen = lab.wait_leader()
+    others = [i for i in lab.instances.values() if i is not frozen]
+    frozen.freeze()  # SIGSTOP: no keepalive, no probe, no decision, until SIGCONT
+    new = lab.wait_leader(others)  # once the frozen leader's lease has expired
+    lab.primary.stop()  # a failover is needed while it is frozen: the new leader makes it
+    lab.wait_answer(SECONDARY)
+    serial, updates = lab.bind.serial(), lab.updates()
+
+    frozen.cont()  # it wakes up believing, for an instant, that it leads, with old health
+    wait_until(
+        lambda: (s := frozen.status())["leader_name"] == new.name and not s["leader"],
+        WAIT,
+        f"{frozen.name} to follow {new.name}",
+    )
+    sees_primary_down([frozen])  # it probed again, and decided (as a follower) since
+    time.sleep(1.0)
+    assert lab.updates()[frozen.name] == updates[frozen.name]
+    assert lab.updates() == updates
+    assert lab.bind.serial() == serial
+    assert lab.answer() == [SECONDARY]  # the new leader's write stands
+    mine = [e for e in frozen.journal() if e["kind"] in ("switch", "retry")]
+    assert all(e.get("result") == "refused" for e in mine), mine  # stale-leader, or nothing
+    assert [(e["instance"], e["to"]) for e in lab.switches()] == [(new.name, "secondary")]
+    assert lab.wait_leader() is new
