@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dns.message
 import dns.query
@@ -94,6 +94,16 @@ class TargetServer:
         self._loop.close()
 
 
+class Target(Protocol):
+    """What a configuration needs of a target: its address (the DNS value) and probe URL."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+
 def dns_a(port: int, name: str, server: str = "127.0.0.1") -> list[str]:
     """The A values the server answers for `name` (empty on NXDOMAIN/NODATA)."""
     response = dns.query.udp(
@@ -149,8 +159,8 @@ def builtin_peer(*, verify: bool = False) -> Peer:
 def config_text(
     workdir: Path,
     peer: Peer,
-    primary: TargetServer,
-    secondary: TargetServer,
+    primary: Target,
+    secondary: Target,
     *,
     metrics_port: int,
     services: tuple[str, ...] = ("shop",),

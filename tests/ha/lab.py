@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.coord.etcd_cluster import EtcdCluster
+from tests.ha.netns_target import CutTarget
 from tests.providers.bind import ZONE, BindServer
 from tests.support import DaemonProcess, Peer, TargetServer, config_text, free_port, wait_until
 
@@ -141,10 +142,14 @@ class HaLab:
         dns_ports: dict[str, int] | None = None,
         provider_timeout: dict[str, str] | None = None,
         instance_extra: dict[str, str] | None = None,
+        primary: CutTarget | None = None,
+        probe_urls: dict[str, str] | None = None,
     ) -> None:
         """Per instance (by name): `dns_ports` sends its DNS traffic to another port (a proxy
         in front of BIND), `provider_timeout` replaces its provider's 2s, `instance_extra`
-        adds keys to its `instance:` (like ", resync_interval: 500ms")."""
+        adds keys to its `instance:` (like ", resync_interval: 500ms"), `probe_urls` probes
+        the primary at another URL (a path that can be cut). `primary` replaces the loopback
+        primary (the caller starts and closes it)."""
         missing = [n for n in names if n not in bind.writer_secrets]
         assert not missing, f"start BindServer with writers={names}"
         self.etcd = etcd
@@ -153,7 +158,8 @@ class HaLab:
         # unix socket paths must stay short: a directory of our own under /tmp
         self.root = Path(tempfile.mkdtemp(prefix="ha-", dir=root or "/tmp"))
         self.prefix = f"/ha-{uuid.uuid4().hex[:8]}"
-        self.primary = TargetServer(PRIMARY).start()
+        self._own_primary = primary is None
+        self.primary: TargetServer | CutTarget = primary or TargetServer(PRIMARY).start()
         self.secondary = TargetServer(SECONDARY).start()
         self.instances: dict[str, Instance] = {}
         timeout = f"{int(lease_ttl * 1000 / 5)}ms"  # the longest the config allows
@@ -181,19 +187,20 @@ class HaLab:
             )
             metrics_port = free_port()
             config = workdir / "failover.yaml"
-            config.write_text(
-                config_text(
-                    workdir,
-                    peer,
-                    self.primary,
-                    self.secondary,
-                    metrics_port=metrics_port,
-                    instance=name,
-                    instance_extra=(instance_extra or {}).get(name, ""),
-                    policy=policy,
-                    extra=coordination,
-                )
+            text = config_text(
+                workdir,
+                peer,
+                self.primary,
+                self.secondary,
+                metrics_port=metrics_port,
+                instance=name,
+                instance_extra=(instance_extra or {}).get(name, ""),
+                policy=policy,
+                extra=coordination,
             )
+            if name in (probe_urls or {}):
+                text = text.replace(self.primary.url, (probe_urls or {})[name])
+            config.write_text(text)
             self.instances[name] = Instance(name, workdir, config, metrics_port)
 
     def __getitem__(self, name: str) -> Instance:
@@ -210,7 +217,8 @@ class HaLab:
             if instance.running:
                 with contextlib.suppress(Exception):  # the lab is going away: no hand-over
                     instance.kill9()
-        self.primary.close()
+        if self._own_primary:
+            self.primary.close()
         self.secondary.close()
 
     # -- the daemons --------------------------------------------------------------------------
@@ -221,7 +229,7 @@ class HaLab:
         for name in names or self.instances:
             self.instances[name].start()
         self.wait_leader()
-        self.wait_answer(PRIMARY)
+        self.wait_answer(self.primary.host)
         return self
 
     @property

@@ -193,8 +193,7 @@ def test_a_new_leader_decides_on_a_read_made_after_it_took_over(
             assert lab.wait_leader([second]) is second
             proxy.release()  # the stale answer arrives after fo-b took over
             wait_until(
-                lambda: (svc := second.service())["active"] == "secondary"
-                and not svc["changing"],
+                lambda: (svc := second.service())["active"] == "secondary" and not svc["changing"],
                 WAIT,
                 "fo-b to read the secondary back",
             )
