@@ -36,9 +36,11 @@ def test_the_leader_cut_off_from_the_primary_is_outvoted(
 
         target.cut()  # fo-a's packets to the primary vanish; the others' still arrive
         votes = wait_until(
-            lambda: (t := leader.service()["targets"]["primary"])["health"] == "down"
-            and t["votes"] == {"fo-a": "down", "fo-b": "up", "fo-c": "up"}
-            and t,
+            lambda: (
+                (t := leader.service()["targets"]["primary"])["health"] == "down"
+                and t["votes"] == {"fo-a": "down", "fo-b": "up", "fo-c": "up"}
+                and t
+            ),
             WAIT,
             "fo-a to see the primary DOWN and fo-b and fo-c to see it UP",
         )
