@@ -294,6 +294,12 @@ class HaLab:
         `publish`, not a switch)."""
         return [e for e in self.entries("switch") if e.get("result") == result]
 
+    def wait_switches(self, count: int) -> list[dict[str, Any]]:
+        """Until `count` switches are journalled (an UPDATE reaches BIND before the switch is
+        on disk: the journal is written once the provider answered); those switches."""
+        wait_until(lambda: len(self.switches()) >= count, WAIT, f"{count} switch(es) journalled")
+        return self.switches()
+
     def wait_health(self, target: str, health: str, among: Iterable[Instance]) -> None:
         group = list(among)
 

@@ -24,8 +24,7 @@ def test_exactly_one_leader_and_every_instance_names_it(lab: HaLab) -> None:
         assert status["coordination"] == expected
     # only the leader wrote DNS: the first publication of the primary, once
     assert lab.answer() == [PRIMARY]
-    updates = lab.updates()
-    assert updates[leader.name] >= 1
+    updates = wait_until(lambda: (u := lab.updates())[leader.name] and u, WAIT, "its UPDATE")
     assert all(n == 0 for name, n in updates.items() if name != leader.name), updates
 
 
@@ -39,12 +38,13 @@ def test_kill9_of_the_leader_another_takes_over_and_fails_over(lab: HaLab) -> No
     before = lab.updates()
     lab.primary.stop()  # the primary dies for everyone still alive
     lab.wait_answer(SECONDARY)
-    switches = lab.switches()
+    switches = lab.wait_switches(1)
     assert [(e["instance"], e["from"], e["to"]) for e in switches] == [
         (new.name, "primary", "secondary")
     ]
-    after = lab.updates()
-    assert after[new.name] > before[new.name]
+    after = wait_until(  # named logs the UPDATE about when it answers with it
+        lambda: (u := lab.updates())[new.name] > before[new.name] and u, WAIT, "its UPDATE"
+    )
     assert {n: after[n] - before[n] for n in after if n != new.name} == {
         n: 0 for n in after if n != new.name
     }
@@ -88,6 +88,7 @@ def test_restarted_instances_flip_nothing(lab: HaLab) -> None:
     lab.start()
     lab.primary.stop()
     lab.wait_answer(SECONDARY)
+    lab.wait_switches(1)
     lab.primary.start()
     lab.wait_health("primary", "up", lab.answering)
     settled(lab)
@@ -130,7 +131,7 @@ def test_a_pin_made_through_a_follower_is_applied_and_outlives_its_leader(
         assert done.returncode == 0, done.stdout + done.stderr
         assert "DNS now serves it (ok)" in done.stdout, done.stdout
         assert lab.answer() == [SECONDARY]
-        [switch] = lab.switches()
+        [switch] = lab.wait_switches(1)
         assert (switch["instance"], switch["trigger"], switch["to"]) == (
             leader.name,
             "manual",
@@ -157,7 +158,7 @@ def test_a_pin_made_through_a_follower_is_applied_and_outlives_its_leader(
         released = cli("release", SERVICE, "--socket", str(other.socket))
         assert released.returncode == 0, released.stdout + released.stderr
         lab.wait_answer(PRIMARY)
-        assert [e["instance"] for e in lab.switches()] == [leader.name, new.name]
+        assert [e["instance"] for e in lab.wait_switches(2)] == [leader.name, new.name]
 
 
 def test_a_new_leader_decides_on_a_read_made_after_it_took_over(

@@ -53,5 +53,6 @@ def test_the_leader_cut_off_from_the_primary_is_outvoted(
 
         target.stop()  # now the primary is dead for everyone
         lab.wait_answer(SECONDARY)
-        assert [(e["instance"], e["to"]) for e in lab.switches()] == [("fo-a", "secondary")]
+        switches = lab.wait_switches(1)
+        assert [(e["instance"], e["to"]) for e in switches] == [("fo-a", "secondary")]
         assert lab.bind.serial() == serial + 1
