@@ -24,6 +24,7 @@ class HoldingProxy:
         self.port = free_port()
         self.held = 0  # answers kept back since the last hold()
         self._gate: asyncio.Event | None = None
+        self._holding = dns.opcode.QUERY
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -51,12 +52,14 @@ class HoldingProxy:
         self._thread.join(5)
         self._loop.close()
 
-    def hold(self) -> None:
-        """Keep back the answers to the queries from now on, until `release()`."""
+    def hold(self, *, updates: bool = False) -> None:
+        """Keep back the answers to the queries (or the UPDATEs) from now on, until
+        `release()`."""
 
         def close_gate() -> None:
             assert self._gate is not None
             self.held = 0
+            self._holding = dns.opcode.UPDATE if updates else dns.opcode.QUERY
             self._gate.clear()
 
         self._loop.call_soon_threadsafe(close_gate)
@@ -78,7 +81,7 @@ class HoldingProxy:
                 wire = await reader.readexactly(size)
                 reply = await self._forward(wire)
                 assert self._gate is not None
-                if _opcode(wire) != dns.opcode.UPDATE and not self._gate.is_set():
+                if _opcode(wire) == self._holding and not self._gate.is_set():
                     self.held += 1
                     await self._gate.wait()
                 writer.write(struct.pack("!H", len(reply)) + reply)

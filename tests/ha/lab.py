@@ -144,12 +144,14 @@ class HaLab:
         instance_extra: dict[str, str] | None = None,
         primary: CutTarget | None = None,
         probe_urls: dict[str, str] | None = None,
+        more_services: str = "",
     ) -> None:
         """Per instance (by name): `dns_ports` sends its DNS traffic to another port (a proxy
         in front of BIND), `provider_timeout` replaces its provider's 2s, `instance_extra`
         adds keys to its `instance:` (like ", resync_interval: 500ms"), `probe_urls` probes
         the primary at another URL (a path that can be cut). `primary` replaces the loopback
-        primary (the caller starts and closes it)."""
+        primary (the caller starts and closes it); `more_services` is YAML appended to
+        `services:` (2 spaces in)."""
         missing = [n for n in names if n not in bind.writer_secrets]
         assert not missing, f"start BindServer with writers={names}"
         self.etcd = etcd
@@ -196,6 +198,7 @@ class HaLab:
                 instance=name,
                 instance_extra=(instance_extra or {}).get(name, ""),
                 policy=policy,
+                more_services=more_services,
                 extra=coordination,
             )
             if name in (probe_urls or {}):

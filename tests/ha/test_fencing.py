@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 from tests.coord.etcd_cluster import EtcdCluster
+from tests.ha.dnsproxy import HoldingProxy
 from tests.ha.lab import NAMES, PRIMARY, SECONDARY, WAIT, HaLab, Instance
 from tests.providers.bind import BindServer
-from tests.support import wait_until
+from tests.support import TargetServer, wait_until
 
 
 def sees_primary_down(instances: list[Instance]) -> None:
@@ -117,3 +118,84 @@ def test_a_leader_frozen_past_its_lease_writes_nothing_after_it_resumes(lab: HaL
     assert all(e.get("result") == "refused" for e in mine), mine  # stale-leader, or nothing
     assert [(e["instance"], e["to"]) for e in lab.switches()] == [(new.name, "secondary")]
     assert lab.wait_leader() is new
+
+
+def test_a_plan_queued_behind_a_slow_call_is_fenced_once_the_lease_is_lost(
+    etcd: EtcdCluster, bind: BindServer, tmp_path: Path
+) -> None:
+    """fo-a leads and writes through a proxy that applies its UPDATEs at once but answers
+    them late. Its switch of `shop` hangs on that answer; the switch of `shop2` it decides
+    meanwhile waits in the queue of the same zone. fo-a is then frozen past its lease, fo-b
+    leads and switches `shop2` itself. Resumed, fo-a gets its answer for `shop` (applied while
+    it led), and its queue reaches `shop2`: the fence refuses it, nothing is sent."""
+    others = TargetServer("127.0.0.13").start(), TargetServer("127.0.0.14").start()
+    shop2 = f"""
+  shop2:
+    records:
+      - {{provider: bind, zone: example.test, name: shop2.example.test, type: A, ttl: 30}}
+    targets:
+      - {{name: primary, values: [{others[0].host}],
+          probes: [{{type: http, url: "{others[0].url}"}}]}}
+      - {{name: secondary, values: [{others[1].host}],
+          probes: [{{type: http, url: "{others[1].url}"}}]}}"""
+    proxy = HoldingProxy(bind.port).start()
+    try:
+        with HaLab(
+            etcd,
+            bind,
+            names=("fo-a", "fo-b"),
+            root=tmp_path,
+            dns_ports={"fo-a": proxy.port},
+            provider_timeout={"fo-a": "60s"},  # the held answer must not time out
+            more_services=shop2,
+        ) as lab:
+            lab.start()
+            first, second = lab["fo-a"], lab["fo-b"]
+            assert lab.wait_leader() is first
+            wait_until(lambda: bind.values("shop2.example.test") == [others[0].host], WAIT, "")
+            proxy.hold(updates=True)
+            lab.primary.stop()
+            proxy.wait_held()  # fo-a's UPDATE for shop: applied at BIND, not answered yet
+            lab.wait_answer(SECONDARY)
+            wait_until(lambda: first.service()["changing"], WAIT, "fo-a waiting on the answer")
+            others[0].stop()  # shop2's primary: fo-a decides, and queues behind shop's call
+            wait_until(
+                lambda: (
+                    "shop2 primary -> secondary" not in first.log()
+                    and first.status()["services"]["shop2"]["changing"]
+                ),
+                WAIT,
+                "fo-a's switch of shop2 queued",
+            )
+            updates = lab.updates()
+
+            first.freeze()
+            assert lab.wait_leader([second]) is second
+            wait_until(
+                lambda: bind.values("shop2.example.test") == [others[1].host],
+                WAIT,
+                "fo-b to switch shop2",
+            )
+            proxy.release()
+            first.cont()
+            refused = wait_until(
+                lambda: [
+                    e for e in first.journal() if e["kind"] == "switch" and e["service"] == "shop2"
+                ],
+                WAIT,
+                "fo-a to journal its switch of shop2",
+            )
+            assert [e["result"] for e in refused] == ["refused"]
+            assert "stale-leader" in refused[0]["providers"][0]["error"]
+            assert lab.updates()["fo-a"] == updates["fo-a"]  # not sent
+            assert bind.values("shop2.example.test") == [others[1].host]
+            mine = [(e["service"], e["result"]) for e in first.journal() if e["kind"] == "switch"]
+            assert mine == [("shop", "ok"), ("shop2", "refused")]
+            theirs = [
+                (e["service"], e["result"]) for e in second.journal() if e["kind"] == "switch"
+            ]
+            assert theirs == [("shop2", "ok")]
+    finally:
+        proxy.close()
+        for server in others:
+            server.close()
