@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from failover.config import load_config
+from failover.config.loader import load_config
 from failover.daemon import Daemon
 from failover.model import Health, ProbeResult
 from failover.probes.scheduler import ProbeJob
