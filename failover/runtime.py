@@ -49,6 +49,9 @@ class ServiceRuntime:
     provider_errors: dict[str, str] = field(default_factory=dict)
     last_read: float = float("-inf")
     changed_at: float = float("-inf")  # last time a provider accepted a change of ours
+    # bumped whenever the records read so far stop counting (`forget_records`): a read begun
+    # under an older generation is dropped, whatever it says
+    records_generation: int = 0
     published: core.Published = field(default_factory=lambda: core.Published("unknown"))
     decision: core.Decision | None = None
     # the change cycle: one phase, and what it concerns
@@ -163,7 +166,10 @@ class ServiceRuntime:
             sync.refused(error, now)
 
     def forget_records(self) -> None:
-        """The records themselves changed (reload): read them again before deciding."""
+        """The records themselves changed (reload), or someone else may have written them
+        (this instance just became the leader): read them again before deciding. A read
+        already in flight does not count: it may have been answered before that."""
+        self.records_generation += 1
         self.current, self.partial, self.read_error, self.provider_errors = None, {}, "", {}
         self.last_read = float("-inf")
         self.sync, self.split = {}, {}

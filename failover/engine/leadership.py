@@ -2,7 +2,8 @@
 
 A new leader behaves as after a restart: it reads what DNS serves back before its first
 decision, so a change of leader flips nothing. Intents written on another instance (a pin made
-through a follower) replace this instance's copy and are acted on at once.
+through a follower, the flap counters of the leader's switch) replace this instance's copy, are
+acted on at once, and have the service's records read back.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class CoordinationChanges:
         self.was_leader = leader
 
     def _intents(self) -> None:
+        """Another instance changed a service's intents. Every switch of the leader changes
+        them (its flap counters), so read that service's records back now too: a follower's
+        `status` shows the leader's switch at once, not at its next periodic re-read."""
         saved = self.ctx.coord.load_intents()
         for name, rt in self.ctx.services.items():
             if name not in saved:
@@ -55,3 +59,4 @@ class CoordinationChanges:
                 log.info("%s: intents changed by another instance", name, extra={"service": name})
                 rt.state = state
                 rt.retry_now()
+                rt.reread_soon()

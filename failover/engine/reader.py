@@ -21,6 +21,8 @@ from failover.runtime import ServiceRuntime
 
 log = logging.getLogger("failover.engine")
 
+Wanted = tuple[ServiceRuntime, RecordKey, int]  # a service, one of its keys, its generation
+
 
 class RecordReader:
     def __init__(self, ctx: Context) -> None:
@@ -57,17 +59,19 @@ class RecordReader:
     def start(self, due: Iterable[ServiceRuntime], now: float) -> list[asyncio.Task[None]]:
         """One background read per provider for the due services; returns the reads that
         cover them (new or already in flight), for a caller that needs to wait."""
-        items: dict[str, list[tuple[ServiceRuntime, RecordKey]]] = {}
+        items: dict[str, list[Wanted]] = {}
         for rt in due:
             for record in rt.config.records:
-                items.setdefault(record.provider, []).append((rt, record.key))
+                items.setdefault(record.provider, []).append(
+                    (rt, record.key, rt.records_generation)
+                )
         tasks = []
         for name, wanted in items.items():
             running = self._reads.get(name)
             if running is not None:
                 tasks.append(running)
                 continue
-            for rt, _ in wanted:
+            for rt, _, _ in wanted:
                 rt.last_read = now  # not due again while this read runs
             task = asyncio.create_task(self._read(name, wanted, now), name=f"read {name}")
             self._reads[name] = task
@@ -82,10 +86,18 @@ class RecordReader:
         return forget
 
     async def read_now(self, rt: ServiceRuntime, timeout: float) -> None:
-        """Read one service's providers and wait (without the lock) for at most `timeout`."""
-        tasks = self.start([rt], self.ctx.clock())
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        """Read one service's providers and wait (without the lock) for at most `timeout`.
+        A read found in flight may have begun before the records were forgotten (and be
+        dropped): then read once more in the time left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for _ in range(2):
+            tasks = self.start([rt], self.ctx.clock())
+            if not tasks:
+                return
+            await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+            if rt.current is not None or any(not t.done() for t in tasks):
+                return
 
     async def wait_all(self) -> None:
         """Wait for the reads in flight (`run --once` decides only on what was read)."""
@@ -98,19 +110,20 @@ class RecordReader:
             read.cancel()
         await asyncio.gather(*reads, return_exceptions=True)
 
-    async def _read(
-        self, name: str, wanted: list[tuple[ServiceRuntime, RecordKey]], started: float
-    ) -> None:
+    async def _read(self, name: str, wanted: list[Wanted], started: float) -> None:
         """Fold one provider's answer into each service. A failed read keeps the last values
         read (stale, flagged in status) so the other providers' records can still be acted on."""
-        found = await self._call(name, sorted({key for _, key in wanted}))
+        found = await self._call(name, sorted({key for _, key, _ in wanted}))
         async with self.ctx.lock:
             now = self.ctx.clock()
-            for rt in {id(rt): rt for rt, _ in wanted}.values():
+            for rt, generation in {id(rt): (rt, g) for rt, _, g in wanted}.values():
                 if self.ctx.services.get(rt.name) is not rt:
                     continue  # removed or replaced by a reload while this read ran
                 if rt.busy or rt.changed_at >= started:
                     continue  # a change made during this read is fresher than what it saw
+                if rt.records_generation != generation:
+                    continue  # forgotten meanwhile: this instance leads now, or a reload
+                    # moved the records; the answer may predate another leader's last write
                 if isinstance(found, str):
                     if rt.provider_errors.get(name) != found:
                         log.error("%s: %s", rt.name, found, extra=fields(rt.name))

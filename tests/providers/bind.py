@@ -33,6 +33,9 @@ OTHER = "other.test"
 KEY_NAME = "failover-key"
 LIMITED_KEY = "limited-key"  # may only touch limited.example.test/A
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+# one line per RR operation of an UPDATE, or one line for a refused or failed one:
+# "client @0x7f… 127.0.0.1#60644/key fo-a: updating zone 'example.test/IN': adding an RR …"
+_UPDATE_LINE = re.compile(r"client @(\S+) \S+#(\d+)/key (\S+): (?:updating zone|update ')")
 
 
 def find_tool(name: str) -> str | None:
@@ -50,7 +53,9 @@ def _secret(key_text: str) -> str:
 class BindServer:
     """named serving example.test and other.test on 127.0.0.1:port (UDP and TCP)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, writers: tuple[str, ...] = ()) -> None:
+        """`writers`: more TSIG key names with the main key's rights, one per writer, so that
+        named's log says which writer sent each UPDATE (`updates()`)."""
         missing = [t for t in ("named", "tsig-keygen", "named-checkconf") if not find_tool(t)]
         if missing:
             pytest.skip(
@@ -61,6 +66,8 @@ class BindServer:
         self.port = free_port()
         self.secret = ""
         self.limited_secret = ""
+        self.writers = writers
+        self.writer_secrets: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "named.log"
 
@@ -77,6 +84,9 @@ class BindServer:
         d = self.dir
         self.secret = self._keygen(KEY_NAME)
         self.limited_secret = self._keygen(LIMITED_KEY)
+        self.writer_secrets = {name: self._keygen(name) for name in self.writers}
+        everyone = (KEY_NAME, *self.writers)
+        grants = "".join(f"grant {name} zonesub ANY;\n    " for name in everyone)
         for zone in (ZONE, OTHER):
             (d / f"{zone}.zone").write_text(
                 "$TTL 60\n"
@@ -87,15 +97,15 @@ class BindServer:
             )
         zones = "".join(
             f'zone "{zone}" {{ type primary; file "{d}/{zone}.zone";\n'
-            f"  update-policy {{ grant {KEY_NAME} zonesub ANY;\n"
-            f"    grant {LIMITED_KEY} name limited.{zone} A; }}; }};\n"
+            f"  update-policy {{ {grants}grant {LIMITED_KEY} name limited.{zone} A; }}; }};\n"
             for zone in (ZONE, OTHER)
         )
         conf = d / "named.conf"
         conf.write_text(
             f'include "{d}/{KEY_NAME}.key";\n'
             f'include "{d}/{LIMITED_KEY}.key";\n'
-            f'options {{ directory "{d}"; pid-file "{d}/named.pid";\n'
+            + "".join(f'include "{d}/{name}.key";\n' for name in self.writers)
+            + f'options {{ directory "{d}"; pid-file "{d}/named.pid";\n'
             f'  session-keyfile "{d}/session.key";\n'
             f"  listen-on port {self.port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};\n"
             "  recursion no; dnssec-validation no; allow-transfer { none; };\n"
@@ -178,6 +188,21 @@ class BindServer:
             dns.rdatatype.from_text(rdtype),
         )
         return sorted(rd.to_text() for rd in rrset) if rrset else []
+
+    def updates(self) -> dict[str, int]:
+        """UPDATE messages named received so far, per TSIG key, as its log tells them (every
+        UPDATE is logged, applied, no-op or refused alike). Lines of one message are
+        consecutive and share the client and source port."""
+        counts: dict[str, int] = {}
+        last: tuple[str, ...] | None = None
+        for line in self.log.read_text(errors="replace").splitlines():
+            match = _UPDATE_LINE.search(line)
+            if match is None:
+                continue
+            if match.groups() != last:
+                counts[match.group(3)] = counts.get(match.group(3), 0) + 1
+            last = match.groups()
+        return counts
 
     def serial(self, zone: str = ZONE) -> int:
         query = dns.message.make_query(zone, "SOA")
