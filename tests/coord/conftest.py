@@ -15,7 +15,7 @@ import pytest
 from failover.config.types import EtcdConfig, Secret
 from failover.coord.etcd import EtcdCoordinator
 from failover.store import Store
-from tests.coord.etcd_cluster import EtcdCluster
+from tests.coord.etcd_cluster import EtcdCluster, running_cluster
 
 TTL = 3  # seconds: the bench's short setting; etcd grants at least 2
 TIMEOUT = 0.6  # lease_ttl/5, the longest the config allows
@@ -23,11 +23,8 @@ TIMEOUT = 0.6  # lease_ttl/5, the longest the config allows
 
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(3).start()
-    try:
+    with running_cluster(3) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture

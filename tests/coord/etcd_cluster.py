@@ -17,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,3 +199,13 @@ class EtcdCluster:
         for index in range(len(self.members)):
             self.kill(index)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_cluster(members: int = 3) -> Iterator[EtcdCluster]:
+    """A started cluster of `members`, closed (data removed) however the test ends."""
+    cluster = EtcdCluster(members).start()
+    try:
+        yield cluster
+    finally:
+        cluster.close()

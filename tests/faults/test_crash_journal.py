@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +22,6 @@ from tests.providers.peers import bind_peer
 from tests.support import Lab, wait_until
 
 SERVICES = 200
-
-
-@pytest.fixture
-def bind(tmp_path: Path) -> Iterator[BindServer]:
-    server = BindServer(tmp_path / "bind").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def lab(workdir: Path, bind: BindServer) -> Lab:

@@ -9,18 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.coord.etcd_cluster import EtcdCluster
+from tests.coord.etcd_cluster import EtcdCluster, running_cluster
 from tests.ha.lab import NAMES, HaLab
 from tests.providers.bind import BindServer
 
 
 @pytest.fixture(scope="session")
 def ha_etcd() -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(3).start()
-    try:
+    with running_cluster(3) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from failover.coord.etcd_client import b64
-from tests.coord.etcd_cluster import EtcdCluster
+from tests.coord.etcd_cluster import EtcdCluster, running_cluster
 from tests.ha_partition.lab import hold
 from tests.support import Lab, wait_until
 
@@ -72,11 +72,8 @@ class Views:
 
 @pytest.fixture(scope="module")
 def etcd() -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(1).start()
-    try:
+    with running_cluster(1) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
 def test_the_down_vote_of_an_isolated_instance_does_not_count(

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.coord.etcd_cluster import EtcdCluster
 from tests.providers.bind import BindServer
@@ -26,27 +23,10 @@ PRIMARY, SECONDARY = "127.0.0.71", "127.0.0.72"
 POLICY = "{failback: manual, cooldown: 1s, startup_grace: 1s}"
 
 
-@pytest.fixture
-def etcd() -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(1).start()
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
-def bind(tmp_path: Path) -> Iterator[BindServer]:
-    server = BindServer(tmp_path / "bind").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_direct_promote_goes_through_etcd(
-    tmp_path: Path, etcd: EtcdCluster, bind: BindServer
+    tmp_path: Path, etcd_single: EtcdCluster, bind: BindServer
 ) -> None:
+    etcd = etcd_single
     peer = bind_peer(bind, tmp_path)
     primary, secondary = TargetServer(PRIMARY).start(), TargetServer(SECONDARY).start()
     prefix = f"/direct-{uuid.uuid4().hex[:8]}"
