@@ -274,7 +274,8 @@ class Verification(TypedDict):
 
 
 class PromoteResult(TypedDict):
-    """`result`: dry-run, noop (already served), ok, partial or error (then a 502).
+    """`result`: dry-run, noop (already served), ok, pending (a follower: the leader has not
+    published it yet), partial or error (then a 502).
     `verified` is false when a name server did not confirm the change."""
 
     service: str
@@ -286,6 +287,7 @@ class PromoteResult(TypedDict):
     reason: NotRequired[str | None]
     verified: NotRequired[bool]
     verification: NotRequired[list[Verification]]
+    read_back: NotRequired[bool]  # a follower's answer: the leader published it, read back here
 
 
 class DrillStep(TypedDict):

@@ -158,6 +158,9 @@ def _promote_outcome(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if outcome == "ok" and verified is True:
         say(args, f"{name}; every authoritative name server serves it (verified)")
         return EXIT_OK
+    if outcome == "ok" and result.get("read_back"):  # sent to a follower: the leader applied it
+        say(args, f"{name}; {result.get('reason')}")
+        return EXIT_OK
     if outcome == "ok" and verified is None:
         say(args, f"{name}; the providers accepted it (verification is off)")
         return EXIT_OK

@@ -124,7 +124,8 @@ class Commands:
             if rt.published.target == target:
                 return {
                     "result": "ok",
-                    "reason": f"pinned; the leader ({leader}) published {target}"
+                    "read_back": True,
+                    "reason": f"the leader ({leader}) published {target}"
                     " (read back by this instance)",
                 }
             await asyncio.sleep(0.5)
