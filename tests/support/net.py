@@ -102,7 +102,9 @@ class TargetServer:
         """Stop serving, let closing transports finish, then close the loop (no leaked socket
         may surface later as a ResourceWarning in another test)."""
         self.stop()
-        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.05), self._loop).result(10)
+        # transports closed by the cleanup finish closing in callbacks on this loop: give them
+        # time to run before the loop stops (0.05 s was not always enough on a busy machine)
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.25), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
