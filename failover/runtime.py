@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from failover import provider_sync
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
-from failover.model import Change, Health, Phase, RecordKey, RecordSet, values_for_type
+from failover.model import (
+    Change,
+    Health,
+    Phase,
+    RecordKey,
+    RecordSet,
+    canonical_values,
+    values_for_type,
+)
 from failover.provider_sync import ProviderSync, SyncState
 
 if TYPE_CHECKING:
@@ -113,7 +121,9 @@ class ServiceRuntime:
         for key in keys:
             into[key] = found.get(key)
         sync = self.sync.get(provider)
-        if sync is not None and sync.read_back(found, now):
+        # a value no target has was written by someone else (by hand): that is drift, reported
+        # and never overwritten automatically, not a provider that ignored our change
+        if sync is not None and not self._hand_edited(keys, found) and sync.read_back(found, now):
             self._ignored(provider, sync, now)
         if self.current is None and {r.key for r in self.config.records} <= set(self.partial):
             self.current, self.partial = dict(self.partial), {}
@@ -422,6 +432,24 @@ class ServiceRuntime:
             self.phase = Phase.RETRYING
         if self.phase is Phase.RETRYING:
             self.detail = f"{provider} {sync.detail}"
+
+    def _hand_edited(
+        self, keys: Collection[RecordKey], found: Mapping[RecordKey, RecordSet | None]
+    ) -> bool:
+        """Does one of these records serve values that match no target at all?"""
+        for record in self.config.records:
+            served = found.get(record.key) if record.key in keys else None
+            if served is None:
+                continue
+            try:
+                values = canonical_values(record.type, served.values)
+            except ValueError:
+                return True
+            if not any(
+                values == values_for_type(record.type, t.values) for t in self.config.targets
+            ):
+                return True
+        return False
 
     def _served_by(self, provider: str) -> str | None:
         """The target whose values this provider's records serve, if any."""

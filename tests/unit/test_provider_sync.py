@@ -8,7 +8,7 @@ from typing import Any
 
 from failover.apply import Confirmation
 from failover.core.decide import ServiceState
-from failover.model import Change, Phase, RecordKey
+from failover.model import Change, Phase, RecordKey, RecordSet
 from failover.provider_sync import ProviderSync, SyncState, alarms
 from failover.runtime import ServiceRuntime
 from tests.unit.core.conftest import build_service, records_for
@@ -99,3 +99,25 @@ def test_verdicts_on_a_superseded_change_are_history() -> None:
     rt.assume_applied([Change(OVH_KEY, 60, None, ("192.0.2.30",))], {"ovh"}, 20.0)
     assert rt.verification_ended(None, {"ovh": (first, LATE)}, 30.0) == []
     assert not rt.unverified and rt.sync["ovh"].state is SyncState.ACCEPTED
+
+
+def test_a_hand_edit_after_an_accepted_change_is_drift_not_an_ignored_change() -> None:
+    """A value no target has was written by someone else: the change is not owed again (that
+    would overwrite the hand edit, which drift protection forbids)."""
+    rt = ServiceRuntime.fresh(SHOP, ServiceState())
+    for provider in ("ovh", "route53"):
+        rt.records_read(provider, OLD, 1.0)
+    loop = asyncio.new_event_loop()
+    try:
+        rt.begin_change("ovh", "aws", lambda _: loop.create_task(_done()))
+        rt.assume_applied([change(r.key) for r in SHOP.records], {"ovh", "route53"}, 10.0)
+        rt.change_applied(confirming=False)
+        rt.change_ended()
+        loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+    hand = {k: RecordSet(k.name, k.type, 60, ("192.0.2.250",)) for k in OLD}
+    rt.records_read("ovh", NEW, 11.0)
+    rt.records_read("route53", hand, 11.0)  # an operator's edit, no target's value
+    assert rt.pending is None and rt.phase is Phase.STEADY
+    assert rt.published.kind == "drift" and "change_ignored" not in rt.alarms()
