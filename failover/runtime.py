@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from failover import provider_sync
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
+from failover.core.published import Published, classify_published
 from failover.model import (
     Change,
     Health,
@@ -60,7 +61,7 @@ class ServiceRuntime:
     # bumped whenever the records read so far stop counting (`forget_records`): a read begun
     # under an older generation is dropped, whatever it says
     records_generation: int = 0
-    published: core.Published = field(default_factory=lambda: core.Published("unknown"))
+    published: Published = field(default_factory=lambda: Published("unknown"))
     decision: core.Decision | None = None
     # the change cycle: one phase, and what it concerns
     phase: Phase = Phase.STARTING
@@ -187,13 +188,13 @@ class ServiceRuntime:
         self.phase, self.detail = Phase.STARTING, ""
         self.classify()
 
-    def classify(self) -> core.Published:
+    def classify(self) -> Published:
         """What DNS serves, against the targets. Records split between the old and the new
         target while a change reaches every provider count as that change, not as drift; so
         do records still all on the old target while the change is owed (a provider accepted
         it and kept the old answer): the retry path completes it, with its backoff, instead
         of a new decision (which would count against the flap guard)."""
-        published = core.classify_published(self.config, self.current)
+        published = classify_published(self.config, self.current)
         self.published = published
         if (
             self.pending is None
@@ -213,7 +214,7 @@ class ServiceRuntime:
                 if t.name in allowed
             ):
                 return published
-        self.published = core.Published(
+        self.published = Published(
             "target",
             self.pending,
             detail=f"change to {self.pending} in progress",

@@ -15,11 +15,9 @@ from failover.core.decide import (
     Action,
     Decision,
     Pin,
-    Published,
     ServiceState,
     Snapshot,
     acknowledge,
-    classify_published,
     decide,
     pause,
     pin,
@@ -29,6 +27,7 @@ from failover.core.decide import (
 )
 from failover.core.health import TargetHealth
 from failover.core.plan import build_plan, check_plan
+from failover.core.published import Published, classify_published
 from failover.model import Health, Mode, RecordKey, RecordSet, RecordType, Trigger
 
 MakeService = Callable[..., ServiceConfig]

@@ -7,12 +7,12 @@ from failover.config.types import ServiceConfig
 from failover.core.decide import (
     ALARM_LOCAL_FAULT,
     Action,
-    Published,
     ServiceState,
     Snapshot,
     decide,
 )
 from failover.core.health import TargetHealth, local_fault_holds
+from failover.core.published import Published
 from failover.model import Health
 
 NOW = 100_000.0

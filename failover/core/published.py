@@ -1,0 +1,73 @@
+"""What DNS serves for a service, classified against its targets (pure): a target, missing
+records, drift (values no target has), or unknown (not read yet). The decision reads only this."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from failover.config.types import ServiceConfig
+from failover.model import RecordKey, RecordSet, canonical_values, values_for_type
+
+
+@dataclass(frozen=True)
+class Published:
+    """What DNS serves now for a service, classified against its targets."""
+
+    kind: Literal["target", "missing", "drift", "unknown"]
+    target: str | None = None  # set when kind == "target"
+    detail: str = ""  # one line, e.g. "ovh:shop.example.com/A serves 192.0.2.99 (no target)"
+    missing: tuple[RecordKey, ...] = ()  # records absent while others match `target`
+    # every target consistent with all present records, priority order (targets may share values)
+    matches: tuple[str, ...] = ()
+
+
+def _matching_targets(service: ServiceConfig, key: RecordKey, rs: RecordSet) -> list[str] | None:
+    """Targets whose values equal what `rs` serves; None when the values do not parse."""
+    try:
+        served = canonical_values(key.type, rs.values)
+    except ValueError:
+        return None
+    return [t.name for t in service.targets if values_for_type(key.type, t.values) == served]
+
+
+def classify_published(
+    service: ServiceConfig, current: Mapping[RecordKey, RecordSet | None] | None
+) -> Published:
+    """Map the records read from the providers to a target, drift, missing, or unknown (None).
+
+    A record key absent from `current` counts as unread, hence "unknown".
+    """
+    if current is None:
+        return Published("unknown")
+    keys = [r.key for r in service.records]
+    unread = [k for k in keys if k not in current]
+    if unread:
+        return Published("unknown", detail=f"no reading for {', '.join(map(str, unread))}")
+    missing = tuple(k for k in keys if current[k] is None)
+    if len(missing) == len(keys):
+        return Published("missing", detail="no record exists yet", missing=missing)
+
+    per_record: list[tuple[RecordKey, list[str]]] = []
+    for key in keys:
+        rs = current[key]
+        if rs is None:
+            continue
+        names = _matching_targets(service, key, rs)
+        if not names:
+            served = ", ".join(rs.values) or "(empty)"
+            return Published("drift", detail=f"{key} serves {served} (no target)")
+        per_record.append((key, names))
+
+    common = [t.name for t in service.targets if all(t.name in names for _, names in per_record)]
+    if not common:
+        parts = ", ".join(f"{key} serves {'|'.join(names)}" for key, names in per_record)
+        return Published("drift", detail=f"records disagree: {parts}")
+    serve = "1 record serves" if len(per_record) == 1 else f"{len(per_record)} records serve"
+    detail = f"{serve} {common[0]}"
+    if missing:
+        detail += f"; missing: {', '.join(map(str, missing))}"
+    return Published(
+        "target", target=common[0], detail=detail, missing=missing, matches=tuple(common)
+    )
