@@ -130,30 +130,21 @@ class Switcher:
         plan: Plan,
     ) -> str:
         """Make the intent durable before any provider call (`recovery.py` reads it back after
-        a crash). A disk that refuses it does not stop the change: availability first."""
+        a crash). The journal never raises: when the disk refuses the intent, it waits in
+        memory behind the `journal_unwritable` alarm and the change goes out (availability)."""
         intent = new_intent_id()
-        try:
-            await self.ctx.journal.write(
-                rt.name,
-                INTENT,
-                trigger,
-                reason,
-                now,
-                frm=frm,
-                to=plan.target,
-                action=action,
-                intent=intent,
-                changes=[change_json(c) for c in plan.changes],
-            )
-        except OSError as exc:
-            log.error(
-                "%s: the journal refused the intent of the change to %s (%s); making the"
-                " change anyway",
-                rt.name,
-                plan.target,
-                exc,
-                extra=fields(rt.name, plan.target),
-            )
+        await self.ctx.journal.write(
+            rt.name,
+            INTENT,
+            trigger,
+            reason,
+            now,
+            frm=frm,
+            to=plan.target,
+            action=action,
+            intent=intent,
+            changes=[change_json(c) for c in plan.changes],
+        )
         return intent
 
     async def _submit(self, rt: ServiceRuntime, plan: Plan, token: int) -> Outcomes:
