@@ -5,6 +5,9 @@ parser takes the provider's `Section`, its name and the keys common to every pro
 returns the typed config. Credentials are `Secret`s; pairs that only work together (AWS key id
 and secret, OVH application key/secret/consumer key, OAuth2 client id/secret) are checked here
 so a half-configured provider fails at start, not at the first failover.
+
+A `type` that no parser here knows but an installed plugin registers (`failover.plugins`) is a
+`PluginProviderConfig`: the common keys parsed as for every provider, the rest passed through.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 
 from failover.config.common import LOWER_NAME, one_of, opt_plain, positive, retry_policy, valid_name
 from failover.config.parse import (
+    BROKEN,
+    Interpolated,
     Invalid,
     Section,
     choice,
@@ -30,15 +35,19 @@ from failover.config.parse import (
 )
 from failover.config.types import (
     BuiltinProviderConfig,
+    HetznerProviderConfig,
     HostPort,
     OvhProviderConfig,
+    PluginProviderConfig,
     ProviderConfig,
     Rfc2136ProviderConfig,
     Route53ProviderConfig,
     ScalewayProviderConfig,
+    Secret,
     TsigConfig,
     VerifyConfig,
 )
+from failover.plugins import discover
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,53 @@ def scaleway(sec: Section, name: str, common: ProviderCommon) -> ScalewayProvide
     )
 
 
+def hetzner(sec: Section, name: str, common: ProviderCommon) -> HetznerProviderConfig:
+    return HetznerProviderConfig(
+        name=name,
+        location=common.location or "hetzner",
+        timeout=common.timeout,
+        verify=common.verify,
+        retry=retry_policy(sec),
+        token=sec.secret("token", required=False),
+        api_endpoint=sec.get("api_endpoint", base_url, "https://api.hetzner.cloud/v1"),
+        max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
+        change_timeout=sec.get("change_timeout", positive, 120.0),
+    )
+
+
+def _option(value: object) -> object:
+    """A plugin option as YAML gave it, except that `${…}` text becomes a `Secret`."""
+    if isinstance(value, Interpolated):
+        return Secret(plain(value))
+    if isinstance(value, dict):
+        return {k: _option(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_option(v) for v in value]
+    return value
+
+
+def plugin(sec: Section, name: str, common: ProviderCommon, ptype: str) -> PluginProviderConfig:
+    """A third-party provider: the common keys parsed here, every other key passed through
+    as `options` for the plugin to judge (its factory raises ProviderError on a bad one)."""
+    retry = retry_policy(sec)
+    options: dict[str, object] = {}
+    for key, value in sec.node.items():
+        if isinstance(key, str) and key not in sec.known and key != "type":
+            sec.known.add(key)
+            if value is BROKEN:
+                continue  # its interpolation failed: already reported
+            options[key] = _option(value)
+    return PluginProviderConfig(
+        name=name,
+        type=ptype,
+        location=common.location,
+        timeout=common.timeout,
+        verify=common.verify,
+        retry=retry,
+        options=options,
+    )
+
+
 def _tsig(sec: Section) -> TsigConfig | None:
     if sec.raw("tsig") is None:
         return None
@@ -257,6 +313,7 @@ PROVIDER_PARSERS: dict[str, ProviderParser] = {
     "ovh": ovh,
     "scaleway": scaleway,
     "rfc2136": rfc2136,
+    "hetzner": hetzner,
 }
 
 
@@ -266,15 +323,20 @@ def parse_providers(top: Section) -> tuple[dict[str, ProviderConfig], set[str]]:
     if not sec.node and not sec.broken:
         top.error("providers", "no provider defined; define at least one DNS provider here")
     out: dict[str, ProviderConfig] = {}
+    plugins = {k: p for k, p in discover()[0].items() if not p.builtin}
+    types: dict[str, object] = {**PROVIDER_PARSERS, **plugins}
     for name, path, node in sec.entries():
         if not re.fullmatch(LOWER_NAME[0], name):
             sec.error(name, f"invalid provider name; expected {LOWER_NAME[1]}")
         p = Section.open(sec.errors, node, path)
         if p is None:
             continue
-        ptype = p.need("type", choice(PROVIDER_PARSERS, "provider type"), one_of(PROVIDER_PARSERS))
+        ptype = p.need("type", choice(types, "provider type"), one_of(types))
         if ptype is None:
             continue  # its other keys cannot be judged without a known type
-        out[name] = PROVIDER_PARSERS[ptype](p, name, _provider_common(p))
+        if ptype in PROVIDER_PARSERS:
+            out[name] = PROVIDER_PARSERS[ptype](p, name, _provider_common(p))
+        else:
+            out[name] = plugin(p, name, _provider_common(p), ptype)
         p.done()
     return out, {name for name, _, _ in sec.entries()}

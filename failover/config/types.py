@@ -171,6 +171,38 @@ class ScalewayProviderConfig:
 
 
 @dataclass(frozen=True)
+class HetznerProviderConfig:
+    """Hetzner Cloud DNS (zones and RRSets of the Cloud API) through the official `hcloud` SDK."""
+
+    name: str
+    type: Literal["hetzner"] = "hetzner"
+    location: str | None = "hetzner"
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    token: Secret | None = None  # None: $HCLOUD_TOKEN when the daemon starts
+    api_endpoint: str = "https://api.hetzner.cloud/v1"
+    max_concurrency: int = 4  # SDK calls in flight (each holds a thread)
+    change_timeout: float = 120.0  # waiting for actions to succeed and the zone to be `ok`
+
+
+@dataclass(frozen=True)
+class PluginProviderConfig:
+    """A provider from a third-party package (entry point group `failover.providers`).
+
+    The keys every provider takes are parsed here; the others go to the plugin untouched as
+    `options`, except that every `${…}` value arrives as a `Secret` so it never prints."""
+
+    name: str
+    type: str
+    location: str | None = None
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TsigConfig:
     name: str
     secret: Secret
@@ -200,6 +232,8 @@ ProviderConfig = (
     | OvhProviderConfig
     | ScalewayProviderConfig
     | Rfc2136ProviderConfig
+    | HetznerProviderConfig
+    | PluginProviderConfig
 )
 
 

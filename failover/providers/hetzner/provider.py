@@ -1,0 +1,488 @@
+"""Hetzner Cloud DNS through the official `hcloud` SDK (SPEC §3 `type: hetzner`).
+
+hcloud is synchronous (requests), so every call runs in this provider's own thread pool behind
+a semaphore of `max_concurrency`, under an asyncio deadline of `timeout`: a hung Hetzner API
+neither blocks the event loop nor starves other providers. The SDK's own retries are off (its
+private `_retry_max_retries`, checked at start) so our tenacity policy alone retries and counts.
+
+- One RRSet per (name, type), names relative to the zone (`@` at the apex).
+- apply: per RRSet, read it, then `create_rrset` when absent, else `set_rrset_records` when the
+  values differ and `change_rrset_ttl` when the TTL differs (a planned switchover lowers TTLs
+  through an ordinary change); every returned action is polled on `/actions/{id}` until
+  `success`; an `error` action fails the change with its message.
+- wait_in_sync: poll the zone until its status is `ok` (published to Hetzner's nameservers).
+- Zones are looked up by name on first use and cached; a secondary zone (or a 422
+  `incorrect_zone_mode`) is a configuration error naming the zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from hcloud import APIException, Client
+from hcloud.zones import Zone, ZoneRecord, ZoneRRSet
+
+from failover.config.types import HetznerProviderConfig, ProviderConfig, Secret
+from failover.model import Change, RecordKey, RecordSet, RecordType, normalize_name
+from failover.providers.base import (
+    ProviderError,
+    Receipt,
+    check_key,
+    check_values,
+    combined_error,
+    gather_all,
+)
+from failover.providers.hetzner import wire
+from failover.providers.retry import with_retries
+from failover.store import Store
+
+log = logging.getLogger("failover.providers.hetzner")
+
+T = TypeVar("T")
+ENV_TOKEN = "HCLOUD_TOKEN"
+_MESSAGE_MAX = 300
+_LIST_ABOVE = 8  # more keys than this in one zone: list the zone's RRSets instead
+
+
+@dataclass(frozen=True)
+class _Current:
+    ttl: int | None
+    values: tuple[str, ...]
+
+
+class HetznerProvider:
+    """Hetzner Cloud DNS zones in primary mode."""
+
+    poll_initial = 0.5  # action and zone status polls: first wait, then x1.5 up to poll_max
+    poll_max = 5.0
+
+    def __init__(
+        self,
+        config: HetznerProviderConfig,
+        zones: Iterable[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.location = config.location
+        self.on_error: Callable[[str], None] = lambda kind: None
+        self._zones = None if zones is None else frozenset(map(normalize_name, zones))
+        self._environ = os.environ if environ is None else environ
+        self._token: Secret | None = None
+        self._client: Client | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._found: dict[str, Any] = {}  # zone name -> BoundZone
+        self._zone_locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return f"HetznerProvider({self.name!r}, {self.config.api_endpoint!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resolve the token (config, else $HCLOUD_TOKEN) and build the client; no API call,
+        so the daemon starts even while Hetzner is down."""
+        if self._client is not None:
+            return
+        token = self.config.token
+        if token is None and self._environ.get(ENV_TOKEN):
+            token = Secret(self._environ[ENV_TOKEN])
+        if token is None:
+            raise ProviderError(
+                f"hetzner provider {self.name}: no API token; set `token` in its config "
+                f"(e.g. token: ${{file:/run/secrets/hcloud}}) or {ENV_TOKEN} in the environment",
+                kind="auth",
+            )
+        self._token = token
+        client = Client(
+            token=token.reveal(),
+            api_endpoint=self.config.api_endpoint,
+            application_name="failover",
+            timeout=self.config.timeout,
+        )
+        for base in (client._client, client._client_hetzner):
+            if not hasattr(base, "_retry_max_retries"):  # pragma: no cover - SDK changed
+                raise ProviderError(
+                    f"hetzner provider {self.name}: this hcloud version has no known way to "
+                    "turn its own retries off; install hcloud 2.27 (failover[hetzner])",
+                    kind="config",
+                )
+            base._retry_max_retries = 0  # our policy retries, and counts every attempt
+        self._client = client
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.config.max_concurrency, thread_name_prefix=f"hetzner-{self.name}"
+        )
+
+    async def aclose(self) -> None:
+        """Stop taking work; a thread stuck on a hung API ends by requests' own timeout."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        if self._client is not None:
+            client, self._client = self._client, None
+            client._client._session.close()
+            client._client_hetzner._session.close()
+
+    # -- read -----------------------------------------------------------------------------------
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
+        by_zone: dict[str, list[RecordKey]] = {}
+        for key in keys:
+            zone, _ = check_key(self.name, key, self._zones)
+            by_zone.setdefault(zone, []).append(key)
+        parts = await self._per_zone(self._read_zone, by_zone)
+        result: dict[RecordKey, RecordSet | None] = {}
+        for part in parts.values():
+            result.update(part)
+        return {key: result[key] for key in keys}
+
+    async def _read_zone(
+        self, zone: str, keys: list[RecordKey]
+    ) -> dict[RecordKey, RecordSet | None]:
+        bound = await self._zone(zone)
+        if len(keys) > _LIST_ABOVE:
+            types = sorted({k.type.value for k in keys})
+            listed = await self._call(
+                f"list RRSets of {zone}", self._sdk().zones.get_rrset_all, bound, type=types
+            )
+            found = {(str(r.name).lower(), str(r.type)): r for r in listed}
+            return {
+                k: self._record_set(k, found.get((self._rel(k, zone), k.type.value))) for k in keys
+            }
+        currents = await gather_all(self._current(bound, zone, k) for k in keys)
+        return {
+            k: None if c is None else RecordSet(k.name, k.type, c.ttl or 0, c.values)
+            for k, c in zip(keys, currents, strict=True)
+        }
+
+    async def _current(self, bound: Any, zone: str, key: RecordKey) -> _Current | None:
+        """The RRSet of `key` as it is now, by a filtered listing: an absent RRSet is an empty
+        page, not a 404 that would count as a provider error."""
+        rel = self._rel(key, zone)
+        page = await self._call(
+            f"read {rel}/{key.type} in {zone}",
+            self._sdk().zones.get_rrset_list,
+            bound,
+            name=rel,
+            type=[key.type.value],
+        )
+        rrsets = [r for r in page.rrsets if (str(r.name).lower(), r.type) == (rel, key.type.value)]
+        found = self._record_set(key, rrsets[0] if rrsets else None)
+        return None if found is None else _Current(found.ttl, found.values)
+
+    def _record_set(self, key: RecordKey, rrset: Any) -> RecordSet | None:
+        if rrset is None or not rrset.records:
+            return None
+        try:
+            values = wire.from_api(key.type, [str(r.value) for r in rrset.records])
+        except ValueError as exc:
+            raise ProviderError(
+                f"hetzner {self.name}: {key}: a record the API holds is not valid: {exc}",
+                kind="invalid",
+            ) from None
+        ttl = rrset.ttl if rrset.ttl is not None else self._found_ttl(key.zone)
+        return RecordSet(key.name, key.type, int(ttl), values)
+
+    def _found_ttl(self, zone: str) -> int:
+        """An RRSet without its own TTL uses the zone's default."""
+        bound = self._found.get(normalize_name(zone))
+        return int(bound.ttl or 0) if bound is not None else 0
+
+    # -- apply ----------------------------------------------------------------------------------
+
+    async def apply(self, changes: Sequence[Change]) -> Receipt:
+        """Validate everything first; then per zone (in parallel) each RRSet's calls, and every
+        action awaited until `success`. Re-applying is harmless: each call sets a whole RRSet."""
+        by_zone: dict[str, dict[tuple[str, RecordType], tuple[int, tuple[str, ...]]]] = {}
+        for change in changes:
+            zone, _ = check_key(self.name, change.key, self._zones)
+            values = check_values(change, zone)
+            by_zone.setdefault(zone, {})[(self._rel(change.key, zone), change.key.type)] = (
+                change.ttl,
+                values,
+            )
+        await self._per_zone(self._apply_zone, by_zone)
+        return Receipt(
+            provider=self.name, change_ids=tuple(sorted(by_zone)), submitted_at=time.time()
+        )
+
+    async def _apply_zone(
+        self, zone: str, sets: dict[tuple[str, RecordType], tuple[int, tuple[str, ...]]]
+    ) -> None:
+        bound = await self._zone(zone)
+        started = time.monotonic()
+        calls = await gather_all(
+            self._set_rrset(bound, zone, rel, rtype, ttl, values)
+            for (rel, rtype), (ttl, values) in sorted(sets.items())
+        )
+        log.info(
+            "hetzner %s: zone %s: %d RRSet(s) set with %d action(s) (%.0f ms)",
+            self.name,
+            zone,
+            len(sets),
+            sum(calls),
+            (time.monotonic() - started) * 1000,
+        )
+
+    async def _set_rrset(
+        self, bound: Any, zone: str, rel: str, rtype: RecordType, ttl: int, values: tuple[str, ...]
+    ) -> int:
+        """The calls that make one RRSet `values` with `ttl`; returns how many actions ran."""
+        zones = self._sdk().zones
+        what = f"{rel}/{rtype} in {zone}"
+        records = [ZoneRecord(value=v) for v in wire.to_api(rtype, values)]
+        key = RecordKey(self.name, zone, zone if rel == wire.APEX else f"{rel}.{zone}", rtype)
+        current = await self._current(bound, zone, key)
+        actions: list[Any] = []
+        if current is None:
+            created = await self._call_or_none(
+                f"create {what}",
+                wire.EXISTS,
+                zones.create_rrset,
+                bound,
+                name=rel,
+                type=rtype.value,
+                ttl=ttl,
+                records=records,
+            )
+            if created is not None:
+                actions.append(created.action)
+            else:  # an earlier attempt created it but its answer was lost: set it instead
+                current = _Current(None, ())
+        if current is not None:
+            rrset = ZoneRRSet(name=rel, type=rtype.value, zone=Zone(name=zone))
+            if current.values != values:
+                actions.append(
+                    await self._call(
+                        f"set records of {what}", zones.set_rrset_records, rrset, records
+                    )
+                )
+            if current.ttl != ttl:
+                actions.append(
+                    await self._call(f"change TTL of {what}", zones.change_rrset_ttl, rrset, ttl)
+                )
+        await gather_all(self._finished(a, what) for a in actions)
+        return len(actions)
+
+    async def _finished(self, action: Any, what: str) -> None:
+        """Poll `/actions/{id}` until the action is no longer running, within change_timeout."""
+        delay = self.poll_initial
+        try:
+            async with asyncio.timeout(self.config.change_timeout):
+                while action.status == "running":
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, self.poll_max)
+                    action = await self._call(
+                        f"status of action {action.id} ({what})",
+                        self._sdk().actions.get_by_id,
+                        action.id,
+                    )
+        except TimeoutError:
+            raise self._counted(
+                f"hetzner {self.name}: {what}: action {action.id} still running after "
+                f"{self.config.change_timeout:g}s",
+                "timeout",
+            ) from None
+        if action.status != "success":
+            error = action.error or {}
+            message = error.get("message") or f"status {action.status}"
+            code = error.get("code") or "error"
+            raise self._counted(
+                self._redact(
+                    f"hetzner {self.name}: {what}: action {action.id} failed: {message} ({code})"
+                ),
+                "action",
+            )
+
+    # -- wait -----------------------------------------------------------------------------------
+
+    async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:
+        """Poll each changed zone until Hetzner reports it `ok` (pushed to its nameservers)."""
+        deadline = min(timeout, self.config.change_timeout)
+        pending = set(receipt.change_ids)
+        try:
+            async with asyncio.timeout(deadline):
+                await gather_all(self._zone_ok(z, pending) for z in receipt.change_ids)
+        except TimeoutError:
+            raise self._counted(
+                f"hetzner {self.name}: zone(s) {', '.join(sorted(pending))} still not published "
+                f"after {deadline:g}s",
+                "timeout",
+                retryable=True,
+            ) from None
+
+    async def _zone_ok(self, zone: str, pending: set[str]) -> None:
+        delay = self.poll_initial
+        while True:
+            bound = await self._call(f"status of zone {zone}", self._sdk().zones.get, zone)
+            if bound.status == "ok":
+                pending.discard(zone)
+                return
+            if bound.status == "error":
+                raise self._counted(
+                    f"hetzner {self.name}: zone {zone} failed to publish (status error)",
+                    "zone_status",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, self.poll_max)
+
+    # -- zones ----------------------------------------------------------------------------------
+
+    async def _zone(self, zone: str) -> Any:
+        """The zone's BoundZone, looked up once; a zone not in primary mode is refused."""
+        cached = self._found.get(zone)
+        if cached is not None:
+            return cached
+        async with self._zone_locks.setdefault(zone, asyncio.Lock()):
+            if zone in self._found:
+                return self._found[zone]
+            try:
+                bound = await self._call(f"find zone {zone}", self._sdk().zones.get, zone)
+            except ProviderError as exc:
+                if exc.kind == "not_found":
+                    exc.args = (
+                        f"hetzner {self.name}: no zone {zone} in this token's project: "
+                        "create it in the Hetzner Console or fix the record's zone",
+                    )
+                raise
+            if bound.mode != "primary":
+                message = f"hetzner {self.name}: zone {zone}: " + _zone_mode(str(bound.mode))
+                raise self._counted(message, "config")
+            self._found[zone] = bound
+            log.info("hetzner %s: zone %s is zone %s", self.name, zone, bound.id)
+            return bound
+
+    # -- calls and errors -----------------------------------------------------------------------
+
+    async def _per_zone(self, work: Callable[..., Any], by_zone: dict[str, Any]) -> dict[str, Any]:
+        """Run `work(zone, item)` for every zone at once; one slow or failing zone neither
+        delays nor hides the others. Raises one ProviderError naming each failed zone."""
+        zones = list(by_zone)
+        outcomes = await asyncio.gather(
+            *(work(z, by_zone[z]) for z in zones), return_exceptions=True
+        )
+        errors: list[tuple[str, ProviderError]] = []
+        for zone, outcome in zip(zones, outcomes, strict=True):
+            if isinstance(outcome, ProviderError):
+                errors.append((zone, outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        if not errors:
+            return dict(zip(zones, outcomes, strict=True))
+        if len(errors) == 1 and len(zones) == 1:
+            raise errors[0][1]
+        done = [z for z in zones if z not in dict(errors)]
+        message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
+        if done:
+            message += f" (done: {', '.join(done)})"
+        raise combined_error(message, [e for _, e in errors])
+
+    def _sdk(self) -> Client:
+        if self._client is None:
+            raise ProviderError(f"hetzner {self.name}: not started", kind="state")
+        return self._client
+
+    async def _call(self, what: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One SDK call under the retry policy; every failed attempt is counted."""
+        attempt = functools.partial(self._attempt, what, method, args, kwargs, None)
+        result = await with_retries(attempt, self.config.retry, self.on_error)
+        assert result is not None  # nothing tolerated: an error raised
+        return result
+
+    async def _call_or_none(
+        self, what: str, tolerate: str, method: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T | None:
+        """`_call`, where an API error whose code is `tolerate` is an answer (None)."""
+        attempt = functools.partial(self._attempt, what, method, args, kwargs, tolerate)
+        return await with_retries(attempt, self.config.retry, self.on_error)
+
+    async def _attempt(
+        self,
+        what: str,
+        method: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        tolerate: str | None,
+    ) -> T | None:
+        """One attempt in our thread pool. On timeout the thread is abandoned but keeps its
+        slot until requests' own timeout ends it, so threads never pile up."""
+        if self._executor is None:
+            raise ProviderError(f"hetzner {self.name}: not started", kind="state")
+        await self._slots.acquire()
+        try:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(
+                self._executor, functools.partial(method, *args, **kwargs)
+            )
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(self._release)
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await asyncio.shield(future)
+        except wire.SDK_ERRORS as exc:
+            if tolerate is not None and isinstance(exc, APIException) and exc.code == tolerate:
+                return None
+            raise self._error(what, exc) from None
+        except TimeoutError:
+            raise ProviderError(
+                f"hetzner {self.name}: {what}: no answer within {self.config.timeout:g}s",
+                kind="timeout",
+                retryable=True,
+            ) from None
+
+    def _release(self, future: asyncio.Future[Any]) -> None:
+        self._slots.release()
+        if not future.cancelled():
+            future.exception()  # an abandoned call's error is not "never retrieved"
+
+    def _error(self, what: str, exc: Exception) -> ProviderError:
+        """A concise, token-free ProviderError with a truthful kind and retryability."""
+        kind, retryable, detail = wire.classify(exc)
+        if isinstance(exc, APIException) and exc.code == wire.ZONE_MODE:
+            detail = f"{_zone_mode('secondary')} ({detail})"
+        message = self._redact(f"hetzner {self.name}: {what}: {detail}")
+        if len(message) > _MESSAGE_MAX:
+            message = message[: _MESSAGE_MAX - 1] + "…"
+        error = ProviderError(message, kind=kind, retryable=retryable)
+        log.warning("%s%s", message, " (retryable)" if retryable else "")
+        return error
+
+    def _counted(self, message: str, kind: str, *, retryable: bool = False) -> ProviderError:
+        """An error found outside a call (an action's or a zone's status): counted here."""
+        self.on_error(kind)
+        error = ProviderError(self._redact(message), kind=kind, retryable=retryable)
+        error.counted = True
+        return error
+
+    def _redact(self, text: str) -> str:
+        token = self._token.reveal() if self._token is not None else ""
+        return text.replace(token, "***") if token else text
+
+    def _rel(self, key: RecordKey, zone: str) -> str:
+        return wire.rrset_name(normalize_name(key.name), zone)
+
+
+def _zone_mode(mode: str) -> str:
+    return (
+        f"the zone is in {mode} mode: only a primary zone takes RRSet changes through the "
+        "API; switch it to primary, or manage its records on its primary server (type: rfc2136)"
+    )
+
+
+def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> HetznerProvider:
+    """Registry factory (`type: hetzner`); Hetzner keeps the records, so no store is used."""
+    if not isinstance(config, HetznerProviderConfig):
+        raise TypeError(f"expected a hetzner provider config, got {config.type}")
+    return HetznerProvider(config, zones)
