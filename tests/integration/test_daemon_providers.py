@@ -1,6 +1,7 @@
 """The real daemon fails a service over through every real DNS peer: the builtin server, BIND
-(rfc2136), moto (route53), the OVH fake and the Scaleway fake. One scenario for all of them,
-then what is particular to a peer: BIND's existing records and hand edits, Scaleway's throttling.
+(rfc2136), moto (route53), the OVH fake, the Scaleway fake and the Hetzner fake. One scenario
+for all of them, then what is particular to a peer: BIND's existing records and hand edits,
+Scaleway's throttling.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.providers.bind import BindServer
-from tests.providers.peers import ZONE, bind_peer, ovh_peer, route53_peer, scaleway_peer
+from tests.providers.peers import (
+    ZONE,
+    bind_peer,
+    hetzner_peer,
+    ovh_peer,
+    route53_peer,
+    scaleway_peer,
+)
 from tests.support import Lab, Peer, builtin_peer, metric_value, wait_until
 
 PRIMARY, SECONDARY = "127.0.0.21", "127.0.0.22"
@@ -38,7 +46,7 @@ def bind(bind_server: BindServer) -> BindServer:
     return bind_server
 
 
-@pytest.fixture(params=["builtin", "rfc2136", "route53", "ovh", "scaleway"])
+@pytest.fixture(params=["builtin", "rfc2136", "route53", "ovh", "scaleway", "hetzner"])
 def peer(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Peer]:
@@ -51,6 +59,9 @@ def peer(
             yield found
     elif request.param == "ovh":
         with ovh_peer(monkeypatch, tmp_path, deploy_delay=0.2) as (found, _):
+            yield found
+    elif request.param == "hetzner":
+        with hetzner_peer(monkeypatch) as (found, _):
             yield found
     else:
         with scaleway_peer(monkeypatch) as (found, _):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from tests.providers.peers import HCLOUD_TOKEN, ZONE, hetzner_peer
 from tests.support import Lab, cli
 
 PRIMARY, SECONDARY = "127.0.0.36", "127.0.0.37"
@@ -51,3 +54,27 @@ def test_direct_promote_while_the_daemon_is_down_is_honoured_on_restart(tmp_path
         assert [e["kind"] for e in direct_entries] == ["pin", "switch"]
         assert direct_entries[-1]["result"] == "ok"
         assert direct_entries[-1]["trigger"] == "manual"
+
+
+def test_direct_promote_goes_through_the_hetzner_api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--direct builds the provider the daemon would (hcloud, token from HCLOUD_TOKEN) and
+    awaits Hetzner's actions before it reports the switch done."""
+    with (
+        hetzner_peer(monkeypatch) as (peer, api),
+        Lab(tmp_path, peer, addresses=("127.0.0.38", "127.0.0.39")) as lab,
+    ):
+        lab.start()
+        lab.wait_answer("127.0.0.38")
+        assert lab.stop() == 0
+        done = cli(
+            "promote", "shop", "secondary", "--reason", "hel1 down", "--yes", "--direct",
+            "-c", str(lab.config),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert api.run(lambda: api.fake.rrset(ZONE, "shop", "A")) == (30, ["127.0.0.39"])
+        assert peer.read(f"shop.{ZONE}") == ["127.0.0.39"]
+        assert HCLOUD_TOKEN not in done.stdout + done.stderr
+        commands = api.run(lambda: [s.path.rsplit("/", 1)[-1] for s in api.fake.calls("POST")])
+        assert commands == ["rrsets", "set_records"]  # published at start, then the switch

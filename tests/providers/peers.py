@@ -1,6 +1,7 @@
 """The real DNS peers of the daemon tests as `tests.support.Peer`s: a BIND `named` (rfc2136),
-moto's Route 53, the OVH fake and the Scaleway fake. Each gives the provider settings the
-daemon needs and a way to read what it published there, without the daemon's own code."""
+moto's Route 53, the OVH fake, the Scaleway fake and the Hetzner fake. Each gives the provider
+settings the daemon needs and a way to read what it published there, without the daemon's own
+code."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.faults.dnsserver import UpdateServer
+from tests.faults.dnsserver import Zone as DnsZone
 from tests.providers.bind import KEY_NAME, BindServer
+from tests.providers.fake_hetzner import FakeHetzner
+from tests.providers.fake_hetzner import ThreadedFake as ThreadedHetzner
 from tests.providers.fake_ovh import APP_SECRET, CONSUMER_KEY, FakeOvhThread, daemon_fake
 from tests.providers.fake_scaleway import FakeScaleway, ThreadedFake
 from tests.providers.route53_stub import isolate_aws_env
@@ -22,6 +27,7 @@ from tests.support import Peer, free_port
 
 ZONE = "example.test"  # BIND's zone too (tests.providers.bind.ZONE)
 SCW_TOKEN = "5d6e7f80-1a2b-4c3d-9e8f-a0b1c2d3e4f5"
+HCLOUD_TOKEN = "hz-peer-0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c"
 
 
 def bind_peer(bind: BindServer, workdir: Path, *, verify: bool = False) -> Peer:
@@ -156,3 +162,47 @@ def route53_peer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Peer, Any]]:
             ),
             client,
         )
+
+
+@contextmanager
+def hetzner_peer(
+    monkeypatch: pytest.MonkeyPatch, *, settings: str = "", **fake: Any
+) -> Iterator[tuple[Peer, ThreadedHetzner]]:
+    """The Hetzner fake in its own thread, its token from HCLOUD_TOKEN (the SDK's convention),
+    every applied change mirrored to an authoritative DNS server the daemon verifies on.
+    `settings` adds provider keys (", timeout: 2s"), `fake` goes to `FakeHetzner`."""
+    monkeypatch.setenv("HCLOUD_TOKEN", HCLOUD_TOKEN)
+    served = DnsZone(ZONE)
+    dns = UpdateServer(served).start()
+    options: dict[str, Any] = {"running_polls": 1, "updating_polls": 1, **fake}
+    api = FakeHetzner(
+        HCLOUD_TOKEN, mirror=lambda z, n, t, ttl, v: served.set(n, t, ttl, v), **options
+    )
+    api.add_zone(ZONE)
+    server = ThreadedHetzner(api).start()
+
+    def changed_through_the_api() -> None:  # actions awaited, the API and its DNS in step
+        assert api.seen and all(seen.authenticated for seen in api.seen)
+        assert server.run(lambda: api.rrset(ZONE, "shop", "A")) == (
+            30,
+            served.values(f"shop.{ZONE}"),
+        )
+        assert server.run(lambda: {a.status for a in api.actions.values()}) == {"success"}
+
+    try:
+        yield (
+            Peer(
+                "hz",
+                f"{{type: hetzner, api_endpoint: {api.url},"
+                f' verify: {{nameservers: ["{dns.address}"], timeout: 10s}}, timeout: 5s,'
+                " retry: {attempts: 4, initial: 50ms, max_delay: 200ms, deadline: 5s}"
+                f"{settings}}}",
+                lambda name: served.values(name),
+                secrets=(HCLOUD_TOKEN,),
+                check=changed_through_the_api,
+            ),
+            server,
+        )
+    finally:
+        server.close()
+        dns.close()
