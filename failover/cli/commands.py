@@ -100,6 +100,41 @@ async def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_providers(args: argparse.Namespace) -> int:
+    """The provider types this installation can use (entry points `failover.providers`), from
+    package metadata alone: nothing is imported, so a broken plugin still shows up here."""
+    from failover.plugins import discover
+
+    found, refused = discover()
+    rows = [*sorted(found.values(), key=lambda p: (not p.builtin, p.type)), *refused]
+    if args.json:
+        print_json(
+            [
+                {
+                    "type": p.type,
+                    "module": p.module,
+                    "entry_point": p.target,
+                    "package": p.distribution,
+                    "version": p.version,
+                    "builtin": p.builtin,
+                    "shadowed_by": p.shadowed_by,
+                }
+                for p in rows
+            ]
+        )
+        return EXIT_OK
+    table = [("TYPE", "MODULE", "PACKAGE", "VERSION", "ORIGIN")]
+    for p in rows:
+        note = "built-in" if p.builtin else "plugin"
+        if p.shadowed_by:
+            note = f"ignored: the type is built-in ({p.shadowed_by})"
+        table.append((p.type, p.target, p.distribution, p.version, note))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return EXIT_OK
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
     """One status; `--watch` refreshes it: in place on a terminal, and on a pipe a new copy
     (with its time) only when it changed, without control codes. `--watch --json` writes one

@@ -18,6 +18,7 @@ from failover.cli.commands import (
     cmd_healthcheck,
     cmd_history,
     cmd_probe,
+    cmd_providers,
     cmd_reload,
     cmd_run,
     cmd_status,
@@ -210,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-zone deadline of the NS queries (default 5s)",
     )
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("providers", help="the DNS provider types installed, with their package")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_providers)
 
     p = sub.add_parser("reload", help="make the daemon re-read its config file (like SIGHUP)")
     client_opts(p)

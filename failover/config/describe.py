@@ -23,6 +23,7 @@ from failover.config.types import (
     TcpProbeConfig,
     TlsProbeConfig,
 )
+from failover.plugins import ProviderPlugin, discover
 from failover.units import format_duration, format_size
 
 __all__ = ["describe"]
@@ -78,9 +79,10 @@ def _value(name: str, value: object) -> str | None:
     return str(value)
 
 
-def _provider(p: ProviderConfig) -> str:
+def _provider(p: ProviderConfig, plugins: dict[str, ProviderPlugin]) -> str:
     """Generic over provider dataclasses, so a new provider is described without edits here;
-    secrets print as `***` because they are `Secret`s."""
+    secrets print as `***` because they are `Secret`s. Each names where its type comes from
+    (built-in, or the plugin package and version)."""
     common = {"name", "type", "location", "timeout", "verify", "retry"}
     details = [
         f"{f.name} {text}"
@@ -93,13 +95,18 @@ def _provider(p: ProviderConfig) -> str:
     servers = ", ".join(map(str, check.nameservers)) or "the zone's NS set"
     verify = f"{servers} within {format_duration(check.timeout)}" if check.enabled else "off"
     where = f" in {p.location}" if p.location else ""
-    head = ", ".join([f"{p.type}{where}", *details, f"timeout {format_duration(p.timeout)}"])
+    found = plugins.get(p.type)
+    origin = f" ({found.origin})" if found is not None else " (not installed)"
+    head = ", ".join(
+        [f"{p.type}{origin}{where}", *details, f"timeout {format_duration(p.timeout)}"]
+    )
     return f"  {p.name}: {head}; verify: {verify}"
 
 
 def describe(config: Config) -> str:
     """The summary `failover check-config` prints. It shows no secret and no URL credentials."""
     i, a, m = config.instance, config.admin, config.metrics
+    plugins = discover()[0]
     lines = [
         f"instance {i.name}"
         + (f" in {i.location}" if i.location else "")
@@ -108,7 +115,7 @@ def describe(config: Config) -> str:
         f"metrics {'on ' + str(m.listen) if m.listen else 'disabled'}",
         *_coordination(config.coordination),
         f"providers ({len(config.providers)}):",
-        *(_provider(p) for _, p in sorted(config.providers.items())),
+        *(_provider(p, plugins) for _, p in sorted(config.providers.items())),
         f"services ({len(config.services)}):",
     ]
     for svc in config.services.values():
