@@ -57,7 +57,8 @@ class DaemonProcess:
 
     `nofile` caps its RLIMIT_NOFILE (soft and hard: it cannot raise it); `repo` is the checkout
     whose daemon runs (a benchmark compares with another commit); `state_dir` is where it keeps
-    its journal (default: `state` next to the config)."""
+    its journal (default: `state` next to the config); `python` the interpreter that runs it
+    (default: this one; a plugin test runs another venv's)."""
 
     def __init__(
         self,
@@ -70,8 +71,10 @@ class DaemonProcess:
         nofile: int | None = None,
         repo: Path = REPO,
         state_dir: Path | None = None,
+        python: str | None = None,
     ) -> None:
         self.config = config
+        self.python = python or sys.executable
         self.env = env or {}
         self.extra_args = extra_args
         self.nofile = nofile
@@ -96,7 +99,7 @@ class DaemonProcess:
         path = os.pathsep.join(filter(None, [str(self.repo), os.environ.get("PYTHONPATH")]))
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "failover", "run", "-c", str(self.config), *self.extra_args],
+                [self.python, "-m", "failover", "run", "-c", str(self.config), *self.extra_args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.repo,

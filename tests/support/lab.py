@@ -20,7 +20,7 @@ class Lab:
 
     `Lab(workdir, peer, **config)` writes the file (`config_text` options) without starting;
     `start()` returns once /readyz answers; `close()` stops everything it started. `env`,
-    `args`, `nofile` and `repo` go to the `DaemonProcess`."""
+    `args`, `nofile`, `repo` and `python` go to the `DaemonProcess`."""
 
     def __init__(
         self,
@@ -32,6 +32,7 @@ class Lab:
         args: tuple[str, ...] = (),
         nofile: int | None = None,
         repo: Path = REPO,
+        python: str | None = None,
         **config: Any,
     ) -> None:
         self.workdir = workdir
@@ -53,6 +54,7 @@ class Lab:
             nofile=nofile,
             repo=repo,
             state_dir=self.state,
+            python=python,
         )
 
     def render(self, **changes: Any) -> str:
