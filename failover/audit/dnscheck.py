@@ -34,6 +34,11 @@ _SUFFIXES = (
     ("ovh.net", "ovh"),
     ("anycast.me", "ovh"),
     ("scw.cloud", "scaleway"),
+    ("ns.hetzner.com", "hetzner"),  # Hetzner Cloud DNS: hydrogen/oxygen.ns.hetzner.com
+    ("ns.hetzner.de", "hetzner"),  # ... and helium.ns.hetzner.de
+    ("your-server.de", "hetzner"),  # Robot/konsoleH: ns1.your-server.de
+    ("second-ns.com", "hetzner"),
+    ("second-ns.de", "hetzner"),
     ("ns.cloudflare.com", "cloudflare"),
     ("googledomains.com", "google"),
     ("azure-dns.com", "azure"),
@@ -44,7 +49,7 @@ _SUFFIXES = (
     ("nsone.net", "ns1"),
 )
 # The operator whose name servers serve what a provider type writes.
-PROVIDER_OPERATOR = {"route53": "aws", "ovh": "ovh", "scaleway": "scaleway"}
+PROVIDER_OPERATOR = {"route53": "aws", "ovh": "ovh", "scaleway": "scaleway", "hetzner": "hetzner"}
 _SECOND_LEVEL = {"co", "com", "net", "org", "ac", "gov", "edu"}
 
 

@@ -162,7 +162,7 @@ def bash_complete(line: str, env: dict[str, str]) -> list[str]:
 
 def test_bash_completes_commands_options_and_names_from_the_daemon(lab: Lab) -> None:
     env = {"FAILOVER_SOCKET": str(lab.socket)}
-    assert sorted(bash_complete("failover pro", env)) == ["probe", "promote"]
+    assert sorted(bash_complete("failover pro", env)) == ["probe", "promote", "providers"]
     assert "--reason" in bash_complete("failover promote shop primary --re", env)
     assert bash_complete("failover promote ", env) == ["shop"]
     assert bash_complete("failover promote shop ", env) == ["primary", "secondary"]

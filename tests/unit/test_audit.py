@@ -108,6 +108,19 @@ def only_ovh(cfg: Cfg) -> None:
     del shop(cfg)["records"][0]
 
 
+def hetzner(primary_location: str) -> Callable[[Cfg], None]:
+    """shop's record only at Hetzner Cloud DNS (location hetzner by default)."""
+
+    def mutate(cfg: Cfg) -> None:
+        cfg["providers"] = {"hz": {"type": "hetzner", "token": "${HZ}"}}
+        shop(cfg)["records"] = [
+            {"provider": "hz", "zone": "example.com", "name": "shop.example.com"}
+        ]
+        shop(cfg)["targets"][0]["location"] = primary_location
+
+    return mutate
+
+
 def one_target(cfg: Cfg) -> None:
     del shop(cfg)["targets"][1]
 
@@ -189,11 +202,13 @@ ENV = {
     "OVH_CK": "consumer-from-env",
     "TSIG": "c2VjcmV0LWZyb20tZW52",
     "AS": "app-secret-env",
+    "HZ": "hz-token-env",
 }
 
 # (mutation, the finding it must produce)
 TRIGGERS: list[tuple[Callable[[Cfg], None], tuple[str, str, Severity]]] = [
     (only_route53, ("dns-provider-in-primary-location", R0, CRIT)),
+    (hetzner("hetzner"), ("dns-provider-in-primary-location", R0, CRIT)),
     (two_aws_providers, ("dns-provider-in-primary-location", R0, CRIT)),
     (one_target, ("single-target", "services.shop.targets", CRIT)),
     (backup_on_aws, ("targets-in-one-location", "services.shop.targets", CRIT)),
@@ -213,6 +228,7 @@ TRIGGERS: list[tuple[Callable[[Cfg], None], tuple[str, str, Severity]]] = [
 # (mutation, the check that must stay silent): the closest sound variant of each trigger
 NEAR_MISSES: list[tuple[Callable[[Cfg], None], str]] = [
     (only_ovh, "dns-provider-in-primary-location"),  # one provider, but outside aws
+    (hetzner("aws"), "dns-provider-in-primary-location"),  # at hetzner, the primary on aws
     (third_target_elsewhere, "targets-in-one-location"),  # two on aws, a third on scaleway
     (third_target_elsewhere, "single-target"),
     (lambda cfg: None, "target-without-probes"),
@@ -432,6 +448,9 @@ async def ns_server(table: Mapping[str, list[str]]) -> AsyncIterator[HostPort]:
         ("dns200.anycast.me", "ovh"),
         ("ns0.dom.scw.cloud", "scaleway"),
         ("ns1.scw.cloud", "scaleway"),
+        ("hydrogen.ns.hetzner.com.", "hetzner"),
+        ("helium.ns.hetzner.de", "hetzner"),
+        ("ns1.your-server.de", "hetzner"),
         ("NS1.Example.COM.", "example.com"),
         ("ns2.example.co.uk", "example.co.uk"),
     ],
