@@ -41,7 +41,7 @@ from failover.metrics import Metrics
 from failover.model import Trigger
 from failover.notify import Notifier
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
-from failover.providers.base import Provider
+from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
 from failover.runtime import ServiceRuntime
 from failover.scrape import SharedRender, metrics_app
@@ -177,9 +177,16 @@ class Daemon:
     async def _open_provider(
         self, name: str, config: Config, zones: Mapping[str, set[str]]
     ) -> Provider:
-        provider = create_provider(config.providers[name], zones[name], self.store)
-        provider.on_error = self._error_counter(name)
-        await provider.start()
+        """Build and start one provider. What its configuration cannot do (a plugin's bad
+        option, a missing SDK or credential) is a configuration error naming it, not a crash."""
+        try:
+            provider = create_provider(config.providers[name], zones[name], self.store)
+            provider.on_error = self._error_counter(name)
+            await provider.start()
+        except ProviderError as exc:
+            if exc.kind in ("config", "auth"):
+                raise ConfigError([f"providers.{name}: {exc}"]) from None
+            raise
         return provider
 
     async def _close_provider(self, name: str, provider: Provider) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.providers.bind import BindServer
 from tests.providers.peers import (
+    HCLOUD_TOKEN,
     ZONE,
     bind_peer,
     hetzner_peer,
@@ -21,7 +22,7 @@ from tests.providers.peers import (
     route53_peer,
     scaleway_peer,
 )
-from tests.support import Lab, Peer, builtin_peer, metric_value, wait_until
+from tests.support import Lab, Peer, builtin_peer, cli, metric_value, wait_until
 
 PRIMARY, SECONDARY = "127.0.0.21", "127.0.0.22"
 HAND = "192.0.2.77"  # a value no target has
@@ -225,3 +226,55 @@ def test_scaleway_throttling_is_waited_out_retried_and_counted(
         assert throttled == 1
         patched = [c["set"]["id_fields"] for s in fake.calls("PATCH") for c in s.body["changes"]]
         assert patched == [{"name": "shop", "type": "A"}] * 3  # published, throttled, retried
+
+
+# --- Hetzner --------------------------------------------------------------------------------------
+
+
+def test_hetzner_throttling_and_5xx_are_retried_and_counted_and_the_token_stays_hidden(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with (
+        hetzner_peer(monkeypatch) as (peer, api),
+        Lab(tmp_path, peer, addresses=(PRIMARY, SECONDARY)) as lab,
+    ):
+        lab.start()
+        lab.wait_answer(PRIMARY)
+        # the failover's set_records is throttled once, its action poll answered 503 once
+        api.run(
+            lambda: api.fake.inject(
+                "POST",
+                "set_records",
+                status=429,
+                code="rate_limit_exceeded",
+                message="limit reached",
+            )
+        )
+        api.run(lambda: api.fake.inject("GET", "/actions/", status=503, code="unavailable"))
+        lab.primary.stop()
+        lab.wait_answer(SECONDARY, timeout=30)
+        lab.wait_service(
+            lambda s: s["active"] == "secondary" and s["records"][0]["in_sync"],
+            "status to report the secondary in sync",
+        )
+        assert lab.metric("failover_provider_errors_total", provider="hz", kind="throttling") == 1
+        assert lab.metric("failover_provider_errors_total", provider="hz", kind="server") == 1
+        posts = api.run(lambda: [s.path.rsplit("/", 1)[-1] for s in api.fake.calls("POST")])
+        assert posts == ["rrsets", "set_records", "set_records"]  # one attempt each: SDK's off
+        seen = [lab.cli("status", "--json").stdout, lab.cli("history", "--json").stdout]
+        seen.append(lab.metrics())
+        for text in seen:
+            assert HCLOUD_TOKEN not in text
+        assert lab.stop() == 0
+    assert HCLOUD_TOKEN not in lab.log()
+
+
+def test_hetzner_without_a_token_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with hetzner_peer(monkeypatch) as (peer, _), Lab(tmp_path, peer) as lab:
+        monkeypatch.delenv("HCLOUD_TOKEN")
+        done = cli("run", "-c", str(lab.config))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "providers.hz:" in done.stderr and "HCLOUD_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr

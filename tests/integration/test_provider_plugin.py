@@ -136,3 +136,23 @@ def test_the_plugin_passes_the_contract_test_kit(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(EXAMPLE))
         sys.modules.pop("failover_filedns", None)
+
+
+def test_a_bad_plugin_option_stops_the_daemon_with_a_configuration_error(
+    venv: str, tmp_path: Path
+) -> None:
+    """The plugin judges its own options when the daemon opens it: exit 2, the provider and
+    the problem named, no traceback."""
+    peer = Peer("files", "{type: filedns, verify: false}", lambda name: [])
+    with Lab(tmp_path, peer, python=venv) as lab:
+        done = subprocess.run(
+            [venv, "-m", "failover", "run", "-c", str(lab.config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "providers.files: filedns files: `path` (a file) is required" in done.stderr
+    assert "Traceback" not in done.stderr
