@@ -1,6 +1,9 @@
 """The provider interface every DNS backend implements (read, apply, wait_in_sync, aclose),
 and the rules they all share: which zone a name is in, what a valid change is, how several
-failures become one error. Each is written here once so the backends cannot drift apart."""
+failures become one error. Each is written here once so the backends cannot drift apart.
+
+This is the public interface of provider plugins too (docs/providers.md): a third-party
+package implements `Provider`, raises `ProviderError`, and may use the shared rules below."""
 
 from __future__ import annotations
 

@@ -108,11 +108,11 @@ def only_ovh(cfg: Cfg) -> None:
     del shop(cfg)["records"][0]
 
 
-def hetzner(primary_location: str) -> Callable[[Cfg], None]:
+def hetzner(primary_location: str, token: str = "${HZ}") -> Callable[[Cfg], None]:
     """shop's record only at Hetzner Cloud DNS (location hetzner by default)."""
 
     def mutate(cfg: Cfg) -> None:
-        cfg["providers"] = {"hz": {"type": "hetzner", "token": "${HZ}"}}
+        cfg["providers"] = {"hz": {"type": "hetzner", "token": token}}
         shop(cfg)["records"] = [
             {"provider": "hz", "zone": "example.com", "name": "shop.example.com"}
         ]
@@ -223,6 +223,7 @@ TRIGGERS: list[tuple[Callable[[Cfg], None], tuple[str, str, Severity]]] = [
     (bind_record(None), ("location-unknown", "providers.bind", INFO)),
     (ovh_keys("clear-app-secret"), ("secret-in-clear", "providers.ovh.application_secret", WARN)),
     (tsig_secret("c2VjcmV0"), ("secret-in-clear", "providers.bind.tsig.secret", WARN)),
+    (hetzner("aws", "hz-clear-token"), ("secret-in-clear", "providers.hz.token", WARN)),
 ]
 
 # (mutation, the check that must stay silent): the closest sound variant of each trigger
@@ -240,6 +241,7 @@ NEAR_MISSES: list[tuple[Callable[[Cfg], None], str]] = [
     (bind_record("onprem"), "location-unknown"),
     (ovh_keys("${AS}"), "secret-in-clear"),
     (tsig_secret("${TSIG}"), "secret-in-clear"),
+    (hetzner("aws"), "secret-in-clear"),
 ]
 
 
