@@ -6,6 +6,7 @@ import pytest
 
 from failover.config.loader import ConfigError, parse_config
 from failover.config.types import (
+    HetznerProviderConfig,
     OvhProviderConfig,
     Rfc2136ProviderConfig,
     Route53ProviderConfig,
@@ -28,6 +29,7 @@ ENV = {
     "OVH_CK": "ovh-consumer-789",
     "SCW": "scw-secret-000",
     "TSIG": "c2VjcmV0LXRzaWcta2V5LXZhbHVl",
+    "HZ": "hz-token-abcdef0123456789",
 }
 
 
@@ -94,6 +96,11 @@ def test_spec_providers_parse_with_their_defaults() -> None:
         ("{type: rfc2136, server: x, transport: quic}", "providers.p.transport"),
         ("{type: rfc2136, server: x, retry: {attempts: 0}}", "providers.p.retry.attempts"),
         ("{type: route53, colour: blue}", "providers.p.colour: unknown key"),
+        ("{type: hetzner, api_endpoint: 'hetzner.cloud'}", "providers.p.api_endpoint: expected"),
+        ("{type: hetzner, max_concurrency: 0}", "providers.p.max_concurrency"),
+        ("{type: hetzner, change_timeout: 0s}", "providers.p.change_timeout"),
+        ("{type: hetzner, token: 42}", "providers.p.token: expected a non-empty string"),
+        ("{type: hetzner, tokne: '${HZ}'}", "providers.p.tokne: unknown key; did you mean 'token'"),
     ],
 )
 def test_provider_errors_name_the_path(provider: str, expected: str) -> None:
@@ -106,6 +113,7 @@ def test_provider_errors_name_the_path(provider: str, expected: str) -> None:
         "{type: rfc2136, server: x, tsig: {name: k, secret: '${SK}'}}",
         "{type: route53, access_key_id: '${SK}'}",
         "{type: ovh, application_key: '${OVH_AS}', consumer_key: 42}",
+        "{type: hetzner, token: '${HZ}', api_endpoint: '${HZ}'}",
     ],
 )
 def test_secret_values_never_appear_in_errors(provider: str) -> None:
@@ -117,3 +125,15 @@ def test_secret_values_never_appear_in_errors(provider: str) -> None:
 def test_secrets_are_hidden_in_reprs() -> None:
     config = load("{type: rfc2136, server: x, tsig: {name: k, secret: '${TSIG}'}}")
     assert ENV["TSIG"] not in repr(config)
+
+
+def test_hetzner_parses_with_its_defaults_and_hides_its_token() -> None:
+    config = load("{type: hetzner, token: '${HZ}'}")
+    hz = config.providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(hz, HetznerProviderConfig)
+    assert hz.location == "hetzner" and hz.api_endpoint == "https://api.hetzner.cloud/v1"
+    assert hz.token is not None and hz.token.reveal() == ENV["HZ"] and not hz.token.clear_text
+    assert (hz.max_concurrency, hz.change_timeout, hz.timeout) == (4, 120.0, 10.0)
+    assert ENV["HZ"] not in repr(config) and ENV["HZ"] not in str(hz)
+    default = load("{type: hetzner, location: fsn1}").providers["p"]  # type: ignore[attr-defined]
+    assert default.token is None and default.location == "fsn1"  # $HCLOUD_TOKEN at start
