@@ -16,7 +16,7 @@ def test_describe_lists_targets_in_priority_order_without_secrets() -> None:
     assert "2. backup [ovh] 192.0.2.2" in text
     assert text.index("primary") < text.index("backup")
     assert "shop.example.com A ttl 60 at local" in text
-    assert "local: builtin" in text
+    assert "local: builtin (built-in)" in text  # where the provider type comes from
     assert "http://192.0.2.1/health?…" in text
     assert "connect 192.0.2.2:443" in text
     assert "secret" not in text
