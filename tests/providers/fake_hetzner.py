@@ -163,8 +163,10 @@ class FakeHetzner:
         running_polls: int = 1,
         updating_polls: int = 1,
         mirror: Mirror | None = None,
+        latency: float = 0.0,
     ) -> None:
         self.token = token
+        self.latency = latency  # seconds every answer takes, like a distant API
         self.running_polls = running_polls
         self.updating_polls = updating_polls
         self.mirror = mirror
@@ -235,6 +237,8 @@ class FakeHetzner:
                 body = await request.json()
             except ValueError:
                 return _error(ApiError("json_error", "invalid JSON body"))
+        if self.latency:
+            await asyncio.sleep(self.latency)
         auth = request.headers.get("Authorization", "")
         authenticated = auth == f"Bearer {self.token}"
         self.seen.append(Seen(request.method, path, dict(request.query), body, authenticated))
