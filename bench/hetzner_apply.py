@@ -4,8 +4,9 @@ The hetzner provider sets each RRSet with its own API call and waits for each ac
 has no batch endpoint for RRSets), all through the synchronous hcloud SDK in the provider's
 thread pool of `max_concurrency`. Against the local fake API (tests/providers/fake_hetzner.py)
 with a fixed answer latency, one `apply` of N changed RRSets is timed for several
-`max_concurrency` values, with the requests it took: per RRSet one read, one set_records (and
-one change_ttl when the TTL changes) and one action poll.
+`max_concurrency` values, with the requests it took: a listing of the zone (50 RRSets a page),
+then per RRSet one set_records (and one change_ttl when the TTL changes) and one poll of each
+action.
 
     python bench/hetzner_apply.py [--records 200] [--latency 0.03] [--concurrency 1 4 8 16]
 """

@@ -265,6 +265,19 @@ async def test_many_keys_of_a_zone_are_read_in_one_paged_listing(
     assert [s.query.get("page") for s in listed] == ["1", "2"]
 
 
+async def test_a_mass_change_reads_the_zone_in_one_listing_first(
+    provider: Provider, fake: FakeHetzner
+) -> None:
+    for n in range(20):
+        fake.put(ZONE, f"s{n}", "A", ["192.0.2.1"], ttl=60)
+    keys = [a(provider, f"s{n}") for n in range(20)]
+    await provider.apply([Change(k, 60, ("192.0.2.1",), ("192.0.2.2",)) for k in keys])
+    reads = fake.calls("GET", "/rrsets")
+    assert len(reads) == 1 and "name" not in reads[0].query  # not one read per RRSet
+    assert [s.path.rsplit("/", 1)[-1] for s in fake.calls("POST")] == ["set_records"] * 20
+    assert all(fake.rrset(ZONE, f"s{n}", "A") == (60, ["192.0.2.2"]) for n in range(20))
+
+
 async def test_a_hung_api_is_cut_by_the_timeout_and_the_loop_keeps_running(
     fake: FakeHetzner,
 ) -> None:

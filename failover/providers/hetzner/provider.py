@@ -6,8 +6,9 @@ neither blocks the event loop nor starves other providers. The SDK's own retries
 private `_retry_max_retries`, checked at start) so our tenacity policy alone retries and counts.
 
 - One RRSet per (name, type), names relative to the zone (`@` at the apex).
-- apply: per RRSet, read it, then `create_rrset` when absent, else `set_rrset_records` when the
-  values differ and `change_rrset_ttl` when the TTL differs (a planned switchover lowers TTLs
+- apply: read the RRSets (one listing of the zone when there are more than a few), then per
+  RRSet `create_rrset` when absent, else `set_rrset_records` when the values differ and
+  `change_rrset_ttl` when the TTL differs (a planned switchover lowers TTLs
   through an ordinary change); every returned action is polled on `/actions/{id}` until
   `success`; an `error` action fails the change with its message.
 - wait_in_sync: poll the zone until its status is `ok` (published to Hetzner's nameservers).
@@ -24,14 +25,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hcloud import APIException, Client
 from hcloud.zones import Zone, ZoneRecord, ZoneRRSet
 
 from failover.config.types import HetznerProviderConfig, ProviderConfig, Secret
-from failover.model import Change, RecordKey, RecordSet, RecordType, normalize_name
+from failover.model import Change, RecordKey, RecordSet, normalize_name
 from failover.providers.base import (
     ProviderError,
     Receipt,
@@ -50,12 +50,6 @@ T = TypeVar("T")
 ENV_TOKEN = "HCLOUD_TOKEN"
 _MESSAGE_MAX = 300
 _LIST_ABOVE = 8  # more keys than this in one zone: list the zone's RRSets instead
-
-
-@dataclass(frozen=True)
-class _Current:
-    ttl: int | None
-    values: tuple[str, ...]
 
 
 class HetznerProvider:
@@ -160,12 +154,9 @@ class HetznerProvider:
                 k: self._record_set(k, found.get((self._rel(k, zone), k.type.value))) for k in keys
             }
         currents = await gather_all(self._current(bound, zone, k) for k in keys)
-        return {
-            k: None if c is None else RecordSet(k.name, k.type, c.ttl or 0, c.values)
-            for k, c in zip(keys, currents, strict=True)
-        }
+        return dict(zip(keys, currents, strict=True))
 
-    async def _current(self, bound: Any, zone: str, key: RecordKey) -> _Current | None:
+    async def _current(self, bound: Any, zone: str, key: RecordKey) -> RecordSet | None:
         """The RRSet of `key` as it is now, by a filtered listing: an absent RRSet is an empty
         page, not a 404 that would count as a provider error."""
         rel = self._rel(key, zone)
@@ -177,8 +168,7 @@ class HetznerProvider:
             type=[key.type.value],
         )
         rrsets = [r for r in page.rrsets if (str(r.name).lower(), r.type) == (rel, key.type.value)]
-        found = self._record_set(key, rrsets[0] if rrsets else None)
-        return None if found is None else _Current(found.ttl, found.values)
+        return self._record_set(key, rrsets[0] if rrsets else None)
 
     def _record_set(self, key: RecordKey, rrset: Any) -> RecordSet | None:
         if rrset is None or not rrset.records:
@@ -201,29 +191,27 @@ class HetznerProvider:
     # -- apply ----------------------------------------------------------------------------------
 
     async def apply(self, changes: Sequence[Change]) -> Receipt:
-        """Validate everything first; then per zone (in parallel) each RRSet's calls, and every
-        action awaited until `success`. Re-applying is harmless: each call sets a whole RRSet."""
-        by_zone: dict[str, dict[tuple[str, RecordType], tuple[int, tuple[str, ...]]]] = {}
+        """Validate everything first; then per zone (in parallel) read the RRSets as they are
+        (one listing when there are many), make the calls each needs, and await every action
+        until `success`. Re-applying is harmless: each call sets a whole RRSet."""
+        by_zone: dict[str, dict[RecordKey, tuple[int, tuple[str, ...]]]] = {}
         for change in changes:
             zone, _ = check_key(self.name, change.key, self._zones)
-            values = check_values(change, zone)
-            by_zone.setdefault(zone, {})[(self._rel(change.key, zone), change.key.type)] = (
-                change.ttl,
-                values,
-            )
+            by_zone.setdefault(zone, {})[change.key] = (change.ttl, check_values(change, zone))
         await self._per_zone(self._apply_zone, by_zone)
         return Receipt(
             provider=self.name, change_ids=tuple(sorted(by_zone)), submitted_at=time.time()
         )
 
     async def _apply_zone(
-        self, zone: str, sets: dict[tuple[str, RecordType], tuple[int, tuple[str, ...]]]
+        self, zone: str, sets: dict[RecordKey, tuple[int, tuple[str, ...]]]
     ) -> None:
         bound = await self._zone(zone)
         started = time.monotonic()
+        found = await self._read_zone(zone, list(sets))
         calls = await gather_all(
-            self._set_rrset(bound, zone, rel, rtype, ttl, values)
-            for (rel, rtype), (ttl, values) in sorted(sets.items())
+            self._set_rrset(bound, zone, key, ttl, values, found[key])
+            for key, (ttl, values) in sorted(sets.items())
         )
         log.info(
             "hetzner %s: zone %s: %d RRSet(s) set with %d action(s) (%.0f ms)",
@@ -235,16 +223,24 @@ class HetznerProvider:
         )
 
     async def _set_rrset(
-        self, bound: Any, zone: str, rel: str, rtype: RecordType, ttl: int, values: tuple[str, ...]
+        self,
+        bound: Any,
+        zone: str,
+        key: RecordKey,
+        ttl: int,
+        values: tuple[str, ...],
+        current: RecordSet | None,
     ) -> int:
         """The calls that make one RRSet `values` with `ttl`; returns how many actions ran."""
         zones = self._sdk().zones
+        rel, rtype = self._rel(key, zone), key.type
         what = f"{rel}/{rtype} in {zone}"
         records = [ZoneRecord(value=v) for v in wire.to_api(rtype, values)]
-        key = RecordKey(self.name, zone, zone if rel == wire.APEX else f"{rel}.{zone}", rtype)
-        current = await self._current(bound, zone, key)
         actions: list[Any] = []
-        if current is None:
+        now: tuple[int | None, tuple[str, ...]] | None = None
+        if current is not None:
+            now = (current.ttl, current.values)
+        else:
             created = await self._call_or_none(
                 f"create {what}",
                 wire.EXISTS,
@@ -258,16 +254,16 @@ class HetznerProvider:
             if created is not None:
                 actions.append(created.action)
             else:  # an earlier attempt created it but its answer was lost: set it instead
-                current = _Current(None, ())
-        if current is not None:
+                now = (None, ())
+        if now is not None:
             rrset = ZoneRRSet(name=rel, type=rtype.value, zone=Zone(name=zone))
-            if current.values != values:
+            if now[1] != values:
                 actions.append(
                     await self._call(
                         f"set records of {what}", zones.set_rrset_records, rrset, records
                     )
                 )
-            if current.ttl != ttl:
+            if now[0] != ttl:
                 actions.append(
                     await self._call(f"change TTL of {what}", zones.change_rrset_ttl, rrset, ttl)
                 )
