@@ -8,7 +8,7 @@ package implements `Provider`, raises `ProviderError`, and may use the shared ru
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -23,6 +23,7 @@ from failover.model import (
 
 MAX_TTL = 2**31 - 1  # RFC 2181 §8
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class ProviderError(Exception):
@@ -159,3 +160,30 @@ async def gather_all(calls: Iterable[Awaitable[T]]) -> list[T]:
         if isinstance(result, BaseException):
             raise result
     return [r for r in results if not isinstance(r, BaseException)]  # all of them, typed
+
+
+async def per_zone(
+    work: Callable[[str, K], Awaitable[T]], by_zone: Mapping[str, K]
+) -> dict[str, T]:
+    """Run `work(zone, item)` for every zone at once; one slow or failing zone neither delays
+    nor hides the others. Raises one ProviderError naming each failed zone (and those done),
+    or the zone's own error when there is only one."""
+    zones = list(by_zone)
+    outcomes = await asyncio.gather(*(work(z, by_zone[z]) for z in zones), return_exceptions=True)
+    errors: list[tuple[str, ProviderError]] = []
+    done: dict[str, T] = {}
+    for zone, outcome in zip(zones, outcomes, strict=True):
+        if isinstance(outcome, ProviderError):
+            errors.append((zone, outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
+        else:
+            done[zone] = outcome
+    if not errors:
+        return done
+    if len(errors) == 1 and len(zones) == 1:
+        raise errors[0][1]
+    message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
+    if done:
+        message += f" (done: {', '.join(done)})"
+    raise combined_error(message, [e for _, e in errors])

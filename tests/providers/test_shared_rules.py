@@ -25,6 +25,7 @@ from failover.providers.base import (
     check_values,
     combined_error,
     gather_all,
+    per_zone,
     relative_name,
     zone_of,
 )
@@ -259,3 +260,21 @@ async def test_gather_all_lets_every_call_finish_before_raising() -> None:
     with pytest.raises(ProviderError, match="first"):
         await gather_all([call("first", 0, fail=True), call("slow", 0.05), call("x", 0, True)])
     assert sorted(finished) == ["first", "slow", "x"]
+
+
+async def test_per_zone_names_the_failed_zones_and_those_done() -> None:
+    async def work(zone: str, n: int) -> int:
+        if zone.startswith("bad"):
+            raise ProviderError(f"{zone} broke", kind="server", retryable=True)
+        return n * 2
+
+    assert await per_zone(work, {"a.test": 1, "b.test": 2}) == {"a.test": 2, "b.test": 4}
+    with pytest.raises(ProviderError) as one:
+        await per_zone(work, {"bad.test": 1})
+    assert str(one.value) == "bad.test broke"  # a lone zone's own error
+    with pytest.raises(ProviderError) as several:
+        await per_zone(work, {"a.test": 1, "bad1.test": 2, "bad2.test": 3})
+    assert str(several.value) == (
+        "bad1.test: bad1.test broke; bad2.test: bad2.test broke (done: a.test)"
+    )
+    assert several.value.kind == "server" and several.value.retryable

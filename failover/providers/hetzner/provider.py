@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from hcloud import APIException, Client
-from hcloud.zones import Zone, ZoneRecord, ZoneRRSet
+from hcloud.zones import ZoneRecord, ZoneRRSet
 
 from failover.config.types import HetznerProviderConfig, ProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, normalize_name
@@ -37,8 +37,8 @@ from failover.providers.base import (
     Receipt,
     check_key,
     check_values,
-    combined_error,
     gather_all,
+    per_zone,
 )
 from failover.providers.hetzner import wire
 from failover.providers.retry import with_retries
@@ -50,6 +50,8 @@ T = TypeVar("T")
 ENV_TOKEN = "HCLOUD_TOKEN"
 _MESSAGE_MAX = 300
 _LIST_ABOVE = 8  # more keys than this in one zone: list the zone's RRSets instead
+_PAGE = 50  # RRSets per listing page (the API's maximum)
+_MAX_PAGES = 10_000  # a server whose next_page never ends must not loop us forever
 
 
 class HetznerProvider:
@@ -134,7 +136,7 @@ class HetznerProvider:
         for key in keys:
             zone, _ = check_key(self.name, key, self._zones)
             by_zone.setdefault(zone, []).append(key)
-        parts = await self._per_zone(self._read_zone, by_zone)
+        parts = await per_zone(self._read_zone, by_zone)
         result: dict[RecordKey, RecordSet | None] = {}
         for part in parts.values():
             result.update(part)
@@ -145,16 +147,38 @@ class HetznerProvider:
     ) -> dict[RecordKey, RecordSet | None]:
         bound = await self._zone(zone)
         if len(keys) > _LIST_ABOVE:
-            types = sorted({k.type.value for k in keys})
-            listed = await self._call(
-                f"list RRSets of {zone}", self._sdk().zones.get_rrset_all, bound, type=types
-            )
+            listed = await self._list(bound, zone, sorted({k.type.value for k in keys}))
             found = {(str(r.name).lower(), str(r.type)): r for r in listed}
             return {
                 k: self._record_set(k, found.get((self._rel(k, zone), k.type.value))) for k in keys
             }
         currents = await gather_all(self._current(bound, zone, k) for k in keys)
         return dict(zip(keys, currents, strict=True))
+
+    async def _list(self, bound: Any, zone: str, types: list[str]) -> list[Any]:
+        """Every RRSet of `types` in the zone, a page per call (each under `timeout` and the
+        retry policy, so a big zone is not one long call)."""
+        listed: list[Any] = []
+        page: int | None = 1
+        for _ in range(_MAX_PAGES):
+            if page is None:
+                return listed
+            result = await self._call(
+                f"list RRSets of {zone} (page {page})",
+                self._sdk().zones.get_rrset_list,
+                bound,
+                type=types,
+                page=page,
+                per_page=_PAGE,
+            )
+            listed.extend(result.rrsets)
+            pagination = result.meta.pagination if result.meta is not None else None
+            following = pagination.next_page if pagination is not None else None
+            page = following if following and following > page else None
+        raise ProviderError(
+            f"hetzner {self.name}: list RRSets of {zone}: more than {_MAX_PAGES} pages",
+            kind="server",
+        )
 
     async def _current(self, bound: Any, zone: str, key: RecordKey) -> RecordSet | None:
         """The RRSet of `key` as it is now, by a filtered listing: an absent RRSet is an empty
@@ -198,7 +222,7 @@ class HetznerProvider:
         for change in changes:
             zone, _ = check_key(self.name, change.key, self._zones)
             by_zone.setdefault(zone, {})[change.key] = (change.ttl, check_values(change, zone))
-        await self._per_zone(self._apply_zone, by_zone)
+        await per_zone(self._apply_zone, by_zone)
         return Receipt(
             provider=self.name, change_ids=tuple(sorted(by_zone)), submitted_at=time.time()
         )
@@ -256,7 +280,7 @@ class HetznerProvider:
             else:  # an earlier attempt created it but its answer was lost: set it instead
                 now = (None, ())
         if now is not None:
-            rrset = ZoneRRSet(name=rel, type=rtype.value, zone=Zone(name=zone))
+            rrset = ZoneRRSet(name=rel, type=rtype.value, zone=bound)
             if now[1] != values:
                 actions.append(
                     await self._call(
@@ -359,29 +383,6 @@ class HetznerProvider:
             return bound
 
     # -- calls and errors -----------------------------------------------------------------------
-
-    async def _per_zone(self, work: Callable[..., Any], by_zone: dict[str, Any]) -> dict[str, Any]:
-        """Run `work(zone, item)` for every zone at once; one slow or failing zone neither
-        delays nor hides the others. Raises one ProviderError naming each failed zone."""
-        zones = list(by_zone)
-        outcomes = await asyncio.gather(
-            *(work(z, by_zone[z]) for z in zones), return_exceptions=True
-        )
-        errors: list[tuple[str, ProviderError]] = []
-        for zone, outcome in zip(zones, outcomes, strict=True):
-            if isinstance(outcome, ProviderError):
-                errors.append((zone, outcome))
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        if not errors:
-            return dict(zip(zones, outcomes, strict=True))
-        if len(errors) == 1 and len(zones) == 1:
-            raise errors[0][1]
-        done = [z for z in zones if z not in dict(errors)]
-        message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
-        if done:
-            message += f" (done: {', '.join(done)})"
-        raise combined_error(message, [e for _, e in errors])
 
     def _sdk(self) -> Client:
         if self._client is None:
