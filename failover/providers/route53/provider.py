@@ -35,7 +35,7 @@ from botocore.config import Config as BotoConfig
 from failover.config.types import ProviderConfig, Route53ProviderConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
-from failover.providers.base import ProviderError, Receipt, check_key, combined_error
+from failover.providers.base import ProviderError, Receipt, check_key, per_zone
 from failover.providers.retry import with_retries
 from failover.providers.route53 import wire
 from failover.store import Store
@@ -125,7 +125,7 @@ class Route53Provider:
         for key in keys:
             zone, _ = check_key(self.name, key, self._zones)
             by_zone.setdefault(zone, []).append(key)
-        parts = await self._per_zone(self._read_zone, by_zone)
+        parts = await per_zone(self._read_zone, by_zone)
         result: dict[RecordKey, RecordSet | None] = {}
         for part in parts.values():
             result.update(part)
@@ -225,7 +225,7 @@ class Route53Provider:
             zone, name = check_key(self.name, change.key, self._zones)
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wire.upsert(change, zone)
         batches = {zone: wire.batches(list(items.values())) for zone, items in by_zone.items()}
-        ids = await self._per_zone(self._apply_zone, batches)
+        ids = await per_zone(self._apply_zone, batches)
         return Receipt(
             provider=self.name,
             change_ids=tuple(i for zone in by_zone for i in ids[zone]),
@@ -341,29 +341,6 @@ class Route53Provider:
         )
 
     # -- calls and errors -----------------------------------------------------------------------
-
-    async def _per_zone(self, work: Callable[..., Any], by_zone: dict[str, Any]) -> dict[str, Any]:
-        """Run `work(zone, item)` for every zone at once; one slow or failing zone neither
-        delays nor hides the others. Raises one ProviderError naming each failed zone."""
-        zones = list(by_zone)
-        outcomes = await asyncio.gather(
-            *(work(z, by_zone[z]) for z in zones), return_exceptions=True
-        )
-        errors: list[tuple[str, ProviderError]] = []
-        for zone, outcome in zip(zones, outcomes, strict=True):
-            if isinstance(outcome, ProviderError):
-                errors.append((zone, outcome))
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        if not errors:
-            return dict(zip(zones, outcomes, strict=True))
-        if len(errors) == 1 and len(zones) == 1:
-            raise errors[0][1]
-        done = [z for z in zones if z not in dict(errors)]
-        message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
-        if done:
-            message += f" (done: {', '.join(done)})"
-        raise combined_error(message, [e for _, e in errors])
 
     async def _call(self, operation: str, about: str, **params: Any) -> dict[str, Any]:
         """One API operation under the retry policy; every failed attempt is counted."""
