@@ -1,4 +1,4 @@
-"""Hetzner Cloud DNS through the official `hcloud` SDK (SPEC §3 `type: hetzner`).
+"""Hetzner Cloud DNS through the official `hcloud` SDK (`type: hetzner`, docs/configuration.md).
 
 hcloud is synchronous (requests), so every call runs in this provider's own thread pool behind
 a semaphore of `max_concurrency`, under an asyncio deadline of `timeout`: a hung Hetzner API
