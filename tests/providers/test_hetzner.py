@@ -174,6 +174,18 @@ async def test_unknown_zone_is_a_clear_error(provider: Provider) -> None:
     assert raised.value.kind == "not_found" and "no zone missing.test" in str(raised.value)
 
 
+async def test_a_zone_created_again_is_found_again(provider: Provider, fake: FakeHetzner) -> None:
+    """Its id changed: the cached one answers 404 once, then the zone is looked up by name."""
+    await provider.read([a(provider, "www")])
+    del fake.zones[ZONE]
+    fake.add_zone(ZONE)
+    with pytest.raises(ProviderError) as raised:
+        await provider.read([a(provider, "www")])
+    assert raised.value.kind == "not_found"
+    await provider.apply([Change(a(provider, "www"), 60, None, ("192.0.2.1",))])
+    assert fake.rrset(ZONE, "www", "A") == (60, ["192.0.2.1"])
+
+
 async def test_429_and_5xx_are_retried_by_our_policy_and_counted(
     provider: Provider, fake: FakeHetzner
 ) -> None:

@@ -1,9 +1,10 @@
 """Hetzner Cloud DNS through the official `hcloud` SDK (`type: hetzner`, docs/configuration.md).
 
 hcloud is synchronous (requests), so every call runs in this provider's own thread pool behind
-a semaphore of `max_concurrency`, under an asyncio deadline of `timeout`: a hung Hetzner API
-neither blocks the event loop nor starves other providers. The SDK's own retries are off (its
-private `_retry_max_retries`, checked at start) so our tenacity policy alone retries and counts.
+a semaphore of `max_concurrency`, under an asyncio deadline of `timeout` (`calls.py`): a hung
+Hetzner API neither blocks the event loop nor starves other providers. The SDK's own retries
+are off (its private `_retry_max_retries`, checked at start) so our tenacity policy alone
+retries and counts.
 
 - One RRSet per (name, type), names relative to the zone (`@` at the apex).
 - apply: read the RRSets (one listing of the zone when there are more than a few), then per
@@ -19,15 +20,13 @@ private `_retry_max_retries`, checked at start) so our tenacity policy alone ret
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from hcloud import APIException, Client
+from hcloud import Client
 from hcloud.zones import ZoneRecord, ZoneRRSet
 
 from failover.config.types import HetznerProviderConfig, ProviderConfig, Secret
@@ -41,14 +40,13 @@ from failover.providers.base import (
     per_zone,
 )
 from failover.providers.hetzner import wire
-from failover.providers.retry import with_retries
+from failover.providers.hetzner.calls import SdkCalls
 from failover.store import Store
 
 log = logging.getLogger("failover.providers.hetzner")
 
 T = TypeVar("T")
 ENV_TOKEN = "HCLOUD_TOKEN"
-_MESSAGE_MAX = 300
 _LIST_ABOVE = 8  # more keys than this in one zone: list the zone's RRSets instead
 _PAGE = 50  # RRSets per listing page (the API's maximum)
 _MAX_PAGES = 10_000  # a server whose next_page never ends must not loop us forever
@@ -75,8 +73,11 @@ class HetznerProvider:
         self._environ = os.environ if environ is None else environ
         self._token: Secret | None = None
         self._client: Client | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._sdk_calls = SdkCalls(
+            config,
+            lambda kind: self.on_error(kind),
+            lambda: self._token.reveal() if self._token is not None else "",
+        )
         self._found: dict[str, Any] = {}  # zone name -> BoundZone
         self._zone_locks: dict[str, asyncio.Lock] = {}
 
@@ -115,15 +116,11 @@ class HetznerProvider:
                 )
             base._retry_max_retries = 0  # our policy retries, and counts every attempt
         self._client = client
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.config.max_concurrency, thread_name_prefix=f"hetzner-{self.name}"
-        )
+        self._sdk_calls.open()
 
     async def aclose(self) -> None:
         """Stop taking work; a thread stuck on a hung API ends by requests' own timeout."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        self._sdk_calls.close()
         if self._client is not None:
             client, self._client = self._client, None
             client._client._session.close()
@@ -136,7 +133,7 @@ class HetznerProvider:
         for key in keys:
             zone, _ = check_key(self.name, key, self._zones)
             by_zone.setdefault(zone, []).append(key)
-        parts = await per_zone(self._read_zone, by_zone)
+        parts = await per_zone(self._forgetting(self._read_zone), by_zone)
         result: dict[RecordKey, RecordSet | None] = {}
         for part in parts.values():
             result.update(part)
@@ -163,7 +160,7 @@ class HetznerProvider:
         for _ in range(_MAX_PAGES):
             if page is None:
                 return listed
-            result = await self._call(
+            result = await self._sdk_calls.call(
                 f"list RRSets of {zone} (page {page})",
                 self._sdk().zones.get_rrset_list,
                 bound,
@@ -184,7 +181,7 @@ class HetznerProvider:
         """The RRSet of `key` as it is now, by a filtered listing: an absent RRSet is an empty
         page, not a 404 that would count as a provider error."""
         rel = self._rel(key, zone)
-        page = await self._call(
+        page = await self._sdk_calls.call(
             f"read {rel}/{key.type} in {zone}",
             self._sdk().zones.get_rrset_list,
             bound,
@@ -222,7 +219,7 @@ class HetznerProvider:
         for change in changes:
             zone, _ = check_key(self.name, change.key, self._zones)
             by_zone.setdefault(zone, {})[change.key] = (change.ttl, check_values(change, zone))
-        await per_zone(self._apply_zone, by_zone)
+        await per_zone(self._forgetting(self._apply_zone), by_zone)
         return Receipt(
             provider=self.name, change_ids=tuple(sorted(by_zone)), submitted_at=time.time()
         )
@@ -265,7 +262,7 @@ class HetznerProvider:
         if current is not None:
             now = (current.ttl, current.values)
         else:
-            created = await self._call_or_none(
+            created = await self._sdk_calls.call_or_none(
                 f"create {what}",
                 wire.EXISTS,
                 zones.create_rrset,
@@ -283,13 +280,15 @@ class HetznerProvider:
             rrset = ZoneRRSet(name=rel, type=rtype.value, zone=bound)
             if now[1] != values:
                 actions.append(
-                    await self._call(
+                    await self._sdk_calls.call(
                         f"set records of {what}", zones.set_rrset_records, rrset, records
                     )
                 )
             if now[0] != ttl:
                 actions.append(
-                    await self._call(f"change TTL of {what}", zones.change_rrset_ttl, rrset, ttl)
+                    await self._sdk_calls.call(
+                        f"change TTL of {what}", zones.change_rrset_ttl, rrset, ttl
+                    )
                 )
         await gather_all(self._finished(a, what) for a in actions)
         return len(actions)
@@ -302,13 +301,13 @@ class HetznerProvider:
                 while action.status == "running":
                     await asyncio.sleep(delay)
                     delay = min(delay * 1.5, self.poll_max)
-                    action = await self._call(
+                    action = await self._sdk_calls.call(
                         f"status of action {action.id} ({what})",
                         self._sdk().actions.get_by_id,
                         action.id,
                     )
         except TimeoutError:
-            raise self._counted(
+            raise self._sdk_calls.counted(
                 f"hetzner {self.name}: {what}: action {action.id} still running after "
                 f"{self.config.change_timeout:g}s",
                 "timeout",
@@ -317,8 +316,8 @@ class HetznerProvider:
             error = action.error or {}
             message = error.get("message") or f"status {action.status}"
             code = error.get("code") or "error"
-            raise self._counted(
-                self._redact(
+            raise self._sdk_calls.counted(
+                self._sdk_calls.redact(
                     f"hetzner {self.name}: {what}: action {action.id} failed: {message} ({code})"
                 ),
                 "action",
@@ -334,7 +333,7 @@ class HetznerProvider:
             async with asyncio.timeout(deadline):
                 await gather_all(self._zone_ok(z, pending) for z in receipt.change_ids)
         except TimeoutError:
-            raise self._counted(
+            raise self._sdk_calls.counted(
                 f"hetzner {self.name}: zone(s) {', '.join(sorted(pending))} still not published "
                 f"after {deadline:g}s",
                 "timeout",
@@ -344,12 +343,14 @@ class HetznerProvider:
     async def _zone_ok(self, zone: str, pending: set[str]) -> None:
         delay = self.poll_initial
         while True:
-            bound = await self._call(f"status of zone {zone}", self._sdk().zones.get, zone)
+            bound = await self._sdk_calls.call(
+                f"status of zone {zone}", self._sdk().zones.get, zone
+            )
             if bound.status == "ok":
                 pending.discard(zone)
                 return
             if bound.status == "error":
-                raise self._counted(
+                raise self._sdk_calls.counted(
                     f"hetzner {self.name}: zone {zone} failed to publish (status error)",
                     "zone_status",
                 )
@@ -367,7 +368,7 @@ class HetznerProvider:
             if zone in self._found:
                 return self._found[zone]
             try:
-                bound = await self._call(f"find zone {zone}", self._sdk().zones.get, zone)
+                bound = await self._sdk_calls.call(f"find zone {zone}", self._sdk().zones.get, zone)
             except ProviderError as exc:
                 if exc.kind == "not_found":
                     exc.args = (
@@ -376,11 +377,27 @@ class HetznerProvider:
                     )
                 raise
             if bound.mode != "primary":
-                message = f"hetzner {self.name}: zone {zone}: " + _zone_mode(str(bound.mode))
-                raise self._counted(message, "config")
+                message = f"hetzner {self.name}: zone {zone}: " + wire.zone_mode(str(bound.mode))
+                raise self._sdk_calls.counted(message, "config")
             self._found[zone] = bound
             log.info("hetzner %s: zone %s is zone %s", self.name, zone, bound.id)
             return bound
+
+    def _forgetting(
+        self, work: Callable[[str, Any], Awaitable[T]]
+    ) -> Callable[[str, Any], Awaitable[T]]:
+        """`work` on one zone, forgetting the zone's cached id when the API says it is gone
+        (deleted and created again has a new id): the next attempt looks it up by name."""
+
+        async def run(zone: str, item: Any) -> T:
+            try:
+                return await work(zone, item)
+            except ProviderError as exc:
+                if exc.kind == "not_found":
+                    self._found.pop(zone, None)
+                raise
+
+        return run
 
     # -- calls and errors -----------------------------------------------------------------------
 
@@ -389,93 +406,8 @@ class HetznerProvider:
             raise ProviderError(f"hetzner {self.name}: not started", kind="state")
         return self._client
 
-    async def _call(self, what: str, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """One SDK call under the retry policy; every failed attempt is counted."""
-        attempt = functools.partial(self._attempt, what, method, args, kwargs, None)
-        result = await with_retries(attempt, self.config.retry, self.on_error)
-        assert result is not None  # nothing tolerated: an error raised
-        return result
-
-    async def _call_or_none(
-        self, what: str, tolerate: str, method: Callable[..., T], *args: Any, **kwargs: Any
-    ) -> T | None:
-        """`_call`, where an API error whose code is `tolerate` is an answer (None)."""
-        attempt = functools.partial(self._attempt, what, method, args, kwargs, tolerate)
-        return await with_retries(attempt, self.config.retry, self.on_error)
-
-    async def _attempt(
-        self,
-        what: str,
-        method: Callable[..., T],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        tolerate: str | None,
-    ) -> T | None:
-        """One attempt in our thread pool. On timeout the thread is abandoned but keeps its
-        slot until requests' own timeout ends it, so threads never pile up."""
-        if self._executor is None:
-            raise ProviderError(f"hetzner {self.name}: not started", kind="state")
-        await self._slots.acquire()
-        try:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(
-                self._executor, functools.partial(method, *args, **kwargs)
-            )
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(self._release)
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                return await asyncio.shield(future)
-        except wire.SDK_ERRORS as exc:
-            if tolerate is not None and isinstance(exc, APIException) and exc.code == tolerate:
-                return None
-            raise self._error(what, exc) from None
-        except TimeoutError:
-            raise ProviderError(
-                f"hetzner {self.name}: {what}: no answer within {self.config.timeout:g}s",
-                kind="timeout",
-                retryable=True,
-            ) from None
-
-    def _release(self, future: asyncio.Future[Any]) -> None:
-        self._slots.release()
-        if not future.cancelled():
-            future.exception()  # an abandoned call's error is not "never retrieved"
-
-    def _error(self, what: str, exc: Exception) -> ProviderError:
-        """A concise, token-free ProviderError with a truthful kind and retryability."""
-        kind, retryable, detail = wire.classify(exc)
-        if isinstance(exc, APIException) and exc.code == wire.ZONE_MODE:
-            detail = f"{_zone_mode('secondary')} ({detail})"
-        message = self._redact(f"hetzner {self.name}: {what}: {detail}")
-        if len(message) > _MESSAGE_MAX:
-            message = message[: _MESSAGE_MAX - 1] + "…"
-        error = ProviderError(message, kind=kind, retryable=retryable)
-        log.warning("%s%s", message, " (retryable)" if retryable else "")
-        return error
-
-    def _counted(self, message: str, kind: str, *, retryable: bool = False) -> ProviderError:
-        """An error found outside a call (an action's or a zone's status): counted here."""
-        self.on_error(kind)
-        error = ProviderError(self._redact(message), kind=kind, retryable=retryable)
-        error.counted = True
-        return error
-
-    def _redact(self, text: str) -> str:
-        token = self._token.reveal() if self._token is not None else ""
-        return text.replace(token, "***") if token else text
-
     def _rel(self, key: RecordKey, zone: str) -> str:
         return wire.rrset_name(normalize_name(key.name), zone)
-
-
-def _zone_mode(mode: str) -> str:
-    return (
-        f"the zone is in {mode} mode: only a primary zone takes RRSet changes through the "
-        "API; switch it to primary, or manage its records on its primary server (type: rfc2136)"
-    )
 
 
 def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> HetznerProvider:

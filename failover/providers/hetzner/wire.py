@@ -30,6 +30,14 @@ def rrset_name(name: str, zone: str) -> str:
     return APEX if name == zone else name[: -len(zone) - 1]
 
 
+def zone_mode(mode: str) -> str:
+    """Why a zone in `mode` cannot be written, and what to do."""
+    return (
+        f"the zone is in {mode} mode: only a primary zone takes RRSet changes through the "
+        "API; switch it to primary, or manage its records on its primary server (type: rfc2136)"
+    )
+
+
 def to_api(rtype: RecordType, values: tuple[str, ...]) -> list[str]:
     """Record values as the API stores them: a CNAME target absolute, with its final dot (a
     value without one would be relative to the zone, as in a zone file)."""
