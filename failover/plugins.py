@@ -72,8 +72,8 @@ def discover() -> tuple[dict[str, ProviderPlugin], list[ProviderPlugin]]:
         found[kind] = ProviderPlugin(kind, module, DIST, version, builtin=True)
     for entry in sorted(md.entry_points(group=GROUP), key=lambda e: (e.name, e.value)):
         dist = entry.dist
-        dist_name = dist.metadata["Name"] if dist is not None else "unknown"
-        dist_version = dist.version if dist is not None else "unknown"
+        dist_name = (dist.metadata["Name"] if dist is not None else None) or "unknown"
+        dist_version = (dist.version if dist is not None else None) or "unknown"
         if dist_name == DIST:
             if entry.name in found:
                 continue  # our own registration: the same as BUILTIN, from metadata

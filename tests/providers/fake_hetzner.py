@@ -17,10 +17,14 @@ keep an authoritative server in step (tests/faults/dnsserver.py) and verificatio
 Fault injection: `inject(method, path_part, status=…, code=…, hang=…, raw=…, after=…)`
 (`after`: the request is carried out, its answer lost); `fail_next_action(message)` makes
 the next action end in `error`.
+
+Run it by hand: `python -m tests.providers.fake_hetzner --port 8768 --token T --zone example.test`
+(then `api_endpoint: http://127.0.0.1:8768/v1`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -482,3 +486,27 @@ class ThreadedFake:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(max(0.1, deadline - time.monotonic()))
         self._loop.close()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    fake = FakeHetzner(args.token, running_polls=args.running_polls)
+    for zone in args.zone or ["example.test"]:
+        fake.add_zone(zone)
+    await fake.start(args.host, args.port)
+    print(f"fake Hetzner Cloud API on {fake.url} (zones: {', '.join(fake.zones)})", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8768)
+    parser.add_argument("--token", default="test-token")
+    parser.add_argument("--zone", action="append", default=[])
+    parser.add_argument("--running-polls", type=int, default=1)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
