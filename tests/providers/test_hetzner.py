@@ -378,3 +378,50 @@ def test_registered() -> None:
     from failover.providers.hetzner import create
 
     assert factory("hetzner") is create
+
+
+async def test_the_fake_speaks_what_the_official_sdk_parses(fake: FakeHetzner) -> None:
+    """The fake is checked against hcloud itself: its error objects, pages and actions."""
+    from hcloud import APIException, Client
+    from hcloud.zones import ZoneRecord, ZoneRRSet
+
+    def session() -> list[object]:
+        client = Client(TOKEN, api_endpoint=fake.url, poll_interval=0.01)
+        client._client._retry_max_retries = 0
+        seen: list[object] = []
+        zone = client.zones.get(ZONE)
+        seen.append((zone.name, zone.mode, zone.status))
+        created = client.zones.create_rrset(
+            zone, name="www", type="A", ttl=60, records=[ZoneRecord("192.0.2.1")]
+        )
+        created.action.wait_until_finished()  # the SDK's own polling of /actions/{id}
+        seen.append((created.rrset.id, created.action.status))
+        rrset = ZoneRRSet(name="www", type="A", zone=zone)
+        client.zones.set_rrset_records(rrset, [ZoneRecord("192.0.2.2")]).wait_until_finished()
+        client.zones.change_rrset_ttl(rrset, 30).wait_until_finished()
+        got = client.zones.get_rrset(zone, "www", "A")
+        seen.append((got.ttl, [r.value for r in got.records]))
+        for call in (
+            lambda: Client("bad", api_endpoint=fake.url).zones.get(ZONE),
+            lambda: client.zones.get("nowhere.test"),
+            lambda: client.zones.create_rrset(
+                client.zones.get(SECONDARY), name="x", type="A", records=[ZoneRecord("192.0.2.1")]
+            ),
+            lambda: client.zones.create_rrset(zone, name="www", type="A", records=[]),
+        ):
+            try:
+                call()
+            except APIException as exc:
+                seen.append(exc.code)
+        return seen
+
+    fake.inject("GET", "/zones/nowhere.test", status=429, code="rate_limit_exceeded")
+    assert await asyncio.to_thread(session) == [
+        (ZONE, "primary", "ok"),
+        ("www/A", "success"),
+        (30, ["192.0.2.2"]),
+        "unauthorized",
+        "rate_limit_exceeded",
+        "incorrect_zone_mode",
+        "invalid_input",
+    ]
