@@ -22,6 +22,7 @@ FACTORIES: dict[str, str] = {
     "rfc2136": "failover.providers.rfc2136",
     "ovh": "failover.providers.ovh",
     "route53": "failover.providers.route53",
+    "cloudflare": "failover.providers.cloudflare",
 }
 """type -> the module whose `create(config, zones, store)` builds it."""
 

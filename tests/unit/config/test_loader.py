@@ -312,7 +312,7 @@ def test_unknown_type_does_not_flag_its_keys() -> None:
     cfg["providers"]["local"] = {"type": "route53x", "hosted_zone": "Z1"}
     assert errors_of(cfg) == [
         "providers.local.type: unknown provider type 'route53x'; expected one of: "
-        "builtin, route53, ovh, scaleway, rfc2136"
+        "builtin, route53, ovh, scaleway, rfc2136, cloudflare"
     ]
 
 
