@@ -24,7 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import cloudflare
+try:
+    import cloudflare
+except ModuleNotFoundError:  # an optional extra: the error says how to install it, at start
+    cloudflare = None  # type: ignore[assignment]
 
 from failover.config.types import CloudflareProviderConfig, ProviderConfig, Secret
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
@@ -84,6 +87,12 @@ class CloudflareProvider:
         call, so the daemon starts even while Cloudflare is unreachable."""
         if self._client is not None:
             return
+        if cloudflare is None:
+            raise ProviderError(
+                f"cloudflare provider {self.name}: the `cloudflare` package is not installed; "
+                "install it with: pip install 'failover[cloudflare]'",
+                kind="config",
+            )
         token = self.config.api_token
         if token is None and self._environ.get(ENV_TOKEN):
             token = Secret(self._environ[ENV_TOKEN])

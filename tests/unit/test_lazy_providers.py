@@ -17,8 +17,9 @@ def imported_after(code: str) -> set[str]:
 
 
 def test_the_daemon_imports_no_cloud_sdk_until_one_is_configured() -> None:
+    sdks = {"boto3", "botocore", "ovh", "cloudflare", "httpx"}
     loaded = imported_after("import failover.daemon, failover.cli")
-    assert not {"boto3", "botocore", "ovh"} & loaded, sorted({"boto3", "botocore", "ovh"} & loaded)
+    assert not sdks & loaded, sorted(sdks & loaded)
 
 
 def test_each_sdk_comes_with_its_provider() -> None:
@@ -27,3 +28,7 @@ def test_each_sdk_comes_with_its_provider() -> None:
     assert "ovh" in imported_after(
         "from failover.providers.registry import factory; factory('ovh')"
     )
+    loaded = imported_after(
+        "from failover.providers.registry import factory; factory('cloudflare')"
+    )
+    assert "cloudflare" in loaded and not {"boto3", "ovh"} & loaded

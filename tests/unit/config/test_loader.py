@@ -584,15 +584,17 @@ def test_example_file_loads() -> None:
 def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
     missing: list[str] = []
     config = load_config(FULL_EXAMPLE, env={}, missing_secrets=missing)
-    assert {p.type for p in config.providers.values()} == {"route53", "ovh", "scaleway", "rfc2136"}
+    types = {p.type for p in config.providers.values()}
+    assert types == {"route53", "ovh", "scaleway", "rfc2136", "cloudflare"}
     shop = config.services["shop"]
-    assert {r.provider for r in shop.records} == {"ovh", "route53", "bind"}
+    assert {r.provider for r in shop.records} == {"ovh", "route53", "bind", "cloudflare"}
     assert [t.location for t in shop.targets] == ["aws", "ovh", "scaleway"]
     assert missing == [
         "providers.ovh.application_key: ${OVH_APPLICATION_KEY}",
         "providers.ovh.application_secret: ${OVH_APPLICATION_SECRET}",
         "providers.ovh.consumer_key: ${OVH_CONSUMER_KEY}",
         "providers.scaleway.secret_key: ${file:/run/secrets/scw_secret_key}",
+        "providers.cloudflare.api_token: ${CLOUDFLARE_API_TOKEN}",
         "providers.bind.tsig.secret: ${TSIG_SECRET}",
         "notifications[0].url: ${SLACK_WEBHOOK_URL}",
     ]
@@ -605,6 +607,7 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
         "OVH_APPLICATION_SECRET": "s-4711",
         "OVH_CONSUMER_KEY": "c",
         "TSIG_SECRET": "c2VjcmV0",
+        "CLOUDFLARE_API_TOKEN": "cf",
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x",
     }
     with pytest.raises(ConfigError) as info:
