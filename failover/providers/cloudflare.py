@@ -54,6 +54,16 @@ _MAX_PAGES = 1000  # a server that never returns a short page must not loop us f
 _FEW_NAMES = 8  # above this many names in one zone's change, list the zone once instead
 
 
+class CloudflareError(ProviderError):
+    """A failed Cloudflare call; `retry_after` is the server's Retry-After in seconds, if any."""
+
+    def __init__(
+        self, message: str, *, kind: str, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, kind=kind, retryable=retryable)
+        self.retry_after = retry_after
+
+
 class CloudflareProvider:
     """Cloudflare zones; one instance per configured `type: cloudflare` provider."""
 
@@ -139,7 +149,9 @@ class CloudflareProvider:
             values = check_values(change, zone)
             proxied = self._proxied(name)
             if proxied and change.key.type not in (RecordType.A, RecordType.AAAA, RecordType.CNAME):
-                raise ProviderError(f"{change.key}: only A, AAAA and CNAME can be proxied")
+                raise ProviderError(
+                    f"{change.key}: only A, AAAA and CNAME records can be proxied", kind="invalid"
+                )
             wanted = Wanted(name, change.key.type, change.ttl, values, proxied)
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wanted
         zones = sorted(by_zone)
@@ -173,7 +185,7 @@ class CloudflareProvider:
 
     async def _apply_zone(self, zone: str, wanted: list[Wanted]) -> None:
         async with self._slots:
-            await self._call(lambda: self._write_zone(zone, wanted), f"update {zone}")
+            await self._call(lambda: self._write_zone(zone, wanted), zone)
 
     async def _write_zone(self, zone: str, wanted: list[Wanted]) -> None:
         """One attempt: read what is there, send the difference in batches. Re-run as a whole
@@ -228,7 +240,7 @@ class CloudflareProvider:
         )
 
     async def _read_retried(self, zone: str, name: str) -> dict[RecordType, list[Existing]]:
-        return await self._call(lambda: self._read_name(zone, name), f"read {name}")
+        return await self._call(lambda: self._read_name(zone, name), zone)
 
     async def _read_name(self, zone: str, name: str) -> dict[RecordType, list[Existing]]:
         by_type: dict[RecordType, list[Existing]] = {}
@@ -303,8 +315,20 @@ class CloudflareProvider:
 
     # -- errors and retries ---------------------------------------------------------------------
 
-    async def _call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        return await with_retries(call, self.config.retry, self.on_error)
+    async def _call(self, call: Callable[[], Awaitable[T]], zone: str) -> T:
+        """`call` under the retry policy (waiting at least a 429's Retry-After). A zone that
+        is not found any more is looked up again next time (deleted and re-added: a new id)."""
+        try:
+            return await with_retries(
+                call,
+                self.config.retry,
+                self.on_error,
+                retry_after=lambda exc: getattr(exc, "retry_after", None),
+            )
+        except ProviderError as exc:
+            if exc.kind == "not_found":
+                self._zone_ids.pop(zone, None)
+            raise
 
     async def _attempt(self, request: Awaitable[T], what: str) -> T:
         """One API call under the per-call timeout, its failure as a ProviderError marked
@@ -333,7 +357,7 @@ class CloudflareProvider:
         log.warning("%s%s", error, " (retryable)" if error.retryable else "")
         raise error
 
-    def _status_error(self, prefix: str, exc: cloudflare.APIStatusError) -> ProviderError:
+    def _status_error(self, prefix: str, exc: cloudflare.APIStatusError) -> CloudflareError:
         status = exc.status_code
         kind, retryable = kind_of_status(status, "invalid")
         details = "; ".join(f"{e.code}: {e.message}" for e in exc.errors or [])
@@ -349,7 +373,7 @@ class CloudflareProvider:
             if retry_after > self.config.retry.deadline:
                 retryable = False
                 message += f", beyond the retry deadline of {self.config.retry.deadline:g}s"
-        return ProviderError(message, kind=kind, retryable=retryable)
+        return CloudflareError(message, kind=kind, retryable=retryable, retry_after=retry_after)
 
     def _redact(self, text: str) -> str:
         token = self._token.reveal() if self._token is not None else ""

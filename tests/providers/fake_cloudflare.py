@@ -54,6 +54,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
     hang: float = 0.0  # seconds to wait before answering (a hung API)
+    commit: bool = False  # carry the call out, then answer the error (a lost answer)
 
 
 @dataclass
@@ -157,12 +158,20 @@ class FakeCloudflare:
         body = await request.json() if request.can_read_body else None
         authenticated = request.headers.get("Authorization") == f"Bearer {self.token}"
         self.seen.append(Seen(request.method, path, dict(request.query), body, authenticated))
-        for fault in self.faults:
-            if fault.times and fault.method == request.method and fault.path_part in path:
-                fault.times -= 1
-                if fault.hang:  # until then, or until the fake closes
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._closing.wait(), fault.hang)
+        fault = next(
+            (
+                f
+                for f in self.faults
+                if f.times and f.method == request.method and f.path_part in path
+            ),
+            None,
+        )
+        if fault is not None:
+            fault.times -= 1
+            if fault.hang:  # until then, or until the fake closes
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), fault.hang)
+            if not fault.commit:
                 return _error(ApiError(fault.status, fault.code, fault.message), fault.headers)
         if not authenticated:
             return _error(ApiError(403, 10000, "Authentication error"))
@@ -171,6 +180,8 @@ class FakeCloudflare:
                 result, info = await self._route(request.method, path.split("/")[1:], request, body)
         except ApiError as exc:
             return _error(exc)
+        if fault is not None:  # committed, but the answer is lost
+            return _error(ApiError(fault.status, fault.code, fault.message), fault.headers)
         out: dict[str, Any] = {"success": True, "errors": [], "messages": [], "result": result}
         if info is not None:
             out["result_info"] = info

@@ -323,3 +323,45 @@ async def test_no_token_is_a_clear_error(fake: FakeCloudflare) -> None:
         assert await env.read([a(env, "none")]) == {a(env, "none"): None}
     finally:
         await env.aclose()
+
+
+async def test_a_lost_answer_is_retried_without_posting_twice(
+    provider: Provider, fake: FakeCloudflare
+) -> None:
+    """The batch committed but its answer was a 502: the retry re-reads and sends nothing."""
+    fake.inject("POST", "/batch", status=502, message="Bad gateway", commit=True)
+    shop = a(provider, "shop")
+    await provider.apply([Change(shop, 60, None, ("192.0.2.1", "192.0.2.2"))])
+    assert fake.rrset(ZONE, shop.name) == (60, ["192.0.2.1", "192.0.2.2"])
+    assert len(fake.calls("POST", "/batch")) == 1 and provider.errors == ["server"]
+
+
+async def test_retry_after_is_waited(fake: FakeCloudflare) -> None:
+    """Up to the policy's max_delay; the policy's own backoff would be 10 ms here."""
+    fake.inject(
+        "POST", "/batch", status=429, code=971, message="slow down", headers={"Retry-After": "1"}
+    )
+    p = make(fake, retry=RetryConfig(attempts=3, initial=0.01, max_delay=2.0, deadline=10.0))
+    await p.start()
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await p.apply([Change(a(p, "shop"), 60, None, ("192.0.2.1",))])
+        assert loop.time() - started >= 0.9
+        assert p.errors == ["throttling"]
+    finally:
+        await p.aclose()
+
+
+async def test_a_zone_re_created_is_looked_up_again(
+    provider: Provider, fake: FakeCloudflare
+) -> None:
+    shop = a(provider, "shop")
+    await provider.read([shop])
+    old = fake.zone(ZONE)
+    del fake.zones[old.id]
+    fake.add_zone(ZONE)
+    with pytest.raises(ProviderError) as info:
+        await provider.read([shop])
+    assert info.value.kind == "not_found"
+    assert await provider.read([shop]) == {shop: None}  # a new id, found by name
