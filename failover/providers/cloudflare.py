@@ -12,7 +12,9 @@
 - Proxied records answer with Cloudflare's addresses: no authoritative query can verify them.
   A name is published proxied only when listed under `proxied` (which the config accepts only
   with `verify: api`), and a record found proxied at Cloudflare but not listed is refused
-  rather than silently unproxied.
+  rather than silently unproxied. Their TTL is Cloudflare's "automatic" (1): read() reports
+  the TTL last asked for instead, so the engine does not see a TTL to correct at every read
+  (after a restart it sees one once, and the apply that follows sends nothing).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from failover.providers.base import (
     combined_error,
     gather_all,
 )
-from failover.providers.cloudflare_batch import Batch, Existing, Wanted, plan_batches
+from failover.providers.cloudflare_batch import AUTO_TTL, Batch, Existing, Wanted, plan_batches
 from failover.providers.retry import kind_of_status, with_retries
 from failover.retrying import parse_retry_after
 from failover.store import Store
@@ -85,6 +87,7 @@ class CloudflareProvider:
         self._token: Secret | None = None
         self._client: cloudflare.AsyncCloudflare | None = None
         self._zone_ids: dict[str, str] = {}
+        self._asked: dict[tuple[str, RecordType], int] = {}  # TTL asked of proxied RRsets
         self._slots = asyncio.Semaphore(config.max_concurrency)
 
     def __repr__(self) -> str:
@@ -153,6 +156,8 @@ class CloudflareProvider:
                     f"{change.key}: only A, AAAA and CNAME records can be proxied", kind="invalid"
                 )
             wanted = Wanted(name, change.key.type, change.ttl, values, proxied)
+            if proxied:
+                self._asked[(name, change.key.type)] = change.ttl
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wanted
         zones = sorted(by_zone)
         outcomes = await asyncio.gather(
@@ -307,7 +312,10 @@ class CloudflareProvider:
         if not records:
             return None
         values = canonical_values(key.type, (r.value for r in records))
-        return RecordSet(key.name, key.type, min(r.ttl for r in records), values)
+        ttl = min(r.ttl for r in records)
+        if ttl == AUTO_TTL and all(r.proxied for r in records):
+            ttl = self._asked.get((_norm(key.name), key.type), AUTO_TTL)
+        return RecordSet(key.name, key.type, ttl, values)
 
     def _proxied(self, name: str) -> bool:
         proxied = self.config.proxied

@@ -21,6 +21,8 @@ from typing import Any
 
 from failover.model import RecordType
 
+AUTO_TTL = 1  # Cloudflare's "automatic" TTL, the only one a proxied record has
+
 
 @dataclass(frozen=True)
 class Existing:
@@ -64,7 +66,10 @@ def content(rtype: RecordType, value: str) -> str:
 
 
 def operations(wanted: Wanted, existing: Sequence[Existing]) -> list[tuple[str, dict[str, Any]]]:
-    """The operations that turn `existing` into `wanted`, ordered posts, patches, deletes."""
+    """The operations that turn `existing` into `wanted`, ordered posts, patches, deletes.
+    A proxied record is sent with TTL 1 ("automatic"): Cloudflare's edge answers for it with
+    its own TTL whatever is asked."""
+    ttl = AUTO_TTL if wanted.proxied else wanted.ttl
     keep: dict[str, Existing] = {}
     spare: list[Existing] = []  # records whose value is no longer wanted (or duplicates)
     for record in existing:
@@ -79,7 +84,7 @@ def operations(wanted: Wanted, existing: Sequence[Existing]) -> list[tuple[str, 
             "name": wanted.name,
             "type": wanted.type.value,
             "content": content(wanted.type, value),
-            "ttl": wanted.ttl,
+            "ttl": ttl,
             "proxied": wanted.proxied,
         }
 
@@ -87,7 +92,7 @@ def operations(wanted: Wanted, existing: Sequence[Existing]) -> list[tuple[str, 
     patches: list[tuple[str, dict[str, Any]]] = []
     deletes: list[tuple[str, dict[str, Any]]] = []
     for value, record in keep.items():
-        if record.ttl != wanted.ttl or record.proxied != wanted.proxied:
+        if record.ttl != ttl or record.proxied != wanted.proxied:
             patches.append(("patches", {"id": record.id, **body(value)}))
     for value in new:
         if spare:

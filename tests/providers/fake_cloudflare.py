@@ -10,8 +10,9 @@ Faithful where the provider depends on it (the official SDK 5.9 is the client):
 - An identical record (same name, type, content) is refused (81058); a CNAME shares its name
   with nothing (81053); TTL is 1 (automatic) or `min_ttl`..86400.
 - 429 with Retry-After and error 971 on demand (`inject`).
+- A proxied record's TTL is 1 ("automatic") whatever was asked, as Cloudflare documents.
 Assumed, not checked against the live service: the error codes of a batch over the limit and
-of a bad token, and that a proxied record keeps the TTL it was given.
+of a bad token.
 
 `mirror` (optional) is awaited after each committed write with the RRsets it touched, so an
 authoritative server (BIND, through RFC 2136) serves what the API holds, as Cloudflare's name
@@ -289,7 +290,7 @@ class FakeCloudflare:
             "name": name,
             "type": rtype,
             "content": content.lower().rstrip(".") if rtype == "CNAME" else content,
-            "ttl": ttl,
+            "ttl": 1 if proxied else ttl,
             "proxied": proxied,
             "proxiable": rtype in ("A", "AAAA", "CNAME"),
             "comment": op.get("comment"),

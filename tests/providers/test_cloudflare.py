@@ -216,7 +216,8 @@ async def test_a_proxied_record_is_refused_unless_listed(
         await provider.apply([Change(cdn, 60, ("192.0.2.1",), ("192.0.2.2",))])
     assert "proxied" in str(info.value) and "verify: api" in str(info.value)
     assert info.value.kind == "invalid" and not info.value.retryable
-    assert fake.rrset(ZONE, f"cdn.{ZONE}") == (300, ["192.0.2.1"])  # not silently unproxied
+    assert fake.rrset(ZONE, f"cdn.{ZONE}") == (1, ["192.0.2.1"])  # not silently unproxied
+    assert all(r["proxied"] for r in fake.zone(ZONE).records.values())
     assert fake.calls("POST", "/batch") == []
 
 
@@ -236,8 +237,22 @@ async def test_verify_api_opt_in_publishes_and_confirms_proxied_records(
         wrong = [Change(cdn, 60, None, ("192.0.2.7",))]
         late = await verify_through_api(p, wrong, timeout=0.2, interval=0.05)
         assert not late.ok and "192.0.2.5" in late.reason
+        # Cloudflare keeps a proxied record's TTL automatic (1); read() reports the TTL asked
+        # for, so the engine finds nothing to correct, and a TTL-only change sends nothing
+        assert fake.rrset(ZONE, cdn.name) == (1, ["192.0.2.5"])
+        assert (await p.read([cdn]))[cdn] == RecordSet(cdn.name, RecordType.A, 60, ("192.0.2.5",))
+        calls = len(fake.calls("POST", "/batch"))
+        await p.apply([Change(cdn, 30, ("192.0.2.5",), ("192.0.2.5",))])
+        assert len(fake.calls("POST", "/batch")) == calls
+        assert (await p.read([cdn]))[cdn].ttl == 30  # type: ignore[union-attr]
     finally:
         await p.aclose()
+    fresh = make(fake, proxied=True)  # a restart: the TTL asked is not known any more
+    await fresh.start()
+    try:
+        assert (await fresh.read([cdn]))[cdn].ttl == 1  # type: ignore[union-attr]
+    finally:
+        await fresh.aclose()
 
 
 # -- errors, retries, faults ---------------------------------------------------------------------
