@@ -6,6 +6,7 @@ then what is particular to a peer: BIND's existing records and hand edits, Scale
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,7 +286,12 @@ def test_cloudflare_proxied_record_is_verified_through_the_api_and_says_so(
             record = lab.service()["records"][0]
             assert record["verify_method"] == "api" and record["values"] == [SECONDARY]
             assert bind.values(f"shop.{ZONE}") == [EDGE]
+            shown = json.dumps([lab.status(), lab.history()]) + lab.metrics()
+            assert CF_TOKEN not in shown
             assert lab.stop() == 0
+        log = lab.log()
+        assert CF_TOKEN not in log and "Traceback" not in log
+        assert "HTTP Request:" not in log  # httpx's line per request is kept out
 
 
 def fake_values(fake: FakeCloudflare) -> list[str]:

@@ -380,3 +380,13 @@ async def test_a_zone_re_created_is_looked_up_again(
         await provider.read([shop])
     assert info.value.kind == "not_found"
     assert await provider.read([shop]) == {shop: None}  # a new id, found by name
+
+
+async def test_a_token_echoed_by_the_api_is_redacted(
+    provider: Provider, fake: FakeCloudflare, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject("GET", "/dns_records", status=400, code=6003, message=f"bad header {TOKEN}")
+    with pytest.raises(ProviderError) as info:
+        await provider.read([a(provider, "shop")])
+    assert "bad header ***" in str(info.value) and TOKEN not in str(info.value)
+    assert TOKEN not in caplog.text
