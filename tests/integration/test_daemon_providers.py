@@ -286,6 +286,9 @@ def test_cloudflare_proxied_record_is_verified_through_the_api_and_says_so(
             record = lab.service()["records"][0]
             assert record["verify_method"] == "api" and record["values"] == [SECONDARY]
             assert bind.values(f"shop.{ZONE}") == [EDGE]
+            status_text = lab.cli("status").stdout
+            assert "in sync (verified through the API only)" in status_text
+            assert "read back (API)" in lab.cli("history").stdout
             shown = json.dumps([lab.status(), lab.history()]) + lab.metrics()
             assert CF_TOKEN not in shown
             assert lab.stop() == 0
