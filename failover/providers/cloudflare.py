@@ -117,12 +117,17 @@ class CloudflareProvider:
                 kind="auth",
             )
         self._token = token
-        self._client = cloudflare.AsyncCloudflare(
+        client = cloudflare.AsyncCloudflare(
             api_token=token.reveal(),
             base_url=self.config.base_url,
             timeout=self.config.timeout,
             max_retries=0,
         )
+        # The SDK also reads CLOUDFLARE_EMAIL, CLOUDFLARE_API_KEY and a user service key from
+        # the environment, and an email there would replace the token in every request (and
+        # send a global API key along): the token is the only credential we use.
+        client.api_email = client.api_key = client.user_service_key = None
+        self._client = client
 
     async def aclose(self) -> None:
         if self._client is not None:

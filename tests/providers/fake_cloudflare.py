@@ -65,6 +65,7 @@ class Seen:
     query: dict[str, str]
     body: Any
     authenticated: bool
+    other_credentials: tuple[str, ...] = ()  # legacy auth headers sent too (X-Auth-Key…)
 
 
 @dataclass
@@ -158,7 +159,11 @@ class FakeCloudflare:
         path = "/" + request.match_info["tail"]
         body = await request.json() if request.can_read_body else None
         authenticated = request.headers.get("Authorization") == f"Bearer {self.token}"
-        self.seen.append(Seen(request.method, path, dict(request.query), body, authenticated))
+        legacy = ("X-Auth-Email", "X-Auth-Key", "X-Auth-User-Service-Key")
+        others = tuple(h for h in legacy if h in request.headers)
+        authenticated = authenticated and not others  # Cloudflare reads those first
+        seen = Seen(request.method, path, dict(request.query), body, authenticated, others)
+        self.seen.append(seen)
         fault = next(
             (
                 f

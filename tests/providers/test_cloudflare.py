@@ -390,3 +390,20 @@ async def test_a_token_echoed_by_the_api_is_redacted(
         await provider.read([a(provider, "shop")])
     assert "bad header ***" in str(info.value) and TOKEN not in str(info.value)
     assert TOKEN not in caplog.text
+
+
+async def test_only_the_token_is_sent_whatever_the_environment_holds(
+    fake: FakeCloudflare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK picks up CLOUDFLARE_EMAIL and CLOUDFLARE_API_KEY by itself; an email would
+    replace the token and a global key would travel with every request."""
+    monkeypatch.setenv("CLOUDFLARE_EMAIL", "ops@example.test")
+    monkeypatch.setenv("CLOUDFLARE_API_KEY", "global-key-0123456789")
+    monkeypatch.setenv("CLOUDFLARE_API_USER_SERVICE_KEY", "v1.0-service-key")
+    p = make(fake)
+    await p.start()
+    try:
+        assert await p.read([a(p, "shop")]) == {a(p, "shop"): None}
+    finally:
+        await p.aclose()
+    assert fake.seen and all(s.authenticated and not s.other_credentials for s in fake.seen)
