@@ -54,16 +54,24 @@ T = TypeVar("T")
 ENV_TOKEN = "CLOUDFLARE_API_TOKEN"
 _MAX_PAGES = 1000  # a server that never returns a short page must not loop us forever
 _FEW_NAMES = 8  # above this many names in one zone's change, list the zone once instead
+_GONE = 81044  # "Record does not exist.": changed behind our back since we read the zone
 
 
 class CloudflareError(ProviderError):
     """A failed Cloudflare call; `retry_after` is the server's Retry-After in seconds, if any."""
 
     def __init__(
-        self, message: str, *, kind: str, retryable: bool, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        kind: str,
+        retryable: bool,
+        retry_after: float | None = None,
+        codes: tuple[int, ...] = (),
     ) -> None:
         super().__init__(message, kind=kind, retryable=retryable)
         self.retry_after = retry_after
+        self.codes = codes  # Cloudflare's error codes, from the envelope's `errors`
 
 
 class CloudflareProvider:
@@ -201,12 +209,16 @@ class CloudflareProvider:
         """One attempt: read what is there, send the difference in batches. Re-run as a whole
         by the retry policy, so batches already committed are not sent again."""
         started = time.monotonic()
-        names = {w.name for w in wanted}
-        if len(names) <= _FEW_NAMES:
-            parts = [await self._list(zone, {"name": {"exact": n}}) for n in sorted(names)]
+        types: dict[str, set[RecordType]] = {}
+        for w in wanted:
+            types.setdefault(w.name, set()).add(w.type)
+        if len(types) <= _FEW_NAMES:
+            parts = await gather_all(
+                self._list(zone, {"name": {"exact": n}, **_only(ts)}) for n, ts in types.items()
+            )
             records = [r for part in parts for r in part]
-        else:
-            records = await self._list(zone, {})
+        else:  # a mass failover: the whole zone (of the changed types) in a few pages
+            records = await self._list(zone, _only({w.type for w in wanted}))
         existing: dict[tuple[str, RecordType], list[Existing]] = {}
         keys = {(w.name, w.type): w for w in wanted}
         for record in records:
@@ -225,7 +237,12 @@ class CloudflareProvider:
         batches = plan_batches(wanted, existing, self.config.batch_size)
         zone_id = await self._zone_id(zone)
         for number, batch in enumerate(batches, 1):
-            await self._send(zone, zone_id, batch, f"batch {number}/{len(batches)}")
+            try:
+                await self._send(zone, zone_id, batch, f"batch {number}/{len(batches)}")
+            except CloudflareError as exc:
+                if number > 1:  # each batch is its own transaction: say what went through
+                    exc.args = (f"{exc} ({number - 1} of {len(batches)} batches applied)",)
+                raise
         log.info(
             "cloudflare %s: zone %s: %d record set(s) in %d batch call(s) (%.0f ms)",
             self.name,
@@ -238,6 +255,21 @@ class CloudflareProvider:
     async def _send(self, zone: str, zone_id: str, batch: Batch, what: str) -> None:
         client = self._need_client()
         self.batches += 1
+        try:
+            await self._send_once(client, zone, zone_id, batch, what)
+        except CloudflareError as exc:
+            if _GONE in exc.codes:  # a record we read was deleted since: read again, retry
+                exc.retryable = True
+            raise
+
+    async def _send_once(
+        self,
+        client: cloudflare.AsyncCloudflare,
+        zone: str,
+        zone_id: str,
+        batch: Batch,
+        what: str,
+    ) -> None:
         await self._attempt(
             client.dns.records.batch(
                 zone_id=zone_id,
@@ -386,7 +418,10 @@ class CloudflareProvider:
             if retry_after > self.config.retry.deadline:
                 retryable = False
                 message += f", beyond the retry deadline of {self.config.retry.deadline:g}s"
-        return CloudflareError(message, kind=kind, retryable=retryable, retry_after=retry_after)
+        codes = tuple(e.code for e in exc.errors or [] if isinstance(e.code, int))
+        return CloudflareError(
+            message, kind=kind, retryable=retryable, retry_after=retry_after, codes=codes
+        )
 
     def _redact(self, text: str) -> str:
         token = self._token.reveal() if self._token is not None else ""
@@ -403,6 +438,11 @@ def create(config: ProviderConfig, zones: Iterable[str], store: Store) -> Provid
     if not isinstance(config, CloudflareProviderConfig):
         raise TypeError(f"expected a cloudflare provider config, got {config.type}")
     return CloudflareProvider(config, zones, store)
+
+
+def _only(types: set[RecordType]) -> dict[str, str]:
+    """The listing filter for `types`: one type is filtered by the API, several locally."""
+    return {"type": next(iter(types)).value} if len(types) == 1 else {}
 
 
 def _type(raw: object) -> RecordType | None:

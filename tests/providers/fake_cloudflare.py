@@ -56,6 +56,7 @@ class Fault:
     times: int = 1
     hang: float = 0.0  # seconds to wait before answering (a hung API)
     commit: bool = False  # carry the call out, then answer the error (a lost answer)
+    after: int = 0  # matching calls let through before the fault applies
 
 
 @dataclass
@@ -172,6 +173,9 @@ class FakeCloudflare:
             ),
             None,
         )
+        if fault is not None and fault.after:
+            fault.after -= 1
+            fault = None
         if fault is not None:
             fault.times -= 1
             if fault.hang:  # until then, or until the fake closes

@@ -407,3 +407,29 @@ async def test_only_the_token_is_sent_whatever_the_environment_holds(
     finally:
         await p.aclose()
     assert fake.seen and all(s.authenticated and not s.other_credentials for s in fake.seen)
+
+
+async def test_a_record_deleted_behind_our_back_is_read_again(
+    provider: Provider, fake: FakeCloudflare
+) -> None:
+    shop = a(provider, "shop")
+    await provider.apply([Change(shop, 60, None, ("192.0.2.1",))])
+    fake.inject("POST", "/batch", status=404, code=81044, message="Record does not exist.")
+    await provider.apply([Change(shop, 60, ("192.0.2.1",), ("192.0.2.2",))])
+    assert fake.rrset(ZONE, shop.name) == (60, ["192.0.2.2"])
+    assert provider.errors == ["not_found"]
+    reads = [s.query for s in fake.calls("GET", "/dns_records")]
+    assert reads[-1] == {"name.exact": shop.name, "type": "A", "page": "1", "per_page": "5"}
+
+
+async def test_a_failed_later_batch_says_what_went_through(fake: FakeCloudflare) -> None:
+    fake.inject("POST", "/batch", status=400, code=1004, message="DNS Validation Error", after=1)
+    p = make(fake, batch_size=4)
+    await p.start()
+    try:
+        with pytest.raises(ProviderError) as info:
+            await p.apply([Change(a(p, f"n{i}"), 60, None, ("192.0.2.1",)) for i in range(10)])
+        assert "batch 2/3" in str(info.value) and "(1 of 3 batches applied)" in str(info.value)
+        assert len(fake.zone(ZONE).records) == 4  # the first batch, whole
+    finally:
+        await p.aclose()
