@@ -297,6 +297,27 @@ def test_cloudflare_proxied_record_is_verified_through_the_api_and_says_so(
         assert "HTTP Request:" not in log  # httpx's line per request is kept out
 
 
+def test_cloudflare_throttling_is_retried_and_counted(
+    bind: BindServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with (
+        cloudflare_peer(monkeypatch, bind) as (peer, fake),
+        Lab(tmp_path, peer, addresses=(PRIMARY, SECONDARY)) as lab,
+    ):
+        lab.start()
+        lab.wait_answer(PRIMARY)
+        fake.throttle("POST", "/batch", retry_after=1)  # the failover's batch, once
+        lab.primary.stop()
+        lab.wait_answer(SECONDARY, timeout=30)
+        lab.wait_service(
+            lambda s: s["active"] == "secondary" and s["records"][0]["in_sync"],
+            "status to report the secondary in sync",
+        )
+        throttled = lab.metric("failover_provider_errors_total", provider="cf", kind="throttling")
+        assert throttled == 1
+        assert len(fake.calls("POST", "/batch")) == 3  # published, throttled, retried
+
+
 def fake_values(fake: FakeCloudflare) -> list[str]:
     found = fake.rrset(ZONE, f"shop.{ZONE}")
     return found[1] if found else []

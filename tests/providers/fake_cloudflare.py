@@ -131,6 +131,21 @@ class FakeCloudflare:
         self.faults.append(fault)
         return fault
 
+    def throttle(
+        self, method: str, path_part: str, retry_after: float = 1, times: int = 1
+    ) -> Fault:
+        """Cloudflare's answer past its rate limit (1,200 requests per 5 minutes per user):
+        429, error 971, and a Retry-After in seconds."""
+        return self.inject(
+            method,
+            path_part,
+            status=429,
+            code=971,
+            message="Please wait and consider throttling your request speed",
+            headers={"Retry-After": f"{retry_after:g}"},
+            times=times,
+        )
+
     def calls(self, method: str, path_part: str = "") -> list[Seen]:
         return [s for s in self.seen if s.method == method and path_part in s.path]
 

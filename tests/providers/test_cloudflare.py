@@ -261,14 +261,7 @@ async def test_verify_api_opt_in_publishes_and_confirms_proxied_records(
 async def test_429_and_5xx_are_retried_and_counted(
     provider: Provider, fake: FakeCloudflare
 ) -> None:
-    fake.inject(
-        "POST",
-        "/batch",
-        status=429,
-        code=971,
-        message="Please wait and consider throttling your request speed",
-        headers={"Retry-After": "0"},
-    )
+    fake.throttle("POST", "/batch", retry_after=0)
     fake.inject("GET", "/dns_records", status=502, message="Bad gateway")
     await provider.apply([Change(a(provider, "shop"), 60, None, ("192.0.2.1",))])
     assert sorted(provider.errors) == ["server", "throttling"]
@@ -353,9 +346,7 @@ async def test_a_lost_answer_is_retried_without_posting_twice(
 
 async def test_retry_after_is_waited(fake: FakeCloudflare) -> None:
     """Up to the policy's max_delay; the policy's own backoff would be 10 ms here."""
-    fake.inject(
-        "POST", "/batch", status=429, code=971, message="slow down", headers={"Retry-After": "1"}
-    )
+    fake.throttle("POST", "/batch", retry_after=1)
     p = make(fake, retry=RetryConfig(attempts=3, initial=0.01, max_delay=2.0, deadline=10.0))
     await p.start()
     try:
