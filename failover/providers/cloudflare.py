@@ -169,8 +169,6 @@ class CloudflareProvider:
                     f"{change.key}: only A, AAAA and CNAME records can be proxied", kind="invalid"
                 )
             wanted = Wanted(name, change.key.type, change.ttl, values, proxied)
-            if proxied:
-                self._asked[(name, change.key.type)] = change.ttl
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wanted
         zones = sorted(by_zone)
         outcomes = await asyncio.gather(
@@ -178,6 +176,10 @@ class CloudflareProvider:
             return_exceptions=True,
         )
         failed = [(z, o) for z, o in zip(zones, outcomes, strict=True) if isinstance(o, Exception)]
+        for zone, outcome in zip(zones, outcomes, strict=True):
+            if outcome is None:  # applied: remember the TTL asked of its proxied record sets
+                sets = by_zone[zone].values()
+                self._asked.update({(w.name, w.type): w.ttl for w in sets if w.proxied})
         for _, outcome in failed:
             if not isinstance(outcome, ProviderError):
                 raise outcome
