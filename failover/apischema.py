@@ -178,6 +178,7 @@ class RecordStatus(TypedDict):
     verified: bool | None
     error: str | None
     verify_timeout_seconds: NotRequired[float | None]
+    verify_method: NotRequired[str | None]  # "dns" (authoritative servers), "api"; None: off
 
 
 class PinStatus(TypedDict):
@@ -268,6 +269,7 @@ class Verification(TypedDict):
     provider: str
     in_sync: bool
     verified: bool | None
+    verified_by: NotRequired[str | None]  # "dns" or "api" (`verify: api`); None: not verified
     verify_reason: str
     in_sync_seconds: float | None
     verify_seconds: float | None

@@ -44,12 +44,14 @@ class Confirmation:
     verify_after: float | None
     error: str = ""
     receipt: Receipt | None = field(default=None, repr=False)  # to ask the provider again
+    verified_by: str = "dns"  # "api": read back through the provider's API (`verify: api`)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "in_sync": self.in_sync,
             "in_sync_seconds": self.in_sync_after,
             "verified": self.verified,
+            "verified_by": self.verified_by if self.verified is not None else None,
             "verify_seconds": self.verify_after,
             "verify_reason": self.verify_reason,
             "error": self.error or None,
@@ -296,7 +298,14 @@ class ProviderQueue:
             )
         verified = await self._verify(changes, submitted, self.config.verify.timeout)
         return Confirmation(
-            True, in_sync_after, verified.ok, verified.reason, verified.elapsed, "", receipt
+            True,
+            in_sync_after,
+            verified.ok,
+            verified.reason,
+            verified.elapsed,
+            "",
+            receipt,
+            self.config.verify.method,
         )
 
     def change_timeout(self) -> float:
@@ -350,6 +359,7 @@ class ProviderQueue:
                 result.elapsed,
                 "",
                 receipt,
+                verify_config.method,
             )
 
     async def _recheck_sync(self, previous: Confirmation | None) -> Confirmation:
@@ -370,7 +380,9 @@ class ProviderQueue:
             Expectation(c.key.zone, c.key.name, c.key.type, c.after, c.ttl) for c in changes
         ]
         servers = _verify_servers(self.provider, self.config)
-        if servers:
+        if self.config.verify.method == "api":
+            result = await verify_through_api(self.provider, changes, timeout)
+        elif servers:
             result = await verify(expectations, servers, timeout=timeout)
         else:
             result = await verify_change(expectations, self.config.verify, timeout=timeout)
@@ -388,6 +400,45 @@ class ProviderQueue:
                 extra=fields(provider=self.name),
             )
         return result
+
+
+async def verify_through_api(
+    provider: Provider, changes: Sequence[Change], timeout: float, interval: float = 1.0
+) -> VerifyResult:
+    """`verify: api`: read the records back through the provider's API until they hold the
+    change. Weaker than asking the servers (it proves the provider stored the change, not
+    that anyone serves it), which is why it is opt-in and named in status and the journal."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    keys = [c.key for c in changes]
+    problem = "not read yet"
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, start + timeout - loop.time())):
+                found = await provider.read(keys)
+            wrong = [
+                f"{c.key.name} {c.key.type.value}: {_shown(found.get(c.key))}"
+                for c in changes
+                if (rs := found.get(c.key)) is None or rs.values != c.after or rs.ttl != c.ttl
+            ]
+            if not wrong:
+                return VerifyResult(
+                    True,
+                    loop.time() - start,
+                    (),
+                    "read back through the provider API (verify: api; not asked of the "
+                    "authoritative servers)",
+                )
+            problem = "the API holds " + "; ".join(wrong[:3])
+        except (ProviderError, TimeoutError, OSError) as exc:
+            problem = f"read back through the API failed: {exc or 'timeout'}"
+        if loop.time() + interval > start + timeout:
+            return VerifyResult(False, loop.time() - start, (), f"{problem} (verify: api)")
+        await asyncio.sleep(interval)
+
+
+def _shown(found: Any) -> str:
+    return "nothing" if found is None else f"{', '.join(found.values)} ttl {found.ttl}"
 
 
 def submit_plan(

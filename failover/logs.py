@@ -68,6 +68,8 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # the Cloudflare SDK's HTTP client logs every request at INFO; providers log what matters
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 REPEAT_WINDOW = 10.0  # seconds: the same line more than once in a window is counted, not written

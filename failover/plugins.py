@@ -25,6 +25,7 @@ DIST = "failover"
 BUILTIN: dict[str, str] = {
     "builtin": "failover.providers.builtin",
     "hetzner": "failover.providers.hetzner",
+    "cloudflare": "failover.providers.cloudflare",
     "scaleway": "failover.providers.scaleway",
     "rfc2136": "failover.providers.rfc2136",
     "ovh": "failover.providers.ovh",

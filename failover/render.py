@@ -106,6 +106,8 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             sync = "in sync" if record.get("in_sync") else "NOT in sync"
             if record.get("error"):
                 sync = record["error"]
+            elif record.get("verify_method") == "api":
+                sync += " (verified through the API only)"
             lines.append(
                 f"     {record['provider']:<10} {record['name']} {record['type']} "
                 f"{record.get('ttl')}  {values}  {sync}"
@@ -137,11 +139,12 @@ def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
         )
         for provider in entry.get("providers", []) or []:
             if entry.get("kind") == "verify":
+                verified = "verified" if provider.get("verified_by") != "api" else "read back (API)"
                 parts = [
                     f"{label} {provider[key] * 1000:.0f}ms"
                     for label, key in (
                         ("in sync", "in_sync_seconds"),
-                        ("verified", "verify_seconds"),
+                        (verified, "verify_seconds"),
                     )
                     if provider.get(key) is not None
                 ]

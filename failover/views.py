@@ -121,6 +121,7 @@ def _service_status(
                 "error": rt.provider_errors.get(record.provider),
                 "sync": sync.as_json() if sync else None,
                 "verify_timeout_seconds": check.timeout if check and check.enabled else None,
+                "verify_method": check.method if check and check.enabled else None,
             }
         )
     provider_alarms = rt.alarms()

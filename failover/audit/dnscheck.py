@@ -49,7 +49,13 @@ _SUFFIXES = (
     ("nsone.net", "ns1"),
 )
 # The operator whose name servers serve what a provider type writes.
-PROVIDER_OPERATOR = {"route53": "aws", "ovh": "ovh", "scaleway": "scaleway", "hetzner": "hetzner"}
+PROVIDER_OPERATOR = {
+    "route53": "aws",
+    "ovh": "ovh",
+    "scaleway": "scaleway",
+    "hetzner": "hetzner",
+    "cloudflare": "cloudflare",
+}
 _SECOND_LEVEL = {"co", "com", "net", "org", "ac", "gov", "edu"}
 
 

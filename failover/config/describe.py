@@ -67,6 +67,8 @@ def _value(name: str, value: object) -> str | None:
         return f"{value:g}"
     if isinstance(value, dict):
         return ", ".join(f"{k} {_value(k, v)}" for k, v in value.items()) or None
+    if isinstance(value, frozenset):
+        return ", ".join(sorted(map(str, value))) or None
     if isinstance(value, tuple | list):
         return ", ".join(str(_value(name, v)) for v in value) or None
     if is_dataclass(value) and not isinstance(value, type):
@@ -94,6 +96,8 @@ def _provider(p: ProviderConfig, plugins: dict[str, ProviderPlugin]) -> str:
     check = p.verify
     servers = ", ".join(map(str, check.nameservers)) or "the zone's NS set"
     verify = f"{servers} within {format_duration(check.timeout)}" if check.enabled else "off"
+    if check.enabled and check.method == "api":
+        verify = f"through the API only, within {format_duration(check.timeout)}"
     where = f" in {p.location}" if p.location else ""
     found = plugins.get(p.type)
     origin = f" ({found.origin})" if found is not None else " (not installed)"

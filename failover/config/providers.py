@@ -35,6 +35,7 @@ from failover.config.parse import (
 )
 from failover.config.types import (
     BuiltinProviderConfig,
+    CloudflareProviderConfig,
     HetznerProviderConfig,
     HostPort,
     OvhProviderConfig,
@@ -198,6 +199,47 @@ def hetzner(sec: Section, name: str, common: ProviderCommon) -> HetznerProviderC
     )
 
 
+def _proxied(sec: Section, verify: VerifyConfig) -> bool | frozenset[str]:
+    """`proxied`: false, true (every record of the provider) or a list of record names. A
+    proxied name answers with Cloudflare's addresses, so only `verify: api` can confirm it."""
+    raw = sec.raw("proxied")
+    if raw is None or raw is False:
+        return False
+    proxied: bool | frozenset[str]
+    if raw is True:
+        proxied = True
+    elif isinstance(raw, list):
+        names = (sec.item(path, node, dns_name()) for path, node in sec.items("proxied"))
+        proxied = frozenset(n for n in names if n is not None)
+    else:
+        sec.error("proxied", "expected true, false or a list of record names")
+        return False
+    if verify.method != "api" and verify.enabled:
+        sec.error(
+            "proxied",
+            "a proxied record answers with Cloudflare's addresses, so no authoritative server "
+            "can verify it; set `verify: api` on this provider (the change is then read back "
+            "through the API), or `verify: false`, or drop `proxied`",
+        )
+    return proxied
+
+
+def cloudflare(sec: Section, name: str, common: ProviderCommon) -> CloudflareProviderConfig:
+    return CloudflareProviderConfig(
+        name=name,
+        location=common.location or "cloudflare",
+        timeout=common.timeout,
+        verify=common.verify,
+        retry=retry_policy(sec),
+        api_token=sec.secret("api_token", required=False),
+        base_url=sec.get("base_url", base_url, "https://api.cloudflare.com/client/v4"),
+        batch_size=sec.get("batch_size", integer(1, 10000), 200),
+        page_size=sec.get("page_size", integer(5, 5000), 100),
+        proxied=_proxied(sec, common.verify),
+        max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
+    )
+
+
 def _option(value: object) -> object:
     """A plugin option as YAML gave it, except that `${…}` text becomes a `Secret`."""
     if isinstance(value, Interpolated):
@@ -274,8 +316,10 @@ def _verify(sec: Section) -> VerifyConfig:
         return VerifyConfig()
     if raw is False:
         return VerifyConfig(enabled=False)
+    if raw == "api":
+        return VerifyConfig(method="api")
     if not isinstance(raw, dict):
-        sec.error("verify", "expected false or a mapping with nameservers and timeout")
+        sec.error("verify", "expected false or api, or a mapping with nameservers and timeout")
         return VerifyConfig()
     v = sec.section("verify")
     nameservers = tuple(
@@ -314,6 +358,7 @@ PROVIDER_PARSERS: dict[str, ProviderParser] = {
     "scaleway": scaleway,
     "rfc2136": rfc2136,
     "hetzner": hetzner,
+    "cloudflare": cloudflare,
 }
 
 

@@ -81,6 +81,9 @@ class VerifyConfig:
     enabled: bool = True
     nameservers: tuple[HostPort, ...] = ()  # empty: the zone's NS set
     timeout: float = 60.0
+    # "api": read the change back through the provider's API, for records no authoritative
+    # query can check (Cloudflare-proxied ones answer with Cloudflare's own addresses)
+    method: Literal["dns", "api"] = "dns"
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,25 @@ class HetznerProviderConfig:
 
 
 @dataclass(frozen=True)
+class CloudflareProviderConfig:
+    """Cloudflare DNS through the official `cloudflare` SDK's async client (API token)."""
+
+    name: str
+    type: Literal["cloudflare"] = "cloudflare"
+    location: str | None = "cloudflare"
+    timeout: float = 10.0
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    api_token: Secret | None = None  # None: $CLOUDFLARE_API_TOKEN when the daemon starts
+    base_url: str = "https://api.cloudflare.com/client/v4"
+    batch_size: int = 200  # records per /batch call: 200 on the Free plan, 3,500 on paid ones
+    page_size: int = 100  # records per page when listing
+    # names whose records are published proxied (orange cloud); True: all of this provider's
+    proxied: bool | frozenset[str] = False
+    max_concurrency: int = 4  # zones written in parallel
+
+
+@dataclass(frozen=True)
 class PluginProviderConfig:
     """A provider from a third-party package (entry point group `failover.providers`).
 
@@ -233,6 +255,7 @@ ProviderConfig = (
     | ScalewayProviderConfig
     | Rfc2136ProviderConfig
     | HetznerProviderConfig
+    | CloudflareProviderConfig
     | PluginProviderConfig
 )
 

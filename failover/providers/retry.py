@@ -47,8 +47,12 @@ async def with_retries(
     call: Callable[[], Awaitable[T]],
     policy: RetryConfig,
     on_error: ErrorHook | None = None,
+    *,
+    retry_after: Callable[[BaseException], float | None] | None = None,
 ) -> T:
-    """Run `call` under `policy`; raise the last ProviderError when it is exhausted."""
+    """Run `call` under `policy`; raise the last ProviderError when it is exhausted.
+    `retry_after`: the wait a server asked for in a failed attempt (waited, up to the policy's
+    `max_delay`)."""
 
     def count(exc: BaseException, attempt: int) -> None:
         if isinstance(exc, ProviderError):
@@ -56,7 +60,7 @@ async def with_retries(
             if on_error is not None:
                 on_error(exc.kind)
 
-    run = retrying(policy, _retryable, on_retry=count)
+    run = retrying(policy, _retryable, on_retry=count, retry_after=retry_after)
 
     async def attempt() -> T:
         # tenacity awaits only coroutine functions: a lambda returning a coroutine would be

@@ -13,20 +13,30 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.faults.netns import blackhole
 from tests.support import Lab, wait_until
 
+RETRY = "retry: {attempts: 3, initial: 1s, max_delay: 5s, deadline: 60s}"
 
-def dead_provider(server: str) -> str:
-    """An RFC 2136 provider whose server drops every packet: each read waits its 30 s timeout."""
+
+def dead_provider(kind: str, server: str) -> str:
+    """A provider whose server drops every packet: each read waits its 30 s timeout. RFC 2136
+    (DNS over TCP) or Cloudflare (its HTTPS API, here plain HTTP to the dead address)."""
+    if kind == "cloudflare":
+        return (
+            f'  dead: {{type: cloudflare, base_url: "http://{server}:8080/client/v4",'
+            f' api_token: "${{CF_DEAD_TOKEN}}", verify: false, timeout: 30s, {RETRY}}}'
+        )
     return (
         f"  dead: {{type: rfc2136, server: {server}, verify: false, timeout: 30s,"
         ' tsig: {name: k, algorithm: hmac-sha256, secret: "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0"},'
-        " retry: {attempts: 3, initial: 1s, max_delay: 5s, deadline: 60s}}"
+        f" {RETRY}}}"
     )
 
 
-def lab(workdir: Path, dead: str) -> Lab:
+def lab(workdir: Path, dead: str, kind: str) -> Lab:
     """`shop` at the builtin server, `far` (same targets) at the blackholed provider."""
     return Lab(
         workdir,
@@ -34,7 +44,8 @@ def lab(workdir: Path, dead: str) -> Lab:
         instance="bh-1",
         services=("shop", "far"),
         record_at={"far": ("dead",)},
-        more_providers=dead_provider(dead),
+        more_providers=dead_provider(kind, dead),
+        env={"CF_DEAD_TOKEN": "cf-dead-token"},
         policy="{failback: manual, cooldown: 2s, startup_grace: 2s}",
     )
 
@@ -49,8 +60,9 @@ def far_still_unread(lab: Lab) -> bool:
     return "dead (1 services)" in lab.daemon.readyz(timeout=2.0)[1]
 
 
-def test_a_blackholed_provider_delays_only_its_own_services(tmp_path: Path) -> None:
-    with blackhole() as dead, lab(tmp_path, dead) as bh:
+@pytest.mark.parametrize("kind", ["rfc2136", "cloudflare"])
+def test_a_blackholed_provider_delays_only_its_own_services(tmp_path: Path, kind: str) -> None:
+    with blackhole() as dead, lab(tmp_path, dead, kind) as bh:
         primary, secondary = bh.primary, bh.secondary
         start(bh)
         # start-up: shop is published while far's provider has not answered

@@ -32,6 +32,9 @@ def test_example_configs_pass_check_config() -> None:
     assert offline.returncode == 0, offline.stderr
     assert "secrets not available here" in offline.stdout
     assert "providers.bind.tsig.secret: ${TSIG_SECRET}" in offline.stdout
+    assert "cloudflare: cloudflare (built-in) in cloudflare, api_token ***, " in offline.stdout
+    assert "hetzner: hetzner (built-in) in hetzner, token ***, " in offline.stdout
+    assert "batch_size 200" in offline.stdout
 
 
 def test_bad_config_exits_2_with_the_key_path(tmp_path: Path) -> None:

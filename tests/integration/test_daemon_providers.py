@@ -1,11 +1,13 @@
 """The real daemon fails a service over through every real DNS peer: the builtin server, BIND
-(rfc2136), moto (route53), the OVH fake, the Scaleway fake and the Hetzner fake. One scenario
-for all of them, then what is particular to a peer: BIND's existing records and hand edits,
-Scaleway's throttling.
+(rfc2136), moto (route53), the OVH fake, the Scaleway fake, the Hetzner fake and the Cloudflare
+fake (with BIND as its name server). One scenario for all of them, then what is particular to a
+peer: BIND's existing records and hand edits, Scaleway's throttling, Hetzner's and Cloudflare's
+retries, Cloudflare's proxied records.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.providers.bind import BindServer
+from tests.providers.fake_cloudflare import EDGE, FakeCloudflare
 from tests.providers.peers import (
+    CF_TOKEN,
     HCLOUD_TOKEN,
     ZONE,
     bind_peer,
+    cloudflare_peer,
     hetzner_peer,
     ovh_peer,
     route53_peer,
@@ -47,7 +52,9 @@ def bind(bind_server: BindServer) -> BindServer:
     return bind_server
 
 
-@pytest.fixture(params=["builtin", "rfc2136", "route53", "ovh", "scaleway", "hetzner"])
+@pytest.fixture(
+    params=["builtin", "rfc2136", "route53", "ovh", "scaleway", "hetzner", "cloudflare"]
+)
 def peer(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Peer]:
@@ -63,6 +70,9 @@ def peer(
             yield found
     elif request.param == "hetzner":
         with hetzner_peer(monkeypatch) as (found, _):
+            yield found
+    elif request.param == "cloudflare":
+        with cloudflare_peer(monkeypatch, request.getfixturevalue("bind")) as (found, _):
             yield found
     else:
         with scaleway_peer(monkeypatch) as (found, _):
@@ -278,3 +288,96 @@ def test_hetzner_without_a_token_is_a_configuration_error(
     assert done.returncode == 2, done.stdout + done.stderr
     assert "providers.hz:" in done.stderr and "HCLOUD_TOKEN" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- Cloudflare -----------------------------------------------------------------------------------
+
+
+def test_cloudflare_promote_direct_while_the_daemon_is_down(
+    bind: BindServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`promote --direct` writes through the Cloudflare API itself (one batch), BIND serves it,
+    and the token comes from $CLOUDFLARE_API_TOKEN when the config names none."""
+    with cloudflare_peer(monkeypatch, bind) as (peer, fake):
+        monkeypatch.setenv("CLOUDFLARE_API_TOKEN", CF_TOKEN)
+        peer.settings = peer.settings.replace(' api_token: "${CF_TEST_TOKEN}",', "")
+        with Lab(tmp_path, peer, addresses=(PRIMARY, SECONDARY)) as lab:
+            lab.start()
+            lab.wait_answer(PRIMARY)
+            assert lab.stop() == 0
+            batches = len(fake.calls("POST", "/batch"))
+            done = cli(
+                "promote", "shop", "secondary", "--reason", "cf", "--direct", "--yes",
+                "-c", str(lab.config),
+            )  # fmt: skip
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert bind.values(f"shop.{ZONE}") == [SECONDARY]  # verified there, too
+            assert len(fake.calls("POST", "/batch")) == batches + 1
+            assert CF_TOKEN not in done.stdout + done.stderr
+            peer.check()
+
+
+def test_cloudflare_proxied_record_is_verified_through_the_api_and_says_so(
+    bind: BindServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`proxied` with `verify: api`: BIND answers Cloudflare's edge address (an authoritative
+    query could never confirm the change), so the change is read back through the API, and
+    status and the journal name that."""
+    with cloudflare_peer(monkeypatch, bind) as (peer, fake):
+        verify = f'verify: {{nameservers: ["127.0.0.1:{bind.port}"], timeout: 10s}}'
+        peer.settings = peer.settings.replace(verify, f"verify: api, proxied: [shop.{ZONE}]")
+        with Lab(tmp_path, peer, addresses=(PRIMARY, SECONDARY)) as lab:
+            lab.start()
+            wait_until(lambda: bind.values(f"shop.{ZONE}") == [EDGE], 20, "the edge address")
+            lab.primary.stop()
+            wait_until(lambda: fake_values(fake) == [SECONDARY], 20, "the secondary at Cloudflare")
+
+            def confirmed() -> bool:
+                return any(
+                    e["kind"] == "verify" and e["to"] == "secondary" and e["result"] == "ok"
+                    for e in lab.history()
+                )
+
+            wait_until(confirmed, 20, "the change to the secondary confirmed")
+            verify_entry = [e for e in lab.history() if e["kind"] == "verify"][-1]
+            (provider,) = verify_entry["providers"]
+            assert provider["verified"] is True and provider["verified_by"] == "api"
+            assert "verify: api" in provider["verify_reason"]
+            record = lab.service()["records"][0]
+            assert record["verify_method"] == "api" and record["values"] == [SECONDARY]
+            assert bind.values(f"shop.{ZONE}") == [EDGE]
+            status_text = lab.cli("status").stdout
+            assert "in sync (verified through the API only)" in status_text
+            assert "read back (API)" in lab.cli("history").stdout
+            shown = json.dumps([lab.status(), lab.history()]) + lab.metrics()
+            assert CF_TOKEN not in shown
+            assert lab.stop() == 0
+        log = lab.log()
+        assert CF_TOKEN not in log and "Traceback" not in log
+        assert "HTTP Request:" not in log  # httpx's line per request is kept out
+
+
+def test_cloudflare_throttling_is_retried_and_counted(
+    bind: BindServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with (
+        cloudflare_peer(monkeypatch, bind) as (peer, fake),
+        Lab(tmp_path, peer, addresses=(PRIMARY, SECONDARY)) as lab,
+    ):
+        lab.start()
+        lab.wait_answer(PRIMARY)
+        fake.throttle("POST", "/batch", retry_after=1)  # the failover's batch, once
+        lab.primary.stop()
+        lab.wait_answer(SECONDARY, timeout=30)
+        lab.wait_service(
+            lambda s: s["active"] == "secondary" and s["records"][0]["in_sync"],
+            "status to report the secondary in sync",
+        )
+        throttled = lab.metric("failover_provider_errors_total", provider="cf", kind="throttling")
+        assert throttled == 1
+        assert len(fake.calls("POST", "/batch")) == 3  # published, throttled, retried
+
+
+def fake_values(fake: FakeCloudflare) -> list[str]:
+    found = fake.rrset(ZONE, f"shop.{ZONE}")
+    return found[1] if found else []

@@ -1,4 +1,5 @@
-"""One provider's outage never blocks another: a hung OVH API does not delay the other record."""
+"""One provider's outage never blocks another: a hung OVH or Cloudflare API does not delay the
+other record."""
 
 from __future__ import annotations
 
@@ -7,8 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.providers.fake_cloudflare import FakeCloudflare
+from tests.providers.fake_cloudflare import ThreadedFake as ThreadedCloudflare
 from tests.providers.fake_ovh import FakeOvhThread, daemon_fake
-from tests.support import DaemonProcess, TargetServer, cli_json, dns_a, free_port, wait_until
+from tests.providers.peers import CF_TOKEN
+from tests.support import (
+    DaemonProcess,
+    Lab,
+    TargetServer,
+    cli_json,
+    dns_a,
+    free_port,
+    wait_until,
+)
 
 ZONE = "example.test"
 NAME = f"shop.{ZONE}"
@@ -90,3 +102,40 @@ services:
         daemon.stop()
         primary.close()
         secondary.close()
+
+
+def test_a_hung_cloudflare_api_delays_only_itself(tmp_path: Path) -> None:
+    """The same at Cloudflare: its batch calls hang, the builtin server flips at once."""
+    fake = FakeCloudflare(CF_TOKEN)
+    fake.add_zone(ZONE)
+    api = ThreadedCloudflare(fake).start()
+    cloudflare = (
+        f'  cf: {{type: cloudflare, base_url: "{fake.url}", api_token: "${{CF_TEST_TOKEN}}",'
+        " verify: false, timeout: 30s}"
+    )
+    try:
+        with Lab(
+            tmp_path,
+            addresses=("127.0.0.48", "127.0.0.49"),
+            env={"CF_TEST_TOKEN": CF_TOKEN},
+            record_at={"shop": ("lab", "cf")},
+            more_providers=cloudflare,
+        ) as lab:
+            primary, secondary = lab.primary.host, lab.secondary.host
+
+            def at_cloudflare() -> list[str] | None:
+                found = api.rrset(ZONE, NAME)
+                return found[1] if found else None
+
+            lab.start()
+            lab.wait_answer(primary)
+            wait_until(lambda: at_cloudflare() == [primary], 20, "publication at Cloudflare")
+            fake.inject("POST", "/batch", hang=HANG, times=1000)
+            lab.primary.stop()
+            lab.wait_answer(secondary)  # the builtin server did not wait for Cloudflare
+            assert at_cloudflare() == [primary]  # Cloudflare still hung meanwhile
+            fake.faults.clear()
+            wait_until(lambda: at_cloudflare() == [secondary], 60, "Cloudflare catching up")
+        assert CF_TOKEN not in lab.log()
+    finally:
+        api.close()

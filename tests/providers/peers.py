@@ -1,23 +1,26 @@
 """The real DNS peers of the daemon tests as `tests.support.Peer`s: a BIND `named` (rfc2136),
-moto's Route 53, the OVH fake, the Scaleway fake and the Hetzner fake. Each gives the provider
-settings the daemon needs and a way to read what it published there, without the daemon's own
-code."""
+moto's Route 53, the OVH fake, the Scaleway fake, the Hetzner fake and the Cloudflare fake.
+Each gives the provider settings the daemon needs and a way to read what it published there,
+without the daemon's own code."""
 
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
+import dns.asyncquery
 import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.faults.dnsserver import UpdateServer
 from tests.faults.dnsserver import Zone as DnsZone
 from tests.providers.bind import KEY_NAME, BindServer
+from tests.providers.fake_cloudflare import FakeCloudflare
+from tests.providers.fake_cloudflare import ThreadedFake as ThreadedCloudflare
 from tests.providers.fake_hetzner import FakeHetzner
 from tests.providers.fake_hetzner import ThreadedFake as ThreadedHetzner
 from tests.providers.fake_ovh import APP_SECRET, CONSUMER_KEY, FakeOvhThread, daemon_fake
@@ -28,6 +31,7 @@ from tests.support import Peer, free_port
 ZONE = "example.test"  # BIND's zone too (tests.providers.bind.ZONE)
 SCW_TOKEN = "5d6e7f80-1a2b-4c3d-9e8f-a0b1c2d3e4f5"
 HCLOUD_TOKEN = "hz-peer-0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c"
+CF_TOKEN = "cf-lab-7e6d5c4b3a291807f6e5d4c3b2a19080"
 
 
 def bind_peer(bind: BindServer, workdir: Path, *, verify: bool = False) -> Peer:
@@ -206,3 +210,57 @@ def hetzner_peer(
     finally:
         server.close()
         dns.close()
+
+
+def bind_mirror(
+    bind: BindServer,
+) -> Callable[[str, dict[tuple[str, str], tuple[int, list[str]]]], Awaitable[None]]:
+    """What the Cloudflare fake committed, sent to BIND as one signed UPDATE: BIND plays
+    Cloudflare's name servers, so verification asks a real authoritative server."""
+
+    async def mirror(zone: str, rrsets: dict[tuple[str, str], tuple[int, list[str]]]) -> None:
+        update = bind.update(zone)
+        for (name, rtype), (ttl, values) in rrsets.items():
+            if values:
+                update.replace(f"{name}.", ttl, rtype, *values)
+            else:
+                update.delete(f"{name}.", rtype)
+        await dns.asyncquery.tcp(update, "127.0.0.1", timeout=5, port=bind.port)
+
+    return mirror
+
+
+@contextmanager
+def cloudflare_peer(
+    monkeypatch: pytest.MonkeyPatch, bind: BindServer, *, settings: str = ""
+) -> Iterator[tuple[Peer, FakeCloudflare]]:
+    """The Cloudflare fake in its own thread, BIND kept in step as its name server; the daemon
+    verifies every change on BIND. `settings` adds provider keys (", timeout: 2s")."""
+    monkeypatch.setenv("CF_TEST_TOKEN", CF_TOKEN)
+    fake = FakeCloudflare(CF_TOKEN, mirror=bind_mirror(bind))
+    fake.add_zone(ZONE)
+    api = ThreadedCloudflare(fake).start()
+
+    def through_batches() -> None:
+        assert fake.seen and all(seen.authenticated for seen in fake.seen)
+        writes = {s.path.rsplit("/", 1)[-1] for s in fake.seen if s.method != "GET"}
+        assert writes == {"batch"}
+        assert api.rrset(ZONE, f"shop.{ZONE}") is not None
+        assert api.rrset(ZONE, f"shop.{ZONE}")[0] == 30  # type: ignore[index]
+
+    try:
+        yield (
+            Peer(
+                "cf",
+                f'{{type: cloudflare, base_url: "{fake.url}", api_token: "${{CF_TEST_TOKEN}}",'
+                f' verify: {{nameservers: ["127.0.0.1:{bind.port}"], timeout: 10s}}, timeout: 5s,'
+                " retry: {attempts: 3, initial: 50ms, max_delay: 200ms, deadline: 5s}"
+                f"{settings}}}",
+                bind.values,
+                secrets=(CF_TOKEN,),
+                check=through_batches,
+            ),
+            fake,
+        )
+    finally:
+        api.close()

@@ -194,6 +194,24 @@ def tsig_secret(value: str) -> Callable[[Cfg], None]:
     return mutate
 
 
+def only_cloudflare(
+    primary: str, *, located: str | None = None, token: str = "${CF}"
+) -> Callable[[Cfg], None]:
+    """The record only at Cloudflare; the primary target in `primary`; the provider's location
+    configured as `located` (default: its own, `cloudflare`)."""
+
+    def mutate(cfg: Cfg) -> None:
+        cfg["providers"]["cf"] = {"type": "cloudflare", "api_token": token}
+        if located is not None:
+            cfg["providers"]["cf"]["location"] = located
+        shop(cfg)["records"] = [
+            {"provider": "cf", "zone": "example.com", "name": "shop.example.com"}
+        ]
+        shop(cfg)["targets"][0]["location"] = primary
+
+    return mutate
+
+
 R0, R1, R2 = (f"services.shop.records[{i}]" for i in range(3))
 T0, T1 = "services.shop.targets[0]", "services.shop.targets[1]"
 CRIT, WARN, INFO = Severity.CRITICAL, Severity.WARNING, Severity.INFO
@@ -203,6 +221,7 @@ ENV = {
     "TSIG": "c2VjcmV0LWZyb20tZW52",
     "AS": "app-secret-env",
     "HZ": "hz-token-env",
+    "CF": "cf-token-from-env",
 }
 
 # (mutation, the finding it must produce)
@@ -224,6 +243,9 @@ TRIGGERS: list[tuple[Callable[[Cfg], None], tuple[str, str, Severity]]] = [
     (ovh_keys("clear-app-secret"), ("secret-in-clear", "providers.ovh.application_secret", WARN)),
     (tsig_secret("c2VjcmV0"), ("secret-in-clear", "providers.bind.tsig.secret", WARN)),
     (hetzner("aws", "hz-clear-token"), ("secret-in-clear", "providers.hz.token", WARN)),
+    (only_cloudflare("cloudflare"), ("dns-provider-in-primary-location", R0, CRIT)),
+    (only_cloudflare("aws", located="aws"), ("dns-provider-in-primary-location", R0, CRIT)),
+    (only_cloudflare("aws", token="cf-clear"), ("secret-in-clear", "providers.cf.api_token", WARN)),
 ]
 
 # (mutation, the check that must stay silent): the closest sound variant of each trigger
@@ -242,6 +264,8 @@ NEAR_MISSES: list[tuple[Callable[[Cfg], None], str]] = [
     (ovh_keys("${AS}"), "secret-in-clear"),
     (tsig_secret("${TSIG}"), "secret-in-clear"),
     (hetzner("aws"), "secret-in-clear"),
+    (only_cloudflare("aws"), "dns-provider-in-primary-location"),  # Cloudflare is not aws
+    (only_cloudflare("aws"), "secret-in-clear"),
 ]
 
 

@@ -17,8 +17,8 @@ def imported_after(code: str) -> set[str]:
 
 
 def test_the_daemon_imports_no_cloud_sdk_until_one_is_configured() -> None:
+    sdks = {"boto3", "botocore", "ovh", "hcloud", "cloudflare", "httpx"}
     loaded = imported_after("import failover.daemon, failover.cli")
-    sdks = {"boto3", "botocore", "ovh", "hcloud"}
     assert not sdks & loaded, sorted(sdks & loaded)
 
 
@@ -29,4 +29,8 @@ def test_each_sdk_comes_with_its_provider() -> None:
         "from failover.providers.registry import factory; factory('ovh')"
     )
     loaded = imported_after("from failover.providers.registry import factory; factory('hetzner')")
-    assert "hcloud" in loaded and not {"boto3", "ovh"} & loaded
+    assert "hcloud" in loaded and not {"boto3", "ovh", "cloudflare"} & loaded
+    loaded = imported_after(
+        "from failover.providers.registry import factory; factory('cloudflare')"
+    )
+    assert "cloudflare" in loaded and not {"boto3", "ovh", "hcloud"} & loaded

@@ -312,7 +312,7 @@ def test_unknown_type_does_not_flag_its_keys() -> None:
     cfg["providers"]["local"] = {"type": "route53x", "hosted_zone": "Z1"}
     assert errors_of(cfg) == [
         "providers.local.type: unknown provider type 'route53x'; expected one of: "
-        "builtin, route53, ovh, scaleway, rfc2136, hetzner"
+        "builtin, route53, ovh, scaleway, rfc2136, hetzner, cloudflare"
     ]
 
 
@@ -585,9 +585,9 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
     missing: list[str] = []
     config = load_config(FULL_EXAMPLE, env={}, missing_secrets=missing)
     types = {p.type for p in config.providers.values()}
-    assert types == {"route53", "ovh", "scaleway", "hetzner", "rfc2136"}
+    assert types == {"route53", "ovh", "scaleway", "hetzner", "cloudflare", "rfc2136"}
     shop = config.services["shop"]
-    assert {r.provider for r in shop.records} == {"ovh", "route53", "bind", "hetzner"}
+    assert {r.provider for r in shop.records} == {"ovh", "route53", "bind", "hetzner", "cloudflare"}
     assert [t.location for t in shop.targets] == ["aws", "ovh", "scaleway"]
     assert missing == [
         "providers.ovh.application_key: ${OVH_APPLICATION_KEY}",
@@ -595,6 +595,7 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
         "providers.ovh.consumer_key: ${OVH_CONSUMER_KEY}",
         "providers.scaleway.secret_key: ${file:/run/secrets/scw_secret_key}",
         "providers.hetzner.token: ${HCLOUD_TOKEN}",
+        "providers.cloudflare.api_token: ${CLOUDFLARE_API_TOKEN}",
         "providers.bind.tsig.secret: ${TSIG_SECRET}",
         "notifications[0].url: ${SLACK_WEBHOOK_URL}",
     ]
@@ -607,6 +608,7 @@ def test_full_example_is_the_spec_example_and_lists_missing_secrets() -> None:
         "OVH_APPLICATION_SECRET": "s-4711",
         "OVH_CONSUMER_KEY": "c",
         "TSIG_SECRET": "c2VjcmV0",
+        "CLOUDFLARE_API_TOKEN": "cf",
         "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x",
         "HCLOUD_TOKEN": "hz",
     }

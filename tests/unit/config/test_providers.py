@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from failover.config.describe import describe
 from failover.config.loader import ConfigError, parse_config
 from failover.config.types import (
+    CloudflareProviderConfig,
     HetznerProviderConfig,
     OvhProviderConfig,
     Rfc2136ProviderConfig,
@@ -30,6 +32,7 @@ ENV = {
     "SCW": "scw-secret-000",
     "TSIG": "c2VjcmV0LXRzaWcta2V5LXZhbHVl",
     "HZ": "hz-token-abcdef0123456789",
+    "CF": "cf-token-0123456789",
 }
 
 
@@ -101,6 +104,14 @@ def test_spec_providers_parse_with_their_defaults() -> None:
         ("{type: hetzner, change_timeout: 0s}", "providers.p.change_timeout"),
         ("{type: hetzner, token: 42}", "providers.p.token: expected a non-empty string"),
         ("{type: hetzner, tokne: '${HZ}'}", "providers.p.tokne: unknown key; did you mean 'token'"),
+        ("{type: cloudflare, base_url: 'api.cloudflare.com'}", "providers.p.base_url: expected"),
+        ("{type: cloudflare, batch_size: 0}", "providers.p.batch_size"),
+        ("{type: cloudflare, proxied: yes please}", "providers.p.proxied: expected true, false"),
+        ("{type: cloudflare, proxied: ['bad name!']}", "providers.p.proxied[0]"),
+        ("{type: cloudflare, proxied: true}", "providers.p.proxied: a proxied record answers"),
+        ("{type: cloudflare, proxied: true, verify: {timeout: 5s}}", "set `verify: api`"),
+        ("{type: cloudflare, verify: dns}", "providers.p.verify: expected false or api"),
+        ("{type: cloudflare, api_key: '${CF}'}", "providers.p.api_key: unknown key"),
     ],
 )
 def test_provider_errors_name_the_path(provider: str, expected: str) -> None:
@@ -114,6 +125,7 @@ def test_provider_errors_name_the_path(provider: str, expected: str) -> None:
         "{type: route53, access_key_id: '${SK}'}",
         "{type: ovh, application_key: '${OVH_AS}', consumer_key: 42}",
         "{type: hetzner, token: '${HZ}', api_endpoint: '${HZ}'}",
+        "{type: cloudflare, api_token: '${CF}', batch_size: -1}",
     ],
 )
 def test_secret_values_never_appear_in_errors(provider: str) -> None:
@@ -137,3 +149,28 @@ def test_hetzner_parses_with_its_defaults_and_hides_its_token() -> None:
     assert ENV["HZ"] not in repr(config) and ENV["HZ"] not in str(hz)
     default = load("{type: hetzner, location: fsn1}").providers["p"]  # type: ignore[attr-defined]
     assert default.token is None and default.location == "fsn1"  # $HCLOUD_TOKEN at start
+
+
+def test_cloudflare_defaults_opt_ins_and_summary() -> None:
+    cf = load("{type: cloudflare, api_token: '${CF}'}").providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(cf, CloudflareProviderConfig)
+    assert (cf.location, cf.batch_size, cf.proxied, cf.verify.method) == (
+        "cloudflare",
+        200,
+        False,
+        "dns",
+    )
+    assert cf.base_url == "https://api.cloudflare.com/client/v4"
+    assert cf.api_token is not None and cf.api_token.reveal() == ENV["CF"]
+    config = load(
+        "{type: cloudflare, api_token: '${CF}', batch_size: 3500, verify: api,"
+        " proxied: [Shop.Example.com.]}"
+    )
+    paid = config.providers["p"]  # type: ignore[attr-defined]
+    assert paid.batch_size == 3500 and paid.verify.method == "api"
+    assert paid.proxied == frozenset({"shop.example.com"})
+    assert load("{type: cloudflare, proxied: true, verify: false}").providers["p"].proxied is True  # type: ignore[attr-defined]
+    text = describe(config)  # type: ignore[arg-type]
+    assert "p: cloudflare (built-in) in cloudflare" in text and "proxied shop.example.com" in text
+    assert "verify: through the API only" in text
+    assert ENV["CF"] not in text and ENV["CF"] not in repr(config)
