@@ -477,6 +477,7 @@ async def ns_server(table: Mapping[str, list[str]]) -> AsyncIterator[HostPort]:
         ("hydrogen.ns.hetzner.com.", "hetzner"),
         ("helium.ns.hetzner.de", "hetzner"),
         ("ns1.your-server.de", "hetzner"),
+        ("ada.ns.cloudflare.com.", "cloudflare"),
         ("NS1.Example.COM.", "example.com"),
         ("ns2.example.co.uk", "example.co.uk"),
     ],
@@ -539,6 +540,40 @@ async def test_ns_findings(ns: list[str], expected: set[tuple[str, str, Severity
     report = await dns_audit(base(), {"example.com": ns})
     assert dns_found(report) == expected
     assert report.dns == "NS of 1 zone(s) queried"
+
+
+CF_NS = ["ada.ns.cloudflare.com", "bob.ns.cloudflare.com"]
+
+
+@pytest.mark.parametrize(
+    ("ns", "expected"),
+    [
+        ([*AWS_NS, *CF_NS], set()),  # Cloudflare's name servers serve its copy
+        # the Cloudflare copy is never served: the flip depends on aws alone
+        (
+            AWS_NS,
+            {
+                ("ns-single-provider", "zone example.com", WARN),
+                ("dns-provider-in-primary-location", R0, CRIT),
+            },
+        ),
+        # only Cloudflare serves it: the Route 53 copy is dead weight
+        (
+            CF_NS,
+            {
+                ("ns-single-provider", "zone example.com", WARN),
+                ("ns-provider-not-delegated", R0, WARN),
+            },
+        ),
+    ],
+)
+async def test_ns_findings_for_a_cloudflare_copy(
+    ns: list[str], expected: set[tuple[str, str, Severity]]
+) -> None:
+    cfg = base()
+    cfg["providers"] = {"r53": {"type": "route53"}, "cf": {"type": "cloudflare"}}
+    shop(cfg)["records"][1] = {"provider": "cf", "zone": "example.com", "name": "shop.example.com"}
+    assert dns_found(await dns_audit(cfg, {"example.com": ns})) == expected
 
 
 async def test_ns_lookup_failures_degrade_to_info() -> None:
