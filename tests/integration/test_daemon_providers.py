@@ -378,6 +378,21 @@ def test_cloudflare_throttling_is_retried_and_counted(
         assert len(fake.calls("POST", "/batch")) == 3  # published, throttled, retried
 
 
+def test_cloudflare_without_a_token_is_a_configuration_error(
+    bind: BindServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No `api_token` and no $CLOUDFLARE_API_TOKEN: the daemon refuses to start with exit 2,
+    naming the provider and the variable (the registry's config/auth path), no traceback."""
+    with cloudflare_peer(monkeypatch, bind) as (peer, _):
+        monkeypatch.delenv("CLOUDFLARE_API_TOKEN", raising=False)
+        peer.settings = peer.settings.replace(' api_token: "${CF_TEST_TOKEN}",', "")
+        with Lab(tmp_path, peer) as lab:
+            done = cli("run", "-c", str(lab.config))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "providers.cf:" in done.stderr and "CLOUDFLARE_API_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def fake_values(fake: FakeCloudflare) -> list[str]:
     found = fake.rrset(ZONE, f"shop.{ZONE}")
     return found[1] if found else []

@@ -85,11 +85,16 @@ def test_the_plugin_is_listed_with_its_package_and_version(venv: str) -> None:
         "shadowed_by": None,
     }
     assert listed["hetzner"]["builtin"] and listed["route53"]["package"] == "failover"
+    assert listed["cloudflare"]["builtin"] and listed["cloudflare"]["shadowed_by"] is None
+    assert listed["cloudflare"]["module"] == "failover.providers.cloudflare"
     table = failover(venv, "providers")
     assert any(line.split()[:4] == ["filedns", "failover_filedns", "failover-filedns", "0.3.1"]
                for line in table.splitlines())  # fmt: skip
     # this interpreter does not have the package: no such type here
-    assert "filedns" not in failover(sys.executable, "providers")
+    here = failover(sys.executable, "providers")
+    assert "filedns" not in here
+    assert any(line.split()[:2] == ["cloudflare", "failover.providers.cloudflare"]
+               for line in here.splitlines())  # fmt: skip
 
 
 def test_a_daemon_fails_over_through_the_plugin(venv: str, tmp_path: Path) -> None:
