@@ -48,6 +48,7 @@ from yarl import URL
 
 from failover.config.types import HttpProbeConfig
 from failover.model import ProbeResult
+from failover.probes import httpwire
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import CACHE_SIZE, open_socket, os_error_reason
 from failover.tls import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
@@ -177,7 +178,7 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
 
 def describe_error(exc: BaseException) -> str:
     """A concise reason for an exception raised while probing."""
-    if isinstance(exc, ProbeConnectionError):
+    if isinstance(exc, ProbeConnectionError | httpwire.WireError):
         return exc.reason
     if isinstance(exc, TlsSetupError):
         return str(exc)
@@ -288,10 +289,41 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def _after_head(
+    spec: HttpProbeConfig,
+    hop: _Hop,
+    status: int,
+    location: str | None,
+    redirects: int,
+) -> _Hop | tuple[bool, str] | None:
+    """What a response head leads to: the next hop, a verdict, or None (read the body)."""
+    if spec.follow_redirects and status in REDIRECTS and location is not None:
+        if redirects >= spec.max_redirects:
+            return False, f"too many redirects (max {spec.max_redirects})"
+        try:
+            return _next_hop(spec, hop, location)
+        except ValueError as exc:
+            return False, f"bad redirect: {exc}"[:200]
+    return None
+
+
+def _lean_head(spec: HttpProbeConfig, hop: _Hop, method: str) -> bytes:
+    url = hop.url
+    host = url.raw_host or ""
+    authority = f"[{host}]" if ":" in host else host
+    if url.explicit_port is not None and not url.is_default_port():
+        authority = f"{authority}:{url.explicit_port}"
+    headers = _headers(spec, hop)
+    return httpwire.request_bytes(
+        method, url.raw_path_qs, authority, headers.items() if headers is not None else ()
+    )
+
+
 async def _check(spec: HttpProbeConfig, ctx: ProbeContext) -> tuple[bool, str]:
     run = ctx.run
     hop, method, redirects = _first_hop(spec), spec.method, 0
-    timed = isinstance(ctx.http.connector, ProbeConnector)
+    lean = ctx.lean_http
+    timed = lean or isinstance(ctx.http.connector, ProbeConnector)
     first = True
     while True:
         tls: ssl.SSLContext | bool = True
@@ -300,33 +332,44 @@ async def _check(spec: HttpProbeConfig, ctx: ProbeContext) -> tuple[bool, str]:
         if first:  # the clock starts with the network work, not with building a TLS context
             run.start("resolve" if timed else "request")
             first = False
-        async with ctx.http.request(
-            method,
-            hop.url,
-            headers=_headers(spec, hop),
-            allow_redirects=False,
-            ssl=tls,
-            server_hostname=hop.sni if hop.url.scheme == "https" else None,
-        ) as response:
-            status = response.status
-            run.detail["status"] = status
-            if response.version is not None:
-                run.detail["http_version"] = f"{response.version.major}.{response.version.minor}"
-            location = response.headers.get("Location")
-            if spec.follow_redirects and status in REDIRECTS and location is not None:
-                if redirects >= spec.max_redirects:
-                    return False, f"too many redirects (max {spec.max_redirects})"
-                try:
-                    hop = _next_hop(spec, hop, location)
-                except ValueError as exc:
-                    return False, f"bad redirect: {exc}"[:200]
-                method = _redirect_method(method, status)
-                redirects += 1
-                run.detail["redirects"] = redirects
-                continue
-            run.enter("transfer")
-            body = await _read_capped(response, spec.body_limit)
-        return _verdict(spec, status, body, redirects)
+        if lean and hop.url.scheme == "http":
+            if not hop.url.raw_host:
+                return False, f"invalid url: {str(hop.url)[:100]}"
+            head = _lean_head(spec, hop, method)
+            for key in ("tls_version", "cert_expiry"):  # from an earlier hop of a redirect chain
+                run.detail.pop(key, None)
+            async with httpwire.Exchange() as exchange:
+                wire = await exchange.open(hop.url.raw_host, hop.url.port or 80, head, method, run)
+                status = run.detail["status"] = wire.status
+                run.detail["http_version"] = wire.version
+                step = _after_head(spec, hop, status, wire.headers.get("location"), redirects)
+                if step is None:
+                    run.enter("transfer")
+                    body = await wire.read(spec.body_limit)
+                    return _verdict(spec, status, body, redirects)
+        else:
+            async with ctx.http.request(
+                method,
+                hop.url,
+                headers=_headers(spec, hop),
+                allow_redirects=False,
+                ssl=tls,
+                server_hostname=hop.sni if hop.url.scheme == "https" else None,
+            ) as response:
+                status = run.detail["status"] = response.status
+                if response.version is not None:
+                    version = response.version
+                    run.detail["http_version"] = f"{version.major}.{version.minor}"
+                step = _after_head(spec, hop, status, response.headers.get("Location"), redirects)
+                if step is None:
+                    run.enter("transfer")
+                    body = await _read_capped(response, spec.body_limit)
+                    return _verdict(spec, status, body, redirects)
+        if not isinstance(step, _Hop):
+            return step
+        hop, method = step, _redirect_method(method, status)
+        redirects += 1
+        run.detail["redirects"] = redirects
 
 
 async def probe(spec: HttpProbeConfig, ctx: ProbeContext) -> ProbeResult:

@@ -98,6 +98,7 @@ class ProbeScheduler:
         jitter: float = 0.1,
         registry: Mapping[str, ProbeFn] = PROBES,
         on_lag: LagCallback | None = None,
+        lean_http: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -108,6 +109,7 @@ class ProbeScheduler:
         self._on_lag = on_lag
         self._concurrency = concurrency
         self._jitter = jitter
+        self._lean_http = lean_http
         self._jobs = self._index(jobs)
         self._semaphore = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -146,7 +148,7 @@ class ProbeScheduler:
         if self._session is not None:
             raise RuntimeError("probe scheduler already started")
         self._session = http.new_session(self._concurrency)
-        self._ctx = ctx = ProbeContext(self._session)
+        self._ctx = ctx = ProbeContext(self._session, lean_http=self._lean_http)
         self.watch.start()
         for job in self._jobs.values():
             self._spawn(job, ctx)
@@ -175,7 +177,7 @@ class ProbeScheduler:
             results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
         else:
             async with http.new_session(self._concurrency) as session:
-                ctx = ProbeContext(session)
+                ctx = ProbeContext(session, lean_http=self._lean_http)
                 results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
         return list(zip(jobs, results, strict=True))
 

@@ -44,11 +44,12 @@ async def target(serve: Callable[..., Awaitable[Target]]) -> Target:
     return await serve()
 
 
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    """A probe context on the session the scheduler uses."""
+@pytest.fixture(params=[True, False], ids=["lean", "aiohttp"])
+async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[ProbeContext]:
+    """A probe context on the session the scheduler uses, once per plain-HTTP path: the lean
+    one (`probes.httpwire`, the default) and aiohttp's (every verdict rule holds on both)."""
     async with http.new_session() as session:
-        yield ProbeContext(session)
+        yield ProbeContext(session, lean_http=request.param)
 
 
 @pytest.fixture
