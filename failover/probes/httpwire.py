@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections.abc import AsyncIterator, Iterable
+from typing import cast
 
 from failover.probes.base import ProbeRun
 from failover.probes.net import open_socket
@@ -53,8 +54,8 @@ class _Reader(asyncio.Protocol):
         """Bytes buffered before reading pauses (the caller raises it to what it will read)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data

@@ -17,6 +17,22 @@ from failover.probes import http
 from failover.probes.base import ProbeContext
 
 
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every probe test runs on asyncio's loop and, when installed, on uvloop (the daemon's
+    choice when the `fast` extra is there: see failover.eventloop)."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Target]]]:
     """Factory: start a recording target on 127.0.0.1:0 (optionally TLS); stopped at teardown."""

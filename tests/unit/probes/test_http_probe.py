@@ -193,7 +193,7 @@ async def test_timeout_waiting_for_headers_names_first_byte(ctx: ProbeContext) -
     assert result.reason == "timeout after 300ms in first_byte"
     assert {"resolve", "connect", "first_byte", "total"} <= set(result.timings)
     assert result.timings["first_byte"] > 0.1
-    assert 0.3 <= result.duration < 3.0
+    assert 0.29 <= result.duration < 3.0  # uvloop timers have 1 ms resolution
 
 
 async def test_timeout_reading_the_body_names_transfer(target: Target, ctx: ProbeContext) -> None:

@@ -88,7 +88,7 @@ async def test_timeout_gives_a_failed_result(target: Target) -> None:
     [(_, result)] = await sched.run_once()
     assert not result.ok
     assert result.reason == "timeout after 200ms in first_byte"
-    assert 0.2 <= result.duration < 2.0
+    assert 0.19 <= result.duration < 2.0  # uvloop timers have 1 ms resolution
     assert result.timings["total"] == result.duration
     assert results.calls == []  # run_once returns results, it does not call on_result
 
