@@ -157,9 +157,12 @@ class Daemon:
             self._engine_task = asyncio.create_task(engine.run(), name="engine")
             self._drill_task = asyncio.create_task(DrillScheduler(engine).run(), name="drills")
         log.info(
-            "failover started: instance %s, %d services, admin socket %s, event loop %s%s",
+            "failover started: instance %s, %d services, %d probes (%d distinct run),"
+            " admin socket %s, event loop %s%s",
             self.config.instance.name,
             len(self.config.services),
+            len(self.scheduler.jobs),
+            self.scheduler.distinct,
             self.config.admin.socket,
             running_loop_name(),
             " (dry-run: no DNS writes)" if self.dry_run else "",

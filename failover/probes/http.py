@@ -37,6 +37,7 @@ import contextvars
 import functools
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -251,12 +252,18 @@ def _redirect_method(method: str, status: int) -> str:
 
 
 def _headers(spec: HttpProbeConfig, hop: _Hop) -> CIMultiDict[str] | None:
-    if not spec.headers and not hop.host:
+    return _headers_for(spec.headers, hop, _parse_url(spec.url))
+
+
+def _headers_for(
+    configured: Mapping[str, str], hop: _Hop, first_url: URL
+) -> CIMultiDict[str] | None:
+    if not configured and not hop.host:
         return None  # the session's defaults only
-    headers: CIMultiDict[str] = CIMultiDict(spec.headers)
+    headers: CIMultiDict[str] = CIMultiDict(configured)
     if hop.host:
         headers["Host"] = hop.host
-    elif hop.url.host != _parse_url(spec.url).host:
+    elif hop.url.host != first_url.host:
         headers.popall("Host", None)  # a configured Host header was meant for the first host
     return headers
 
@@ -308,12 +315,21 @@ def _after_head(
 
 
 def _lean_head(spec: HttpProbeConfig, hop: _Hop, method: str) -> bytes:
+    """The request head for `hop`, built once: the same probes run every interval."""
+    headers = tuple(spec.headers.items()) if spec.headers else ()
+    return _cached_head(hop, method, spec.url, headers)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cached_head(
+    hop: _Hop, method: str, first_url: str, configured: tuple[tuple[str, str], ...]
+) -> bytes:
     url = hop.url
     host = url.raw_host or ""
     authority = f"[{host}]" if ":" in host else host
     if url.explicit_port is not None and not url.is_default_port():
         authority = f"{authority}:{url.explicit_port}"
-    headers = _headers(spec, hop)
+    headers = _headers_for(dict(configured), hop, _parse_url(first_url))
     return httpwire.request_bytes(
         method, url.raw_path_qs, authority, headers.items() if headers is not None else ()
     )

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import cast
 
 from failover.probes.base import ProbeRun
-from failover.probes.net import open_socket
+from failover.probes.net import is_ip, open_socket
 
 MAX_HEAD = 64 * 1024
 """Bytes of status line plus headers accepted (aiohttp's limits are of the same order)."""
@@ -262,13 +262,20 @@ class Exchange:
     async def open(self, host: str, port: int, head: bytes, method: str, run: ProbeRun) -> Response:
         """Connect (phases `resolve`, `connect`), send `head`, read the response head
         (phase `first_byte`). Raises OSError for socket errors, WireError otherwise."""
-        sock = await open_socket(host, port, run)
         loop = asyncio.get_running_loop()
-        try:
-            _, reader = await loop.create_connection(_Reader, sock=sock)
-        except BaseException:
-            sock.close()
-            raise
+        if is_ip(host) and "%" not in host:
+            # An IP address (the usual target): the loop connects in one call, no resolver and
+            # no separate socket set-up (much cheaper on uvloop); the phases are the same.
+            run.enter("resolve")
+            run.enter("connect")
+            _, reader = await loop.create_connection(_Reader, host, port)
+        else:
+            sock = await open_socket(host, port, run)
+            try:
+                _, reader = await loop.create_connection(_Reader, sock=sock)
+            except BaseException:
+                sock.close()
+                raise
         self._reader = reader
         run.enter("first_byte")
         assert reader.transport is not None
