@@ -164,10 +164,10 @@ async def run_prober(bases: list[str], n: int, warmup: float, duration: float) -
         await asyncio.sleep(warmup)
         skipped0 = scheduler.skipped_runs
         measuring = True
-        t0, cpu0 = time.monotonic(), self_cpu()
+        t0, cpu0, sys0 = time.monotonic(), self_cpu(), resource.getrusage(0).ru_stime
         await asyncio.sleep(duration)
         measuring = False
-        t1, cpu1 = time.monotonic(), self_cpu()
+        t1, cpu1, sys1 = time.monotonic(), self_cpu(), resource.getrusage(0).ru_stime
         skipped = scheduler.skipped_runs - skipped0
     wall, cpu = t1 - t0, cpu1 - cpu0
     return {
@@ -185,6 +185,7 @@ async def run_prober(bases: list[str], n: int, warmup: float, duration: float) -
         "duration_p99": percentile(durations, 0.99),
         "connect_p99": percentile(connects, 0.99),
         "skipped": skipped,
+        "system_share": (sys1 - sys0) / cpu if cpu else 0.0,
     }
 
 
@@ -468,7 +469,8 @@ def run_failover(
     print(
         f"failover  N={n} ({row['loop']}): {row['rate']:.0f} probes/s,"
         f" {row['per_cpu']:.0f} per CPU-s"
-        f" ({row['cpu'] / row['wall']:.2f} cores), lag p50 {fmt_ms(row['lag_p50'])}"
+        f" ({row['cpu'] / row['wall']:.2f} cores, {row['system_share']:.0%} in the kernel),"
+        f" lag p50 {fmt_ms(row['lag_p50'])}"
         f" p99 {fmt_ms(row['lag_p99'])}, probe p50 {fmt_ms(row['duration_p50'])}"
         f" p99 {fmt_ms(row['duration_p99'])}, {row['failures']} failed,"
         f" {row['skipped']} slots skipped; target {target_cores:.2f} cores"
