@@ -1,5 +1,10 @@
 """HTTP(S) probe.
 
+Two paths, the same rules: plain-HTTP hops take the lean path (`probes.httpwire`: an asyncio
+protocol, no client library; `ProbeContext.lean_http`, on by default) and HTTPS hops aiohttp's
+client below. Both time the same phases, and the verdict, the redirect policy and the error
+reasons are decided here for both (the probe tests run on each).
+
 Connection policy: every run opens a fresh connection (and TLS handshake). A health check must
 see the handshake succeed now: a pooled keep-alive connection would hide a listener that no
 longer accepts or a certificate that no longer verifies. What is safe to share is shared: the

@@ -213,6 +213,9 @@ def request_bytes(
         lines.append("Content-Length: 0")
     lines.append("Connection: close")
     head = "\r\n".join(lines) + "\r\n\r\n"
+    if head.count("\n") != len(lines) + 1 or head.count("\r") != len(lines) + 1:
+        # a line break inside a method, target or header would split the request
+        raise WireError("invalid request: a line break in the method, a header name or a value")
     try:
         return head.encode("latin-1")
     except UnicodeEncodeError:

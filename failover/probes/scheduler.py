@@ -6,13 +6,13 @@ most (never wider than the interval): runs are fixed-rate, so runs that start bu
 bunched, and thousands of jobs crammed into a tenth of their interval would queue for the
 concurrency limit every interval. Then runs are fixed-rate on the monotonic clock (next =
 previous planned start + interval, so no drift). A run that overran skips the slots it missed
-instead of bunching them. One semaphore bounds the probes in flight. The scheduler owns
-timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun`
-(`ProbeContext.for_run`) so a timeout says where the run was (`timeout after 500ms in tls`) and
-keeps the timings of the phases it got through. Every result goes to `on_result`, timeouts and
-probe crashes included (as failed results); every scheduled run's lag (planned -> actual
-start, waiting for a slot included) goes to `lag_samples` and to `on_lag` (the daemon's
-`failover_probe_scheduling_lag_seconds` histogram).
+instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in flight. The
+scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its
+own `ProbeRun` (`ProbeContext.for_run`) so a timeout says where the run was (`timeout after
+500ms in tls`) and keeps the timings of the phases it got through. Every result goes to
+`on_result`, timeouts and probe crashes included (as failed results); every scheduled run's
+lag (planned -> actual start, waiting for a slot included) goes to `lag_samples` and to
+`on_lag` (the daemon's `failover_probe_scheduling_lag_seconds` histogram).
 
 Identical probes run once (`probes.sharing`): jobs whose probe configurations are the same but
 for their name (many services behind one load balancer) form one group, one task, one run per

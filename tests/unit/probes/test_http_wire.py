@@ -113,3 +113,11 @@ async def test_lean_request_head() -> None:
 def test_request_head_rejects_non_latin1_values() -> None:
     with pytest.raises(httpwire.WireError, match="latin-1"):
         httpwire.request_bytes("GET", "/", "h", [("X", "\u2603")])
+
+
+def test_request_head_rejects_line_breaks() -> None:
+    for name, value in (("X", "a\r\nInjected: 1"), ("X\nY", "a"), ("X", "a\rb")):
+        with pytest.raises(httpwire.WireError, match="line break"):
+            httpwire.request_bytes("GET", "/", "h", [(name, value)])
+    with pytest.raises(httpwire.WireError, match="line break"):
+        httpwire.request_bytes("GET", "/", "h\r\nX: 1", [])
