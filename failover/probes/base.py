@@ -87,7 +87,7 @@ class ProbeContext:
     run: ProbeRun = field(default_factory=ProbeRun)
     """This run's progress; `for_run()` gives each run its own."""
     lean_http: bool = True
-    """Plain-HTTP hops take the lean path (`probes.httpwire`) rather than `http`'s session."""
+    """HTTP(S) hops take the lean path (`probes.httpwire`) rather than aiohttp's session."""
 
     def for_run(self) -> ProbeContext:
         """A context for one run: the same shared resources, a fresh `ProbeRun` (built directly,

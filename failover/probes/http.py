@@ -1,9 +1,10 @@
 """HTTP(S) probe.
 
-Two paths, the same rules: plain-HTTP hops take the lean path (`probes.httpwire`: an asyncio
-protocol, no client library; `ProbeContext.lean_http`, on by default) and HTTPS hops aiohttp's
-client below. Both time the same phases, and the verdict, the redirect policy and the error
-reasons are decided here for both (the probe tests run on each).
+Two paths, the same rules: by default every hop, http or https, takes the lean path
+(`probes.httpwire`: an asyncio protocol, no client library); with `ProbeContext.lean_http` off,
+aiohttp's client below does the request (kept as the reference the tests compare with). Both
+time the same phases, and the verdict, the redirect policy and the error reasons are decided
+here for both (the probe tests run on each).
 
 Connection policy: every run opens a fresh connection (and TLS handshake). A health check must
 see the handshake succeed now: a pooled keep-alive connection would hide a listener that no
@@ -353,14 +354,21 @@ async def _check(spec: HttpProbeConfig, ctx: ProbeContext) -> tuple[bool, str]:
         if first:  # the clock starts with the network work, not with building a TLS context
             run.start("resolve" if timed else "request")
             first = False
-        if lean and hop.url.scheme == "http":
+        if lean and hop.url.scheme in ("http", "https"):
             if not hop.url.raw_host:
                 return False, f"invalid url: {str(hop.url)[:100]}"
             head = _lean_head(spec, hop, method)
-            for key in ("tls_version", "cert_expiry"):  # from an earlier hop of a redirect chain
-                run.detail.pop(key, None)
+            https = hop.url.scheme == "https"
             async with httpwire.Exchange() as exchange:
-                wire = await exchange.open(hop.url.raw_host, hop.url.port or 80, head, method, run)
+                wire = await exchange.open(
+                    hop.url.raw_host,
+                    hop.url.port or (443 if https else 80),
+                    head,
+                    method,
+                    run,
+                    tls if isinstance(tls, ssl.SSLContext) else None,
+                    hop.sni if https else None,
+                )
                 status = run.detail["status"] = wire.status
                 run.detail["http_version"] = wire.version
                 step = _after_head(spec, hop, status, wire.headers.get("location"), redirects)

@@ -1,4 +1,5 @@
-"""The lean plain-HTTP exchange: one HTTP/1.1 request on a fresh connection, no client library.
+"""The lean HTTP exchange: one HTTP/1.1 request on a fresh connection (TLS or not), no client
+library.
 
 Why: a probe asks one question per connection and reads at most `body_limit` bytes of the
 answer. aiohttp's client (request and response objects, connector, pooling logic, traces,
@@ -9,19 +10,25 @@ to the close; gzip and deflate decoded), never more than asked. It sends `Connec
 and closes the connection when done: nothing is ever reused.
 
 The caller (`probes.http`) keeps every verdict and redirect rule; the phases are entered on the
-run's `ProbeRun` as with the aiohttp path (`resolve`, `connect` in `open_socket`, then
-`first_byte` here; the caller enters `transfer`).
+run's `ProbeRun` as with the aiohttp path (`resolve`, `connect`, then `tls` for https with the
+handshake apart from the TCP connect, then `first_byte`; the caller enters `transfer`). TLS
+errors get the same reasons (`failover.tls.tls_error_reason`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from typing import cast
 
 from failover.probes.base import ProbeRun
-from failover.probes.net import is_ip, open_socket
+from failover.probes.net import is_ip, open_socket, os_error_reason
+from failover.tls import peer_detail, tls_error_reason
+
+SSL_SHUTDOWN_TIMEOUT = 2.0
+"""Seconds a closed TLS connection may wait in the background for the peer's close_notify."""
 
 MAX_HEAD = 64 * 1024
 """Bytes of status line plus headers accepted (aiohttp's limits are of the same order)."""
@@ -262,23 +269,52 @@ class Exchange:
     def __init__(self) -> None:
         self._reader: _Reader | None = None
 
-    async def open(self, host: str, port: int, head: bytes, method: str, run: ProbeRun) -> Response:
-        """Connect (phases `resolve`, `connect`), send `head`, read the response head
-        (phase `first_byte`). Raises OSError for socket errors, WireError otherwise."""
+    async def open(
+        self,
+        host: str,
+        port: int,
+        head: bytes,
+        method: str,
+        run: ProbeRun,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> Response:
+        """Connect (phases `resolve`, `connect`, and `tls` with a context), send `head`, read
+        the response head (phase `first_byte`). Raises OSError for socket errors, WireError
+        otherwise (TLS handshake failures included, with the probe's reason)."""
         loop = asyncio.get_running_loop()
-        if is_ip(host) and "%" not in host:
+        for key in ("tls_version", "cert_expiry"):  # from an earlier hop of a redirect chain
+            run.detail.pop(key, None)
+        if tls is None and is_ip(host) and "%" not in host:
             # An IP address (the usual target): the loop connects in one call, no resolver and
             # no separate socket set-up (much cheaper on uvloop); the phases are the same.
             run.enter("resolve")
             run.enter("connect")
-            _, reader = await loop.create_connection(_Reader, host, port)
+            transport, reader = await loop.create_connection(_Reader, host, port)
         else:
             sock = await open_socket(host, port, run)
+            if tls is not None:
+                run.enter("tls")
             try:
-                _, reader = await loop.create_connection(_Reader, sock=sock)
-            except BaseException:
-                sock.close()
+                if tls is None:
+                    transport, reader = await loop.create_connection(_Reader, sock=sock)
+                else:
+                    transport, reader = await loop.create_connection(
+                        _Reader,
+                        sock=sock,
+                        ssl=tls,
+                        server_hostname=(server_hostname or host).rstrip("."),
+                        ssl_shutdown_timeout=SSL_SHUTDOWN_TIMEOUT,
+                    )
+            except BaseException as exc:
+                sock.close()  # a no-op when the failed transport already closed it
+                if isinstance(exc, ssl.SSLError):
+                    raise WireError(tls_error_reason(exc)) from exc
+                if isinstance(exc, OSError) and tls is not None:
+                    raise WireError(f"{os_error_reason(exc)} during tls handshake") from exc
                 raise
+            if tls is not None:
+                run.detail.update(peer_detail(transport.get_extra_info("ssl_object")))
         self._reader = reader
         run.enter("first_byte")
         assert reader.transport is not None
