@@ -185,6 +185,7 @@ async def run_prober(bases: list[str], n: int, warmup: float, duration: float) -
         "duration_p99": percentile(durations, 0.99),
         "connect_p99": percentile(connects, 0.99),
         "skipped": skipped,
+        "distinct": getattr(scheduler, "distinct", n),  # no sharing: one probe per target
         "system_share": (sys1 - sys0) / cpu if cpu else 0.0,
     }
 
@@ -466,6 +467,8 @@ def run_failover(
     cpu0 = proc_cpu(target_pid)
     row = child_result(spawn("prober", "-n", str(n), "--bases", bases_arg, *common), limit)
     target_cores = (proc_cpu(target_pid) - cpu0) / span
+    if row["distinct"] != n:
+        raise SystemExit(f"{row['distinct']} distinct probes for {n} targets: the bench is void")
     print(
         f"failover  N={n} ({row['loop']}): {row['rate']:.0f} probes/s,"
         f" {row['per_cpu']:.0f} per CPU-s"
