@@ -53,6 +53,10 @@ def run(coro: Coroutine[Any, Any, T], factory: LoopFactory | None) -> T:
 
 
 def running_loop_name() -> str:
-    """`uvloop` or `asyncio`: what the running loop is (for logs and status)."""
-    module = type(asyncio.get_running_loop()).__module__
+    """`uvloop` or `asyncio`: what the running loop is (for logs and status); `none` when
+    called outside a running loop."""
+    try:
+        module = type(asyncio.get_running_loop()).__module__
+    except RuntimeError:
+        return "none"
     return "uvloop" if module.startswith("uvloop") else "asyncio"

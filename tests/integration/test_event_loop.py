@@ -23,6 +23,7 @@ def test_daemon_fails_over_on_either_loop(tmp_path: Path, wanted: str) -> None:
         lab.wait_answer(SECONDARY)
         log = lab.daemon.log.read_text()
         assert f"event loop {wanted}" in log, log[-2000:]
+        assert lab.status()["event_loop"] == wanted
 
 
 def test_bad_event_loop_setting_is_a_usage_error(tmp_path: Path) -> None:

@@ -48,3 +48,7 @@ def test_bad_value_names_the_choices() -> None:
 
 def test_running_loop_name_of_the_default_loop() -> None:
     assert asyncio.run(_name()) == "asyncio"
+
+
+def test_running_loop_name_outside_a_loop() -> None:
+    assert eventloop.running_loop_name() == "none"
