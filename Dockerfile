@@ -11,7 +11,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY failover ./failover
 RUN python -m venv /opt/failover \
- && /opt/failover/bin/pip wheel --no-cache-dir --wheel-dir /wheels ".[hetzner,cloudflare]" \
+ && /opt/failover/bin/pip wheel --no-cache-dir --wheel-dir /wheels ".[fast,hetzner,cloudflare]" \
  && /opt/failover/bin/pip install --no-cache-dir --no-index --find-links /wheels /wheels/*.whl
 
 FROM python:3.11-slim-bookworm

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Probe capacity: failover's scheduler + http probe side by side with blackbox_exporter.
 
-    python bench/probes.py                    # N = 500, 2000, 5000: about 2.5 minutes
-    python bench/probes.py -n 2000 --duration 10 --no-blackbox
+    python bench/probes.py                    # N = 500 ... 10,000: about 3 minutes
+    python bench/probes.py -n 5000 -n 10000 --runs 3   # min/median/max over 3 runs
+    python bench/probes.py -n 2000 --duration 10 --no-blackbox --loop asyncio
 
 Needs Prometheus's blackbox_exporter for the side-by-side figure (Debian package; without it
 the bench says so and prints failover's figures alone):
@@ -11,12 +12,15 @@ the bench says so and prints failover's figures alone):
 
 Everything runs on loopback, each part in its own process so that CPU times do not mix:
 
-- **target**: one raw-asyncio HTTP/1.1 server listening on 8 addresses, 127.0.1.1 ...
-  127.0.1.8 (a port each), answering every request `200 ok` and closing. The N targets are N
+- **target**: one raw-asyncio HTTP/1.1 server listening on 16 addresses, 127.0.1.1 ...
+  127.0.1.16 (a port each), answering every request `200 ok` and closing. The N targets are N
   distinct URLs `http://127.0.1.<k>:<port>/t<i>` spread over those addresses (several
   addresses spread the TIME_WAIT 4-tuples of thousands of fresh connections per second).
+  Every target is a distinct probe (its own path), so the engine's sharing of identical probes
+  cannot hide its cost.
 - **failover** (a subprocess per N): the real `ProbeScheduler` (default concurrency and
-  jitter) with the real http probe (a fresh TCP connection per run), N jobs at a 1 s interval
+  jitter) with the real http probe (a fresh TCP connection per run), on the loop the daemon
+  would pick (`--loop auto`: uvloop when installed), N jobs at a 1 s interval
   and 1 s timeout. After `--warmup` seconds it measures for `--duration`: probes/s completed,
   probes per CPU-second of its own process (`getrusage`, user + system), scheduling lag
   (planned -> actual start, from the scheduler's `on_lag` hook) p50/p99, failures, skipped slots.
@@ -29,7 +33,9 @@ Everything runs on loopback, each part in its own process so that CPU times do n
   the answer, which is how it is used.
 
 Output: a line per run, then a table: N, probes/s, probes per CPU-s, lag p50/p99, failures,
-blackbox's probes/s and probes per CPU-s, and the ratio failover / blackbox (per CPU-s).
+blackbox's probes/s and probes per CPU-s, and the ratio failover / blackbox (per CPU-s, each
+run's blackbox measured right after its failover run). With `--runs K` each figure is
+`min / median / max` over the K runs.
 Per-CPU figures hold up on a busy machine; probes/s and lag do not (the load average is shown).
 """
 
@@ -37,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import resource
@@ -57,7 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BLACKBOX = "prometheus-blackbox-exporter"
-ADDRESSES = [f"127.0.1.{k}" for k in range(1, 9)]
+ADDRESSES = [f"127.0.1.{k}" for k in range(1, 17)]
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
     b"Connection: close\r\n\r\nok\n"
@@ -159,10 +164,10 @@ async def run_prober(bases: list[str], n: int, warmup: float, duration: float) -
         await asyncio.sleep(warmup)
         skipped0 = scheduler.skipped_runs
         measuring = True
-        t0, cpu0 = time.monotonic(), self_cpu()
+        t0, cpu0, sys0 = time.monotonic(), self_cpu(), resource.getrusage(0).ru_stime
         await asyncio.sleep(duration)
         measuring = False
-        t1, cpu1 = time.monotonic(), self_cpu()
+        t1, cpu1, sys1 = time.monotonic(), self_cpu(), resource.getrusage(0).ru_stime
         skipped = scheduler.skipped_runs - skipped0
     wall, cpu = t1 - t0, cpu1 - cpu0
     return {
@@ -180,6 +185,8 @@ async def run_prober(bases: list[str], n: int, warmup: float, duration: float) -
         "duration_p99": percentile(durations, 0.99),
         "connect_p99": percentile(connects, 0.99),
         "skipped": skipped,
+        "distinct": getattr(scheduler, "distinct", n),  # no sharing: one probe per target
+        "system_share": (sys1 - sys0) / cpu if cpu else 0.0,
     }
 
 
@@ -196,7 +203,7 @@ async def run_loadgen(
         URL(
             f"{exporter}/probe?module=http_2xx&target={quote(f'{base}t{i}', safe='')}", encoded=True
         )
-        for i, base in enumerate(bases * (5000 // len(bases)))
+        for i, base in ((i, bases[i % len(bases)]) for i in range(max(1, int(rate))))
     ]
     counts: Counter[str] = Counter()
     measuring = False
@@ -312,6 +319,18 @@ def start_blackbox(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     raise SystemExit("blackbox_exporter did not start listening")
 
 
+def choose_loop(wanted: str) -> tuple[str, Any]:
+    """The daemon's choice (failover.eventloop); on a checkout that predates it (a before/after
+    comparison), uvloop when asked for, else asyncio's loop."""
+    try:
+        from failover import eventloop
+    except ImportError:
+        if wanted == "uvloop":
+            return "uvloop", __import__("uvloop").new_event_loop
+        return "asyncio", None
+    return eventloop.choose(wanted)
+
+
 def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -324,8 +343,13 @@ def main() -> int:
     parser.add_argument("--blackbox-rate", type=float, default=1000.0, help=argparse.SUPPRESS)
     parser.add_argument("--no-blackbox", action="store_true")
     parser.add_argument(
-        "--uvloop", action="store_true", help="run failover on uvloop (pip install uvloop)"
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="failover's event loop (auto: uvloop when installed, as the daemon does)",
     )
+    parser.add_argument("--uvloop", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", type=int, default=1, help="runs per N (min/median/max)")
     parser.add_argument("--role", choices=["target", "prober", "loadgen"], help=argparse.SUPPRESS)
     parser.add_argument("--bases", help=argparse.SUPPRESS)
     parser.add_argument("--exporter", help=argparse.SUPPRESS)
@@ -335,10 +359,13 @@ def main() -> int:
     if args.role == "target":
         asyncio.run(serve_target())
         return 0
+    if args.uvloop:
+        args.loop = "uvloop"
     if args.role == "prober":
-        if args.uvloop:
-            importlib.import_module("uvloop").install()
-        out = asyncio.run(run_prober(json.loads(args.bases), args.n[0], args.warmup, args.duration))
+        loop, factory = choose_loop(args.loop)
+        coro = run_prober(json.loads(args.bases), args.n[0], args.warmup, args.duration)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            out = runner.run(coro) | {"loop": loop}
         print(json.dumps(out), flush=True)
         return 0
     if args.role == "loadgen":
@@ -351,10 +378,9 @@ def main() -> int:
         print(json.dumps(out), flush=True)
         return 0
 
-    sizes = args.n or [500, 2000, 5000]
+    sizes = args.n or [500, 2000, 5000, 10000]
     common = ["--warmup", str(args.warmup), "--duration", str(args.duration)]
-    if args.uvloop:
-        common.append("--uvloop")
+    prober_args = [*common, "--loop", args.loop]
     limit = args.warmup + args.duration + 60
     load = os.getloadavg()[0]
     target = spawn("target")
@@ -365,11 +391,11 @@ def main() -> int:
     if load > 0.5:
         print("  (other work is running: throughput and lag suffer more than per-CPU figures)")
     print(f"target: one process, N distinct URLs over {len(bases)} addresses ({bases[0]}t<i>, ...)")
-    loop = "uvloop" if args.uvloop else "asyncio's default loop"
     print(
-        f"interval 1 s, timeout 1 s, {loop}; {args.duration:g} s measured after {args.warmup:g} s\n"
+        f"interval 1 s, timeout 1 s, loop {args.loop}; {args.duration:g} s measured after"
+        f" {args.warmup:g} s, {args.runs} run(s) per N\n"
     )
-    rows: list[dict[str, Any]] = []
+    rows: list[list[dict[str, Any]]] = []
     workdir = Path(tempfile.mkdtemp(prefix="failover-bench-probes-"))
     exporter: tuple[subprocess.Popen[bytes], str] | None = None
     try:
@@ -379,10 +405,14 @@ def main() -> int:
                 print(f"{BLACKBOX} is not installed: apt-get install -y {BLACKBOX}")
                 print("  (failover's figures only, no side-by-side)\n")
         for n in sizes:
-            row = run_failover(target.pid, n, bases_arg, common, limit, args.warmup + args.duration)
-            if exporter is not None:
-                row["blackbox"] = run_blackbox(exporter, bases_arg, float(n), common, limit)
-            rows.append(row)
+            runs = []
+            for _ in range(args.runs):
+                span = args.warmup + args.duration
+                row = run_failover(target.pid, n, bases_arg, prober_args, limit, span)
+                if exporter is not None:
+                    row["blackbox"] = run_blackbox(exporter, bases_arg, float(n), common, limit)
+                runs.append(row)
+            rows.append(runs)
     finally:
         if exporter is not None:
             exporter[0].send_signal(signal.SIGTERM)
@@ -393,23 +423,42 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print()
-    header = "| N | probes/s | probes per CPU-s | lag p50 | lag p99 | failures |"
-    if exporter is not None:
+    print_table(rows, with_blackbox=exporter is not None)
+    return 0
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """`v` for one run, `min / median / max` for several."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    ordered = sorted(values)
+    picks = (ordered[0], ordered[len(ordered) // 2], ordered[-1])
+    return " / ".join(fmt.format(v) for v in picks)
+
+
+def print_table(rows: list[list[dict[str, Any]]], *, with_blackbox: bool) -> None:
+    header = "| N | loop | probes/s | probes per CPU-s | lag p50 (ms) | lag p99 (ms) | failures |"
+    if with_blackbox:
         header += " blackbox probes/s | blackbox probes per CPU-s | failover / blackbox |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for row in rows:
+    for runs in rows:
         line = (
-            f"| {row['n']} | {row['rate']:.0f} | {row['per_cpu']:.0f} | {fmt_ms(row['lag_p50'])}"
-            f" | {fmt_ms(row['lag_p99'])} | {row['failures']} |"
+            f"| {runs[0]['n']} | {runs[0]['loop']} | {spread([r['rate'] for r in runs], '{:.0f}')}"
+            f" | {spread([r['per_cpu'] for r in runs], '{:.0f}')}"
+            f" | {spread([r['lag_p50'] * 1000 for r in runs], '{:.1f}')}"
+            f" | {spread([r['lag_p99'] * 1000 for r in runs], '{:.1f}')}"
+            f" | {spread([r['failures'] for r in runs], '{:.0f}')} |"
         )
-        if "blackbox" in row:
-            bb = row["blackbox"]
+        if with_blackbox and all("blackbox" in r for r in runs):
+            bbs = [r["blackbox"] for r in runs]
+            ratios = [r["per_cpu"] / r["blackbox"]["per_cpu"] for r in runs]
             line += (
-                f" {bb['rate']:.0f} | {bb['per_cpu']:.0f} | {row['per_cpu'] / bb['per_cpu']:.2f}x |"
+                f" {spread([b['rate'] for b in bbs], '{:.0f}')}"
+                f" | {spread([b['per_cpu'] for b in bbs], '{:.0f}')}"
+                f" | {spread(ratios, '{:.2f}x')} |"
             )
         print(line)
-    return 0
 
 
 def run_failover(
@@ -418,9 +467,13 @@ def run_failover(
     cpu0 = proc_cpu(target_pid)
     row = child_result(spawn("prober", "-n", str(n), "--bases", bases_arg, *common), limit)
     target_cores = (proc_cpu(target_pid) - cpu0) / span
+    if row["distinct"] != n:
+        raise SystemExit(f"{row['distinct']} distinct probes for {n} targets: the bench is void")
     print(
-        f"failover  N={n}: {row['rate']:.0f} probes/s, {row['per_cpu']:.0f} per CPU-s"
-        f" ({row['cpu'] / row['wall']:.2f} cores), lag p50 {fmt_ms(row['lag_p50'])}"
+        f"failover  N={n} ({row['loop']}): {row['rate']:.0f} probes/s,"
+        f" {row['per_cpu']:.0f} per CPU-s"
+        f" ({row['cpu'] / row['wall']:.2f} cores, {row['system_share']:.0%} in the kernel),"
+        f" lag p50 {fmt_ms(row['lag_p50'])}"
         f" p99 {fmt_ms(row['lag_p99'])}, probe p50 {fmt_ms(row['duration_p50'])}"
         f" p99 {fmt_ms(row['duration_p99'])}, {row['failures']} failed,"
         f" {row['skipped']} slots skipped; target {target_cores:.2f} cores"

@@ -228,6 +228,7 @@ class StatusBody(TypedDict):
     isolated: bool
     dry_run: bool
     started_at: str
+    event_loop: str  # uvloop or asyncio: the loop this daemon runs on
     services: dict[str, ServiceStatus]
 
 

@@ -36,6 +36,7 @@ from failover.coord.factory import create_coordinator
 from failover.coord.shared_journal import SharedJournal
 from failover.drill import DrillScheduler, restore_drill_metrics
 from failover.engine import CANARY, CommandError, Engine
+from failover.eventloop import running_loop_name
 from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Trigger
@@ -156,10 +157,14 @@ class Daemon:
             self._engine_task = asyncio.create_task(engine.run(), name="engine")
             self._drill_task = asyncio.create_task(DrillScheduler(engine).run(), name="drills")
         log.info(
-            "failover started: instance %s, %d services, admin socket %s%s",
+            "failover started: instance %s, %d services, %d probes (%d distinct run),"
+            " admin socket %s, event loop %s%s",
             self.config.instance.name,
             len(self.config.services),
+            len(self.scheduler.jobs),
+            self.scheduler.distinct,
             self.config.admin.socket,
+            running_loop_name(),
             " (dry-run: no DNS writes)" if self.dry_run else "",
         )
 

@@ -205,10 +205,23 @@ class _LiveCollector(Collector):
         )
 
 
+class _ProbeSeries:
+    """One probe's children of the per-run probe metrics (see `Metrics.observe_probe`)."""
+
+    __slots__ = ("duration", "expiry", "phases", "status")
+
+    def __init__(self, duration: Histogram) -> None:
+        self.duration = duration
+        self.phases: dict[str, Gauge] = {}
+        self.status: Gauge | None = None
+        self.expiry: Gauge | None = None
+
+
 class Metrics:
     """The daemon's registry and the event metrics the engine and probes update."""
 
     def __init__(self) -> None:
+        self._probe_series: dict[tuple[str, str, str], _ProbeSeries] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.probe_duration = Histogram(
@@ -337,18 +350,34 @@ class Metrics:
 
     def observe_probe(self, job: Any, result: ProbeResult) -> None:
         """Per-run probe figures, in the spirit of blackbox_exporter. Labels stay bounded:
-        service, target, probe, plus a phase from a fixed set."""
+        service, target, probe, plus a phase from a fixed set.
+
+        Runs once per probe result (thousands a second): each probe's series are looked up
+        once and kept (`labels()` validates and locks on every call, ~3 µs each); series are
+        never removed, so a kept one is always the exported one."""
         labels = (job.service, job.target, job.spec.name)
-        self.probe_duration.labels(*labels).observe(result.duration)
+        series = self._probe_series.get(labels)
+        if series is None:
+            series = self._probe_series[labels] = _ProbeSeries(self.probe_duration.labels(*labels))
+        series.duration.observe(result.duration)
+        phases = series.phases
         for phase, seconds in result.timings.items():
-            if phase in PROBE_PHASES:
-                self.probe_phase.labels(*labels, phase).set(seconds)
+            child = phases.get(phase)
+            if child is None:
+                if phase not in PROBE_PHASES:
+                    continue
+                child = phases[phase] = self.probe_phase.labels(*labels, phase)
+            child.set(seconds)
         status = result.detail.get("status")
         if isinstance(status, int):
-            self.probe_status.labels(*labels).set(status)
+            if series.status is None:
+                series.status = self.probe_status.labels(*labels)
+            series.status.set(status)
         expiry = result.detail.get("cert_expiry")
         if isinstance(expiry, int | float):
-            self.probe_cert_expiry.labels(*labels).set(expiry)
+            if series.expiry is None:
+                series.expiry = self.probe_cert_expiry.labels(*labels)
+            series.expiry.set(expiry)
 
     def render(self, view: LiveView | None = None) -> bytes:
         """The exposition text; with `view`, the live gauges come from it (safe off the loop)."""

@@ -10,6 +10,7 @@ from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.core.plan import Violation
+from failover.eventloop import running_loop_name
 from failover.journal import JournalHealth
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
 from failover.model import Change, Health, values_for_type
@@ -55,6 +56,7 @@ def status(
         },
         "dry_run": dry_run,
         "started_at": rfc3339(started_at),
+        "event_loop": running_loop_name(),
         "alarms": alarms,
         "journal": journal.as_json(),
         "services": views,

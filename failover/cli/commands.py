@@ -37,7 +37,7 @@ from failover.client import AdminClient
 from failover.config.describe import describe
 from failover.config.loader import ConfigError, load_config
 from failover.config.parse import parse_duration
-from failover.config.types import HostPort
+from failover.config.types import Config, HostPort
 from failover.render import (
     history_text,
     probe_result_json,
@@ -92,6 +92,7 @@ async def cmd_check_config(args: argparse.Namespace) -> int:
     path = config_path(args)
     config = load_config(path, missing_secrets=missing)
     print(describe(config))
+    print(probe_count_line(config))
     if missing:
         print("\nsecrets not available here (the daemon needs them where it runs):")
         for line in missing:
@@ -133,6 +134,18 @@ async def cmd_providers(args: argparse.Namespace) -> int:
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     return EXIT_OK
+
+
+def probe_count_line(config: Config) -> str:
+    """How many probes are configured and how many run: identical ones run once
+    (failover.probes.sharing)."""
+    from failover.daemon import probe_jobs
+    from failover.probes.sharing import distinct
+
+    specs = [job.spec for job in probe_jobs(config)]
+    shared = len(specs) - distinct(specs)
+    note = f" ({shared} identical to another: each runs once per interval)" if shared else ""
+    return f"probes: {len(specs)} configured, {distinct(specs)} distinct run{note}"
 
 
 async def cmd_status(args: argparse.Namespace) -> int:

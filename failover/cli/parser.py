@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import traceback
 
-from failover import __version__
+from failover import __version__, eventloop
 from failover.cli.changes import cmd_drill, cmd_promote
 from failover.cli.commands import (
     cmd_audit,
@@ -256,8 +255,14 @@ def _main(argv: list[str] | None) -> int:
         parser.error(f"FAILOVER_LOG_FORMAT={args.log_format}: expected one of {', '.join(FORMATS)}")
     JsonOutput.wanted = bool(getattr(args, "json", False)) or getattr(args, "format", "") == "json"
     setup_logging("debug" if args.debug else args.log_level, args.log_format)
+    factory: eventloop.LoopFactory | None = None
+    if args.func is cmd_run:  # the daemon runs on uvloop when installed (failover.eventloop)
+        try:
+            _, factory = eventloop.choose()
+        except eventloop.EventLoopError as exc:
+            parser.error(str(exc))
     try:
-        code: int = asyncio.run(args.func(args))
+        code: int = eventloop.run(args.func(args), factory)
         sys.stdout.flush()
         return code
     except ConfigError as exc:

@@ -11,7 +11,6 @@ just name no phase.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,7 +77,7 @@ class ProbeRun:
         return timings
 
 
-@dataclass
+@dataclass(slots=True)
 class ProbeContext:
     """What probe runs share (one per scheduler), and the progress of the current run."""
 
@@ -87,10 +86,13 @@ class ProbeContext:
     """SSL contexts, built off the event loop once per distinct TLS settings."""
     run: ProbeRun = field(default_factory=ProbeRun)
     """This run's progress; `for_run()` gives each run its own."""
+    lean_http: bool = True
+    """HTTP(S) hops take the lean path (`probes.httpwire`) rather than aiohttp's session."""
 
     def for_run(self) -> ProbeContext:
-        """A context for one run: the same shared resources, a fresh `ProbeRun`."""
-        return dataclasses.replace(self, run=ProbeRun())
+        """A context for one run: the same shared resources, a fresh `ProbeRun` (built directly,
+        not with `dataclasses.replace`: this runs once per probe)."""
+        return ProbeContext(self.http, self.tls, ProbeRun(), self.lean_http)
 
 
 ProbeFn = Callable[[ProbeConfig, ProbeContext], Awaitable[ProbeResult]]

@@ -1,5 +1,11 @@
 """HTTP(S) probe.
 
+Two paths, the same rules: by default every hop, http or https, takes the lean path
+(`probes.httpwire`: an asyncio protocol, no client library); with `ProbeContext.lean_http` off,
+aiohttp's client below does the request (kept as the reference the tests compare with). Both
+time the same phases, and the verdict, the redirect policy and the error reasons are decided
+here for both (the probe tests run on each).
+
 Connection policy: every run opens a fresh connection (and TLS handshake). A health check must
 see the handshake succeed now: a pooled keep-alive connection would hide a listener that no
 longer accepts or a certificate that no longer verifies. What is safe to share is shared: the
@@ -37,6 +43,7 @@ import contextvars
 import functools
 import re
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -48,6 +55,7 @@ from yarl import URL
 
 from failover.config.types import HttpProbeConfig
 from failover.model import ProbeResult
+from failover.probes import httpwire
 from failover.probes.base import ProbeContext, ProbeRun
 from failover.probes.net import CACHE_SIZE, open_socket, os_error_reason
 from failover.tls import TlsSettings, TlsSetupError, peer_detail, tls_error_reason
@@ -177,7 +185,7 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
 
 def describe_error(exc: BaseException) -> str:
     """A concise reason for an exception raised while probing."""
-    if isinstance(exc, ProbeConnectionError):
+    if isinstance(exc, ProbeConnectionError | httpwire.WireError):
         return exc.reason
     if isinstance(exc, TlsSetupError):
         return str(exc)
@@ -250,12 +258,18 @@ def _redirect_method(method: str, status: int) -> str:
 
 
 def _headers(spec: HttpProbeConfig, hop: _Hop) -> CIMultiDict[str] | None:
-    if not spec.headers and not hop.host:
+    return _headers_for(spec.headers, hop, _parse_url(spec.url))
+
+
+def _headers_for(
+    configured: Mapping[str, str], hop: _Hop, first_url: URL
+) -> CIMultiDict[str] | None:
+    if not configured and not hop.host:
         return None  # the session's defaults only
-    headers: CIMultiDict[str] = CIMultiDict(spec.headers)
+    headers: CIMultiDict[str] = CIMultiDict(configured)
     if hop.host:
         headers["Host"] = hop.host
-    elif hop.url.host != _parse_url(spec.url).host:
+    elif hop.url.host != first_url.host:
         headers.popall("Host", None)  # a configured Host header was meant for the first host
     return headers
 
@@ -288,10 +302,50 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def _after_head(
+    spec: HttpProbeConfig,
+    hop: _Hop,
+    status: int,
+    location: str | None,
+    redirects: int,
+) -> _Hop | tuple[bool, str] | None:
+    """What a response head leads to: the next hop, a verdict, or None (read the body)."""
+    if spec.follow_redirects and status in REDIRECTS and location is not None:
+        if redirects >= spec.max_redirects:
+            return False, f"too many redirects (max {spec.max_redirects})"
+        try:
+            return _next_hop(spec, hop, location)
+        except ValueError as exc:
+            return False, f"bad redirect: {exc}"[:200]
+    return None
+
+
+def _lean_head(spec: HttpProbeConfig, hop: _Hop, method: str) -> bytes:
+    """The request head for `hop`, built once: the same probes run every interval."""
+    headers = tuple(spec.headers.items()) if spec.headers else ()
+    return _cached_head(hop, method, spec.url, headers)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _cached_head(
+    hop: _Hop, method: str, first_url: str, configured: tuple[tuple[str, str], ...]
+) -> bytes:
+    url = hop.url
+    host = url.raw_host or ""
+    authority = f"[{host}]" if ":" in host else host
+    if url.explicit_port is not None and not url.is_default_port():
+        authority = f"{authority}:{url.explicit_port}"
+    headers = _headers_for(dict(configured), hop, _parse_url(first_url))
+    return httpwire.request_bytes(
+        method, url.raw_path_qs, authority, headers.items() if headers is not None else ()
+    )
+
+
 async def _check(spec: HttpProbeConfig, ctx: ProbeContext) -> tuple[bool, str]:
     run = ctx.run
     hop, method, redirects = _first_hop(spec), spec.method, 0
-    timed = isinstance(ctx.http.connector, ProbeConnector)
+    lean = ctx.lean_http
+    timed = lean or isinstance(ctx.http.connector, ProbeConnector)
     first = True
     while True:
         tls: ssl.SSLContext | bool = True
@@ -300,33 +354,51 @@ async def _check(spec: HttpProbeConfig, ctx: ProbeContext) -> tuple[bool, str]:
         if first:  # the clock starts with the network work, not with building a TLS context
             run.start("resolve" if timed else "request")
             first = False
-        async with ctx.http.request(
-            method,
-            hop.url,
-            headers=_headers(spec, hop),
-            allow_redirects=False,
-            ssl=tls,
-            server_hostname=hop.sni if hop.url.scheme == "https" else None,
-        ) as response:
-            status = response.status
-            run.detail["status"] = status
-            if response.version is not None:
-                run.detail["http_version"] = f"{response.version.major}.{response.version.minor}"
-            location = response.headers.get("Location")
-            if spec.follow_redirects and status in REDIRECTS and location is not None:
-                if redirects >= spec.max_redirects:
-                    return False, f"too many redirects (max {spec.max_redirects})"
-                try:
-                    hop = _next_hop(spec, hop, location)
-                except ValueError as exc:
-                    return False, f"bad redirect: {exc}"[:200]
-                method = _redirect_method(method, status)
-                redirects += 1
-                run.detail["redirects"] = redirects
-                continue
-            run.enter("transfer")
-            body = await _read_capped(response, spec.body_limit)
-        return _verdict(spec, status, body, redirects)
+        if lean and hop.url.scheme in ("http", "https"):
+            if not hop.url.raw_host:
+                return False, f"invalid url: {str(hop.url)[:100]}"
+            head = _lean_head(spec, hop, method)
+            https = hop.url.scheme == "https"
+            async with httpwire.Exchange() as exchange:
+                wire = await exchange.open(
+                    hop.url.raw_host,
+                    hop.url.port or (443 if https else 80),
+                    head,
+                    method,
+                    run,
+                    tls if isinstance(tls, ssl.SSLContext) else None,
+                    hop.sni if https else None,
+                )
+                status = run.detail["status"] = wire.status
+                run.detail["http_version"] = wire.version
+                step = _after_head(spec, hop, status, wire.headers.get("location"), redirects)
+                if step is None:
+                    run.enter("transfer")
+                    body = await wire.read(spec.body_limit)
+                    return _verdict(spec, status, body, redirects)
+        else:
+            async with ctx.http.request(
+                method,
+                hop.url,
+                headers=_headers(spec, hop),
+                allow_redirects=False,
+                ssl=tls,
+                server_hostname=hop.sni if hop.url.scheme == "https" else None,
+            ) as response:
+                status = run.detail["status"] = response.status
+                if response.version is not None:
+                    version = response.version
+                    run.detail["http_version"] = f"{version.major}.{version.minor}"
+                step = _after_head(spec, hop, status, response.headers.get("Location"), redirects)
+                if step is None:
+                    run.enter("transfer")
+                    body = await _read_capped(response, spec.body_limit)
+                    return _verdict(spec, status, body, redirects)
+        if not isinstance(step, _Hop):
+            return step
+        hop, method = step, _redirect_method(method, status)
+        redirects += 1
+        run.detail["redirects"] = redirects
 
 
 async def probe(spec: HttpProbeConfig, ctx: ProbeContext) -> ProbeResult:

@@ -6,16 +6,20 @@ most (never wider than the interval): runs are fixed-rate, so runs that start bu
 bunched, and thousands of jobs crammed into a tenth of their interval would queue for the
 concurrency limit every interval. Then runs are fixed-rate on the monotonic clock (next =
 previous planned start + interval, so no drift). A run that overran skips the slots it missed
-instead of bunching them. One semaphore bounds the probes in flight. The scheduler owns
-timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun`
-(`ProbeContext.for_run`) so a timeout says where the run was (`timeout after 500ms in tls`) and
-keeps the timings of the phases it got through. Every result goes to `on_result`, timeouts and
-probe crashes included (as failed results); every scheduled run's lag (planned -> actual
-start, waiting for a slot included) goes to `lag_samples` and to `on_lag` (the daemon's
-`failover_probe_scheduling_lag_seconds` histogram).
+instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in flight. The
+scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its
+own `ProbeRun` (`ProbeContext.for_run`) so a timeout says where the run was (`timeout after
+500ms in tls`) and keeps the timings of the phases it got through. Every result goes to
+`on_result`, timeouts and probe crashes included (as failed results); every scheduled run's
+lag (planned -> actual start, waiting for a slot included) goes to `lag_samples` and to
+`on_lag` (the daemon's `failover_probe_scheduling_lag_seconds` histogram).
 
-One long-lived task per job, sleeping until its next slot, is cheap next to a run: at 2,000
-HTTP targets the scheduling itself (sleep, deadline, semaphore) is about 6% of the prober's CPU,
+Identical probes run once (`probes.sharing`): jobs whose probe configurations are the same but
+for their name (many services behind one load balancer) form one group, one task, one run per
+interval, and each result goes to every job of the group. `distinct` says how many run.
+
+One long-lived task per group, sleeping until its next slot, is cheap next to a run: the
+scheduling itself (sleep, deadline, the concurrency gate) is a few percent of the prober's CPU,
 the rest being the connection, the request and the event loop's work on them (see
 `bench/probes.py`).
 
@@ -41,9 +45,11 @@ from failover.config.types import ProbeConfig
 from failover.model import ProbeResult
 from failover.probes import http
 from failover.probes.base import ProbeContext, ProbeFn, ProbeRun
+from failover.probes.gate import Gate
 from failover.probes.loopwatch import LoopWatch
 from failover.probes.net import LOCAL_ERRNOS, local_fault_of
 from failover.probes.registry import PROBES
+from failover.probes.sharing import ProbeIdentity, identity
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,7 @@ class ProbeScheduler:
         jitter: float = 0.1,
         registry: Mapping[str, ProbeFn] = PROBES,
         on_lag: LagCallback | None = None,
+        lean_http: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -108,11 +115,13 @@ class ProbeScheduler:
         self._on_lag = on_lag
         self._concurrency = concurrency
         self._jitter = jitter
+        self._lean_http = lean_http
         self._jobs = self._index(jobs)
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._groups = self._group(self._jobs.values())
+        self._gate = Gate(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._ctx: ProbeContext | None = None
-        self._tasks: dict[JobKey, asyncio.Task[None]] = {}
+        self._tasks: dict[ProbeIdentity, asyncio.Task[None]] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self.lag_samples: deque[float] = deque(maxlen=LAG_SAMPLES)
         """Recent scheduling lags: seconds from a run's planned start to the probe's start
@@ -124,6 +133,11 @@ class ProbeScheduler:
     @property
     def jobs(self) -> tuple[ProbeJob, ...]:
         return tuple(self._jobs.values())
+
+    @property
+    def distinct(self) -> int:
+        """How many probes run: identical probes of several jobs run once."""
+        return len(self._groups)
 
     @property
     def running(self) -> bool:
@@ -141,43 +155,54 @@ class ProbeScheduler:
             index[job.key] = job
         return index
 
+    @staticmethod
+    def _group(jobs: Iterable[ProbeJob]) -> dict[ProbeIdentity, list[ProbeJob]]:
+        groups: dict[ProbeIdentity, list[ProbeJob]] = {}
+        for job in jobs:
+            groups.setdefault(identity(job.spec), []).append(job)
+        return groups
+
     async def start(self) -> None:
         """Open the shared HTTP session and start one task per job."""
         if self._session is not None:
             raise RuntimeError("probe scheduler already started")
         self._session = http.new_session(self._concurrency)
-        self._ctx = ctx = ProbeContext(self._session)
+        self._ctx = ctx = ProbeContext(self._session, lean_http=self._lean_http)
         self.watch.start()
-        for job in self._jobs.values():
-            self._spawn(job, ctx)
+        for ident, members in self._groups.items():
+            self._spawn(ident, members[0], ctx)
 
     def set_jobs(self, jobs: Iterable[ProbeJob]) -> None:
-        """Swap in a new job list: unchanged jobs (same key and spec) keep running undisturbed.
+        """Swap in a new job list: probes still wanted (same identity) keep running undisturbed,
+        their results now going to the new list's jobs.
 
         Raises ValueError, changing nothing, when the list is invalid. Call from the loop's thread.
         """
         new = self._index(jobs)
-        for key, task in list(self._tasks.items()):
-            if new.get(key) != self._jobs.get(key) or task.done():
-                del self._tasks[key]
+        groups = self._group(new.values())
+        for ident, task in list(self._tasks.items()):
+            if ident not in groups or task.done():
+                del self._tasks[ident]
                 self._retire(task)
-        self._jobs = new
+        self._jobs, self._groups = new, groups
         if self._ctx is not None:
-            for key, job in new.items():
-                if key not in self._tasks:
-                    self._spawn(job, self._ctx)
+            for ident, members in groups.items():
+                if ident not in self._tasks:
+                    self._spawn(ident, members[0], self._ctx)
 
     async def run_once(self) -> list[tuple[ProbeJob, ProbeResult]]:
-        """Run every job once, concurrently (bounded), in job order. Does not call on_result."""
-        jobs = list(self._jobs.values())
+        """Run every distinct probe once, concurrently (bounded); every job's result, in job
+        order. Does not call on_result."""
+        groups = list(self._groups.values())
         if self._ctx is not None:
             ctx = self._ctx
-            results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
+            results = await asyncio.gather(*(self._execute(g[0], ctx) for g in groups))
         else:
             async with http.new_session(self._concurrency) as session:
-                ctx = ProbeContext(session)
-                results = await asyncio.gather(*(self._execute(job, ctx) for job in jobs))
-        return list(zip(jobs, results, strict=True))
+                ctx = ProbeContext(session, lean_http=self._lean_http)
+                results = await asyncio.gather(*(self._execute(g[0], ctx) for g in groups))
+        by_job = {job.key: r for group, r in zip(groups, results, strict=True) for job in group}
+        return [(job, by_job[job.key]) for job in self._jobs.values()]
 
     async def aclose(self) -> None:
         """Cancel every job task, wait for them, close the session. Idempotent."""
@@ -199,17 +224,18 @@ class ProbeScheduler:
     async def __aexit__(self, *_exc: object) -> None:
         await self.aclose()
 
-    def _spawn(self, job: ProbeJob, ctx: ProbeContext) -> None:
+    def _spawn(self, ident: ProbeIdentity, job: ProbeJob, ctx: ProbeContext) -> None:
+        """Start the task of one distinct probe; `job` is its first job (spec and name)."""
         loop = asyncio.get_running_loop()
         name = f"probe {'/'.join(job.key)}"
-        self._tasks[job.key] = loop.create_task(self._loop(job, ctx), name=name)
+        self._tasks[ident] = loop.create_task(self._loop(ident, job, ctx), name=name)
 
     def _retire(self, task: asyncio.Task[None]) -> None:
         task.cancel()
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
 
-    async def _loop(self, job: ProbeJob, ctx: ProbeContext) -> None:
+    async def _loop(self, ident: ProbeIdentity, job: ProbeJob, ctx: ProbeContext) -> None:
         interval = job.spec.interval
         planned = time.monotonic() + self._first_offset(interval)
         while True:
@@ -217,7 +243,7 @@ class ProbeScheduler:
             if delay > 0:
                 await asyncio.sleep(delay)
             result = await self._execute(job, ctx, planned)
-            self._deliver(job, result, time.time())
+            self._deliver(ident, result, time.time())
             planned += interval
             now = time.monotonic()
             if planned <= now:
@@ -228,17 +254,21 @@ class ProbeScheduler:
     def _first_offset(self, interval: float) -> float:
         if self._jitter == 0.0:
             return 0.0
-        window = max(self._jitter * interval, len(self._jobs) / SPREAD_RATE)
+        window = max(self._jitter * interval, len(self._groups) / SPREAD_RATE)
         return random.uniform(0.0, min(interval, window))
 
     async def _execute(
         self, job: ProbeJob, ctx: ProbeContext, planned: float | None = None
     ) -> ProbeResult:
-        async with self._semaphore:
+        gate = self._gate
+        await gate.acquire()
+        try:
             started = time.monotonic()
             if planned is not None:
                 self._record_lag(max(0.0, started - planned))
             return await self._probe(job, ctx, started)
+        finally:
+            gate.release()
 
     async def _probe(self, job: ProbeJob, ctx: ProbeContext, started: float) -> ProbeResult:
         spec = job.spec
@@ -279,11 +309,13 @@ class ProbeScheduler:
             except Exception:
                 log.exception("lag callback failed")
 
-    def _deliver(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
-        try:
-            self._on_result(job, result, finished_at)
-        except Exception:
-            log.exception("result callback failed for %s", "/".join(job.key))
+    def _deliver(self, ident: ProbeIdentity, result: ProbeResult, finished_at: float) -> None:
+        """Hand one run's result to every job of its group (as the group is now)."""
+        for job in self._groups.get(ident, ()):
+            try:
+                self._on_result(job, result, finished_at)
+            except Exception:
+                log.exception("result callback failed for %s", "/".join(job.key))
 
 
 def local_result(

@@ -66,3 +66,37 @@ def test_missing_file_exits_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nope.yaml" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SHARED = """
+instance: {name: t, state_dir: STATE}
+providers:
+  lab: {type: builtin, listen: "127.0.0.1:5353"}
+services:
+  shop:
+    records: [{provider: lab, zone: example.test, name: shop.example.test, type: A}]
+    targets:
+      - name: lb
+        values: [127.0.0.1]
+        probes: [{type: http, url: "http://127.0.0.1/health", host: ingress.test}]
+  blog:
+    records: [{provider: lab, zone: example.test, name: blog.example.test, type: A}]
+    targets:
+      - name: lb
+        values: [127.0.0.1]
+        probes:
+          - {type: http, url: "http://127.0.0.1/health", host: ingress.test, name: same}
+          - {type: http, url: "http://127.0.0.1/health", host: blog.test}
+"""
+
+
+def test_check_config_counts_distinct_probes(tmp_path: Path) -> None:
+    path = tmp_path / "shared.yaml"
+    path.write_text(SHARED.replace("STATE", str(tmp_path / "state")))
+    result = cli("check-config", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    # the two `ingress.test` probes are one; another Host header is another probe
+    assert (
+        "probes: 3 configured, 2 distinct run (1 identical to another: each runs once per"
+        " interval)" in result.stdout
+    )

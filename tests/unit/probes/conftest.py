@@ -17,6 +17,22 @@ from failover.probes import http
 from failover.probes.base import ProbeContext
 
 
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every probe test runs on asyncio's loop and, when installed, on uvloop (the daemon's
+    choice when the `fast` extra is there: see failover.eventloop)."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    try:
+        import uvloop
+    except ImportError:
+        return factories
+    factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Target]]]:
     """Factory: start a recording target on 127.0.0.1:0 (optionally TLS); stopped at teardown."""
@@ -44,11 +60,12 @@ async def target(serve: Callable[..., Awaitable[Target]]) -> Target:
     return await serve()
 
 
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    """A probe context on the session the scheduler uses."""
+@pytest.fixture(params=[True, False], ids=["lean", "aiohttp"])
+async def ctx(request: pytest.FixtureRequest) -> AsyncIterator[ProbeContext]:
+    """A probe context on the session the scheduler uses, once per plain-HTTP path: the lean
+    one (`probes.httpwire`, the default) and aiohttp's (every verdict rule holds on both)."""
     async with http.new_session() as session:
-        yield ProbeContext(session)
+        yield ProbeContext(session, lean_http=request.param)
 
 
 @pytest.fixture

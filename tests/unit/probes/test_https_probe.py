@@ -69,6 +69,12 @@ async def test_without_verification(shop: Target, ctx: ProbeContext) -> None:
     assert "cert_expiry" not in result.detail  # only known from a verified chain
 
 
+async def test_each_https_probe_opens_a_fresh_connection(shop: Target, ctx: ProbeContext) -> None:
+    for _ in range(3):
+        assert (await run(f"{shop.url}/ok", ctx, verify_tls=False)).ok
+    assert len(set(shop.peers)) == 3  # a new TCP connection and TLS handshake every run
+
+
 async def test_host_drives_sni_and_the_name_checked(
     shop: Target, files: TlsFiles, ctx: ProbeContext
 ) -> None:

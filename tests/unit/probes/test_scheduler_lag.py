@@ -17,8 +17,9 @@ from failover.probes.scheduler import SPREAD_RATE, ProbeJob, ProbeScheduler
 
 
 def job(name: str, interval: float = 1.0) -> ProbeJob:
+    """A distinct probe per name (its own address: identical probes would run as one)."""
     spec = TcpProbeConfig(
-        name=name, address=HostPort("127.0.0.1", 1), interval=interval, timeout=1.0
+        name=name, address=HostPort(f"{name}.test", 1), interval=interval, timeout=1.0
     )
     return ProbeJob("shop", "primary", spec)
 

@@ -216,7 +216,13 @@ async def test_not_a_tls_server(
 ) -> None:
     http = await run(spec(await plain(b"HTTP/1.1 400 Bad Request\r\n\r\n")), ctx)
     assert not http.ok
-    assert http.reason == "tls handshake failed: wrong version number", http.reason
+    # uvloop's TLS layer reports the garbage reply as the peer closing mid-handshake
+    assert http.reason in (
+        "tls handshake failed: wrong version number",
+        "connection closed during tls handshake",
+    ), http.reason
+    if "uvloop" not in type(asyncio.get_running_loop()).__module__:
+        assert http.reason == "tls handshake failed: wrong version number", http.reason
     hangs_up = await run(spec(await plain(b"")), ctx)
     assert hangs_up.reason == "connection closed during tls handshake", hangs_up.reason
 

@@ -1,0 +1,41 @@
+"""Which probes are the same probe: identical ones run once per interval and feed every target
+(and every service) that defines them.
+
+Why: many services sit behind one load balancer or ingress; each defines "GET https://lb/healthz
+with Host: x" and many define exactly the same request. Running it once per interval is what a
+careful operator would do by hand; the answer is the same for all of them.
+
+The identity of a probe is its kind (`type`) and every other setting of its configuration
+except its `name`: for http the URL, method, headers (as written, in order), `host` (the Host
+header), `tls_server_name` (SNI), expected statuses, body regex and limit, redirect policy, TLS
+settings (verify, CA file, client certificate, minimum version); for tcp/tls/dns their address,
+payload, expectations and TLS settings; and for all of them `interval` and `timeout`. Two probes
+that differ in any of these (another Host header, another timeout) are two probes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Hashable, Iterable, Mapping
+
+from failover.config.types import ProbeConfig
+
+ProbeIdentity = tuple[Hashable, ...]
+
+
+def identity(spec: ProbeConfig) -> ProbeIdentity:
+    """The probe's identity (see the module docstring): equal identities run as one probe."""
+    values: list[Hashable] = [type(spec).__name__]
+    for item in dataclasses.fields(spec):
+        if item.name == "name":
+            continue
+        value = getattr(spec, item.name)
+        if isinstance(value, Mapping):
+            value = tuple(value.items())
+        values.append((item.name, value))
+    return tuple(values)
+
+
+def distinct(specs: Iterable[ProbeConfig]) -> int:
+    """How many probes actually run for these configured ones."""
+    return len({identity(spec) for spec in specs})
