@@ -19,6 +19,7 @@ from failover import intents as intents_codec
 from failover.config.types import Config, ServiceConfig, TargetConfig
 from failover.core.decide import ServiceState
 from failover.core.health import ProbeState, TargetHealth, target_health
+from failover.core.pool import fold_members, pool_health
 from failover.model import Health
 from failover.runtime import ServiceRuntime
 
@@ -160,14 +161,20 @@ def _merge_service(rt: ServiceRuntime, svc: ServiceConfig, now: float) -> None:
     before = {t.name: t for t in old.targets}
     probes: dict[tuple[str, str], ProbeState] = {}
     targets: dict[str, TargetHealth] = {}
+    members: dict[str, dict[str, TargetHealth]] = {}
     reset = False
     for target in svc.targets:
         kept = _kept_probes(rt, before.get(target.name), target)
         probes.update({(target.name, name): state for name, state in kept.items()})
         if before.get(target.name) == target:
             targets[target.name] = rt.targets[target.name]
+            if target.name in rt.members:
+                members[target.name] = rt.members[target.name]
             continue
-        if not target.probes:
+        if target.pool is not None:
+            members[target.name] = fold_members(target, kept, rt.members.get(target.name, {}), now)
+            health = pool_health(target, members[target.name], rt.targets.get(target.name), now)
+        elif not target.probes:
             health = TargetHealth(Health.UNKNOWN, None, None, "no probes configured")
         else:
             health = target_health(kept, rt.targets.get(target.name), now)
@@ -175,6 +182,7 @@ def _merge_service(rt: ServiceRuntime, svc: ServiceConfig, now: float) -> None:
         reset = reset or health.health is Health.UNKNOWN
     state = intents_codec.decode_state(intents_codec.encode_state(rt.state), svc)
     rt.adopt(svc, probes, targets, state)
+    rt.members = members
     if reset:  # a new or re-probed target starts UNKNOWN: give it the start-up grace
         rt.restart_grace(now)
     log.info("reload: service %s updated", svc.name, extra={"service": svc.name})

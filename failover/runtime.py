@@ -19,6 +19,7 @@ from failover import provider_sync
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.core.published import Published, classify_published
+from failover.core.values import is_fallback, serves
 from failover.model import (
     Change,
     Health,
@@ -26,7 +27,6 @@ from failover.model import (
     RecordKey,
     RecordSet,
     canonical_values,
-    values_for_type,
 )
 from failover.provider_sync import ProviderSync, SyncState
 
@@ -51,6 +51,8 @@ class ServiceRuntime:
     state: core.ServiceState
     probes: dict[tuple[str, str], ProbeState] = field(default_factory=dict)
     targets: dict[str, TargetHealth] = field(default_factory=dict)
+    # pool targets only: each value's own health (core/pool.py), target -> value -> health
+    members: dict[str, dict[str, TargetHealth]] = field(default_factory=dict)
     # records as read back from the providers (None until every provider answered once)
     current: dict[RecordKey, RecordSet | None] | None = None
     partial: dict[RecordKey, RecordSet | None] = field(default_factory=dict)  # first read
@@ -90,6 +92,11 @@ class ServiceRuntime:
             runtime.targets[target.name] = TargetHealth(Health.UNKNOWN, None, None, reason)
             for probe in target.probes:
                 runtime.probes[(target.name, probe.name)] = ProbeState()
+            if target.pool is not None:
+                runtime.members[target.name] = {
+                    v: TargetHealth(Health.UNKNOWN, None, None, reason)
+                    for v, _ in target.pool.members
+                }
         return runtime
 
     @property
@@ -209,7 +216,7 @@ class ServiceRuntime:
             if current is None:
                 continue
             if not any(
-                current.values == values_for_type(record.type, t.values)
+                serves(t, record.type, current.values)
                 for t in self.config.targets
                 if t.name in allowed
             ):
@@ -446,8 +453,8 @@ class ServiceRuntime:
                 values = canonical_values(record.type, served.values)
             except ValueError:
                 return True
-            if not any(
-                values == values_for_type(record.type, t.values) for t in self.config.targets
+            if not any(serves(t, record.type, values) for t in self.config.targets) and not (
+                is_fallback(self.config, record.type, values)
             ):
                 return True
         return False
@@ -458,7 +465,7 @@ class ServiceRuntime:
         for target in self.config.targets:
             if all(
                 (rs := (self.current or {}).get(r.key)) is not None
-                and rs.values == values_for_type(r.type, target.values)
+                and serves(target, r.type, rs.values)
                 for r in records
             ):
                 return target.name

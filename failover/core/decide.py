@@ -101,6 +101,8 @@ class Action(StrEnum):
     NONE = "none"
     SWITCH = "switch"  # publish `target` instead of the current target
     PUBLISH = "publish"  # records missing: create them with `target`
+    POOL = "pool"  # same pool target, another subset of its values (`values`): core/pool.py
+    FALLBACK = "fallback"  # every target DOWN: publish the service's fallback (core/fallback.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class Decision:
     state: ServiceState  # the state to keep if the action is carried out (or at once for NONE)
     alarms: frozenset[str] = field(default_factory=frozenset)
     force: bool = False  # plan safety rules overridden (a forced pin)
+    values: tuple[str, ...] | None = None  # the values to publish (None: all of the target's)
 
 
 def _matches(pub: Published) -> tuple[str, ...]:

@@ -24,7 +24,9 @@ from failover.apply import ProviderQueue
 from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.core import decide as core
+from failover.core.fallback import decide_traffic
 from failover.core.plan import build_plan, check_plan, refusal
+from failover.core.pool import pool_values
 from failover.core.split import split_answers
 from failover.engine.alarms import journal_decision_alarms, journal_provider_alarms
 from failover.engine.commands import Commands
@@ -378,7 +380,8 @@ class Engine:
         )
         if self.inputs.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
-        decision = core.decide(rt.config, rt.state, snap)
+        members = self.vantage.members(rt)
+        decision = decide_traffic(rt.config, rt.state, snap, members, rt.current)
         if (
             rt.drill is not None
             and decision.trigger is Trigger.AUTO
@@ -409,7 +412,14 @@ class Engine:
                     await ctx.journal.write(rt.name, "block", Trigger.AUTO, decision.reason, now)
             if rt.state.mode is not Mode.PAUSED and rt.retry_due(now):
                 assert rt.pending is not None
-                plan = build_plan(rt.config, rt.pending, rt.current or {}, Trigger.AUTO, "retry")
+                plan = build_plan(
+                    rt.config,
+                    rt.pending,
+                    rt.current or {},
+                    Trigger.AUTO,
+                    "retry",
+                    pool_values(rt.config, rt.pending, members),
+                )
                 if not plan.changes:
                     rt.nothing_left()
                 elif not ctx.dry_run:
@@ -419,7 +429,10 @@ class Engine:
         if now < rt.retry_at:
             return
         current = rt.current or {}
-        plan = build_plan(rt.config, decision.target, current, decision.trigger, decision.reason)
+        values = decision.values or pool_values(rt.config, decision.target, members)
+        plan = build_plan(
+            rt.config, decision.target, current, decision.trigger, decision.reason, values
+        )
         refused = refusal(check_plan(plan, rt.config, rt.targets, current), decision.force)
         if refused:
             message = refused.message()

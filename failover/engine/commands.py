@@ -12,6 +12,7 @@ from typing import Any
 
 from failover.core import decide as core
 from failover.core.plan import build_plan, check_plan, refusal
+from failover.core.pool import pool_values
 from failover.engine.context import CommandError, Context
 from failover.engine.reader import RecordReader
 from failover.engine.switcher import Switcher, with_confirmation
@@ -71,7 +72,8 @@ class Commands:
             longest = max((p.timeout + p.retry.deadline for p in provider_cfgs), default=0.0)
             await self.reader.read_now(rt, longest)
         async with self.ctx.lock:
-            plan = build_plan(rt.config, target, rt.current or {}, Trigger.MANUAL, reason)
+            values = pool_values(rt.config, target, rt.members)
+            plan = build_plan(rt.config, target, rt.current or {}, Trigger.MANUAL, reason, values)
             violations = check_plan(plan, rt.config, rt.targets, rt.current or {})
             body: dict[str, Any] = {
                 "service": service,
@@ -164,7 +166,8 @@ class Commands:
         async with self.ctx.lock:
             if rt.inflight is not None:
                 raise CommandError("busy", f"{rt.name} has a change in flight", 409)
-            plan = build_plan(rt.config, target, rt.current or {}, Trigger.DRILL, reason)
+            values = pool_values(rt.config, target, rt.members)
+            plan = build_plan(rt.config, target, rt.current or {}, Trigger.DRILL, reason, values)
             refused = refusal(check_plan(plan, rt.config, rt.targets, rt.current or {}), False)
             if refused:
                 return {"result": "refused", "reason": refused.message(), "providers": []}

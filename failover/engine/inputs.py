@@ -15,6 +15,7 @@ from failover.core.health import (
     target_health,
     vantage_isolated,
 )
+from failover.core.pool import fold_members, pool_health
 from failover.engine.context import Context
 from failover.logs import fields
 from failover.model import Health, ProbeResult, Trigger
@@ -61,7 +62,16 @@ class HealthInputs:
         )
         previous = runtime.targets.get(job.target)
         probes = {p.name: runtime.probes[(job.target, p.name)] for p in target.probes}
-        health = target_health(probes, previous, finished_at)
+        if target.pool is not None:
+            old = runtime.members.get(job.target, {})
+            members = fold_members(target, probes, old, finished_at)
+            runtime.members[job.target] = members
+            health = pool_health(target, members, previous, finished_at)
+            if any(old.get(v) is None or old[v].health is not h.health for v, h in members.items()):
+                self.ctx.wake()  # the published subset may change while the target stays UP
+                self.ctx.health_changed.set()
+        else:
+            health = target_health(probes, previous, finished_at)
         runtime.targets[job.target] = health
         if previous is None or previous.health is not health.health:
             log.info(

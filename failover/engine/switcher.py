@@ -50,6 +50,14 @@ def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core
     )
 
 
+def _kind(decision: core.Decision) -> str:
+    """The journal kind of a decided change: publish, switch, pool (a pool's subset) or
+    fallback (every target DOWN)."""
+    if decision.action in (core.Action.PUBLISH, core.Action.POOL, core.Action.FALLBACK):
+        return decision.action.value
+    return "switch"
+
+
 def _refusals(outcomes: Outcomes) -> dict[str, str]:
     """The providers that did not take their part, with why (they lag until a retry lands)."""
     return {o.provider: o.error for o, _ in outcomes if not o.ok}
@@ -104,7 +112,7 @@ class Switcher:
         While providers answer, the service counts as changing to the new target (not drift),
         and each provider's records show the new values as soon as that provider accepts."""
         try:
-            action = "publish" if decision.action is core.Action.PUBLISH else "switch"
+            action = _kind(decision)
             intent = await self._write_ahead(
                 rt, action, decision.trigger, decision.reason, now, from_target, plan
             )
@@ -199,7 +207,7 @@ class Switcher:
         pin = decision.state.pin
         entry = self.ctx.journal.enqueue(
             rt.name,
-            "publish" if decision.action is core.Action.PUBLISH else "switch",
+            _kind(decision),
             decision.trigger,
             decision.reason,
             now,
