@@ -158,6 +158,19 @@ class ProbeStatus(TypedDict):
     failures: int
 
 
+class PoolValueStatus(TypedDict):
+    health: Literal["up", "down", "unknown"]
+    reason: str
+    published: bool
+
+
+class PoolStatus(TypedDict):
+    """A pool target: DNS serves its UP values; the target is UP while min_up of them are."""
+
+    min_up: int
+    values: dict[str, PoolValueStatus]
+
+
 class TargetStatus(TypedDict):
     health: Literal["up", "down", "unknown"]
     since: str | None
@@ -165,6 +178,16 @@ class TargetStatus(TypedDict):
     location: str | None
     values: list[str]
     probes: dict[str, ProbeStatus]
+    pool: NotRequired[PoolStatus | None]
+
+
+class FallbackStatus(TypedDict):
+    """The all-down fallback: published while every target is DOWN (policy all_down)."""
+
+    values: list[str]
+    location: str | None
+    policy: Literal["hold", "fallback"]
+    active: bool
 
 
 class RecordStatus(TypedDict):
@@ -217,6 +240,7 @@ class ServiceStatus(TypedDict):
     records: list[RecordStatus]
     verifying: NotRequired[bool]
     drill: NotRequired[DrillStatus | None]
+    fallback: NotRequired[FallbackStatus | None]
 
 
 class StatusBody(TypedDict):

@@ -69,7 +69,9 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             pin = svc["pin"]
             flags.append(f"pinned to {pin['target']} by {pin['actor']}")
         lines.append("")
-        lines.append(f"{name}: active {svc.get('active') or '(none)'}  [{', '.join(flags)}]")
+        fallback = svc.get("fallback") or {}
+        shown = "(fallback)" if fallback.get("active") else svc.get("active") or "(none)"
+        lines.append(f"{name}: active {shown}  [{', '.join(flags)}]")
         if isinstance(drill, dict):
             stop = drill.get("stop_requested_by")
             lines.append(
@@ -99,6 +101,20 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             lines.append(
                 f"   {mark} {tname:<18} {health:<8} {target.get('location') or '-':<10} "
                 f"{values:<20} {target.get('reason', '')}"
+            )
+            pool = target.get("pool")
+            if isinstance(pool, dict):
+                parts = [
+                    f"{v} {HEALTH_WORD.get(m['health'], m['health'])}"
+                    + (" (published)" if m.get("published") else "")
+                    for v, m in pool.get("values", {}).items()
+                ]
+                lines.append(f"       pool, min_up {pool.get('min_up')}: {', '.join(parts)}")
+        if fallback:
+            state = "SERVED NOW" if fallback.get("active") else "not served"
+            lines.append(
+                f"  fallback: {','.join(fallback.get('values', []))} "
+                f"(all_down: {fallback.get('policy')}) {state}"
             )
         lines.append("  records:")
         for record in svc.get("records", []):

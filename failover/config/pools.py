@@ -21,8 +21,10 @@ from failover.config.types import (
     FallbackConfig,
     HostPort,
     HttpProbeConfig,
+    PolicyConfig,
     PoolConfig,
     ProbeConfig,
+    TargetConfig,
     TcpProbeConfig,
     TlsProbeConfig,
 )
@@ -156,9 +158,17 @@ def parse_pool(
     return PoolConfig(min_up, tuple(members)), tuple(expanded)
 
 
-def parse_fallback(s: Section, rtypes: set[RecordType]) -> FallbackConfig | None:
+def parse_fallback(
+    s: Section, rtypes: set[RecordType], targets: list[TargetConfig], policy: PolicyConfig
+) -> FallbackConfig | None:
     """`fallback: {values: [...], location: ...}`: what a service serves when all is down."""
     if s.raw("fallback") is None:
+        if policy.all_down == "fallback":
+            s.error(
+                "fallback",
+                "missing; policy.all_down is fallback, so the service needs "
+                "`fallback: {values: [...]}` (or set policy.all_down: hold)",
+            )
         return None
     sec = s.section("fallback")
     location = opt_plain(sec.opt("location", valid_name))
@@ -181,6 +191,13 @@ def parse_fallback(s: Section, rtypes: set[RecordType]) -> FallbackConfig | None
                 "values",
                 f"no value for the service's {rtype} records; the fallback must answer every "
                 "record of the service",
+            )
+    for target in targets:
+        if out and set(out) == set(target.values):
+            s.error(
+                "fallback",
+                f"serves the same values as target {target.name}; the fallback must answer "
+                "something else than the targets (a static page elsewhere)",
             )
     sec.done()
     return FallbackConfig(tuple(plain(v) for v in out), location) if out else None

@@ -291,13 +291,7 @@ def _service(
     if not items and not s.failed("targets"):
         s.error("targets", "missing; expected at least one target, in priority order")
     drill_schedule = parse_drills(s, {t.name for t in targets})
-    fallback = parse_fallback(s, rtypes)
-    if policy.all_down == "fallback" and s.raw("fallback") is None:
-        s.error(
-            "fallback",
-            "missing; policy.all_down is fallback, so the service needs "
-            "`fallback: {values: [...]}` (or set policy.all_down: hold)",
-        )
+    fallback = parse_fallback(s, rtypes, targets, policy)
     s.done()
     return ServiceConfig(
         name,
