@@ -189,11 +189,17 @@ class Switcher:
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
             self.ctx.save_intents_soon()  # durable before _switch returns (group commit)
-            self.ctx.metrics.switches.labels(
-                rt.name, from_target or "none", plan.target, decision.trigger.value
-            ).inc()
+            if decision.action is not core.Action.POOL:  # the same target, another subset
+                self.ctx.metrics.switches.labels(
+                    rt.name, from_target or "none", plan.target, decision.trigger.value
+                ).inc()
             detected = rt.targets.get(from_target or "")
-            if decision.trigger is Trigger.AUTO and detected and detected.failing_since:
+            if (
+                decision.trigger is Trigger.AUTO
+                and decision.action is not core.Action.POOL
+                and detected
+                and detected.failing_since
+            ):
                 accepted_at = now + min(o.accepted_after or 0.0 for o in ok)
                 self.ctx.metrics.detection_to_publish.labels(rt.name).observe(
                     max(0.0, accepted_at - detected.failing_since)
