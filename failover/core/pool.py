@@ -94,6 +94,21 @@ def publish_values(target: TargetConfig, members: Mapping[str, TargetHealth]) ->
     return tuple(alive) or target.values
 
 
+def keep_values(
+    target: TargetConfig, members: Mapping[str, TargetHealth], served: set[str]
+) -> tuple[str, ...]:
+    """The subset to serve while `target` is active: the UP values, and those served already
+    whose health is not known (yet): a restart or a reload never drops a value before its
+    probes have said anything, only a DOWN one is dropped."""
+    kept = tuple(
+        v
+        for v in target.values
+        if (h := members.get(v)) is not None
+        and (h.health is Health.UP or (h.health is Health.UNKNOWN and v in served))
+    )
+    return kept or publish_values(target, members)
+
+
 def pool_values(service: ServiceConfig, target: str, members: Members) -> tuple[str, ...] | None:
     """The values a change to `target` publishes: its UP subset for a pool, else None (all)."""
     t = service.target(target)
@@ -152,7 +167,8 @@ def pool_decision(
     if th is None or th.health is not Health.UP:
         return decision  # DOWN: the normal decision switches away; UNKNOWN: wait for a verdict
     mine = members.get(target.name, {})
-    want = publish_values(target, mine)
+    served = {v for r in service.records for v in (_served(current.get(r.key), r.type) or ())}
+    want = keep_values(target, mine, served)
     differs = [
         r for r in service.records if _served(current.get(r.key), r.type) != _values(r.type, want)
     ]

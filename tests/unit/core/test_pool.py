@@ -200,3 +200,15 @@ def test_without_a_pool_the_decision_is_unchanged() -> None:
     d = decide_traffic(svc, ServiceState(), s, {}, current)
     assert d.action is Action.NONE and d.reason == "aws UP, primary, nothing to do"
     assert RecordType.A in {r.type for r in svc.records}
+
+
+def test_a_restart_never_drops_a_value_not_judged_yet() -> None:
+    svc = pooled()
+    s = snap(svc, {"paris": U, "ams": U}, POOL)
+    m = {"paris": members(U, U, N)}  # 10.0.0.3 has not finished its rise since the restart
+    d = decide_traffic(svc, ServiceState(), s, m, serving(svc, *POOL))
+    assert d.action is Action.NONE
+    # not served and not judged: not added before it is UP
+    s = snap(svc, {"paris": U, "ams": U}, ("10.0.0.1", "10.0.0.2"))
+    d = decide_traffic(svc, ServiceState(), s, m, serving(svc, "10.0.0.1", "10.0.0.2"))
+    assert d.action is Action.NONE
