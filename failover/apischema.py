@@ -188,6 +188,8 @@ class FallbackStatus(TypedDict):
     location: str | None
     policy: Literal["hold", "fallback"]
     active: bool
+    health: NotRequired[Literal["up", "down", "unknown"] | None]
+    reason: NotRequired[str | None]
 
 
 class RecordStatus(TypedDict):

@@ -57,6 +57,9 @@ def fallback_json(rt: ServiceRuntime) -> dict[str, Any] | None:
         "location": fb.location,
         "policy": rt.config.policy.all_down,
         "active": rt.published.kind == "fallback",
+        # with probes, published only while they say it is UP
+        "health": rt.fallback_health.health.value if rt.fallback_health else None,
+        "reason": rt.fallback_health.reason if rt.fallback_health else None,
     }
 
 

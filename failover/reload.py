@@ -20,6 +20,7 @@ from failover.config.types import Config, ServiceConfig, TargetConfig
 from failover.core.decide import ServiceState
 from failover.core.health import ProbeState, TargetHealth, target_health
 from failover.core.pool import fold_members, pool_health
+from failover.core.values import FALLBACK
 from failover.model import Health
 from failover.runtime import ServiceRuntime
 
@@ -181,6 +182,12 @@ def _merge_service(rt: ServiceRuntime, svc: ServiceConfig, now: float) -> None:
         targets[target.name] = health
         reset = reset or health.health is Health.UNKNOWN
     state = intents_codec.decode_state(intents_codec.encode_state(rt.state), svc)
+    if svc.fallback is not None and old.fallback == svc.fallback:
+        probes.update({k: v for k, v in rt.probes.items() if k[0] == FALLBACK})
+    elif svc.fallback is not None and svc.fallback.probes:
+        rt.fallback_health = TargetHealth(Health.UNKNOWN, None, None, "no probe result yet")
+    else:
+        rt.fallback_health = None
     rt.adopt(svc, probes, targets, state)
     rt.members = members
     if reset:  # a new or re-probed target starts UNKNOWN: give it the start-up grace

@@ -143,6 +143,8 @@ def describe(config: Config) -> str:
             fb = svc.fallback
             shown = ", ".join(fb.values) if fb is not None else "(none)"
             lines.append(f"    all targets down: {pol.all_down}; fallback {shown}")
+            if fb is not None:
+                lines += [f"      fallback probe {_probe(p)}" for p in fb.probes]
         if svc.rto is not None:
             lines.append(f"    recovery time objective (rto): {format_duration(svc.rto)}")
     lines += _notifications(config.notifications)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from failover.config.common import opt_plain, valid_name
 from failover.config.parse import Section, integer, kind, plain, retaint, show
-from failover.config.probes import Timing, parse_probes
+from failover.config.probes import Timing, parse_probes, timing_block
 from failover.config.types import (
     DnsProbeConfig,
     FallbackConfig,
+    HealthConfig,
     HostPort,
     HttpProbeConfig,
     PolicyConfig,
@@ -159,7 +160,13 @@ def parse_pool(
 
 
 def parse_fallback(
-    s: Section, rtypes: set[RecordType], targets: list[TargetConfig], policy: PolicyConfig
+    s: Section,
+    rtypes: set[RecordType],
+    targets: list[TargetConfig],
+    policy: PolicyConfig,
+    timing: Timing,
+    health: HealthConfig,
+    base_dir: Path | None = None,
 ) -> FallbackConfig | None:
     """`fallback: {values: [...], location: ...}`: what a service serves when all is down."""
     if s.raw("fallback") is None:
@@ -172,6 +179,13 @@ def parse_fallback(
         return None
     sec = s.section("fallback")
     location = opt_plain(sec.opt("location", valid_name))
+    probes = parse_probes(sec, timing_block(sec, timing), base_dir)
+    hsec = sec.section("health")
+    fall_rise = HealthConfig(
+        fall=hsec.get("fall", integer(1), health.fall),
+        rise=hsec.get("rise", integer(1), health.rise),
+    )
+    hsec.done()
     out: list[str] = []
     items = sec.items("values", "a list of addresses or host names")
     for path, node in items:
@@ -200,7 +214,9 @@ def parse_fallback(
                 "something else than the targets (a static page elsewhere)",
             )
     sec.done()
-    return FallbackConfig(tuple(plain(v) for v in out), location) if out else None
+    if not out:
+        return None
+    return FallbackConfig(tuple(plain(v) for v in out), location, probes, fall_rise)
 
 
 def _rtype(value: str) -> RecordType:

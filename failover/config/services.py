@@ -291,7 +291,7 @@ def _service(
     if not items and not s.failed("targets"):
         s.error("targets", "missing; expected at least one target, in priority order")
     drill_schedule = parse_drills(s, {t.name for t in targets})
-    fallback = parse_fallback(s, rtypes, targets, policy)
+    fallback = parse_fallback(s, rtypes, targets, policy, timing, health, base_dir)
     s.done()
     return ServiceConfig(
         name,

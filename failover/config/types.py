@@ -342,6 +342,9 @@ class FallbackConfig:
 
     values: tuple[str, ...]
     location: str | None = None
+    # optional: with probes, the fallback is published only while they say it is UP
+    probes: tuple[ProbeConfig, ...] = ()
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from failover.core.decide import (
     decide,
     serves_all_records,
 )
+from failover.core.health import TargetHealth
 from failover.core.pool import Members, pool_decision
 from failover.core.values import FALLBACK
 from failover.model import Health, Mode, RecordKey, RecordSet, Trigger
@@ -35,18 +36,23 @@ def decide_traffic(
     snap: Snapshot,
     members: Members | None = None,
     current: Mapping[RecordKey, RecordSet | None] | None = None,
+    fallback: TargetHealth | None = None,
 ) -> Decision:
-    """`decide`, then the all-down policy, then the pool subset (see the module docstrings)."""
+    """`decide`, then the all-down policy, then the pool subset (see the module docstrings).
+    `fallback` is the fallback's health when it has probes (None: it has none)."""
     auto = state.mode is Mode.AUTO or (state.mode is Mode.PINNED and state.pin is None)
     if snap.published.kind == "fallback" and auto:
         decision = _on_fallback(service, replace(state, mode=Mode.AUTO), snap)
     else:
-        decision = _to_fallback(service, decide(service, state, snap), snap)
+        decision = _to_fallback(service, decide(service, state, snap), snap, fallback)
     return pool_decision(service, decision, snap, members or {}, current)
 
 
-def _to_fallback(service: ServiceConfig, decision: Decision, snap: Snapshot) -> Decision:
-    """An "all targets down; holding" becomes the fallback's publication when so configured."""
+def _to_fallback(
+    service: ServiceConfig, decision: Decision, snap: Snapshot, fallback: TargetHealth | None
+) -> Decision:
+    """An "all targets down; holding" becomes the fallback's publication when so configured
+    (and, when the fallback has probes, while they say it is UP)."""
     if (
         service.policy.all_down != "fallback"
         or service.fallback is None
@@ -58,6 +64,12 @@ def _to_fallback(service: ServiceConfig, decision: Decision, snap: Snapshot) -> 
     ):
         return decision
     held = snap.published.target
+    if fallback is not None and fallback.health is not Health.UP:
+        return replace(
+            decision,
+            reason=f"{decision.reason}; the fallback is {fallback.health.name} too "
+            f"({fallback.reason}), not publishing it",
+        )
     return Decision(
         Action.FALLBACK,
         FALLBACK,

@@ -381,7 +381,9 @@ class Engine:
         if self.inputs.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
         members = self.vantage.members(rt)
-        decision = decide_traffic(rt.config, rt.state, snap, members, rt.current)
+        decision = decide_traffic(
+            rt.config, rt.state, snap, members, rt.current, rt.fallback_health
+        )
         if (
             rt.drill is not None
             and decision.trigger is Trigger.AUTO

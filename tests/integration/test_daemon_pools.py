@@ -3,11 +3,13 @@
 
 One scenario, as an operator lives it: three servers in one pool; one dies and BIND serves
 the two others (nothing switches); a second dies and the service switches to the backup; the
-backup dies too and the fallback is served; the backup comes back and is served again.
+backup dies too while the fallback page is down: nothing better to publish, the backup is held;
+the page comes up and the fallback is served; the backup comes back and is served again.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +20,7 @@ from tests.providers.peers import bind_peer
 from tests.support import Lab, TargetServer, free_port, metric_value, wait_until
 
 POOL = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
-BACKUP, CANARY = "127.0.0.34", "127.0.0.35"
-FALLBACK = "192.0.2.250"
+BACKUP, CANARY, FALLBACK = "127.0.0.34", "127.0.0.35", "127.0.0.36"
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +52,16 @@ def pool() -> Iterator[list[TargetServer]]:
             server.close()
 
 
-def shop(port: int, backup_url: str, canary_url: str) -> dict[str, str]:
+def shop(port: int, backup_url: str, canary_url: str, page_url: str) -> dict[str, str]:
     service = f"""
   shop:
     records:
       - {{provider: bind, zone: example.test, name: shop.example.test, type: A, ttl: 30}}
     policy: {{all_down: fallback, cooldown: 0s}}
-    fallback: {{values: [{FALLBACK}], location: static-host}}
+    fallback:
+      values: [{FALLBACK}]
+      location: static-host
+      probes: [{{type: http, url: "{page_url}"}}]
     targets:
       - name: paris
         location: cloud-a
@@ -92,8 +96,9 @@ def test_pool_subsets_switch_and_fallback_through_bind(
     port = pool[0].port
     # Lab's own two servers: the backup target and the canary
     lab = Lab(tmp_path, peer, addresses=(CANARY, BACKUP), services=())
-    lab.configure(**shop(port, lab.secondary.url, lab.primary.url))
-    with lab:
+    page = TargetServer(FALLBACK)  # the "we are down" page, started later
+    lab.configure(**shop(port, lab.secondary.url, lab.primary.url, page.url))
+    with lab, contextlib.closing(page):
         lab.start()
         # the first publication carries the values UP by then; the others follow as they rise
         wait_until(lambda: lab.answer() == sorted(POOL), 20, "the whole pool published")
@@ -132,9 +137,16 @@ def test_pool_subsets_switch_and_fallback_through_bind(
         assert (switch["from"], switch["to"], switch["result"]) == ("paris", "backup", "ok")
         assert lab.health("paris") == "down"
 
-        # every target dead: the fallback is published, verified, the alarm raised
+        # every target dead while the fallback page is down too: the last answer is held
         pool[0].stop()
         lab.secondary.stop()
+        svc = lab.wait_service(lambda s: "all_down" in s["alarms"], "all targets DOWN")
+        assert "the fallback is DOWN too" in svc["reason"]
+        assert svc["fallback"]["health"] == "down"
+        assert lab.answer() == [BACKUP] and entries(lab, "fallback") == []
+
+        # the page comes up: the fallback is published, verified, the alarm still raised
+        page.start()
         lab.wait_answer(FALLBACK)
         wait_until(lambda: verified(lab, "(fallback)"), 20, "the fallback verified")
         (fallback,) = entries(lab, "fallback")

@@ -124,3 +124,17 @@ def test_check_config_describes_a_pool() -> None:
     text = describe(load(pooled()))
     assert "pool: publishes the UP values; UP while at least 2 of 3 are UP" in text
     assert "http@192.0.2.12" in text
+
+
+def test_fallback_probes_inherit_timing_and_health() -> None:
+    cfg = base()
+    shop(cfg)["policy"] = {"all_down": "fallback"}
+    shop(cfg)["health"] = {"rise": 4}
+    shop(cfg)["fallback"] = {
+        "values": ["198.51.100.7"],
+        "probes": [{"type": "http", "url": "http://198.51.100.7/"}],
+        "health": {"fall": 1},
+    }
+    fb = load(cfg).services["shop"].fallback
+    assert fb is not None and [p.name for p in fb.probes] == ["http"]
+    assert (fb.health.fall, fb.health.rise) == (1, 4)

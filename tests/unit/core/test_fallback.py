@@ -105,3 +105,17 @@ def test_paused_and_pinned_services_keep_their_rules() -> None:
     go = decide_traffic(svc, pinned, snap(svc, U, U, *PAGE))
     assert (go.action, go.target) == (Action.SWITCH, "aws")
     assert decide_traffic(svc, pinned, snap(svc, D, D, "203.0.113.10")).action is Action.NONE
+
+
+def test_a_fallback_with_probes_is_published_only_while_up() -> None:
+    svc = service()
+    down = TargetHealth(D, NOW - 10, NOW - 20, "probe http: connection refused")
+    d = decide_traffic(svc, ServiceState(), snap(svc, D, D, "203.0.113.10"), fallback=down)
+    assert d.action is Action.NONE and ALARM_ALL_DOWN in d.alarms
+    assert d.reason == (
+        "all targets down; holding aws; the fallback is DOWN too "
+        "(probe http: connection refused), not publishing it"
+    )
+    up = TargetHealth(U, NOW - 10, None, "probe http up")
+    d = decide_traffic(svc, ServiceState(), snap(svc, D, D, "203.0.113.10"), fallback=up)
+    assert d.action is Action.FALLBACK
