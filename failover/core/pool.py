@@ -133,8 +133,11 @@ def pool_decision(
     members: Members,
     current: Mapping[RecordKey, RecordSet | None] | None,
 ) -> Decision:
-    """When the decision holds on a pool target that is not DOWN and DNS serves another subset
-    of its values than the UP ones, publish the UP ones (one `pool` change)."""
+    """When the decision holds on a pool target and DNS serves another subset of its values
+    than the UP ones, publish the UP ones (one `pool` change). Also when the target is DOWN
+    and held (nothing better to switch to, `all_down: hold`): its last UP values are still
+    better than the DOWN ones. Never while this instance cannot judge (isolation, a local
+    fault), never an empty answer."""
     pub = snap.published
     if (
         decision.action is not Action.NONE
@@ -164,9 +167,12 @@ def pool_decision(
     if target is None or target.pool is None:
         return decision
     th = snap.health.get(target.name)
-    if th is None or th.health is not Health.UP:
-        return decision  # DOWN: the normal decision switches away; UNKNOWN: wait for a verdict
     mine = members.get(target.name, {})
+    if th is None or th.health is Health.UNKNOWN or snap.isolated or snap.local_fault:
+        return decision  # no verdict to act on, or this instance cannot judge now
+    held = th.health is Health.DOWN  # below min_up, and the decision found nothing better
+    if held and not any(h.health is Health.UP for h in mine.values()):
+        return decision  # never empty: with no value UP, what is served stays
     served = {v for r in service.records for v in (_served(current.get(r.key), r.type) or ())}
     want = keep_values(target, mine, served)
     differs = [
@@ -180,6 +186,8 @@ def pool_decision(
         f"pool {target.name}: publishing {len(want)} of {len(target.values)} values "
         f"({', '.join(want)}){why}"
     )
+    if held:  # the target is DOWN: its UP values are still better than its DOWN ones
+        reason = f"{decision.reason}; {reason}"
     return replace(
         decision,
         action=Action.POOL,
@@ -187,6 +195,7 @@ def pool_decision(
         trigger=Trigger.AUTO,
         reason=reason,
         values=want,
+        force=held,  # target-not-up is expected here: only DOWN values are taken out
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.providers.bind import BindServer
 from tests.providers.peers import bind_peer
-from tests.support import Lab, TargetServer, free_port, metric_value, wait_until
+from tests.support import Lab, TargetServer, cli, free_port, metric_value, wait_until
 
 POOL = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
 BACKUP, CANARY, FALLBACK = "127.0.0.34", "127.0.0.35", "127.0.0.36"
@@ -99,6 +99,11 @@ def test_pool_subsets_switch_and_fallback_through_bind(
     page = TargetServer(FALLBACK)  # the "we are down" page, started later
     lab.configure(**shop(port, lab.secondary.url, lab.primary.url, page.url))
     with lab, contextlib.closing(page):
+        checked = cli("check-config", "-c", str(lab.config))
+        assert checked.returncode == 0, checked.stderr
+        assert "pool: publishes the UP values; UP while at least 2 of 3 are UP" in checked.stdout
+        assert f"probe http@{POOL[1]}: GET http://{POOL[1]}:{port}/healthz" in checked.stdout
+        assert f"all targets down: fallback; fallback {FALLBACK}" in checked.stdout
         lab.start()
         # the first publication carries the values UP by then; the others follow as they rise
         wait_until(lambda: lab.answer() == sorted(POOL), 20, "the whole pool published")

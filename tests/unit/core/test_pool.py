@@ -212,3 +212,21 @@ def test_a_restart_never_drops_a_value_not_judged_yet() -> None:
     s = snap(svc, {"paris": U, "ams": U}, ("10.0.0.1", "10.0.0.2"))
     d = decide_traffic(svc, ServiceState(), s, m, serving(svc, "10.0.0.1", "10.0.0.2"))
     assert d.action is Action.NONE
+
+
+def test_a_held_pool_below_min_up_still_drops_its_down_values() -> None:
+    svc = pooled()
+    s = snap(svc, {"paris": D, "ams": D}, POOL)  # nothing better: all_down, hold
+    m = {"paris": members(U, D, D)}
+    d = decide_traffic(svc, ServiceState(), s, m, serving(svc, *POOL))
+    assert (d.action, d.values, d.force) == (Action.POOL, ("10.0.0.1",), True)
+    assert d.reason.startswith("all targets down; holding paris; pool paris: publishing 1 of 3")
+    assert "all_down" in d.alarms
+    # never empty: with no value UP, what is served stays
+    none_up = decide_traffic(
+        svc, ServiceState(), s, {"paris": members(D, D, D)}, serving(svc, *POOL)
+    )
+    assert none_up.action is Action.NONE
+    # never while this instance cannot judge
+    cut = replace(s, isolated=True)
+    assert decide_traffic(svc, ServiceState(), cut, m, serving(svc, *POOL)).action is Action.NONE
