@@ -81,6 +81,18 @@ def pool_health(
     return TargetHealth(health, since, failing_since, reason)
 
 
+def pool_failing(target: TargetConfig, probes: Mapping[str, ProbeState]) -> bool:
+    """For the isolation guard, which counts a target as failing from its first failed probe:
+    a pool fails once so many values have a failed probe that fewer than `min_up` are left."""
+    assert target.pool is not None
+    failing = sum(
+        1
+        for _, names in target.pool.members
+        if any((p := probes.get(n)) is not None and p.last_ok is False for n in names)
+    )
+    return len(target.pool.members) - failing < target.pool.min_up
+
+
 def publish_values(target: TargetConfig, members: Mapping[str, TargetHealth]) -> tuple[str, ...]:
     """What DNS should serve for `target`: every value of a plain target; the UP values of a
     pool (in config order), else those not DOWN, else all: never fewer than one."""

@@ -15,7 +15,7 @@ from failover.core.health import (
     target_health,
     vantage_isolated,
 )
-from failover.core.pool import fold_members, pool_health
+from failover.core.pool import fold_members, pool_failing, pool_health
 from failover.core.values import FALLBACK
 from failover.engine.context import Context
 from failover.logs import fields
@@ -227,4 +227,7 @@ class HealthInputs:
 def _failing(rt: ServiceRuntime, target: str) -> bool:
     if rt.targets[target].health is Health.DOWN:
         return True
+    config = rt.config.target(target)
+    if config is not None and config.pool is not None:  # one value failing is not the target
+        return pool_failing(config, {n: s for (t, n), s in rt.probes.items() if t == target})
     return any(state.last_ok is False for (t, _), state in rt.probes.items() if t == target)

@@ -16,8 +16,17 @@ from pathlib import Path
 import pytest
 
 from tests.providers.bind import BindServer
-from tests.providers.peers import bind_peer
-from tests.support import Lab, TargetServer, cli, free_port, metric_value, wait_until
+from tests.providers.peers import bind_peer, ovh_peer, route53_peer, scaleway_peer
+from tests.support import (
+    Lab,
+    Peer,
+    TargetServer,
+    builtin_peer,
+    cli,
+    free_port,
+    metric_value,
+    wait_until,
+)
 
 POOL = ("127.0.0.31", "127.0.0.32", "127.0.0.33")
 BACKUP, CANARY, FALLBACK = "127.0.0.34", "127.0.0.35", "127.0.0.36"
@@ -177,3 +186,64 @@ def test_pool_subsets_switch_and_fallback_through_bind(
         assert lab.stop() == 0
     assert "Traceback" not in lab.log()
     assert bind.secret not in lab.log()
+
+
+# --- every provider ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["builtin", "rfc2136", "route53", "ovh", "scaleway"])
+def peer(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Peer]:
+    if request.param == "builtin":
+        yield builtin_peer(verify=True)
+    elif request.param == "rfc2136":
+        yield bind_peer(request.getfixturevalue("bind"), tmp_path, verify=True)
+    elif request.param == "route53":
+        with route53_peer(monkeypatch) as (found, _):
+            yield found
+    elif request.param == "ovh":
+        with ovh_peer(monkeypatch, tmp_path, deploy_delay=0.2) as (found, _):
+            yield found
+    else:
+        with scaleway_peer(monkeypatch) as (found, _):
+            yield found
+
+
+def test_a_pool_subset_is_one_change_at_every_provider(
+    peer: Peer, pool: list[TargetServer], tmp_path: Path
+) -> None:
+    """The subset is an ordinary record set with fewer values: every provider takes it."""
+    service = f"""
+  shop:
+    records:
+      - {{provider: {peer.name}, zone: {peer.zone}, name: shop.{peer.zone}, type: A, ttl: 30}}
+    targets:
+      - name: paris
+        location: cloud-a
+        values: [{", ".join(POOL)}]
+        pool: {{min_up: 2}}
+        probes: [{{type: http, url: "http://{{value}}:{pool[0].port}/healthz"}}]
+      - name: backup
+        location: cloud-b
+        values: [{BACKUP}]
+        probes: [{{type: http, url: "http://{BACKUP}:1/healthz"}}]"""
+    with Lab(tmp_path, peer, addresses=(CANARY, BACKUP), services=(), more_services=service) as lab:
+        lab.start()
+        wait_until(lambda: lab.answer() == sorted(POOL), 30, "the whole pool published")
+        pool[2].stop()
+        wait_until(lambda: lab.answer() == list(POOL[:2]), 30, "the dead value dropped")
+
+        def confirmed() -> bool:
+            dropped = [e for e in entries(lab, "pool") if "; DOWN" in str(e["reason"])]
+            return bool(dropped) and entries(lab, "verify")[-1]["result"] == "ok"
+
+        wait_until(confirmed, 30, "the pool change confirmed")
+        (change,) = [e for e in entries(lab, "pool") if "; DOWN" in str(e["reason"])]
+        assert change["result"] == "ok" and entries(lab, "switch") == []
+        assert lab.service()["active"] == "paris"
+        peer.check()
+        assert lab.stop() == 0
+    assert "Traceback" not in lab.log()
+    for secret in peer.secrets:
+        assert secret not in lab.log()

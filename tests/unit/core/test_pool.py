@@ -15,6 +15,7 @@ from failover.core.plan import build_plan, check_plan
 from failover.core.pool import (
     fold_members,
     member_views,
+    pool_failing,
     pool_health,
     pool_values,
     publish_values,
@@ -230,3 +231,12 @@ def test_a_held_pool_below_min_up_still_drops_its_down_values() -> None:
     # never while this instance cannot judge
     cut = replace(s, isolated=True)
     assert decide_traffic(svc, ServiceState(), cut, m, serving(svc, *POOL)).action is Action.NONE
+
+
+def test_for_the_isolation_guard_one_failing_value_is_not_a_failing_pool() -> None:
+    t = paris(pooled(min_up=2))
+    ok = observe(ProbeState(), True, "ok", NOW, 3, 3)
+    bad = observe(ProbeState(), False, "refused", NOW, 3, 3)
+    one = {"tcp@10.0.0.1": ok, "tcp@10.0.0.2": bad, "tcp@10.0.0.3": ok}
+    assert not pool_failing(t, one)
+    assert pool_failing(t, {**one, "tcp@10.0.0.3": bad})
