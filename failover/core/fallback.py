@@ -9,7 +9,7 @@ failback delay: nothing is worse than the fallback, so there is no flapping to g
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from failover.config.types import ServiceConfig
@@ -22,12 +22,14 @@ from failover.core.decide import (
     ServiceState,
     Snapshot,
     decide,
-    serves_all_records,
 )
 from failover.core.health import TargetHealth
 from failover.core.pool import Members, pool_decision
+from failover.core.published import Published
 from failover.core.values import FALLBACK
 from failover.model import Health, Mode, RecordKey, RecordSet, Trigger
+
+Decide = Callable[[ServiceConfig, ServiceState, Snapshot], Decision]
 
 
 def decide_traffic(
@@ -37,14 +39,17 @@ def decide_traffic(
     members: Members | None = None,
     current: Mapping[RecordKey, RecordSet | None] | None = None,
     fallback: TargetHealth | None = None,
+    base: Decide = decide,
 ) -> Decision:
-    """`decide`, then the all-down policy, then the pool subset (see the module docstrings).
-    `fallback` is the fallback's health when it has probes (None: it has none)."""
+    """`base` (the state machine, `decide`), then the all-down policy, then the pool subset
+    (see the module docstrings). `fallback` is the fallback's health when it has probes
+    (None: it has none). `base` is a parameter so that rules wrapping `decide` (drains)
+    also choose the target the fallback is left for."""
     auto = state.mode is Mode.AUTO or (state.mode is Mode.PINNED and state.pin is None)
     if snap.published.kind == "fallback" and auto:
-        decision = _on_fallback(service, replace(state, mode=Mode.AUTO), snap)
+        decision = _on_fallback(service, replace(state, mode=Mode.AUTO), snap, base)
     else:
-        decision = _to_fallback(service, decide(service, state, snap), snap, fallback)
+        decision = _to_fallback(service, base(service, state, snap), snap, fallback)
     return pool_decision(service, decision, snap, members or {}, current)
 
 
@@ -81,8 +86,11 @@ def _to_fallback(
     )
 
 
-def _on_fallback(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decision:
-    """The fallback is served: leave it for the first UP target in priority order."""
+def _on_fallback(
+    service: ServiceConfig, state: ServiceState, snap: Snapshot, base: Decide
+) -> Decision:
+    """The fallback is served: leave it for the first UP target in priority order, chosen by
+    `base` as if nothing were published (the rule that publishes a missing record)."""
     names = [t.name for t in service.targets]
 
     def health(name: str) -> Health:
@@ -107,7 +115,9 @@ def _on_fallback(service: ServiceConfig, state: ServiceState, snap: Snapshot) ->
             state,
             frozenset({ALARM_ISOLATED, ALARM_ALL_DOWN}),
         )
-    up = next((n for n in names if health(n) is Health.UP and serves_all_records(service, n)), None)
+    missing = Published("missing", detail="the fallback is served")
+    chosen = base(service, state, replace(snap, published=missing))
+    up = chosen.target if chosen.action is Action.PUBLISH else None
     if up is None:
         others = ", ".join(f"{n} {health(n).name}" for n in names)
         if service.policy.all_down != "fallback":

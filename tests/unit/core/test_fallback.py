@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from failover.config.types import FallbackConfig, PolicyConfig, ServiceConfig
-from failover.core.decide import ALARM_ALL_DOWN, Action, Pin, ServiceState, Snapshot, pin
+from failover.core.decide import (
+    ALARM_ALL_DOWN,
+    Action,
+    Decision,
+    Pin,
+    ServiceState,
+    Snapshot,
+    decide,
+    pin,
+)
 from failover.core.fallback import decide_traffic
 from failover.core.health import TargetHealth
 from failover.core.plan import build_plan, check_plan
@@ -119,3 +128,16 @@ def test_a_fallback_with_probes_is_published_only_while_up() -> None:
     up = TargetHealth(U, NOW - 10, None, "probe http up")
     d = decide_traffic(svc, ServiceState(), snap(svc, D, D, "203.0.113.10"), fallback=up)
     assert d.action is Action.FALLBACK
+
+
+def test_rules_wrapping_decide_choose_the_target_the_fallback_is_left_for() -> None:
+    """A rule around `decide` (like a drain) that takes aws out: the fallback goes to ovh."""
+    svc = service()
+
+    def without_aws(s: ServiceConfig, state: ServiceState, sn: Snapshot) -> Decision:
+        health = dict(sn.health)
+        health["aws"] = TargetHealth(D, NOW, None, "drained")
+        return decide(s, state, replace(sn, health=health))
+
+    d = decide_traffic(svc, ServiceState(), snap(svc, U, U, *PAGE), base=without_aws)
+    assert (d.action, d.target) == (Action.SWITCH, "ovh")
