@@ -14,12 +14,10 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from failover.config.drills import DAYS
 from failover.config.types import DrillScheduleConfig
+from failover.core.windows import window_bounds
 from failover.model import Health, Mode, Trigger
 from failover.timefmt import rfc3339
 
@@ -352,15 +350,8 @@ SCHEDULE_TICK = 5.0  # seconds between looks at the drill windows (cheap: clock 
 
 def window_start(schedule: DrillScheduleConfig, now: float) -> float | None:
     """Start (unix time) of the drill window that contains `now`, or None outside windows."""
-    local = datetime.fromtimestamp(now, ZoneInfo(schedule.timezone))
-    if DAYS[local.weekday()] not in schedule.days:
-        return None
-    minute = local.hour * 60 + local.minute
-    start, end = schedule.window
-    if not start <= minute < end:
-        return None
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight + timedelta(minutes=start)).timestamp()
+    bounds = window_bounds(schedule.days, schedule.window, schedule.timezone, now)
+    return bounds[0] if bounds is not None else None
 
 
 class DrillScheduler:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from failover.config.common import LOWER_NAME, NAME, opt_plain, positive, valid_name, zero_ok
 from failover.config.drills import parse_drills
+from failover.config.maintenance import parse_maintenance
 from failover.config.parse import (
     Invalid,
     Section,
@@ -244,6 +245,7 @@ def _target(
         values=_values(t, rtypes),
         probes=parse_probes(t, timing_block(t, timing), base_dir),
         health=_health(t, health),
+        maintenance=parse_maintenance(t),
     )
     t.done()
     return target if name is not None else None

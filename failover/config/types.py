@@ -307,6 +307,19 @@ class PolicyConfig:
     startup_grace: float = 60.0  # after this, start-up stops waiting for UNKNOWN targets
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # drill and maintenance windows
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A recurring window during which the target is drained automatically (core/drain.py)."""
+
+    days: tuple[str, ...]  # mon..sun
+    window: tuple[int, int]  # minutes after midnight: [start, end)
+    timezone: str = "UTC"
+    reason: str = "maintenance window"
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     name: str
@@ -314,6 +327,7 @@ class TargetConfig:
     values: tuple[str, ...]
     probes: tuple[ProbeConfig, ...]
     health: HealthConfig
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # per-target `maintenance:` windows
 
 
 @dataclass(frozen=True)
