@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from failover.config.types import MaintenanceWindow, ServiceConfig, TargetConfig
-from failover.core.decide import Action, Decision, ServiceState, Snapshot, serves_all_records
+from failover.core.decide import (
+    ALARM_ALL_DOWN,
+    ALARM_NO_HEALTHY_TARGET,
+    Action,
+    Decision,
+    ServiceState,
+    Snapshot,
+    serves_all_records,
+)
 from failover.core.decide import decide as decide_health
 from failover.core.health import TargetHealth
 from failover.core.ops import Drain
@@ -139,7 +147,7 @@ def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decis
         and not (pub.matches and any(m not in drains for m in pub.matches))
     )
     if not leaving or snap.local_fault or snap.isolated:
-        return decide_health(service, state, view)
+        return _not_all_down(decide_health(service, state, view), snap, drains)
     assert pub.target is not None
     to = next(
         (
@@ -153,7 +161,7 @@ def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decis
         None,
     )
     if to is None:
-        return decide_health(service, state, view)
+        return _not_all_down(decide_health(service, state, view), snap, drains)
     d = drains[pub.target]
     return Decision(
         Action.SWITCH,
@@ -162,4 +170,20 @@ def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decis
         f"{pub.target} drained ({d.source}, {d.actor}): {d.reason} -> switching to {to}, "
         "first UP target that is not drained",
         replace(state, last_switch_at=snap.now),
+    )
+
+
+def _not_all_down(decision: Decision, snap: Snapshot, drains: Mapping[str, Drained]) -> Decision:
+    """`all_down` means every target is DOWN by its probes: when drained targets are UP, the
+    alarm is `no_healthy_target` instead, and the reason names the drains."""
+    if ALARM_ALL_DOWN not in decision.alarms:
+        return decision
+    up = [n for n in drains if (th := snap.health.get(n)) is not None and th.health == Health.UP]
+    if not up:
+        return decision
+    return replace(
+        decision,
+        reason=f"no UP target that is not drained ({', '.join(sorted(up))} UP but drained); "
+        + decision.reason.replace("all targets down; ", ""),
+        alarms=(decision.alarms - {ALARM_ALL_DOWN}) | {ALARM_NO_HEALTHY_TARGET},
     )
