@@ -116,6 +116,8 @@ def test_switchover_survives_a_kill_9_and_restores_the_ttl(lab: Lab, bind: BindS
     watch.until(((SECONDARY,), 3))  # switched, short TTL still published
     status = lab.service()["switchover"]
     assert status is not None and status["next_step"] in ("switch", "restore the TTL")
+    text = lab.cli("status", "--utc").stdout
+    assert "switchover: to secondary (TTL 3s)" in text and "; next: " in text
     lab.kill9()
     running.kill()
     running.communicate()
@@ -148,6 +150,8 @@ def test_drain_moves_the_active_target_and_refuses_the_last_up(lab: Lab, bind: B
     assert svc["targets"]["primary"]["health"] == "up"  # probes go on
     assert lab.metric("failover_target_drained", service="shop", target="primary") == 1
     assert lab.metric("failover_target_drained", service="shop", target="secondary") == 0
+    text = lab.cli("status").stdout
+    assert "drained:  primary (manual" in text and "kernel until" in text and "DRAINED" in text
 
     refused = lab.cli("drain", "shop", "secondary", "--reason", "oops")
     assert refused.returncode == 3, refused.stderr
@@ -161,6 +165,34 @@ def test_drain_moves_the_active_target_and_refuses_the_last_up(lab: Lab, bind: B
     assert lab.metric("failover_target_drained", service="shop", target="primary") == 0
     kinds = [(e["kind"], e.get("target")) for e in lab.history("shop")]
     assert ("drain", "primary") in kinds and ("undrain", "primary") in kinds
+
+
+def test_a_maintenance_window_drains_the_primary_from_the_start(
+    tmp_path: Path, bind: BindServer
+) -> None:
+    """A window open all week long: the secondary is published first, the journal says why."""
+    with Lab(
+        tmp_path, bind_peer(bind, tmp_path, verify=True), addresses=(PRIMARY, SECONDARY)
+    ) as lab:
+        window = (
+            "\n        maintenance: {days: [mon, tue, wed, thu, fri, sat, sun],"
+            ' window: "00:00-24:00", reason: "rack move"}'
+        )
+        lab.config.write_text(
+            lab.text.replace(f'url: "{lab.primary.url}"}}]', f'url: "{lab.primary.url}"}}]{window}')
+        )
+        lab.start()
+        lab.wait_answer(SECONDARY)
+        lab.wait_health("primary", "up")  # its probes go on
+        time.sleep(1.0)
+        assert lab.answer() == [SECONDARY]
+        drained = lab.service()["targets"]["primary"]["drained"]
+        assert drained["source"] == "maintenance" and drained["reason"] == "rack move"
+        assert ("drain", "maintenance") in [
+            (e["kind"], e.get("actor")) for e in lab.history("shop")
+        ]
+        refused = lab.cli("undrain", "shop", "primary")
+        assert refused.returncode == 1 and "maintenance window" in refused.stderr
 
 
 def test_drain_survives_a_restart(lab: Lab, bind: BindServer) -> None:
