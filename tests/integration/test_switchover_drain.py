@@ -153,6 +153,8 @@ def test_drain_moves_the_active_target_and_refuses_the_last_up(lab: Lab, bind: B
     text = lab.cli("status").stdout
     assert "drained:  primary (manual" in text and "kernel until" in text and "DRAINED" in text
 
+    promote = lab.cli("promote", "shop", "primary", "--reason", "back", "--yes")
+    assert promote.returncode == 3 and "drained (manual): kernel" in promote.stderr
     refused = lab.cli("drain", "shop", "secondary", "--reason", "oops")
     assert refused.returncode == 3, refused.stderr
     assert "last-up" in refused.stderr
