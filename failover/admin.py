@@ -238,6 +238,11 @@ class AdminApi:
         )
         return web.json_response(result)
 
+    async def switchover_cancel(self, request: web.Request) -> web.Response:
+        req = await _parse(request, m.ActorRequest)
+        service = request.match_info["service"]
+        return web.json_response(await self.engine.switchovers.cancel(service, req.actor))
+
     async def drain(self, request: web.Request) -> web.Response:
         req = await _parse(request, m.DrainRequest)
         seconds = None

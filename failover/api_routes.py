@@ -111,6 +111,16 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
+        "/v1/services/{service}/switchover/cancel",
+        "switchover_cancel",
+        "End the switchover in progress: the TTL is restored at once (a switch already made "
+        "stays, pinned). 409 when none runs",
+        m.ActorRequest,
+        m.SwitchoverCancelled,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody},
+    ),
+    Route(
+        "POST",
         "/v1/services/{service}/drain",
         "drain",
         "Drain a target: decisions treat it as unavailable (probes go on); an active target is "

@@ -383,6 +383,15 @@ class SwitchoverResult(TypedDict):
     switchover: NotRequired[dict[str, Any] | None]
 
 
+class SwitchoverCancelled(TypedDict):
+    """The switchover goes to its `restore` step now (`step`: where it stood)."""
+
+    result: Literal["cancelled"]
+    service: str
+    target: str
+    step: str
+
+
 class DrainResult(TypedDict):
     """`result`: ok (drained; when it was active, the switch away is in the answer, verified),
     pending (a follower: the leader moves it) or error (then a 502)."""

@@ -37,8 +37,11 @@ def add_commands(sub: Any, client_opts: Callable[[argparse.ArgumentParser], None
         "switchover", help="planned move: lower the TTL, wait it out, switch, restore the TTL"
     )
     p.add_argument("service")
-    p.add_argument("target")
-    p.add_argument("--reason", required=True, help="why (kept in the journal)")
+    p.add_argument("target", nargs="?")
+    p.add_argument("--reason", help="why (kept in the journal); required")
+    p.add_argument(
+        "--cancel", action="store_true", help="end the running switchover: restore the TTL now"
+    )
     p.add_argument("--ttl", default="30s", help="the short TTL during the move (default 30s)")
     p.add_argument("--at", help="start at this time (2026-12-05T14:00:00Z, UTC if no zone) or +10m")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
@@ -89,6 +92,19 @@ async def cmd_switchover(args: argparse.Namespace) -> int:
     """Exit 0 once the target is served and verified (or scheduled with --at); 3 when refused
     (the rule is named); 1 when the switchover was aborted."""
     path = f"/v1/services/{args.service}/switchover"
+    if args.cancel:
+        _, done = await call(args, "POST", path + "/cancel", {"actor": actor()})
+        if "error" in done:
+            raise CliError(f"failover: {done.get('message')}", EXIT_FAILED, done)
+        if args.json:
+            print_json(done)
+        say(args, f"{args.service}: switchover to {done['target']} cancelled; the TTL is restored")
+        return EXIT_OK
+    if not args.target or not args.reason:
+        raise CliError(
+            "failover: switchover needs SERVICE TARGET --reason TEXT (or SERVICE --cancel)",
+            EXIT_USAGE,
+        )
     body: dict[str, Any] = {
         "target": args.target,
         "reason": args.reason,

@@ -341,8 +341,8 @@ class Switchovers:
         async with self.ctx.lock:
             now = self.ctx.clock()
             sw = rt.state.switchover
-            if sw is None:
-                return
+            if sw is None or not self.ctx.coord.is_leader():
+                return  # cancelled, or a new leader carries the step out again
             good = outcome.get("result") == "ok" and outcome.get("verified") is not False
             if good:
                 self._advance(rt, step, ok, reason, now)
@@ -366,6 +366,25 @@ class Switchovers:
                 log.error("%s: %s", rt.name, why)
         await self.ctx.journal.sync()
         self.ctx.wake()
+
+    async def cancel(self, service: str, actor: str) -> dict[str, Any]:
+        """End the switchover: go to `restore` at once (nothing to do when the TTL was never
+        lowered). A switch already made stays, pinned (`failover release` ends the pin)."""
+        rt = self.ctx.runtime(service)
+        async with self.ctx.lock:
+            sw = rt.state.switchover
+            if sw is None:
+                raise CommandError("not_running", f"{service} has no switchover in progress", 409)
+            now = self.ctx.clock()
+            if sw.step != STEP_RESTORE:
+                rt.state = replace(rt.state, switchover=rules.to_restore(sw, now))
+            await self.ctx.save_intents()
+            await self.ctx.journal.write(
+                service, "switchover", Trigger.MANUAL, f"cancelled by {actor}", now,
+                step="cancelled", to=sw.target, actor=actor,
+            )  # fmt: skip
+        self.ctx.wake()
+        return {"result": "cancelled", "service": service, "target": sw.target, "step": sw.step}
 
     async def stop(self) -> None:
         tasks = [t for t in self._running.values() if not t.done()]

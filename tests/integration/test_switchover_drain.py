@@ -139,6 +139,30 @@ def test_switchover_refused_when_the_target_is_not_up(lab: Lab, bind: BindServer
     assert lab.service()["switchover"] is None
 
 
+def test_a_scheduled_switchover_waits_for_its_time_and_can_be_cancelled(
+    lab: Lab, bind: BindServer
+) -> None:
+    args = ("switchover", "shop", "secondary", "--reason", "tonight", "--ttl", "2s", "--yes")
+    bad = lab.cli(*args, "--at", "tonight")
+    assert bad.returncode == 2 and "+10m" in bad.stderr
+    assert lab.cli("switchover", "shop", "secondary").returncode == 2  # no --reason
+    scheduled = lab.cli(*args, "--at", "+1h", "--json")
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert json.loads(scheduled.stdout)["result"] == "scheduled"
+    sw = lab.service()["switchover"]
+    assert (sw["step"], sw["next_step"]) == ("scheduled", "lower the TTL")
+    again = lab.cli(*args)
+    assert again.returncode == 3 and "switchover-in-progress" in again.stderr
+    time.sleep(1.0)
+    assert served(bind) == ((PRIMARY,), RECORD_TTL)  # not before its time
+    cancelled = lab.cli("switchover", "shop", "--cancel")
+    assert cancelled.returncode == 0, cancelled.stderr
+    wait_until(lambda: lab.service()["switchover"] is None, 20, "switchover gone")
+    assert served(bind) == ((PRIMARY,), RECORD_TTL)
+    assert steps(lab)[-2:] == ["cancelled", "done"]
+    assert lab.cli("switchover", "shop", "--cancel").returncode == 1
+
+
 def test_drain_moves_the_active_target_and_refuses_the_last_up(lab: Lab, bind: BindServer) -> None:
     drained = lab.cli("drain", "shop", "primary", "--reason", "kernel", "--for", "1h", "--json")
     assert drained.returncode == 0, drained.stderr
