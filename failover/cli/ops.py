@@ -201,5 +201,6 @@ def _outcome(args: argparse.Namespace, result: dict[str, Any], done: str) -> int
         )
         return EXIT_FAILED
     until = f" until {result['until']}" if result.get("until") else ""
-    say(args, f"{args.service}: {done}{until}; {result.get('reason') or 'ok'}")
+    checked = "; every authoritative name server serves it (verified)" if verified else ""
+    say(args, f"{args.service}: {done}{until}; {result.get('reason') or 'ok'}{checked}")
     return EXIT_OK
