@@ -149,6 +149,10 @@ def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
         if entry.get("from") or entry.get("to"):
             move = f" {entry.get('from') or '(none)'} -> {entry.get('to') or '(none)'}"
         result = f" [{entry['result']}]" if entry.get("result") else ""
+        if entry.get("kind") in ("drain", "undrain") and entry.get("target"):
+            move = f" {entry['target']}"  # the drained target (a drain moves nothing itself)
+        if entry.get("kind") == "switchover" and entry.get("step"):
+            result = f" [{entry['step']}{', ' + entry['result'] if entry.get('result') else ''}]"
         lines.append(
             f"{local_time(entry.get('time'), utc=utc)}  {entry.get('service', '-'):<12} "
             f"{entry.get('kind', '?'):<8} {entry.get('trigger', '-'):<6}{move}{result}  "

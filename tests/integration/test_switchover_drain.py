@@ -105,6 +105,8 @@ def test_switchover_lowers_switches_and_restores_the_ttl_at_bind(
     ]
     wait_until(lambda: lab.service()["switchover"] is None, 20, "switchover done")
     assert steps(lab) == ["scheduled", "lowered", "switched", "done"]
+    text = lab.cli("history", "shop").stdout
+    assert "switchover manual (none) -> secondary [lowered, ok]" in text, text
     assert lab.service()["pin"]["target"] == "secondary"
 
 
@@ -189,6 +191,7 @@ def test_drain_moves_the_active_target_and_refuses_the_last_up(lab: Lab, bind: B
     again = lab.cli("undrain", "shop", "primary")
     assert again.returncode == 1 and "not drained" in again.stderr
     assert lab.metric("failover_target_drained", service="shop", target="primary") == 0
+    assert "drain    manual primary" in lab.cli("history", "shop").stdout
     kinds = [(e["kind"], e.get("target")) for e in lab.history("shop")]
     assert ("drain", "primary") in kinds and ("undrain", "primary") in kinds
 
