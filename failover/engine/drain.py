@@ -147,8 +147,9 @@ class Drains:
         return {"service": service, "target": target, "result": "ok", **outcome}
 
     async def tick(self, rt: ServiceRuntime, now: float) -> None:
-        """Under the lock, each cycle: expire `--for` drains (the leader persists it) and
-        journal maintenance windows opening and closing."""
+        """Under the lock, each cycle: expire `--for` drains and journal maintenance windows
+        opening and closing (the leader does both; every instance tracks the windows, so a
+        new leader does not journal again the windows it found open)."""
         if self.ctx.coord.is_leader():
             state, gone = rules.expire(rt.state, now)
             if gone:
@@ -171,6 +172,8 @@ class Drains:
         if open_now == before:
             return
         self._windows[rt.name] = open_now
+        if not self.ctx.coord.is_leader():
+            return  # one entry per window, from the leader (the history is shared)
         for name in sorted(open_now - before):
             found = rules.in_maintenance(rt.config.target(name), now)
             why = found[0].reason if found else "maintenance window"
