@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from failover.config.types import DrillScheduleConfig
+from failover.core.drain import drained
 from failover.core.windows import window_bounds
 from failover.model import Health, Mode, Trigger
 from failover.timefmt import rfc3339
@@ -98,7 +99,17 @@ def preflight(engine: Engine, rt: ServiceRuntime, to: str | None) -> tuple[str, 
         raise DrillRefused(
             "published", f"{name} publishes no target ({rt.published.kind}: {rt.published.detail})"
         )
+    if rt.state.switchover is not None:
+        raise DrillRefused("busy", f"{name} has a switchover in progress")
     origin = rt.published.target
+    drains = drained(rt.config, rt.state, engine.clock())
+    for which in (origin, to):
+        if which is None or which not in drains:
+            continue
+        raise DrillRefused(
+            "origin" if which == origin else "target",
+            f"{which} is drained ({drains[which].reason}): failover undrain {name} {which}",
+        )
     if rt.targets[origin].health is not Health.UP:
         raise DrillRefused(
             "origin",
@@ -108,7 +119,7 @@ def preflight(engine: Engine, rt: ServiceRuntime, to: str | None) -> tuple[str, 
         candidates = [
             t.name
             for t in rt.config.targets
-            if t.name != origin and rt.targets[t.name].health is Health.UP
+            if t.name != origin and t.name not in drains and rt.targets[t.name].health is Health.UP
         ]
         if not candidates:
             raise DrillRefused("target", f"no other target of {name} is UP to drill")

@@ -231,5 +231,9 @@ def test_drain_survives_a_restart(lab: Lab, bind: BindServer) -> None:
     drained = lab.service()["targets"]["secondary"]["drained"]
     assert drained is not None and drained["reason"] == "disk"
     assert lab.cli("drain", "shop", "primary", "--reason", "x").returncode == 3  # last-up
+    drill = lab.cli("drill", "shop", "--hold", "1s", "--yes")
+    assert drill.returncode == 3 and "no other target of shop is UP" in drill.stderr
+    drill = lab.cli("drill", "shop", "--to", "secondary", "--hold", "1s", "--yes")
+    assert drill.returncode == 3 and "secondary is drained (disk)" in drill.stderr
     unknown = lab.cli("drain", "shop", "nowhere", "--reason", "x")
     assert unknown.returncode == 2 and "no target" in unknown.stderr
