@@ -48,6 +48,31 @@ class DrillRequest:
     actor: str = "unknown"
 
 
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    target: str
+    reason: str
+    ttl: str | int = "30s"  # a duration like "30s", or seconds
+    at: str | None = None
+    actor: str = "unknown"
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DrainRequest:
+    target: str
+    reason: str
+    duration: str | float | None = None
+    force: bool = False
+    actor: str = "unknown"
+
+
+@dataclass(frozen=True)
+class UndrainRequest:
+    target: str
+    actor: str = "unknown"
+
+
 FIELD_DOCS: dict[str, str] = {
     "actor": "who asks, e.g. alice@host (kept in the journal)",
     "target": "the target to pin the service to",
@@ -56,6 +81,10 @@ FIELD_DOCS: dict[str, str] = {
     "dry_run": "check and show the plan, change nothing",
     "to": "the target to drill (default: the first other UP target)",
     "hold": "how long to stay on the drill target: a duration like 2m, or seconds",
+    "ttl": "the short TTL published during the switchover: a duration like 30s, or seconds",
+    "at": "when to start: an RFC 3339 time (UTC if no zone) or +DURATION; default now",
+    "duration": "how long the drain lasts (a duration like 2h, or seconds); default until "
+    "undrained",
 }
 
 
@@ -355,6 +384,51 @@ class CommandResult(TypedDict):
 
     result: str
     services: dict[str, dict[str, Any]]
+
+
+class SwitchoverStep(TypedDict):
+    step: str
+    at: str
+    what: str
+
+
+class SwitchoverResult(TypedDict):
+    """`result`: dry-run or scheduled; the steps are then carried out by the daemon (status
+    shows `switchover`, the journal `kind: switchover`)."""
+
+    service: str
+    target: str
+    origin: str | None
+    ttl: int
+    old_ttl: int
+    start_at: str
+    steps: list[SwitchoverStep]
+    plan: list[Change]
+    violations: list[Violation]
+    result: str
+    switchover: NotRequired[dict[str, Any] | None]
+
+
+class SwitchoverCancelled(TypedDict):
+    """The switchover goes to its `restore` step now (`step`: where it stood)."""
+
+    result: Literal["cancelled"]
+    service: str
+    target: str
+    step: str
+
+
+class DrainResult(TypedDict):
+    """`result`: ok (drained; when it was active, the switch away is in the answer, verified),
+    pending (a follower: the leader moves it) or error (then a 502)."""
+
+    service: str
+    target: str
+    result: str
+    until: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    verified: NotRequired[bool]
+    providers: NotRequired[list[ProviderOutcome]]
 
 
 class ReloadResult(TypedDict):

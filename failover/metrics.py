@@ -78,6 +78,7 @@ class LiveView:
     journal_pending: int = 0
     journal_lost: int = 0
     local_fault: bool = False
+    drained: tuple[tuple[str, str, bool], ...] = ()  # (service, target, drained now)
 
 
 # The view captured on the loop for a render in a worker thread (`Metrics.render`): the
@@ -220,7 +221,16 @@ class _LiveCollector(Collector):
             labels=["instance"],
         )
         local_fault.add_metric([view.instance], float(view.local_fault))
+        drained = GaugeMetricFamily(
+            "failover_target_drained",
+            "1 while the target is drained (failover drain, or a maintenance window): decisions "
+            "treat it as unavailable while its probes go on.",
+            labels=["service", "target"],
+        )
+        for service_name, target_name, is_drained in view.drained:
+            drained.add_metric([service_name, target_name], float(is_drained))
         yield from (
+            drained,
             probe_success,
             target_up,
             active,

@@ -82,6 +82,7 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             )
         else:
             lines.append(f"  decision: {svc.get('reason')}")
+        lines += ops_lines(svc, utc=utc)
         if svc.get("alarms"):
             lines.append(f"  alarms:   {', '.join(svc['alarms'])}")
         if svc.get("last_error"):
@@ -98,9 +99,10 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             mark = "*" if tname == svc.get("active") else " "
             health = HEALTH_WORD.get(target["health"], target["health"])
             values = ",".join(target.get("values", []))
+            drained = " DRAINED" if target.get("drained") else ""
             lines.append(
                 f"   {mark} {tname:<18} {health:<8} {target.get('location') or '-':<10} "
-                f"{values:<20} {target.get('reason', '')}"
+                f"{values:<20} {target.get('reason', '')}{drained}"
             )
             pool = target.get("pool")
             if isinstance(pool, dict):
@@ -129,6 +131,24 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
     return "\n".join(lines)
 
 
+def ops_lines(svc: dict[str, Any], *, utc: bool = False) -> list[str]:
+    """A running switchover (its step, the next one and when) and the drains, one line each."""
+    out = []
+    sw = svc.get("switchover")
+    if isinstance(sw, dict):
+        out.append(
+            f"  switchover: to {sw.get('target')} (TTL {sw.get('ttl')}s) by {sw.get('actor')}: "
+            f"step {sw.get('step')}; next: {sw.get('next_step')} at "
+            f"{local_time(sw.get('next_at'), utc=utc)}"
+        )
+    for target, d in (svc.get("drains") or {}).items():
+        until = f" until {local_time(d.get('until'), utc=utc)}" if d.get("until") else ""
+        out.append(
+            f"  drained:  {target} ({d.get('source')}, {d.get('actor')}): {d.get('reason')}{until}"
+        )
+    return out
+
+
 def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
     if not entries:
         return "(no journal entries)"
@@ -145,6 +165,10 @@ def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
         if entry.get("from") or entry.get("to"):
             move = f" {entry.get('from') or '(none)'} -> {entry.get('to') or '(none)'}"
         result = f" [{entry['result']}]" if entry.get("result") else ""
+        if entry.get("kind") in ("drain", "undrain") and entry.get("target"):
+            move = f" {entry['target']}"  # the drained target (a drain moves nothing itself)
+        if entry.get("kind") == "switchover" and entry.get("step"):
+            result = f" [{entry['step']}{', ' + entry['result'] if entry.get('result') else ''}]"
         lines.append(
             f"{local_time(entry.get('time'), utc=utc)}  {entry.get('service', '-'):<12} "
             f"{entry.get('kind', '?'):<8} {entry.get('trigger', '-'):<6}{move}{result}  "

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import fields, is_dataclass
 
+from failover.audit.maintenance import maintenance_findings
 from failover.audit.model import Finding, Severity
 from failover.audit.policies import policy_findings
 from failover.config.types import Config, RecordConfig, Secret, ServiceConfig, TargetConfig
@@ -29,6 +30,7 @@ def config_findings(config: Config) -> list[Finding]:
         out += probe_findings(svc)
         out += rto_findings(svc)
         out += policy_findings(svc)
+        out += maintenance_findings(svc)
     out += instance_findings(config)
     out += location_gaps(config)
     out += vantage_findings(config)

@@ -16,6 +16,7 @@ from typing import Literal
 
 from failover.config.common import LOWER_NAME, NAME, opt_plain, positive, valid_name, zero_ok
 from failover.config.drills import parse_drills
+from failover.config.maintenance import parse_maintenance
 from failover.config.parse import (
     Invalid,
     Section,
@@ -259,6 +260,7 @@ def _target(
         probes=probes,
         health=_health(t, health),
         pool=pool,
+        maintenance=parse_maintenance(t),
     )
     t.done()
     return target if name is not None else None

@@ -326,6 +326,19 @@ class PoolConfig:
         return next((v for v, names in self.members if probe in names), None)
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # drill and maintenance windows
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A recurring window during which the target is drained automatically (core/drain.py)."""
+
+    days: tuple[str, ...]  # mon..sun
+    window: tuple[int, int]  # minutes after midnight: [start, end)
+    timezone: str = "UTC"
+    reason: str = "maintenance window"
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     name: str
@@ -334,6 +347,7 @@ class TargetConfig:
     probes: tuple[ProbeConfig, ...]
     health: HealthConfig
     pool: PoolConfig | None = None  # None: all-or-nothing, every value published together
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # per-target `maintenance:` windows
 
 
 @dataclass(frozen=True)

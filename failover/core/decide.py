@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
+from failover.core.ops import Drain, Switchover
 from failover.core.published import Published
 from failover.model import (
     Health,
@@ -52,6 +53,8 @@ class ServiceState:
     auto_switches: tuple[float, ...] = ()  # times of automatic switches still inside flap_window
     last_switch_at: float | None = None  # any trigger
     last_auto_switch_at: float | None = None  # kept across `ack`, so an ack never skips cooldown
+    drains: tuple[Drain, ...] = ()  # targets taken out by `failover drain` (core/drain.py)
+    switchover: Switchover | None = None  # a planned switchover in progress (core/switchover.py)
 
 
 def acknowledge(state: ServiceState) -> ServiceState:

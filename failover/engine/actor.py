@@ -19,11 +19,12 @@ from typing import Any
 
 from failover import intents as intents_codec
 from failover import reload as live_reload
-from failover import views
+from failover import views, views_ops
 from failover.apply import ProviderQueue
 from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.core import decide as core
+from failover.core import drain as drain_rules
 from failover.core.fallback import decide_traffic
 from failover.core.plan import build_plan, check_plan, refusal
 from failover.core.pool import pool_values
@@ -31,11 +32,13 @@ from failover.core.split import split_answers
 from failover.engine.alarms import journal_decision_alarms, journal_provider_alarms
 from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
+from failover.engine.drain import Drains
 from failover.engine.inputs import HealthInputs
 from failover.engine.leadership import CoordinationChanges
 from failover.engine.reader import RecordReader
 from failover.engine.recovery import Recovery
 from failover.engine.switcher import Switcher, merge_switch
+from failover.engine.switchover import Switchovers
 from failover.engine.vantage import Vantage
 from failover.journal import Journal
 from failover.logs import fields
@@ -88,6 +91,8 @@ class Engine:
         self._publisher: asyncio.Task[None] | None = None
         coord.on_change = CoordinationChanges(self.ctx, self.reader)
         self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_service)
+        self.drains = Drains(self.ctx, self.commands)  # drain / undrain, maintenance windows
+        self.switchovers = Switchovers(self.ctx, self.reader, self.switcher)
         self.started_at = clock()
         self.ready = False
         self.last_cycle_at: float | None = None
@@ -252,6 +257,7 @@ class Engine:
             task.cancel()
         await asyncio.gather(*confirming, return_exceptions=True)
         await self.switcher.rechecker.stop()
+        await self.switchovers.stop()
         for queue in self.ctx.queues.values():
             await queue.aclose()
         await self.ctx.save_intents()
@@ -356,7 +362,9 @@ class Engine:
                     continue
                 try:
                     await self.recovery.reconcile(rt, now)
+                    await self.drains.tick(rt, now)
                     await self._decide_service(rt, now)
+                    self.switchovers.tick(rt, now)
                 except Exception as exc:  # one service's bug must not stop the others
                     log.exception("cycle of service %s failed", rt.name)
                     rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
@@ -381,8 +389,14 @@ class Engine:
         if self.inputs.single_round:
             snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
         members = self.vantage.members(rt)
-        decision = decide_traffic(
-            rt.config, rt.state, snap, members, rt.current, rt.fallback_health
+        decision = decide_traffic(  # drained targets: unavailable (core/drain.py)
+            rt.config,
+            rt.state,
+            snap,
+            members,
+            rt.current,
+            rt.fallback_health,
+            base=drain_rules.decide,
         )
         if (
             rt.drill is not None
@@ -477,7 +491,7 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         ctx = self.ctx
-        return views.status(
+        body = views.status(
             ctx.config,
             ctx.coord,
             ctx.services,
@@ -490,10 +504,11 @@ class Engine:
             decided=self.vantage.health,
             journal=ctx.journal.health(),
         )
+        return views_ops.with_ops(body, ctx.services, ctx.clock())
 
     def live_view(self) -> LiveView:
         ctx = self.ctx
-        return views.live_view(
+        view = views.live_view(
             ctx.config,
             ctx.coord,
             ctx.services,
@@ -502,3 +517,4 @@ class Engine:
             self.vantage.votes,
             local_fault=bool(self.inputs.local_fault),
         )
+        return replace(view, drained=views_ops.drained_view(ctx.services, ctx.clock()))

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from failover.core import decide as core
+from failover.core import drain as drain_rules
 from failover.core.plan import build_plan, check_plan, refusal
 from failover.core.pool import pool_values
 from failover.engine.context import CommandError, Context
@@ -72,9 +73,12 @@ class Commands:
             longest = max((p.timeout + p.retry.deadline for p in provider_cfgs), default=0.0)
             await self.reader.read_now(rt, longest)
         async with self.ctx.lock:
-            values = pool_values(rt.config, target, rt.members)
+            values = pool_values(rt.config, target, rt.members)  # a pool: its UP values
             plan = build_plan(rt.config, target, rt.current or {}, Trigger.MANUAL, reason, values)
-            violations = check_plan(plan, rt.config, rt.targets, rt.current or {})
+            health = drain_rules.effective_health(  # a drained target is not UP
+                rt.targets, drain_rules.drained(rt.config, rt.state, self.ctx.clock())
+            )
+            violations = check_plan(plan, rt.config, health, rt.current or {})
             body: dict[str, Any] = {
                 "service": service,
                 "target": target,

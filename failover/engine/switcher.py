@@ -47,6 +47,8 @@ def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core
         auto_switches=decided.auto_switches,
         last_switch_at=decided.last_switch_at,
         last_auto_switch_at=decided.last_auto_switch_at,
+        drains=current.drains,
+        switchover=current.switchover,
     )
 
 

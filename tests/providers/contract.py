@@ -80,6 +80,17 @@ async def check_read_mixed(provider: Provider, zone: str, prefix: str = "contrac
     assert found is not None and found.values == ("192.0.2.77",)
 
 
+async def check_ttl_only(provider: Provider, zone: str, prefix: str = "contract") -> None:
+    """Same values, another TTL (a planned switchover lowers then restores it): applied."""
+    a = key(provider, zone, f"{prefix}-ttl", RecordType.A)
+    values = ("192.0.2.61", "192.0.2.62")
+    await apply_and_sync(provider, Change(a, 300, None, values))
+    await apply_and_sync(provider, Change(a, 30, values, values))
+    assert (await provider.read([a]))[a] == RecordSet(a.name, RecordType.A, 30, values)
+    await apply_and_sync(provider, Change(a, 300, values, values))
+    assert (await provider.read([a]))[a] == RecordSet(a.name, RecordType.A, 300, values)
+
+
 Check = Callable[[Provider, str, str], Awaitable[None]]
 CHECKS: tuple[Check, ...] = (
     check_read_absent,
@@ -87,6 +98,7 @@ CHECKS: tuple[Check, ...] = (
     check_replace,
     check_idempotent,
     check_read_mixed,
+    check_ttl_only,
 )
 
 
