@@ -129,6 +129,22 @@ def pool_values(service: ServiceConfig, target: str, members: Members) -> tuple[
     return publish_values(t, members.get(t.name, {}))
 
 
+def served_values(
+    service: ServiceConfig,
+    target: str,
+    members: Members,
+    current: Mapping[RecordKey, RecordSet | None],
+) -> tuple[str, ...] | None:
+    """The values a change that keeps `target` (a TTL-only change: a switchover lowering or
+    restoring the TTL) publishes: for a pool, the subset served now less its DOWN values,
+    never a value taken out for being DOWN; else None (all)."""
+    t = service.target(target)
+    if t is None or t.pool is None:
+        return None
+    served = {v for r in service.records for v in (_served(current.get(r.key), r.type) or ())}
+    return keep_values(t, members.get(t.name, {}), served)
+
+
 def _served(rs: RecordSet | None, rtype: RecordType) -> tuple[str, ...] | None:
     if rs is None:
         return None

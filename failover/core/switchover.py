@@ -40,21 +40,40 @@ def ttl_plan(
     current: Mapping[RecordKey, RecordSet | None],
     ttl: int,
     reason: str,
+    values: tuple[str, ...] | None = None,
 ) -> Plan:
     """The changes that make every record serve `target` with `ttl` (a TTL-only change when the
-    values already match). Raises ValueError for an unknown target."""
+    values already match): `values` when given (a pool's subset), else all the target's.
+    Raises ValueError for an unknown target."""
     t = service.target(target)
     if t is None:
         raise ValueError(f"{target!r} is not a target of service {service.name!r}")
     changes: list[Change] = []
     for record in service.records:
-        desired = values_for_type(record.type, t.values)
+        desired = values_for_type(record.type, t.values if values is None else values)
         rs = current.get(record.key)
         if rs is not None and tuple(sorted(rs.values)) == tuple(sorted(desired)) and rs.ttl == ttl:
             continue
         before = rs.values if rs is not None else None
         changes.append(Change(key=record.key, ttl=ttl, before=before, after=desired))
     return Plan(service.name, target, Trigger.MANUAL, reason, tuple(changes))
+
+
+def keep_short_ttl(
+    plan: Plan, sw: Switchover | None, current: Mapping[RecordKey, RecordSet | None]
+) -> Plan:
+    """While a switchover holds the short TTL (lowered, switched), any other change (a pool's
+    subset, an automatic switch) is published with it too: only the restore step brings the
+    configured TTL back, once `--ttl` has elapsed. A change left with nothing to do is dropped."""
+    if sw is None or sw.step not in (STEP_LOWERED, STEP_SWITCHED):
+        return plan
+    changes: list[Change] = []
+    for c in plan.changes:
+        rs = current.get(c.key)
+        if rs is not None and rs.ttl == sw.ttl and sorted(rs.values) == sorted(c.after):
+            continue
+        changes.append(replace(c, ttl=sw.ttl))
+    return replace(plan, changes=tuple(changes))
 
 
 def longest_ttl(service: ServiceConfig, current: Mapping[RecordKey, RecordSet | None]) -> int:

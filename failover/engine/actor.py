@@ -29,6 +29,7 @@ from failover.core.fallback import decide_traffic
 from failover.core.plan import build_plan, check_plan, refusal
 from failover.core.pool import pool_values
 from failover.core.split import split_answers
+from failover.core.switchover import keep_short_ttl
 from failover.engine.alarms import journal_decision_alarms, journal_provider_alarms
 from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
@@ -436,6 +437,7 @@ class Engine:
                     "retry",
                     pool_values(rt.config, rt.pending, members),
                 )
+                plan = keep_short_ttl(plan, rt.state.switchover, rt.current or {})
                 if not plan.changes:
                     rt.nothing_left()
                 elif not ctx.dry_run:
@@ -449,6 +451,7 @@ class Engine:
         plan = build_plan(
             rt.config, decision.target, current, decision.trigger, decision.reason, values
         )
+        plan = keep_short_ttl(plan, rt.state.switchover, current)  # a switchover's short TTL
         refused = refusal(check_plan(plan, rt.config, rt.targets, current), decision.force)
         if refused:
             message = refused.message()

@@ -20,6 +20,7 @@ from failover.core import drain as drain_rules
 from failover.core import switchover as rules
 from failover.core.ops import STEP_LOWERED, STEP_RESTORE, STEP_SCHEDULED, STEP_SWITCHED, Switchover
 from failover.core.plan import Plan, Violation, build_plan, check_plan, refusal
+from failover.core.pool import pool_values, served_values
 from failover.engine.context import CommandError, Context
 from failover.engine.reader import RecordReader
 from failover.engine.switcher import Switcher, with_confirmation
@@ -80,7 +81,8 @@ class Switchovers:
                 )
             plan = None
             if rt.config.target(target) is not None:
-                plan = rules.ttl_plan(rt.config, target, current, ttl, reason)
+                values = pool_values(rt.config, target, rt.members)  # a pool: its UP values
+                plan = rules.ttl_plan(rt.config, target, current, ttl, reason, values)
                 violations += [
                     v
                     for v in check_plan(plan, rt.config, health, current)
@@ -204,7 +206,8 @@ class Switchovers:
             return
         assert pub.target is not None and rt.current is not None
         old = rules.longest_ttl(rt.config, rt.current)
-        plan = rules.ttl_plan(rt.config, pub.target, rt.current, sw.ttl, sw.reason)
+        kept = served_values(rt.config, pub.target, rt.members, rt.current)
+        plan = rules.ttl_plan(rt.config, pub.target, rt.current, sw.ttl, sw.reason, kept)
         origin = pub.target
         reason = f"switchover to {sw.target}: lowering the TTL to {sw.ttl}s (from {old}s)"
 
@@ -216,7 +219,8 @@ class Switchovers:
     def _switch(self, rt: ServiceRuntime, sw: Switchover, now: float) -> None:
         assert rt.current is not None
         why = self._target_up(rt, sw, now)
-        plan = rules.ttl_plan(rt.config, sw.target, rt.current, sw.ttl, sw.reason)
+        values = pool_values(rt.config, sw.target, rt.members)  # a pool: its UP values
+        plan = rules.ttl_plan(rt.config, sw.target, rt.current, sw.ttl, sw.reason, values)
         if why is None:
             health = self._health(rt, now)
             refused = refusal(check_plan(plan, rt.config, health, rt.current), False)
@@ -253,7 +257,8 @@ class Switchovers:
                 "error",
             )
             return
-        plan = build_plan(rt.config, pub.target, rt.current, Trigger.MANUAL, sw.reason)
+        kept = served_values(rt.config, pub.target, rt.members, rt.current)
+        plan = build_plan(rt.config, pub.target, rt.current, Trigger.MANUAL, sw.reason, kept)
         reason = f"switchover to {sw.target}: restoring the configured TTL"
 
         def retry(s: Switchover, t: float) -> Switchover:
