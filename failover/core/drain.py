@@ -175,11 +175,17 @@ def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decis
 
 def _not_all_down(decision: Decision, snap: Snapshot, drains: Mapping[str, Drained]) -> Decision:
     """`all_down` means every target is DOWN by its probes: when drained targets are UP, the
-    alarm is `no_healthy_target` instead, and the reason names the drains."""
-    if ALARM_ALL_DOWN not in decision.alarms:
-        return decision
+    alarm is `no_healthy_target` instead, and the reason names the drains. So `all_down:
+    fallback` (core/fallback.py) never publishes the fallback because of a drain: a forced
+    drain of the last UP target keeps it served until another target is UP."""
     up = [n for n in drains if (th := snap.health.get(n)) is not None and th.health == Health.UP]
     if not up:
+        return decision
+    if ALARM_ALL_DOWN not in decision.alarms:
+        if ALARM_NO_HEALTHY_TARGET in decision.alarms:
+            names = ", ".join(sorted(up))
+            why = f"no UP target that is not drained ({names} UP but drained)"
+            return replace(decision, reason=f"{why}; {decision.reason}")
         return decision
     return replace(
         decision,

@@ -17,6 +17,7 @@ from failover.core.decide import (
     ALARM_ALL_DOWN,
     ALARM_ISOLATED,
     ALARM_LOCAL_FAULT,
+    ALARM_NO_HEALTHY_TARGET,
     Action,
     Decision,
     ServiceState,
@@ -125,6 +126,12 @@ def _on_fallback(
         else:
             reason = f"all targets down; serving the fallback ({others})"
         alarms = {ALARM_ALL_DOWN} if all(health(n) is Health.DOWN for n in names) else set()
+        if not alarms and any(health(n) is Health.UP for n in names):
+            # UP targets that `base` does not take (drained): the fallback stays, an operator's
+            # drain never brings clients back to a target taken out (core/drain.py)
+            why = chosen.reason.split("; ")[0]  # the rule's own clause, e.g. a drain's
+            reason = f"serving the fallback; {why} ({others})"
+            alarms = set(chosen.alarms & {ALARM_NO_HEALTHY_TARGET})
         return Decision(Action.NONE, None, Trigger.AUTO, reason, state, frozenset(alarms))
     return Decision(
         Action.SWITCH,
