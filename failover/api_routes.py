@@ -8,6 +8,7 @@ from typing import Any
 
 from failover import __version__
 from failover import apischema as m
+from failover.apischema_gen import schema
 
 MAX_HISTORY = 100_000  # entries one history call may ask for
 
@@ -214,7 +215,7 @@ def openapi_document() -> dict[str, Any]:
     refs: dict[str, Any] = {}
 
     def content(model: Any) -> dict[str, Any]:
-        return {"application/json": {"schema": m.schema(model, refs)}}
+        return {"application/json": {"schema": schema(model, refs)}}
 
     paths: dict[str, Any] = {}
     for route in ROUTES:
