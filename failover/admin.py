@@ -25,6 +25,7 @@ from failover.coord.etcd_client import EtcdError
 from failover.coord.shared_journal import SharedJournal, merge
 from failover.engine import CommandError, Engine
 from failover.listeners import BODY_TIMEOUT, ConnectionGate, GatedUnixSite, runner_for
+from failover.timefmt import parse_when
 
 T = TypeVar("T")
 
@@ -212,6 +213,58 @@ class AdminApi:
         )
         return web.json_response(result, status=_result_status(result))
 
+    async def switchover(self, request: web.Request) -> web.Response:
+        req = await _parse(request, m.SwitchoverRequest)
+        now = self.engine.clock()
+        ttl = _seconds("ttl", req.ttl, 1, 86400)
+        if ttl != int(ttl):
+            raise CommandError("bad_request", "ttl must be whole seconds")
+        at = None
+        if req.at is not None:
+            try:
+                at = parse_when(req.at, now)
+            except (ValueError, OverflowError) as exc:
+                raise CommandError("bad_request", f"at: {exc}") from None
+            if not now - 60 <= at <= now + 30 * 86400:
+                raise CommandError("bad_request", "at must be between now and 30 days from now")
+        result = await self.engine.switchovers.start(
+            request.match_info["service"],
+            req.target,
+            req.reason,
+            req.actor,
+            ttl=int(ttl),
+            at=at,
+            dry_run=req.dry_run,
+        )
+        return web.json_response(result)
+
+    async def switchover_cancel(self, request: web.Request) -> web.Response:
+        req = await _parse(request, m.ActorRequest)
+        service = request.match_info["service"]
+        return web.json_response(await self.engine.switchovers.cancel(service, req.actor))
+
+    async def drain(self, request: web.Request) -> web.Response:
+        req = await _parse(request, m.DrainRequest)
+        seconds = None
+        if req.duration is not None:
+            seconds = _seconds("duration", req.duration, 1, 366 * 86400)
+        result = await self.engine.drains.drain(
+            request.match_info["service"],
+            req.target,
+            req.reason,
+            req.actor,
+            seconds=seconds,
+            force=req.force,
+        )
+        return web.json_response(result, status=_result_status(result))
+
+    async def undrain(self, request: web.Request) -> web.Response:
+        req = await _parse(request, m.UndrainRequest)
+        result = await self.engine.drains.undrain(
+            request.match_info["service"], req.target, req.actor
+        )
+        return web.json_response(result, status=_result_status(result))
+
     async def drill(self, request: web.Request) -> web.Response:
         """Run a drill now and answer with its report (the request lasts the whole drill)."""
         from failover.config.parse import parse_duration
@@ -282,6 +335,23 @@ class AdminApi:
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document())
+
+
+def _seconds(name: str, value: str | float | int, low: float, high: float) -> float:
+    """A duration field: `"30s"` or seconds, within [low, high]; else a 400 naming it."""
+    from failover.config.parse import parse_duration
+
+    try:
+        seconds = (
+            float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool)
+            else parse_duration(value)
+        )
+    except (ValueError, OverflowError) as exc:
+        raise CommandError("bad_request", f"{name}: {exc}") from None
+    if not low <= seconds <= high:
+        raise CommandError("bad_request", f"{name} must be between {low:g}s and {high:g}s")
+    return seconds
 
 
 def _result_status(result: dict[str, Any]) -> int:

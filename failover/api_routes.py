@@ -8,6 +8,7 @@ from typing import Any
 
 from failover import __version__
 from failover import apischema as m
+from failover.apischema_gen import schema
 
 MAX_HISTORY = 100_000  # entries one history call may ask for
 
@@ -99,6 +100,45 @@ ROUTES: tuple[Route, ...] = (
         m.DrillStopResult,
         {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody},
     ),
+    Route(
+        "POST",
+        "/v1/services/{service}/switchover",
+        "switchover",
+        "Plan a switchover: lower the TTL, wait out the old one, switch (pinned, verified), "
+        "restore the TTL; answers once scheduled. 409: a rule refused it (named)",
+        m.SwitchoverRequest,
+        m.SwitchoverResult,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.RefusedBody, 503: m.RefusedBody},
+    ),
+    Route(
+        "POST",
+        "/v1/services/{service}/switchover/cancel",
+        "switchover_cancel",
+        "End the switchover in progress: the TTL is restored at once (a switch already made "
+        "stays, pinned). 409 when none runs",
+        m.ActorRequest,
+        m.SwitchoverCancelled,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody},
+    ),
+    Route(
+        "POST",
+        "/v1/services/{service}/drain",
+        "drain",
+        "Drain a target: decisions treat it as unavailable (probes go on); an active target is "
+        "switched away from and the answer waits for verification. 409: rule last-up or pinned",
+        m.DrainRequest,
+        m.DrainResult,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.RefusedBody, 502: m.DrainResult},
+    ),
+    Route(
+        "POST",
+        "/v1/services/{service}/undrain",
+        "undrain",
+        "End a target's drain (409 when it is not drained by a command)",
+        m.UndrainRequest,
+        m.DrainResult,
+        {400: m.ErrorBody, 404: m.ErrorBody, 409: m.ErrorBody, 502: m.DrainResult},
+    ),
     *(
         Route(
             "POST",
@@ -175,7 +215,7 @@ def openapi_document() -> dict[str, Any]:
     refs: dict[str, Any] = {}
 
     def content(model: Any) -> dict[str, Any]:
-        return {"application/json": {"schema": m.schema(model, refs)}}
+        return {"application/json": {"schema": schema(model, refs)}}
 
     paths: dict[str, Any] = {}
     for route in ROUTES:

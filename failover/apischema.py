@@ -1,5 +1,5 @@
 """The admin API's models: request bodies the handlers parse with, response bodies they
-answer with, and the JSON Schema (OpenAPI 3.0) generated from both.
+answer with; the JSON Schema (OpenAPI 3.0) is generated from both by `apischema_gen.py`.
 
 Requests are frozen dataclasses: `parse(Model, body)` is how a handler reads its body, so the
 published schema and the validation are one thing (required fields, types, no unknown field:
@@ -48,6 +48,31 @@ class DrillRequest:
     actor: str = "unknown"
 
 
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    target: str
+    reason: str
+    ttl: str | int = "30s"  # a duration like "30s", or seconds
+    at: str | None = None
+    actor: str = "unknown"
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DrainRequest:
+    target: str
+    reason: str
+    duration: str | float | None = None
+    force: bool = False
+    actor: str = "unknown"
+
+
+@dataclass(frozen=True)
+class UndrainRequest:
+    target: str
+    actor: str = "unknown"
+
+
 FIELD_DOCS: dict[str, str] = {
     "actor": "who asks, e.g. alice@host (kept in the journal)",
     "target": "the target to pin the service to",
@@ -56,6 +81,10 @@ FIELD_DOCS: dict[str, str] = {
     "dry_run": "check and show the plan, change nothing",
     "to": "the target to drill (default: the first other UP target)",
     "hold": "how long to stay on the drill target: a duration like 2m, or seconds",
+    "ttl": "the short TTL published during the switchover: a duration like 30s, or seconds",
+    "at": "when to start: an RFC 3339 time (UTC if no zone) or +DURATION; default now",
+    "duration": "how long the drain lasts (a duration like 2h, or seconds); default until "
+    "undrained",
 }
 
 
@@ -158,6 +187,19 @@ class ProbeStatus(TypedDict):
     failures: int
 
 
+class PoolValueStatus(TypedDict):
+    health: Literal["up", "down", "unknown"]
+    reason: str
+    published: bool
+
+
+class PoolStatus(TypedDict):
+    """A pool target: DNS serves its UP values; the target is UP while min_up of them are."""
+
+    min_up: int
+    values: dict[str, PoolValueStatus]
+
+
 class TargetStatus(TypedDict):
     health: Literal["up", "down", "unknown"]
     since: str | None
@@ -165,6 +207,18 @@ class TargetStatus(TypedDict):
     location: str | None
     values: list[str]
     probes: dict[str, ProbeStatus]
+    pool: NotRequired[PoolStatus | None]
+
+
+class FallbackStatus(TypedDict):
+    """The all-down fallback: published while every target is DOWN (policy all_down)."""
+
+    values: list[str]
+    location: str | None
+    policy: Literal["hold", "fallback"]
+    active: bool
+    health: NotRequired[Literal["up", "down", "unknown"] | None]
+    reason: NotRequired[str | None]
 
 
 class RecordStatus(TypedDict):
@@ -218,6 +272,7 @@ class ServiceStatus(TypedDict):
     records: list[RecordStatus]
     verifying: NotRequired[bool]
     drill: NotRequired[DrillStatus | None]
+    fallback: NotRequired[FallbackStatus | None]
 
 
 class StatusBody(TypedDict):
@@ -334,93 +389,53 @@ class CommandResult(TypedDict):
     services: dict[str, dict[str, Any]]
 
 
+class SwitchoverStep(TypedDict):
+    step: str
+    at: str
+    what: str
+
+
+class SwitchoverResult(TypedDict):
+    """`result`: dry-run or scheduled; the steps are then carried out by the daemon (status
+    shows `switchover`, the journal `kind: switchover`)."""
+
+    service: str
+    target: str
+    origin: str | None
+    ttl: int
+    old_ttl: int
+    start_at: str
+    steps: list[SwitchoverStep]
+    plan: list[Change]
+    violations: list[Violation]
+    result: str
+    switchover: NotRequired[dict[str, Any] | None]
+
+
+class SwitchoverCancelled(TypedDict):
+    """The switchover goes to its `restore` step now (`step`: where it stood)."""
+
+    result: Literal["cancelled"]
+    service: str
+    target: str
+    step: str
+
+
+class DrainResult(TypedDict):
+    """`result`: ok (drained; when it was active, the switch away is in the answer, verified),
+    pending (a follower: the leader moves it) or error (then a 502)."""
+
+    service: str
+    target: str
+    result: str
+    until: NotRequired[str | None]
+    reason: NotRequired[str | None]
+    verified: NotRequired[bool]
+    providers: NotRequired[list[ProviderOutcome]]
+
+
 class ReloadResult(TypedDict):
     result: str
     source: str
     summary: str
     changes: dict[str, Any]
-
-
-# ---------------------------------------------------------------------------- JSON Schema
-
-
-def _from_keyword(model: Any) -> dict[str, Any] | None:
-    """Models with a `from` field, a Python keyword no class body can declare."""
-    with_from = (DrillStatus, DrillReport, DrillStopResult)
-    return {"from": {"type": "string"}} if model in with_from else None
-
-
-def schema(kind: Any, refs: dict[str, Any]) -> dict[str, Any]:
-    """The OpenAPI 3.0 schema of a type; dataclasses and TypedDicts go to `refs` by name."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if kind is Any:
-        return {}
-    if origin in (Union, types.UnionType):
-        real = [a for a in args if a is not type(None)]
-        inner = (
-            schema(real[0], refs) if len(real) == 1 else {"anyOf": [schema(a, refs) for a in real]}
-        )
-        if type(None) in args:
-            if "$ref" in inner:
-                return {"allOf": [inner], "nullable": True}
-            return {**inner, "nullable": True}
-        return inner
-    if origin is Literal:
-        return {"type": "string", "enum": list(args)}
-    if origin is list:
-        return {"type": "array", "items": schema(args[0], refs)}
-    if origin is dict:
-        return {"type": "object", "additionalProperties": schema(args[1], refs)}
-    simple = {str: "string", bool: "boolean", int: "integer", float: "number"}
-    if kind in simple:
-        return {"type": simple[kind]}
-    if kind is dict:
-        return {"type": "object"}
-    if dataclasses.is_dataclass(kind) or typing.is_typeddict(kind):
-        name = kind.__name__
-        if name not in refs:
-            refs[name] = {}  # recursion guard
-            refs[name] = _object(kind, refs)
-        return {"$ref": f"#/components/schemas/{name}"}
-    raise TypeError(f"no schema for {kind!r}")
-
-
-def _object(model: Any, refs: dict[str, Any]) -> dict[str, Any]:
-    hints = typing.get_type_hints(model)
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    if dataclasses.is_dataclass(model):
-        for f in dataclasses.fields(model):
-            prop = schema(hints[f.name], refs)
-            if f.default is not dataclasses.MISSING and f.default is not None:
-                prop = {**prop, "default": f.default}
-            if f.name in FIELD_DOCS:
-                prop = {**prop, "description": FIELD_DOCS[f.name]}
-            properties[f.name] = prop
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                required.append(f.name)
-        closed = True
-    else:
-        for name, hint in hints.items():
-            properties[name] = schema(_strip_not_required(hint), refs)
-        required = sorted(model.__required_keys__)
-        closed = False
-    extra = _from_keyword(model)
-    if extra:
-        properties.update(extra)
-        required.append("from")
-    body: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        body["required"] = sorted(required)
-    if closed:
-        body["additionalProperties"] = False
-    doc = (model.__doc__ or "").strip()
-    if doc and not doc.startswith(model.__name__ + "("):  # not the dataclass signature
-        body["description"] = " ".join(doc.split())
-    return body
-
-
-def _strip_not_required(hint: Any) -> Any:
-    if typing.get_origin(hint) is NotRequired:
-        return typing.get_args(hint)[0]
-    return hint

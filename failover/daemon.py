@@ -34,6 +34,7 @@ from failover.config.types import Config, HostPort
 from failover.coord.base import Coordinator
 from failover.coord.factory import create_coordinator
 from failover.coord.shared_journal import SharedJournal
+from failover.core.values import FALLBACK
 from failover.drill import DrillScheduler, restore_drill_metrics
 from failover.engine import CANARY, CommandError, Engine
 from failover.eventloop import running_loop_name
@@ -55,15 +56,27 @@ CLOSE_TIMEOUT = 10.0  # each provider's aclose at shutdown and reload
 
 
 def probe_jobs(config: Config) -> list[ProbeJob]:
-    """Every target's probes, and the canaries' under the reserved service name CANARY."""
-    return [
-        ProbeJob(service.name, target.name, spec)
-        for service in config.services.values()
-        for target in service.targets
-        for spec in target.probes
-    ] + [
-        ProbeJob(CANARY, canary.name, spec) for canary in config.canaries for spec in canary.probes
-    ]
+    """Every target's probes, each fallback's under the reserved target name FALLBACK, and the
+    canaries' under the reserved service name CANARY."""
+    return (
+        [
+            ProbeJob(service.name, target.name, spec)
+            for service in config.services.values()
+            for target in service.targets
+            for spec in target.probes
+        ]
+        + [
+            ProbeJob(service.name, FALLBACK, spec)  # the all-down fallback's own probes
+            for service in config.services.values()
+            if service.fallback is not None
+            for spec in service.fallback.probes
+        ]
+        + [
+            ProbeJob(CANARY, canary.name, spec)
+            for canary in config.canaries
+            for spec in canary.probes
+        ]
+    )
 
 
 def provider_zones(config: Config) -> dict[str, set[str]]:

@@ -28,18 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from failover import intents, views
 from failover.apply import Confirmation, ProviderQueue, submit_plan
-from failover.config.types import Config, EtcdConfig
+from failover.config.types import Config, EtcdConfig, ServiceConfig
 from failover.coord.etcd import CoordinationError, EtcdCoordinator
 from failover.coord.etcd_client import EtcdClient, EtcdError
 from failover.coord.shared_journal import SharedJournal
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
 from failover.core.plan import build_plan, check_plan, refusal
+from failover.core.pool import fold_members, pool_health, pool_values
+from failover.core.published import classify_published
 from failover.daemon import probe_jobs, provider_zones
 from failover.journal import Journal
 from failover.metrics import Metrics
@@ -62,8 +64,11 @@ class DirectError(Exception):
         self.body = body or {}
 
 
-async def _target_health(config: Config, service: str) -> dict[str, TargetHealth]:
-    """One probe round for the service: in direct mode one result decides (fall = rise = 1)."""
+async def _target_health(
+    config: Config, service: str, members: dict[str, dict[str, TargetHealth]] | None = None
+) -> dict[str, TargetHealth]:
+    """One probe round for the service: in direct mode one result decides (fall = rise = 1).
+    A pool's values are judged one by one, into `members` when given."""
     jobs = [job for job in probe_jobs(config) if job.service == service]
     scheduler = ProbeScheduler(jobs, lambda *_: None)
     try:
@@ -78,11 +83,25 @@ async def _target_health(config: Config, service: str) -> dict[str, TargetHealth
         )
     health: dict[str, TargetHealth] = {}
     for target in config.services[service].targets:
-        if target.probes:
+        if target.pool is not None:
+            mine = fold_members(target, states.get(target.name, {}), {}, now)
+            health[target.name] = pool_health(target, mine, None, now)
+            if members is not None:
+                members[target.name] = mine
+        elif target.probes:
             health[target.name] = target_health(states.get(target.name, {}), None, now)
         else:
             health[target.name] = TargetHealth(Health.UNKNOWN, None, None, "no probes configured")
     return health
+
+
+def _serves(svc: ServiceConfig, target: str, current: Mapping[RecordKey, RecordSet | None]) -> bool:
+    """Do the records serve `target` (for a pool: some of its values, whichever are UP)?"""
+    t = svc.target(target)
+    if t is None or t.pool is None:
+        return not build_plan(svc, target, current, Trigger.MANUAL, "").changes
+    pub = classify_published(svc, current)
+    return pub.kind == "target" and target in pub.matches and not pub.missing
 
 
 async def promote_direct(
@@ -125,9 +144,11 @@ async def promote_direct(
             provider = create_provider(config.providers[name], zones[name], store)
             await provider.start()
             providers[name] = provider
-        health = await _target_health(config, service)
+        members: dict[str, dict[str, TargetHealth]] = {}
+        health = await _target_health(config, service, members)
         current = await _read(providers, [r.key for r in svc.records])
-        plan = build_plan(svc, target, current, Trigger.MANUAL, reason)
+        values = pool_values(svc, target, members)  # a pool: only its UP values
+        plan = build_plan(svc, target, current, Trigger.MANUAL, reason, values)
         violations = check_plan(plan, svc, health, current)
         body: dict[str, Any] = {
             "service": service,
@@ -267,7 +288,7 @@ async def _coordinated(
                 say(f"pinned in etcd; waiting for the leader ({leader}) to publish {target}")
                 told = leader
             current = await _read(providers, [r.key for r in svc.records])
-            if not build_plan(svc, target, current, Trigger.MANUAL, reason).changes:
+            if _serves(svc, target, current):
                 outcome = {
                     **body,
                     "result": "ok",

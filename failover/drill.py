@@ -14,12 +14,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
-from failover.config.drills import DAYS
 from failover.config.types import DrillScheduleConfig
+from failover.core.drain import drained
+from failover.core.windows import window_bounds
 from failover.model import Health, Mode, Trigger
 from failover.timefmt import rfc3339
 
@@ -100,7 +99,17 @@ def preflight(engine: Engine, rt: ServiceRuntime, to: str | None) -> tuple[str, 
         raise DrillRefused(
             "published", f"{name} publishes no target ({rt.published.kind}: {rt.published.detail})"
         )
+    if rt.state.switchover is not None:
+        raise DrillRefused("busy", f"{name} has a switchover in progress")
     origin = rt.published.target
+    drains = drained(rt.config, rt.state, engine.clock())
+    for which in (origin, to):
+        if which is None or which not in drains:
+            continue
+        raise DrillRefused(
+            "origin" if which == origin else "target",
+            f"{which} is drained ({drains[which].reason}): failover undrain {name} {which}",
+        )
     if rt.targets[origin].health is not Health.UP:
         raise DrillRefused(
             "origin",
@@ -110,7 +119,7 @@ def preflight(engine: Engine, rt: ServiceRuntime, to: str | None) -> tuple[str, 
         candidates = [
             t.name
             for t in rt.config.targets
-            if t.name != origin and rt.targets[t.name].health is Health.UP
+            if t.name != origin and t.name not in drains and rt.targets[t.name].health is Health.UP
         ]
         if not candidates:
             raise DrillRefused("target", f"no other target of {name} is UP to drill")
@@ -352,15 +361,8 @@ SCHEDULE_TICK = 5.0  # seconds between looks at the drill windows (cheap: clock 
 
 def window_start(schedule: DrillScheduleConfig, now: float) -> float | None:
     """Start (unix time) of the drill window that contains `now`, or None outside windows."""
-    local = datetime.fromtimestamp(now, ZoneInfo(schedule.timezone))
-    if DAYS[local.weekday()] not in schedule.days:
-        return None
-    minute = local.hour * 60 + local.minute
-    start, end = schedule.window
-    if not start <= minute < end:
-        return None
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight + timedelta(minutes=start)).timestamp()
+    bounds = window_bounds(schedule.days, schedule.window, schedule.timezone, now)
+    return bounds[0] if bounds is not None else None
 
 
 class DrillScheduler:

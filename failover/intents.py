@@ -17,6 +17,7 @@ from typing import Any
 
 from failover.config.types import ServiceConfig
 from failover.core.decide import Pin, ServiceState
+from failover.intents_ops import check_ops, decode_ops, encode_ops
 from failover.model import Mode
 from failover.store import StoreSchemaError
 
@@ -40,6 +41,7 @@ def encode_state(state: ServiceState) -> dict[str, Any]:
         "auto_switches": list(state.auto_switches),
         "last_switch_at": state.last_switch_at,
         "last_auto_switch_at": state.last_auto_switch_at,
+        **encode_ops(state.drains, state.switchover),
     }
 
 
@@ -77,6 +79,7 @@ def decode_state(data: Any, service: ServiceConfig) -> ServiceState:
             auto_switches=tuple(float(t) for t in data.get("auto_switches", ())),
             last_switch_at=float(last) if last is not None else None,
             last_auto_switch_at=float(last_auto) if last_auto is not None else None,
+            **decode_ops(data, service),
         )
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("%s: ignoring unreadable saved state (%s)", service.name, exc)
@@ -136,6 +139,9 @@ def _check_service(state: Any, where: str) -> None:
     for key in ("last_switch_at", "last_auto_switch_at"):
         if state.get(key) is not None:
             _expect(state, key, where, _number, "a number or null")
+    problem = check_ops(state, where)
+    if problem is not None:
+        raise _Mismatch(problem)
 
 
 def _expect(

@@ -52,6 +52,7 @@ class TargetView:
     name: str
     health: Health
     probes: tuple[ProbeView, ...] = ()
+    pool: tuple[tuple[str, str, bool], ...] = ()  # (value, health, published) of a pool target
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ServiceView:
     targets: tuple[TargetView, ...]
     alarms: frozenset[str] = field(default_factory=frozenset)
     phase: str = "starting"
+    fallback: bool | None = None  # the fallback is served (None: the service has none)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class LiveView:
     journal_pending: int = 0
     journal_lost: int = 0
     local_fault: bool = False
+    drained: tuple[tuple[str, str, bool], ...] = ()  # (service, target, drained now)
 
 
 # The view captured on the loop for a render in a worker thread (`Metrics.render`): the
@@ -125,7 +128,38 @@ class _LiveCollector(Collector):
             "1 while the named alarm is raised for the service.",
             labels=["service", "alarm"],
         )
+        pool_up = GaugeMetricFamily(
+            "failover_pool_value_up",
+            "Health of one value of a pool target: 1 up, 0 down, -1 unknown.",
+            labels=["service", "target", "value"],
+        )
+        pool_published = GaugeMetricFamily(
+            "failover_pool_value_published",
+            "1 while DNS serves this value of the active pool target, 0 otherwise.",
+            labels=["service", "target", "value"],
+        )
+        pool_count = GaugeMetricFamily(
+            "failover_pool_published_values",
+            "How many values of the pool target DNS serves now (0 when it is not active).",
+            labels=["service", "target"],
+        )
+        fallback = GaugeMetricFamily(
+            "failover_fallback_active",
+            "1 while the service serves its all-down fallback (services with a fallback only).",
+            labels=["service"],
+        )
         for service in view.services:
+            if service.fallback is not None:
+                fallback.add_metric([service.name], float(service.fallback))
+            for target in service.targets:
+                if target.pool:
+                    pool_count.add_metric(
+                        [service.name, target.name], float(sum(p for _, _, p in target.pool))
+                    )
+                for value, health, published in target.pool:
+                    labels = [service.name, target.name, value]
+                    pool_up.add_metric(labels, TARGET_UP_VALUE[Health(health)])
+                    pool_published.add_metric(labels, float(published))
             for index, target in enumerate(service.targets):
                 priority.add_metric([service.name, target.name], float(index))
                 target_up.add_metric([service.name, target.name], TARGET_UP_VALUE[target.health])
@@ -187,7 +221,16 @@ class _LiveCollector(Collector):
             labels=["instance"],
         )
         local_fault.add_metric([view.instance], float(view.local_fault))
+        drained = GaugeMetricFamily(
+            "failover_target_drained",
+            "1 while the target is drained (failover drain, or a maintenance window): decisions "
+            "treat it as unavailable while its probes go on.",
+            labels=["service", "target"],
+        )
+        for service_name, target_name, is_drained in view.drained:
+            drained.add_metric([service_name, target_name], float(is_drained))
         yield from (
+            drained,
             probe_success,
             target_up,
             active,
@@ -202,6 +245,10 @@ class _LiveCollector(Collector):
             pending,
             lost,
             local_fault,
+            pool_up,
+            pool_published,
+            pool_count,
+            fallback,
         )
 
 

@@ -60,8 +60,10 @@ _EMOJI = {"info": ":information_source:", "warning": ":warning:", "critical": ":
 def event_of(entry: Mapping[str, Any]) -> str | None:
     """The event a journal entry announces, or None (verified changes, retries, …)."""
     kind = entry.get("kind")
-    if kind in ("switch", "publish"):
+    if kind in ("switch", "publish", "fallback"):
         return "switch" if entry.get("result") == "ok" else "change_failed"
+    if kind == "pool":  # a pool's published subset: told only when the change fails
+        return None if entry.get("result") == "ok" else "change_failed"
     if kind == "abandoned":  # an in-flight change given up at shutdown
         return "change_failed"
     if kind == "reload":
@@ -108,6 +110,8 @@ def summary(event: str, entry: Mapping[str, Any]) -> tuple[str, str]:
     }
     if entry.get("kind") == "publish" and event == "switch":
         heads["switch"] = f"{svc}: published {to} ({entry.get('trigger')})"
+    if entry.get("kind") == "fallback" and event == "switch":
+        heads["switch"] = f"{svc}: ALL TARGETS DOWN, publishing the fallback"
     if event == "change_failed":
         errors = [
             f"{p.get('provider')}: {p.get('error')}"

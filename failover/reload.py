@@ -19,6 +19,8 @@ from failover import intents as intents_codec
 from failover.config.types import Config, ServiceConfig, TargetConfig
 from failover.core.decide import ServiceState
 from failover.core.health import ProbeState, TargetHealth, target_health
+from failover.core.pool import fold_members, pool_health
+from failover.core.values import FALLBACK
 from failover.model import Health
 from failover.runtime import ServiceRuntime
 
@@ -160,21 +162,34 @@ def _merge_service(rt: ServiceRuntime, svc: ServiceConfig, now: float) -> None:
     before = {t.name: t for t in old.targets}
     probes: dict[tuple[str, str], ProbeState] = {}
     targets: dict[str, TargetHealth] = {}
+    members: dict[str, dict[str, TargetHealth]] = {}
     reset = False
     for target in svc.targets:
         kept = _kept_probes(rt, before.get(target.name), target)
         probes.update({(target.name, name): state for name, state in kept.items()})
         if before.get(target.name) == target:
             targets[target.name] = rt.targets[target.name]
+            if target.name in rt.members:
+                members[target.name] = rt.members[target.name]
             continue
-        if not target.probes:
+        if target.pool is not None:
+            members[target.name] = fold_members(target, kept, rt.members.get(target.name, {}), now)
+            health = pool_health(target, members[target.name], rt.targets.get(target.name), now)
+        elif not target.probes:
             health = TargetHealth(Health.UNKNOWN, None, None, "no probes configured")
         else:
             health = target_health(kept, rt.targets.get(target.name), now)
         targets[target.name] = health
         reset = reset or health.health is Health.UNKNOWN
     state = intents_codec.decode_state(intents_codec.encode_state(rt.state), svc)
+    if svc.fallback is not None and old.fallback == svc.fallback:
+        probes.update({k: v for k, v in rt.probes.items() if k[0] == FALLBACK})
+    elif svc.fallback is not None and svc.fallback.probes:
+        rt.fallback_health = TargetHealth(Health.UNKNOWN, None, None, "no probe result yet")
+    else:
+        rt.fallback_health = None
     rt.adopt(svc, probes, targets, state)
+    rt.members = members
     if reset:  # a new or re-probed target starts UNKNOWN: give it the start-up grace
         rt.restart_grace(now)
     log.info("reload: service %s updated", svc.name, extra={"service": svc.name})

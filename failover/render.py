@@ -69,7 +69,9 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             pin = svc["pin"]
             flags.append(f"pinned to {pin['target']} by {pin['actor']}")
         lines.append("")
-        lines.append(f"{name}: active {svc.get('active') or '(none)'}  [{', '.join(flags)}]")
+        fallback = svc.get("fallback") or {}
+        shown = "(fallback)" if fallback.get("active") else svc.get("active") or "(none)"
+        lines.append(f"{name}: active {shown}  [{', '.join(flags)}]")
         if isinstance(drill, dict):
             stop = drill.get("stop_requested_by")
             lines.append(
@@ -80,6 +82,7 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             )
         else:
             lines.append(f"  decision: {svc.get('reason')}")
+        lines += ops_lines(svc, utc=utc)
         if svc.get("alarms"):
             lines.append(f"  alarms:   {', '.join(svc['alarms'])}")
         if svc.get("last_error"):
@@ -96,9 +99,24 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
             mark = "*" if tname == svc.get("active") else " "
             health = HEALTH_WORD.get(target["health"], target["health"])
             values = ",".join(target.get("values", []))
+            drained = " DRAINED" if target.get("drained") else ""
             lines.append(
                 f"   {mark} {tname:<18} {health:<8} {target.get('location') or '-':<10} "
-                f"{values:<20} {target.get('reason', '')}"
+                f"{values:<20} {target.get('reason', '')}{drained}"
+            )
+            pool = target.get("pool")
+            if isinstance(pool, dict):
+                parts = [
+                    f"{v} {HEALTH_WORD.get(m['health'], m['health'])}"
+                    + (" (published)" if m.get("published") else "")
+                    for v, m in pool.get("values", {}).items()
+                ]
+                lines.append(f"       pool, min_up {pool.get('min_up')}: {', '.join(parts)}")
+        if fallback:
+            state = "SERVED NOW" if fallback.get("active") else "not served"
+            lines.append(
+                f"  fallback: {','.join(fallback.get('values', []))} "
+                f"(all_down: {fallback.get('policy')}) {state}"
             )
         lines.append("  records:")
         for record in svc.get("records", []):
@@ -113,6 +131,24 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
                 f"{record.get('ttl')}  {values}  {sync}"
             )
     return "\n".join(lines)
+
+
+def ops_lines(svc: dict[str, Any], *, utc: bool = False) -> list[str]:
+    """A running switchover (its step, the next one and when) and the drains, one line each."""
+    out = []
+    sw = svc.get("switchover")
+    if isinstance(sw, dict):
+        out.append(
+            f"  switchover: to {sw.get('target')} (TTL {sw.get('ttl')}s) by {sw.get('actor')}: "
+            f"step {sw.get('step')}; next: {sw.get('next_step')} at "
+            f"{local_time(sw.get('next_at'), utc=utc)}"
+        )
+    for target, d in (svc.get("drains") or {}).items():
+        until = f" until {local_time(d.get('until'), utc=utc)}" if d.get("until") else ""
+        out.append(
+            f"  drained:  {target} ({d.get('source')}, {d.get('actor')}): {d.get('reason')}{until}"
+        )
+    return out
 
 
 def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
@@ -131,6 +167,10 @@ def history_text(entries: list[dict[str, Any]], *, utc: bool = False) -> str:
         if entry.get("from") or entry.get("to"):
             move = f" {entry.get('from') or '(none)'} -> {entry.get('to') or '(none)'}"
         result = f" [{entry['result']}]" if entry.get("result") else ""
+        if entry.get("kind") in ("drain", "undrain") and entry.get("target"):
+            move = f" {entry['target']}"  # the drained target (a drain moves nothing itself)
+        if entry.get("kind") == "switchover" and entry.get("step"):
+            result = f" [{entry['step']}{', ' + entry['result'] if entry.get('result') else ''}]"
         lines.append(
             f"{local_time(entry.get('time'), utc=utc)}  {entry.get('service', '-'):<12} "
             f"{entry.get('kind', '?'):<8} {entry.get('trigger', '-'):<6}{move}{result}  "

@@ -19,6 +19,7 @@ from failover import provider_sync
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.core.published import Published, classify_published
+from failover.core.values import FALLBACK, is_fallback, serves
 from failover.model import (
     Change,
     Health,
@@ -26,7 +27,6 @@ from failover.model import (
     RecordKey,
     RecordSet,
     canonical_values,
-    values_for_type,
 )
 from failover.provider_sync import ProviderSync, SyncState
 
@@ -51,6 +51,10 @@ class ServiceRuntime:
     state: core.ServiceState
     probes: dict[tuple[str, str], ProbeState] = field(default_factory=dict)
     targets: dict[str, TargetHealth] = field(default_factory=dict)
+    # pool targets only: each value's own health (core/pool.py), target -> value -> health
+    members: dict[str, dict[str, TargetHealth]] = field(default_factory=dict)
+    # the all-down fallback's health from its own probes (None: it has none, it is trusted)
+    fallback_health: TargetHealth | None = None
     # records as read back from the providers (None until every provider answered once)
     current: dict[RecordKey, RecordSet | None] | None = None
     partial: dict[RecordKey, RecordSet | None] = field(default_factory=dict)  # first read
@@ -85,11 +89,20 @@ class ServiceRuntime:
     def fresh(cls, svc: ServiceConfig, state: core.ServiceState) -> ServiceRuntime:
         """A runtime that knows nothing yet: every target UNKNOWN, records unread."""
         runtime = cls(svc, state)
+        if svc.fallback is not None and svc.fallback.probes:
+            runtime.fallback_health = TargetHealth(
+                Health.UNKNOWN, None, None, "no probe result yet"
+            )
         for target in svc.targets:
             reason = "no probe result yet" if target.probes else "no probes configured"
             runtime.targets[target.name] = TargetHealth(Health.UNKNOWN, None, None, reason)
             for probe in target.probes:
                 runtime.probes[(target.name, probe.name)] = ProbeState()
+            if target.pool is not None:
+                runtime.members[target.name] = {
+                    v: TargetHealth(Health.UNKNOWN, None, None, reason)
+                    for v, _ in target.pool.members
+                }
         return runtime
 
     @property
@@ -209,17 +222,18 @@ class ServiceRuntime:
             if current is None:
                 continue
             if not any(
-                current.values == values_for_type(record.type, t.values)
+                serves(t, record.type, current.values)
                 for t in self.config.targets
                 if t.name in allowed
+            ) and not (
+                FALLBACK in allowed and is_fallback(self.config, record.type, current.values)
             ):
                 return published
-        self.published = Published(
-            "target",
-            self.pending,
-            detail=f"change to {self.pending} in progress",
-            matches=(self.pending,),
-        )
+        detail = f"change to {self.pending} in progress"
+        if self.pending == FALLBACK:  # the change to the fallback counts as the fallback
+            self.published = Published("fallback", FALLBACK, detail=detail)
+            return self.published
+        self.published = Published("target", self.pending, detail=detail, matches=(self.pending,))
         return self.published
 
     # ------------------------------------------------------------ change cycle
@@ -402,7 +416,11 @@ class ServiceRuntime:
         self.config, self.probes, self.targets, self.state = svc, probes, targets, state
         if records_changed:
             self.forget_records()
-        elif self.pending is not None and svc.target(self.pending) is None:
+        elif (
+            self.pending is not None
+            and svc.target(self.pending) is None
+            and not (self.pending == FALLBACK and svc.fallback is not None)
+        ):
             self.drop_pending()
         self.classify()
 
@@ -446,8 +464,8 @@ class ServiceRuntime:
                 values = canonical_values(record.type, served.values)
             except ValueError:
                 return True
-            if not any(
-                values == values_for_type(record.type, t.values) for t in self.config.targets
+            if not any(serves(t, record.type, values) for t in self.config.targets) and not (
+                is_fallback(self.config, record.type, values)
             ):
                 return True
         return False
@@ -458,7 +476,7 @@ class ServiceRuntime:
         for target in self.config.targets:
             if all(
                 (rs := (self.current or {}).get(r.key)) is not None
-                and rs.values == values_for_type(r.type, target.values)
+                and serves(target, r.type, rs.values)
                 for r in records
             ):
                 return target.name

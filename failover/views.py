@@ -10,10 +10,12 @@ from failover.coord.base import Coordinator
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.core.plan import Violation
+from failover.core.values import serves
 from failover.eventloop import running_loop_name
 from failover.journal import JournalHealth
 from failover.metrics import LiveView, ProbeView, ServiceView, TargetView
 from failover.model import Change, Health, values_for_type
+from failover.pool_views import fallback_json, pool_json, pool_metrics
 from failover.provider_sync import ProviderSync, SyncState
 from failover.runtime import ServiceRuntime
 from failover.timefmt import rfc3339
@@ -93,6 +95,7 @@ def _service_status(
             "reason": health.reason,
             "location": target.location,
             "values": list(target.values),
+            "pool": pool_json(rt, target),
             "votes": (
                 votes(rt.name, target.name, health.health)
                 if votes
@@ -107,6 +110,10 @@ def _service_status(
     for record in rt.config.records:
         current = (rt.current or {}).get(record.key)
         wanted = values_for_type(record.type, active_cfg.values) if active_cfg else None
+        if active_cfg is not None and active_cfg.pool is not None and current is not None:
+            wanted = current.values if serves(active_cfg, record.type, current.values) else None
+        elif rt.published.kind == "fallback" and rt.config.fallback is not None:
+            wanted = values_for_type(record.type, rt.config.fallback.values)
         sync = rt.sync.get(record.provider)
         provider = config.providers.get(record.provider)
         check = provider.verify if provider is not None else None
@@ -148,6 +155,7 @@ def _service_status(
         "last_switch": rt.last_switch,
         "targets": targets,
         "records": records,
+        "fallback": fallback_json(rt),
     }
 
 
@@ -170,14 +178,18 @@ def live_view(
                 t.name,
                 rt.targets[t.name].health,
                 tuple(ProbeView(p.name, rt.probes[(t.name, p.name)].last_ok) for p in t.probes),
+                pool_metrics(rt, t),
             )
             for t in rt.config.targets
         )
         active = rt.published.target if rt.published.kind == "target" else None
         alarms = set(rt.decision.alarms) if rt.decision else set()
         alarms |= set(rt.alarms())
+        fallback = None if rt.config.fallback is None else rt.published.kind == "fallback"
         views.append(
-            ServiceView(name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value)
+            ServiceView(
+                name, rt.state.mode, active, targets, frozenset(alarms), rt.phase.value, fallback
+            )
         )
         for t in rt.config.targets:
             own = rt.targets[t.name].health

@@ -12,7 +12,9 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import fields, is_dataclass
 
+from failover.audit.maintenance import maintenance_findings
 from failover.audit.model import Finding, Severity
+from failover.audit.policies import policy_findings
 from failover.config.types import Config, RecordConfig, Secret, ServiceConfig, TargetConfig
 from failover.units import format_duration
 
@@ -27,6 +29,8 @@ def config_findings(config: Config) -> list[Finding]:
         out += target_location_findings(svc)
         out += probe_findings(svc)
         out += rto_findings(svc)
+        out += policy_findings(svc)
+        out += maintenance_findings(svc)
     out += instance_findings(config)
     out += location_gaps(config)
     out += vantage_findings(config)

@@ -42,7 +42,8 @@ fi
 """
 
 SERVICE_FIRST = {"promote", "release", "pause", "resume", "ack", "history", "drill", "probe"}
-TARGET_SECOND = {"promote", "probe"}
+SERVICE_FIRST |= {"switchover", "drain", "undrain"}
+TARGET_SECOND = {"promote", "probe", "switchover", "drain", "undrain"}
 
 
 async def cmd_completion(args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ from failover.cli.common import (
     JsonOutput,
 )
 from failover.cli.completion import cmd_complete, cmd_completion
+from failover.cli.ops import add_commands as add_ops_commands
 from failover.client import DaemonUnreachable
 from failover.config.loader import ConfigError
 from failover.logs import FORMATS
@@ -153,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("service", nargs=None if needs_service else "?")
         client_opts(p)
         p.set_defaults(func=simple_verb(verb))
+
+    add_ops_commands(sub, client_opts)  # switchover, drain, undrain
 
     p = sub.add_parser("history", help="the journal of decisions and actions")
     p.add_argument("service", nargs="?")

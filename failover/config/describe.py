@@ -136,6 +136,11 @@ def describe(config: Config) -> str:
                 f"      {n}. {t.name}{role} [{t.location or 'no location'}] "
                 f"{', '.join(t.values)}; fall {t.health.fall}, rise {t.health.rise}"
             )
+            if t.pool is not None:
+                lines.append(
+                    f"         pool: publishes the UP values; UP while at least "
+                    f"{t.pool.min_up} of {len(t.values)} are UP (probes run once per value)"
+                )
             lines += [f"         probe {_probe(p)}" for p in t.probes]
             if not t.probes:
                 lines.append("         no probes")
@@ -145,6 +150,12 @@ def describe(config: Config) -> str:
             f"automatic switches per {format_duration(pol.flap_window)}, start-up grace "
             f"{format_duration(pol.startup_grace)}"
         )
+        if svc.fallback is not None or pol.all_down != "hold":
+            fb = svc.fallback
+            shown = ", ".join(fb.values) if fb is not None else "(none)"
+            lines.append(f"    all targets down: {pol.all_down}; fallback {shown}")
+            if fb is not None:
+                lines += [f"      fallback probe {_probe(p)}" for p in fb.probes]
         if svc.rto is not None:
             lines.append(f"    recovery time objective (rto): {format_duration(svc.rto)}")
     lines += _notifications(config.notifications)

@@ -15,13 +15,12 @@ import re
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from failover.config.parse import Invalid, Section, boolean, duration, plain, string
-from failover.config.types import DrillScheduleConfig
+from failover.config.types import DAYS, DrillScheduleConfig
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)")
 
 
-def _window(value: object) -> tuple[int, int]:
+def parse_window(value: object) -> tuple[int, int]:
     text = plain(string(value)).replace(" ", "")
     match = _WINDOW.fullmatch(text)
     if match is None:
@@ -33,7 +32,7 @@ def _window(value: object) -> tuple[int, int]:
     return start, end
 
 
-def _timezone(value: object) -> str:
+def parse_timezone(value: object) -> str:
     name = plain(string(value))
     try:
         ZoneInfo(name)
@@ -58,7 +57,7 @@ def parse_drills(s: Section, targets: set[str]) -> DrillScheduleConfig | None:
             days.append(day)
     if enabled and not days and not d.failed("days"):
         d.error("days", "missing; expected the days drills may run, like [tue]")
-    window = d.get("window", _window, (0, 0)) if d.raw("window") is not None else None
+    window = d.get("window", parse_window, (0, 0)) if d.raw("window") is not None else None
     if enabled and window is None:
         d.error("window", 'missing; expected a window like "10:00-11:00"')
     target = d.opt("target", string)
@@ -70,7 +69,7 @@ def parse_drills(s: Section, targets: set[str]) -> DrillScheduleConfig | None:
         enabled=enabled,
         days=tuple(days),
         window=window or (0, 0),
-        timezone=d.get("timezone", _timezone, "UTC"),
+        timezone=d.get("timezone", parse_timezone, "UTC"),
         hold=d.get("hold", duration(), 300.0),
         target=plain(target) if target is not None else None,
     )

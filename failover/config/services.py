@@ -12,9 +12,11 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from failover.config.common import LOWER_NAME, NAME, opt_plain, positive, valid_name, zero_ok
 from failover.config.drills import parse_drills
+from failover.config.maintenance import parse_maintenance
 from failover.config.parse import (
     Invalid,
     Section,
@@ -29,6 +31,7 @@ from failover.config.parse import (
     show,
     string,
 )
+from failover.config.pools import parse_fallback, parse_pool
 from failover.config.probes import Timing, parse_probes, timing_block
 from failover.config.types import (
     CanaryConfig,
@@ -59,9 +62,14 @@ def _health(parent: Section, base: HealthConfig) -> HealthConfig:
     return health
 
 
+def _all_down(text: str) -> Literal["hold", "fallback"]:
+    return "fallback" if text == "fallback" else "hold"
+
+
 def _policy(parent: Section, base: PolicyConfig) -> PolicyConfig:
     sec = parent.section("policy")
     failback = sec.opt("failback", choice(("manual", "auto"), "failback mode"))
+    all_down = sec.opt("all_down", choice(("hold", "fallback"), "all-down policy"))
     policy = PolicyConfig(
         failback=base.failback if failback is None else "auto" if failback == "auto" else "manual",
         failback_after=sec.get("failback_after", zero_ok, base.failback_after),
@@ -69,6 +77,11 @@ def _policy(parent: Section, base: PolicyConfig) -> PolicyConfig:
         max_auto_switches=sec.get("max_auto_switches", integer(1), base.max_auto_switches),
         flap_window=sec.get("flap_window", positive, base.flap_window),
         startup_grace=sec.get("startup_grace", zero_ok, base.startup_grace),
+        all_down=base.all_down
+        if all_down is None
+        else "fallback"
+        if all_down == "fallback"
+        else "hold",
     )
     sec.done()
     return policy
@@ -238,12 +251,16 @@ def _target(
     base_dir: Path | None = None,
 ) -> TargetConfig | None:
     name = t.need("name", valid_name, f"a target name of {NAME[1]}")
+    values = _values(t, rtypes)
+    pool, probes = parse_pool(t, values, timing_block(t, timing), base_dir)
     target = TargetConfig(
         name=plain(name or ""),
         location=opt_plain(t.opt("location", valid_name)),
-        values=_values(t, rtypes),
-        probes=parse_probes(t, timing_block(t, timing), base_dir),
+        values=values,
+        probes=probes,
         health=_health(t, health),
+        pool=pool,
+        maintenance=parse_maintenance(t),
     )
     t.done()
     return target if name is not None else None
@@ -276,9 +293,16 @@ def _service(
     if not items and not s.failed("targets"):
         s.error("targets", "missing; expected at least one target, in priority order")
     drill_schedule = parse_drills(s, {t.name for t in targets})
+    fallback = parse_fallback(s, rtypes, targets, policy, timing, health, base_dir)
     s.done()
     return ServiceConfig(
-        name, tuple(records), tuple(targets), policy, rto=rto, drills=drill_schedule
+        name,
+        tuple(records),
+        tuple(targets),
+        policy,
+        rto=rto,
+        drills=drill_schedule,
+        fallback=fallback,
     )
 
 

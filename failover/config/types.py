@@ -362,6 +362,38 @@ class PolicyConfig:
     max_auto_switches: int = 3
     flap_window: float = 3600.0
     startup_grace: float = 60.0  # after this, start-up stops waiting for UNKNOWN targets
+    # every target DOWN: keep the last answer ("hold") or publish the service's `fallback`
+    all_down: Literal["hold", "fallback"] = "hold"
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """A target whose values are judged one by one: DNS serves the UP ones (config/pools.py).
+
+    `members` maps each value to the names of its probes (the target's probes, expanded once per
+    value with `{value}` substituted), in the order of the target's values."""
+
+    min_up: int
+    members: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def probes_of(self, value: str) -> tuple[str, ...]:
+        return next((names for v, names in self.members if v == value), ())
+
+    def value_of(self, probe: str) -> str | None:
+        return next((v for v, names in self.members if probe in names), None)
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # drill and maintenance windows
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A recurring window during which the target is drained automatically (core/drain.py)."""
+
+    days: tuple[str, ...]  # mon..sun
+    window: tuple[int, int]  # minutes after midnight: [start, end)
+    timezone: str = "UTC"
+    reason: str = "maintenance window"
 
 
 @dataclass(frozen=True)
@@ -371,6 +403,19 @@ class TargetConfig:
     values: tuple[str, ...]
     probes: tuple[ProbeConfig, ...]
     health: HealthConfig
+    pool: PoolConfig | None = None  # None: all-or-nothing, every value published together
+    maintenance: tuple[MaintenanceWindow, ...] = ()  # per-target `maintenance:` windows
+
+
+@dataclass(frozen=True)
+class FallbackConfig:
+    """What a service publishes when every target is DOWN and `policy.all_down: fallback`."""
+
+    values: tuple[str, ...]
+    location: str | None = None
+    # optional: with probes, the fallback is published only while they say it is UP
+    probes: tuple[ProbeConfig, ...] = ()
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 @dataclass(frozen=True)
@@ -406,6 +451,7 @@ class ServiceConfig:
     policy: PolicyConfig
     rto: float | None = None  # recovery time objective (seconds); the audit checks TTLs against it
     drills: DrillScheduleConfig | None = None  # scheduled drills (drill.py)
+    fallback: FallbackConfig | None = None  # published while every target is DOWN (all_down)
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
+from failover.core.ops import Drain, Switchover
 from failover.core.published import Published
 from failover.model import (
     Health,
@@ -52,6 +53,8 @@ class ServiceState:
     auto_switches: tuple[float, ...] = ()  # times of automatic switches still inside flap_window
     last_switch_at: float | None = None  # any trigger
     last_auto_switch_at: float | None = None  # kept across `ack`, so an ack never skips cooldown
+    drains: tuple[Drain, ...] = ()  # targets taken out by `failover drain` (core/drain.py)
+    switchover: Switchover | None = None  # a planned switchover in progress (core/switchover.py)
 
 
 def acknowledge(state: ServiceState) -> ServiceState:
@@ -101,6 +104,8 @@ class Action(StrEnum):
     NONE = "none"
     SWITCH = "switch"  # publish `target` instead of the current target
     PUBLISH = "publish"  # records missing: create them with `target`
+    POOL = "pool"  # same pool target, another subset of its values (`values`): core/pool.py
+    FALLBACK = "fallback"  # every target DOWN: publish the service's fallback (core/fallback.py)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class Decision:
     state: ServiceState  # the state to keep if the action is carried out (or at once for NONE)
     alarms: frozenset[str] = field(default_factory=frozenset)
     force: bool = False  # plan safety rules overridden (a forced pin)
+    values: tuple[str, ...] | None = None  # the values to publish (None: all of the target's)
 
 
 def _matches(pub: Published) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
+from failover.core.values import FALLBACK, is_fallback, serves, target_values
 from failover.model import (
     Change,
     Health,
@@ -53,18 +54,21 @@ def build_plan(
     current: Mapping[RecordKey, RecordSet | None],
     trigger: Trigger,
     reason: str,
+    values: tuple[str, ...] | None = None,
 ) -> Plan:
-    """The changes that make every record of `service` serve `target` with its configured TTL.
+    """The changes that make every record of `service` serve `target` with its configured TTL:
+    `values` when given (a pool's UP subset), else all the target's (or the fallback's).
 
     A record missing from `current` is treated as absent. Raises ValueError for an unknown target.
     """
-    t = service.target(target)
-    if t is None:
+    known = target_values(service, target)
+    if known is None:
         raise ValueError(f"{target!r} is not a target of service {service.name!r}")
+    publish = known if values is None else values
     changes: list[Change] = []
     for record in service.records:
         key = record.key
-        desired = values_for_type(record.type, t.values)
+        desired = values_for_type(record.type, publish)
         rs = current.get(key)
         if rs is not None and _served(rs, key) == desired and rs.ttl == record.ttl:
             continue
@@ -81,13 +85,15 @@ def check_plan(
 ) -> list[Violation]:
     """The safety rules a plan breaks, in a stable order; empty when it may be applied."""
     violations: list[Violation] = []
+    fallback = plan.target == FALLBACK and service.fallback is not None
     t = service.target(plan.target)
-    if t is None:
+    if t is None and not fallback:
         violations.append(
             Violation(RULE_UNKNOWN_TARGET, f"{plan.target} is not a target of {service.name}")
         )
     th = health.get(plan.target)
-    if th is None or th.health != Health.UP:
+    # the fallback is published because every target is DOWN: it has no health of its own
+    if not fallback and (th is None or th.health != Health.UP):
         state = Health(th.health).name if th is not None else "UNKNOWN"
         why = f" ({th.reason})" if th is not None and th.reason else ""
         violations.append(Violation(RULE_TARGET_NOT_UP, f"{plan.target} is {state}{why}"))
@@ -112,8 +118,9 @@ def check_plan(
         if rs is None:
             continue
         served = _served(rs, record.key)
-        if served is None or not any(
-            values_for_type(record.type, other.values) == served for other in service.targets
+        if served is None or not (
+            any(serves(other, record.type, served) for other in service.targets)
+            or is_fallback(service, record.type, served)
         ):
             shown = ", ".join(rs.values) or "(empty)"
             violations.append(

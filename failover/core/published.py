@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from failover.config.types import ServiceConfig
-from failover.model import RecordKey, RecordSet, canonical_values, values_for_type
+from failover.core.values import FALLBACK, is_fallback, serves
+from failover.model import RecordKey, RecordSet, canonical_values
 
 
 @dataclass(frozen=True)
 class Published:
     """What DNS serves now for a service, classified against its targets."""
 
-    kind: Literal["target", "missing", "drift", "unknown"]
-    target: str | None = None  # set when kind == "target"
+    kind: Literal["target", "missing", "drift", "unknown", "fallback"]
+    target: str | None = None  # set when kind == "target" (FALLBACK when kind == "fallback")
     detail: str = ""  # one line, e.g. "ovh:shop.example.com/A serves 192.0.2.99 (no target)"
     missing: tuple[RecordKey, ...] = ()  # records absent while others match `target`
     # every target consistent with all present records, priority order (targets may share values)
@@ -29,7 +30,7 @@ def _matching_targets(service: ServiceConfig, key: RecordKey, rs: RecordSet) -> 
         served = canonical_values(key.type, rs.values)
     except ValueError:
         return None
-    return [t.name for t in service.targets if values_for_type(key.type, t.values) == served]
+    return [t.name for t in service.targets if serves(t, key.type, served)]
 
 
 def classify_published(
@@ -48,6 +49,13 @@ def classify_published(
     missing = tuple(k for k in keys if current[k] is None)
     if len(missing) == len(keys):
         return Published("missing", detail="no record exists yet", missing=missing)
+
+    present = [k for k in keys if current[k] is not None]
+    if all(is_fallback(service, k.type, _canonical(current[k], k)) for k in present):
+        detail = "the fallback is served (every target was DOWN)"
+        if missing:
+            detail += f"; missing: {', '.join(map(str, missing))}"
+        return Published("fallback", target=FALLBACK, detail=detail, missing=missing)
 
     per_record: list[tuple[RecordKey, list[str]]] = []
     for key in keys:
@@ -71,3 +79,12 @@ def classify_published(
     return Published(
         "target", target=common[0], detail=detail, missing=missing, matches=tuple(common)
     )
+
+
+def _canonical(rs: RecordSet | None, key: RecordKey) -> tuple[str, ...] | None:
+    if rs is None:
+        return None
+    try:
+        return canonical_values(key.type, rs.values)
+    except ValueError:
+        return None

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from failover.config.types import ServiceConfig
 from failover.core.health import TargetHealth
+from failover.core.values import serves
 from failover.model import Health, RecordKey, RecordSet, RecordType, canonical_values
-from failover.model import values_for_type as _values
 
 
 def split_answers(
@@ -67,7 +67,7 @@ def _matching(
 ) -> list[str]:
     if not values:
         return []
-    return [t.name for t in service.targets if _values(rtype, t.values) == values]
+    return [t.name for t in service.targets if serves(t, rtype, values)]
 
 
 def _target_of(

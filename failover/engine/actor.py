@@ -19,26 +19,25 @@ from typing import Any
 
 from failover import intents as intents_codec
 from failover import reload as live_reload
-from failover import views
+from failover import views, views_ops
 from failover.apply import ProviderQueue
 from failover.config.types import Config
 from failover.coord.base import Coordinator
-from failover.core import decide as core
-from failover.core.plan import build_plan, check_plan, refusal
-from failover.core.split import split_answers
-from failover.engine.alarms import journal_decision_alarms, journal_provider_alarms
 from failover.engine.commands import Commands
 from failover.engine.context import CommandError, Context
+from failover.engine.decider import Decider
+from failover.engine.drain import Drains
 from failover.engine.inputs import HealthInputs
 from failover.engine.leadership import CoordinationChanges
 from failover.engine.reader import RecordReader
 from failover.engine.recovery import Recovery
-from failover.engine.switcher import Switcher, merge_switch
+from failover.engine.switcher import Switcher
+from failover.engine.switchover import Switchovers
 from failover.engine.vantage import Vantage
 from failover.journal import Journal
 from failover.logs import fields
 from failover.metrics import LiveView, Metrics
-from failover.model import Mode, ProbeResult, Trigger
+from failover.model import ProbeResult, Trigger
 from failover.probes.scheduler import ProbeJob
 from failover.providers.base import Provider
 from failover.runtime import ServiceRuntime
@@ -85,7 +84,12 @@ class Engine:
         self.vantage = Vantage(self.ctx, self.inputs)
         self._publisher: asyncio.Task[None] | None = None
         coord.on_change = CoordinationChanges(self.ctx, self.reader)
-        self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_service)
+        self.decider = Decider(
+            self.ctx, self.inputs, self.vantage, self.switcher, lambda: self.started_at
+        )
+        self.commands = Commands(self.ctx, self.reader, self.switcher, self.decider.decide)
+        self.drains = Drains(self.ctx, self.commands)  # drain / undrain, maintenance windows
+        self.switchovers = Switchovers(self.ctx, self.reader, self.switcher)
         self.started_at = clock()
         self.ready = False
         self.last_cycle_at: float | None = None
@@ -250,6 +254,7 @@ class Engine:
             task.cancel()
         await asyncio.gather(*confirming, return_exceptions=True)
         await self.switcher.rechecker.stop()
+        await self.switchovers.stop()
         for queue in self.ctx.queues.values():
             await queue.aclose()
         await self.ctx.save_intents()
@@ -354,93 +359,15 @@ class Engine:
                     continue
                 try:
                     await self.recovery.reconcile(rt, now)
-                    await self._decide_service(rt, now)
+                    await self.drains.tick(rt, now)
+                    await self.decider.decide(rt, now)
+                    self.switchovers.tick(rt, now)
                 except Exception as exc:  # one service's bug must not stop the others
                     log.exception("cycle of service %s failed", rt.name)
                     rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
             self.last_cycle_at = now
             self._beat = time.monotonic()
             self.ready = all(rt.current is not None for rt in self.ctx.services.values())
-
-    async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
-        """Decide one service and start its action (the caller holds the lock)."""
-        ctx = self.ctx
-        rt.classify()
-        started = self.started_at if rt.started_at is None else rt.started_at
-        snap = core.Snapshot(
-            now,
-            started,
-            self.vantage.health(rt),
-            rt.published,
-            self.vantage.isolated(),
-            self.inputs.judging_since,
-            self.inputs.local_fault,
-        )
-        if self.inputs.single_round:
-            snap = replace(snap, started_at=now - rt.config.policy.startup_grace)
-        decision = core.decide(rt.config, rt.state, snap)
-        if (
-            rt.drill is not None
-            and decision.trigger is Trigger.AUTO
-            and decision.action is not core.Action.NONE
-            and rt.published.target == rt.drill
-        ):  # the drill task owns this service while it holds: it returns at once if its target
-            # dies, and hands over to automation (clearing rt.drill) if the origin dies
-            decision = replace(
-                decision,
-                action=core.Action.NONE,
-                target=None,
-                reason=f"drill in progress on {rt.drill}; {decision.reason}",
-                state=rt.state,
-            )
-        previous = rt.decision
-        rt.decision = decision
-        await journal_decision_alarms(ctx.journal, rt, previous, decision, now)
-        rt.observe_split(split_answers(rt.config, rt.current, rt.targets))
-        await journal_provider_alarms(ctx.journal, rt, now)
-        if not ctx.coord.is_leader():
-            return
-        if decision.action is core.Action.NONE:
-            rt.nothing_wanted()
-            if decision.state != rt.state:
-                rt.state = decision.state
-                await ctx.save_intents()
-                if decision.state.blocked and (previous is None or not previous.state.blocked):
-                    await ctx.journal.write(rt.name, "block", Trigger.AUTO, decision.reason, now)
-            if rt.state.mode is not Mode.PAUSED and rt.retry_due(now):
-                assert rt.pending is not None
-                plan = build_plan(rt.config, rt.pending, rt.current or {}, Trigger.AUTO, "retry")
-                if not plan.changes:
-                    rt.nothing_left()
-                elif not ctx.dry_run:
-                    self.switcher.retry(rt, plan, now)
-            return
-        assert decision.target is not None
-        if now < rt.retry_at:
-            return
-        current = rt.current or {}
-        plan = build_plan(rt.config, decision.target, current, decision.trigger, decision.reason)
-        refused = refusal(check_plan(plan, rt.config, rt.targets, current), decision.force)
-        if refused:
-            message = refused.message()
-            if rt.refuse(message):
-                await ctx.journal.write(
-                    rt.name, "refused", decision.trigger, message, now, to=plan.target
-                )
-            return
-        if not plan.changes:
-            if rt.pending is not None and rt.pending != plan.target:
-                rt.drop_pending()  # the records already serve what is wanted: nothing owed
-            rt.nothing_wanted()
-            rt.state = merge_switch(rt.state, decision.state)
-            await ctx.save_intents()
-            return
-        if ctx.dry_run:
-            summary = "; ".join(c.describe() for c in plan.changes)
-            if rt.hold_dry_run(summary):
-                log.warning("dry-run: would apply %s (%s)", summary, decision.reason)
-            return
-        self.switcher.switch(rt, decision, plan, now)
 
     # ---------------------------------------------------------------- commands and views
 
@@ -462,7 +389,7 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         ctx = self.ctx
-        return views.status(
+        body = views.status(
             ctx.config,
             ctx.coord,
             ctx.services,
@@ -475,10 +402,11 @@ class Engine:
             decided=self.vantage.health,
             journal=ctx.journal.health(),
         )
+        return views_ops.with_ops(body, ctx.services, ctx.clock())
 
     def live_view(self) -> LiveView:
         ctx = self.ctx
-        return views.live_view(
+        view = views.live_view(
             ctx.config,
             ctx.coord,
             ctx.services,
@@ -487,3 +415,4 @@ class Engine:
             self.vantage.votes,
             local_fault=bool(self.inputs.local_fault),
         )
+        return replace(view, drained=views_ops.drained_view(ctx.services, ctx.clock()))

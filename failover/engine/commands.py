@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from failover.core import decide as core
+from failover.core import drain as drain_rules
 from failover.core.plan import build_plan, check_plan, refusal
+from failover.core.pool import pool_values
 from failover.engine.context import CommandError, Context
 from failover.engine.reader import RecordReader
 from failover.engine.switcher import Switcher, with_confirmation
@@ -71,8 +73,12 @@ class Commands:
             longest = max((p.timeout + p.retry.deadline for p in provider_cfgs), default=0.0)
             await self.reader.read_now(rt, longest)
         async with self.ctx.lock:
-            plan = build_plan(rt.config, target, rt.current or {}, Trigger.MANUAL, reason)
-            violations = check_plan(plan, rt.config, rt.targets, rt.current or {})
+            values = pool_values(rt.config, target, rt.members)  # a pool: its UP values
+            plan = build_plan(rt.config, target, rt.current or {}, Trigger.MANUAL, reason, values)
+            health = drain_rules.effective_health(  # a drained target is not UP
+                rt.targets, drain_rules.drained(rt.config, rt.state, self.ctx.clock())
+            )
+            violations = check_plan(plan, rt.config, health, rt.current or {})
             body: dict[str, Any] = {
                 "service": service,
                 "target": target,
@@ -164,7 +170,8 @@ class Commands:
         async with self.ctx.lock:
             if rt.inflight is not None:
                 raise CommandError("busy", f"{rt.name} has a change in flight", 409)
-            plan = build_plan(rt.config, target, rt.current or {}, Trigger.DRILL, reason)
+            values = pool_values(rt.config, target, rt.members)
+            plan = build_plan(rt.config, target, rt.current or {}, Trigger.DRILL, reason, values)
             refused = refusal(check_plan(plan, rt.config, rt.targets, rt.current or {}), False)
             if refused:
                 return {"result": "refused", "reason": refused.message(), "providers": []}

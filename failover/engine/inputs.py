@@ -15,6 +15,8 @@ from failover.core.health import (
     target_health,
     vantage_isolated,
 )
+from failover.core.pool import fold_members, pool_failing, pool_health
+from failover.core.values import FALLBACK
 from failover.engine.context import Context
 from failover.logs import fields
 from failover.model import Health, ProbeResult, Trigger
@@ -50,6 +52,9 @@ class HealthInputs:
             self._on_canary_result(job, result, finished_at)
             return
         runtime = self.ctx.services.get(job.service)
+        if runtime is not None and job.target == FALLBACK:
+            self._on_fallback_result(runtime, job, result, finished_at)
+            return
         target = runtime.config.target(job.target) if runtime else None
         if runtime is None or target is None:
             return
@@ -61,7 +66,16 @@ class HealthInputs:
         )
         previous = runtime.targets.get(job.target)
         probes = {p.name: runtime.probes[(job.target, p.name)] for p in target.probes}
-        health = target_health(probes, previous, finished_at)
+        if target.pool is not None:
+            old = runtime.members.get(job.target, {})
+            members = fold_members(target, probes, old, finished_at)
+            runtime.members[job.target] = members
+            health = pool_health(target, members, previous, finished_at)
+            if any(old.get(v) is None or old[v].health is not h.health for v, h in members.items()):
+                self.ctx.wake()  # the published subset may change while the target stays UP
+                self.ctx.health_changed.set()
+        else:
+            health = target_health(probes, previous, finished_at)
         runtime.targets[job.target] = health
         if previous is None or previous.health is not health.health:
             log.info(
@@ -74,6 +88,27 @@ class HealthInputs:
             )
             self.ctx.wake()
             self.ctx.health_changed.set()
+
+    def _on_fallback_result(
+        self, runtime: ServiceRuntime, job: ProbeJob, result: ProbeResult, finished_at: float
+    ) -> None:
+        """The fallback's own probes: it is published only while they say it is UP."""
+        fb = runtime.config.fallback
+        if fb is None:
+            return
+        self.ctx.metrics.observe_probe(job, result)
+        fall, rise = (1, 1) if self.single_round else (fb.health.fall, fb.health.rise)
+        if job.spec.name not in {p.name for p in fb.probes}:
+            return  # removed by a reload while it ran
+        key = (FALLBACK, job.spec.name)
+        runtime.probes[key] = observe(
+            runtime.probes.get(key, ProbeState()), result.ok, result.reason, finished_at, fall, rise
+        )
+        states = {p.name: runtime.probes.get((FALLBACK, p.name), ProbeState()) for p in fb.probes}
+        previous = runtime.fallback_health
+        runtime.fallback_health = target_health(states, previous, finished_at)
+        if previous is None or previous.health is not runtime.fallback_health.health:
+            self.ctx.wake()
 
     def _on_canary_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         canary = next((c for c in self.ctx.config.canaries if c.name == job.target), None)
@@ -192,4 +227,7 @@ class HealthInputs:
 def _failing(rt: ServiceRuntime, target: str) -> bool:
     if rt.targets[target].health is Health.DOWN:
         return True
+    config = rt.config.target(target)
+    if config is not None and config.pool is not None:  # one value failing is not the target
+        return pool_failing(config, {n: s for (t, n), s in rt.probes.items() if t == target})
     return any(state.last_ok is False for (t, _), state in rt.probes.items() if t == target)

@@ -47,7 +47,17 @@ def merge_switch(current: core.ServiceState, decided: core.ServiceState) -> core
         auto_switches=decided.auto_switches,
         last_switch_at=decided.last_switch_at,
         last_auto_switch_at=decided.last_auto_switch_at,
+        drains=current.drains,
+        switchover=current.switchover,
     )
+
+
+def _kind(decision: core.Decision) -> str:
+    """The journal kind of a decided change: publish, switch, pool (a pool's subset) or
+    fallback (every target DOWN)."""
+    if decision.action in (core.Action.PUBLISH, core.Action.POOL, core.Action.FALLBACK):
+        return decision.action.value
+    return "switch"
 
 
 def _refusals(outcomes: Outcomes) -> dict[str, str]:
@@ -104,7 +114,7 @@ class Switcher:
         While providers answer, the service counts as changing to the new target (not drift),
         and each provider's records show the new values as soon as that provider accepts."""
         try:
-            action = "publish" if decision.action is core.Action.PUBLISH else "switch"
+            action = _kind(decision)
             intent = await self._write_ahead(
                 rt, action, decision.trigger, decision.reason, now, from_target, plan
             )
@@ -181,11 +191,17 @@ class Switcher:
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
             self.ctx.save_intents_soon()  # durable before _switch returns (group commit)
-            self.ctx.metrics.switches.labels(
-                rt.name, from_target or "none", plan.target, decision.trigger.value
-            ).inc()
+            if decision.action is not core.Action.POOL:  # the same target, another subset
+                self.ctx.metrics.switches.labels(
+                    rt.name, from_target or "none", plan.target, decision.trigger.value
+                ).inc()
             detected = rt.targets.get(from_target or "")
-            if decision.trigger is Trigger.AUTO and detected and detected.failing_since:
+            if (
+                decision.trigger is Trigger.AUTO
+                and decision.action is not core.Action.POOL
+                and detected
+                and detected.failing_since
+            ):
                 accepted_at = now + min(o.accepted_after or 0.0 for o in ok)
                 self.ctx.metrics.detection_to_publish.labels(rt.name).observe(
                     max(0.0, accepted_at - detected.failing_since)
@@ -199,7 +215,7 @@ class Switcher:
         pin = decision.state.pin
         entry = self.ctx.journal.enqueue(
             rt.name,
-            "publish" if decision.action is core.Action.PUBLISH else "switch",
+            _kind(decision),
             decision.trigger,
             decision.reason,
             now,

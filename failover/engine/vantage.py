@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from failover.coord.base import Health as ViewHealth
 from failover.coord.base import View
 from failover.core.health import TargetHealth, Vote, quorum_health, quorum_size
+from failover.core.pool import member_key, member_views, pool_health
 from failover.engine.context import Context
 from failover.engine.inputs import HealthInputs
 from failover.model import Health
@@ -43,8 +44,11 @@ class Vantage:
         return self.ctx.config.coordination is not None
 
     def own_view(self) -> View:
+        """Each target's health, and each pool value's under `target@value` (core/pool.py), so
+        the leader decides a pool's published subset on the quorum too."""
         targets = {
             name: {t: VOTE_TEXT[h.health] for t, h in rt.targets.items()}
+            | {k: VOTE_TEXT[h] for k, h in member_views(rt.config, rt.members).items()}
             for name, rt in self.ctx.services.items()
         }
         instance = self.ctx.config.instance
@@ -91,6 +95,32 @@ class Vantage:
                 if seen is not None:
                     votes.append(Vote(name, Health(seen), view.isolated))
             decided[target] = quorum_health(own, votes, quorum)
+        for t in rt.config.targets:  # a pool's health follows from its values' quorums
+            if t.pool is not None and t.name in decided:
+                members = self.members(rt)[t.name]
+                decided[t.name] = pool_health(t, members, rt.targets.get(t.name), self.ctx.clock())
+        return decided
+
+    def members(self, rt: ServiceRuntime) -> dict[str, dict[str, TargetHealth]]:
+        """The health each pool value is decided on: alone, this instance's; with several
+        instances, the quorum of the live views (`target@value` entries)."""
+        coordination = self.ctx.config.coordination
+        if coordination is None:
+            return {t: dict(m) for t, m in rt.members.items()}
+        others = self.others()
+        me = self.ctx.config.instance.name
+        quorum = quorum_size(len(others) + 1, coordination.quorum)
+        decided: dict[str, dict[str, TargetHealth]] = {}
+        for target, values in rt.members.items():
+            decided[target] = {}
+            for value, own in values.items():
+                key = member_key(target, value)
+                votes = [Vote(me, own.health, self.inputs.isolated)]
+                for name, view in others.items():
+                    seen = view.targets.get(rt.name, {}).get(key)
+                    if seen is not None:
+                        votes.append(Vote(name, Health(seen), view.isolated))
+                decided[target][value] = quorum_health(own, votes, quorum)
         return decided
 
     def isolated(self) -> bool:

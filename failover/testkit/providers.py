@@ -41,6 +41,7 @@ __all__ = [
     "check_read_mixed",
     "check_refuses_invalid_values",
     "check_replace",
+    "check_ttl_only",
     "key",
     "run_contract",
     "run_contract_sync",
@@ -136,6 +137,17 @@ async def check_refuses_invalid_values(
     assert (await provider.read([a]))[a] is None
 
 
+async def check_ttl_only(provider: Provider, zone: str, prefix: str = "contract") -> None:
+    """Same values, another TTL (a planned switchover lowers then restores it): applied."""
+    a = key(provider, zone, f"{prefix}-ttl", RecordType.A)
+    values = ("192.0.2.61", "192.0.2.62")
+    await apply_and_sync(provider, Change(a, 300, None, values))
+    await apply_and_sync(provider, Change(a, 30, values, values))
+    assert (await provider.read([a]))[a] == RecordSet(a.name, RecordType.A, 30, values)
+    await apply_and_sync(provider, Change(a, 300, values, values))
+    assert (await provider.read([a]))[a] == RecordSet(a.name, RecordType.A, 300, values)
+
+
 Check = Callable[[Provider, str, str], Awaitable[None]]
 CHECKS: tuple[Check, ...] = (
     check_interface,
@@ -145,6 +157,7 @@ CHECKS: tuple[Check, ...] = (
     check_idempotent,
     check_read_mixed,
     check_refuses_invalid_values,
+    check_ttl_only,
 )
 
 

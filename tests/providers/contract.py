@@ -13,6 +13,7 @@ from failover.testkit.providers import (
     check_read_mixed,
     check_refuses_invalid_values,
     check_replace,
+    check_ttl_only,
     key,
     run_contract,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "check_read_mixed",
     "check_refuses_invalid_values",
     "check_replace",
+    "check_ttl_only",
     "key",
     "run_contract",
 ]

@@ -1,0 +1,90 @@
+"""A pool with several instances: each value's health is part of every instance's view, and
+the leader publishes the subset the quorum of views agrees on, not what it alone sees."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.coord.etcd_cluster import EtcdCluster
+from tests.ha.lab import SECONDARY, WAIT, HaLab
+from tests.providers.bind import BindServer
+from tests.support import TargetServer, free_port, wait_until
+
+POOL = ("127.0.0.41", "127.0.0.42", "127.0.0.43")
+FQDN = "web.example.test"
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[list[TargetServer], list[TargetServer]]]:
+    """The pool on one port, and on another port the same pool without its second value: an
+    instance probing that port sees 127.0.0.42 DOWN while the others see it UP."""
+    port, other = free_port(POOL[0]), free_port(POOL[2])
+    full = [TargetServer(host, port).start() for host in POOL]
+    partial = [TargetServer(host, other).start() for host in (POOL[0], POOL[2])]
+    try:
+        yield full, partial
+    finally:
+        for server in (*full, *partial):
+            server.close()
+
+
+def web(port: int) -> str:
+    return f"""
+  web:
+    records:
+      - {{provider: bind, zone: example.test, name: {FQDN}, type: A, ttl: 30}}
+    targets:
+      - name: paris
+        location: cloud-a
+        values: [{", ".join(POOL)}]
+        pool: {{min_up: 2}}
+        probes: [{{type: http, url: "http://{{value}}:{port}/healthz"}}]
+      - name: backup
+        location: cloud-b
+        values: [{SECONDARY}]
+        probes: [{{type: http, url: "http://{SECONDARY}:1/healthz"}}]"""
+
+
+def test_the_leader_publishes_the_subset_the_quorum_sees(
+    etcd: EtcdCluster,
+    bind: BindServer,
+    tmp_path: Path,
+    servers: tuple[list[TargetServer], list[TargetServer]],
+) -> None:
+    full, partial = servers
+    port, other = full[0].port, partial[0].port
+    with HaLab(etcd, bind, root=tmp_path, more_services=web(port)) as ha:
+        ha.start()
+        leader = ha.wait_leader()
+        wait_until(lambda: ha.bind.values(FQDN) == sorted(POOL), WAIT, "the whole pool")
+
+        def dropped() -> list[dict[str, object]]:
+            return [
+                e for e in ha.entries("pool") if e["service"] == "web" and "; DOWN" in e["reason"]
+            ]
+
+        # the leader alone loses 127.0.0.42 (it probes the other port): one DOWN vote of three
+        config = leader.daemon.config
+        config.write_text(config.read_text().replace(f":{port}/", f":{other}/"))
+        leader.daemon.signal(signal.SIGHUP)
+
+        def own_down() -> bool:
+            values = leader.status()["services"]["web"]["targets"]["paris"]["pool"]["values"]
+            return bool(values[POOL[1]]["health"] == "down")
+
+        wait_until(own_down, WAIT, "the leader to see 127.0.0.42 DOWN itself")
+        time.sleep(2.0)  # many decision cycles: a leader deciding alone would have dropped it
+        assert ha.bind.values(FQDN) == sorted(POOL)
+        assert ha.wait_leader() is leader
+        assert dropped() == []
+
+        # now it is DOWN for everyone: the quorum agrees and the leader drops it
+        full[1].stop()
+        wait_until(lambda: ha.bind.values(FQDN) == [POOL[0], POOL[2]], WAIT, "127.0.0.42 dropped")
+        (entry,) = dropped()
+        assert entry["instance"] == leader.name and entry["result"] == "ok"

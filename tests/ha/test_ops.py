@@ -1,0 +1,80 @@
+"""Drains and planned switchovers with several instances: intents kept in etcd like pins, so
+a command given to a follower is carried out by the leader and outlives it (kill -9)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from tests.coord.etcd_cluster import EtcdCluster
+from tests.ha.lab import FQDN, PRIMARY, SECONDARY, SERVICE, WAIT, HaLab
+from tests.providers.bind import BindServer
+from tests.support import cli, wait_until
+
+TTL = 4
+
+
+def served(bind: BindServer) -> tuple[list[str], int] | None:
+    response = dns.query.udp(
+        dns.message.make_query(FQDN, dns.rdatatype.A), "127.0.0.1", timeout=2, port=bind.port
+    )
+    for rrset in response.answer:
+        return sorted(rr.to_text() for rr in rrset), rrset.ttl
+    return None
+
+
+def test_drain_and_switchover_given_to_a_follower_outlive_the_leader(
+    etcd: EtcdCluster, bind: BindServer, tmp_path: Path
+) -> None:
+    """Failback is automatic: a drain the next leader did not know of would be undone."""
+    policy = "{failback: auto, failback_after: 1s, cooldown: 1s, startup_grace: 3s}"
+    with HaLab(etcd, bind, policy=policy, root=tmp_path) as lab:
+        for i in lab.instances.values():
+            i.daemon.config.write_text(
+                i.daemon.config.read_text().replace("ttl: 30}", f"ttl: {TTL}}}")
+            )
+        lab.start()
+        leader = lab.wait_leader()
+        a, b = [i for i in lab.instances.values() if i is not leader]
+        lab.wait_health("secondary", "up", lab.answering)
+
+        drained = cli("drain", SERVICE, "primary", "--reason", "kernel", "--socket", str(a.socket))
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        lab.wait_answer(SECONDARY)  # the leader moved it
+        leader.kill9()
+        new = lab.wait_leader(lab.answering)
+        wait_until(lambda: not new.service()["reason"].startswith("starting"), WAIT, "a decision")
+        time.sleep(2.0)  # past failback_after and cooldown: room for a wrong failback
+        assert lab.answer() == [SECONDARY]
+        assert new.service()["targets"]["primary"]["drained"]["reason"] == "kernel"
+
+        other = b if new is a else a
+        assert cli("undrain", SERVICE, "primary", "--socket", str(other.socket)).returncode == 0
+        lab.wait_answer(PRIMARY)  # automatic failback once undrained
+
+        # a switchover given to the follower; the leader dies once the TTL is lowered
+        seen: list[tuple[list[str], int]] = []
+
+        def sample(want: tuple[list[str], int]) -> bool:
+            now = served(bind)
+            if now is not None and (not seen or seen[-1] != now):
+                seen.append(now)
+            return now == want
+
+        moved = cli(
+            "switchover", SERVICE, "secondary", "--reason", "move", "--ttl", "2s",
+            "--at", "+1s", "--yes", "--socket", str(other.socket),
+        )  # fmt: skip
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        wait_until(lambda: sample(([PRIMARY], 2)), WAIT, "the TTL lowered")
+        new.kill9()
+        last = lab.wait_leader(lab.answering)
+        assert last is other
+        wait_until(lambda: sample(([SECONDARY], TTL)), WAIT, "switched, TTL restored")
+        assert seen[-3:] == [([PRIMARY], 2), ([SECONDARY], 2), ([SECONDARY], TTL)]
+        wait_until(lambda: last.service()["switchover"] is None, WAIT, "switchover done")
+        assert last.service()["pin"]["target"] == "secondary"
