@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -34,7 +36,8 @@ from failover.model import RecordType, canonical_values, normalize_name
 log = logging.getLogger(__name__)
 
 _UDP_PAYLOAD = 1232  # DNS flag day 2020: large answers come back truncated, then over TCP
-_MAX_IN_FLIGHT = 128  # a mass failover must not open thousands of sockets at once
+_WINDOW = 256  # queries in flight per server: a mass failover must not flood the servers
+_IDS = 60000  # queries per socket: the 16-bit message id must stay unique on it
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class VerifyResult:
     elapsed: float  # seconds from start until all matched, or until the deadline
     answers: tuple[ServerAnswer, ...]
     reason: str
+
+
+Verdict = tuple[bool, str, float]  # ok, reason, when (loop time)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,132 @@ async def _query(address: str, port: int, want: _Want, budget: float) -> tuple[b
     return _judge(want, response)
 
 
+class _Batch(asyncio.DatagramProtocol):
+    """Many questions to one server over ONE UDP socket, a sliding window of them in flight.
+
+    Why: a mass failover verifies thousands of names; one socket and one coroutine per name
+    cost more CPU than the answers themselves. Answers are matched by message id and question
+    (`is_response`), so a stray or spoofed datagram is ignored, never judged. A truncated
+    answer is left for `_query` (TCP); a question not answered in time gets no verdict here.
+    """
+
+    def __init__(self, wants: Sequence[_Want], done: asyncio.Future[None]) -> None:
+        self.wants = wants
+        self.done = done
+        self.verdicts: dict[int, tuple[bool, str, float]] = {}
+        self.truncated: list[int] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self._queries: dict[int, tuple[int, dns.message.Message]] = {}  # id -> (index, query)
+        self._next = 0
+        self._base = random.randrange(0x10000)
+        self.error = ""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)  # not a subclass in 3.11
+        for _ in range(min(_WINDOW, len(self.wants))):
+            self._send_next()
+
+    def _send_next(self) -> None:
+        if self._next >= len(self.wants) or self.transport is None:
+            return
+        index = self._next
+        self._next += 1
+        want = self.wants[index]
+        query = dns.message.make_query(want.qname, want.rdtype, use_edns=0, payload=_UDP_PAYLOAD)
+        query.flags &= ~dns.flags.RD
+        query.id = (self._base + index) & 0xFFFF
+        self._queries[query.id] = (index, query)
+        self.transport.sendto(query.to_wire())
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(data) < 2:
+            return
+        found = self._queries.get(int.from_bytes(data[:2], "big"))
+        if found is None:
+            return
+        index, query = found
+        try:
+            response = dns.message.from_wire(data, ignore_trailing=True)
+            if not query.is_response(response):
+                return
+        except Exception:  # a malformed datagram is ignored, as dnspython does
+            return
+        del self._queries[query.id]
+        if response.flags & dns.flags.TC:
+            self.truncated.append(index)
+        else:
+            ok, reason = _judge(self.wants[index], response)
+            self.verdicts[index] = (ok, reason, asyncio.get_running_loop().time())
+        self._send_next()
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if not self._queries and self._next >= len(self.wants) and not self.done.done():
+            self.done.set_result(None)
+
+    def error_received(self, exc: Exception) -> None:
+        self.error = (getattr(exc, "strerror", None) or str(exc)).lower()
+        if isinstance(exc, ConnectionRefusedError):  # nothing listens: no answer will come
+            self.error = "connection refused"
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _query_many(
+    address: str, port: int, wants: Sequence[_Want], budget: float
+) -> list[tuple[bool, str, float] | None]:
+    """Ask one server about every `want` at once (see `_Batch`); (ok, reason, when) per want,
+    or None when no verdict came in the time left. Truncated answers are asked again by
+    `_query` (UDP then TCP)."""
+    loop = asyncio.get_running_loop()
+    results: list[tuple[bool, str, float] | None] = [None] * len(wants)
+    start = loop.time()
+    for offset in range(0, len(wants), _IDS):
+        part = wants[offset : offset + _IDS]
+        left = budget - (loop.time() - start)
+        if left <= 0:
+            break
+        done: asyncio.Future[None] = loop.create_future()
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            transport, batch = await loop.create_datagram_endpoint(
+                lambda p=part, d=done: _Batch(p, d),  # type: ignore[misc]
+                remote_addr=(address, port),
+                family=family,
+            )
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            for i in range(len(part)):
+                results[offset + i] = (False, reason, loop.time())
+            continue
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await done
+        finally:
+            transport.close()
+        for i, verdict in batch.verdicts.items():
+            results[offset + i] = verdict
+        if batch.error:  # e.g. ICMP port unreachable: nothing listens there
+            for i in range(len(part)):
+                if results[offset + i] is None and i not in batch.truncated:
+                    results[offset + i] = (False, batch.error, loop.time())
+        if batch.truncated:
+            left = budget - (loop.time() - start)
+            if left > 0:
+                asks = [_query(address, port, part[i], left) for i in batch.truncated]
+                for i, (ok, reason) in zip(
+                    batch.truncated, await asyncio.gather(*asks), strict=True
+                ):
+                    if reason != "timeout":
+                        results[offset + i] = (ok, reason, loop.time())
+    return results
+
+
 async def _address(host: str, port: int, budget: float) -> str:
     """An IP literal for dnspython, which does not resolve host names itself."""
     with contextlib.suppress(ValueError):
@@ -164,16 +296,18 @@ async def verify(
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + timeout
-    slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
 
-    async def ask(address: str, port: int, want: _Want) -> tuple[bool, str, float] | None:
-        """(ok, reason, when), or None: no verdict in the time left, keep the previous one."""
-        async with slots:
-            budget = min(query_timeout, deadline - loop.time())
-            if budget <= 0:
-                return None
-            ok, reason = await _query(address, port, want, budget)
-        return None if reason == "timeout" and budget < query_timeout else (ok, reason, loop.time())
+    async def ask(address: str, port: int, pending: list[int]) -> list[Verdict | None]:
+        """(ok, reason, when) per pending want, or None: no verdict in the time left, so the
+        previous one stands; a full `query_timeout` without answer is a verdict ("timeout")."""
+        budget = min(query_timeout, deadline - loop.time())
+        if budget <= 0:
+            return [None] * len(pending)
+        verdicts = await _query_many(address, port, [wants[i] for i in pending], budget)
+        if budget >= query_timeout:
+            timed_out = (False, "timeout", loop.time())
+            verdicts = [timed_out if v is None else v for v in verdicts]
+        return verdicts
 
     async def poll(server: HostPort) -> list[tuple[ServerAnswer, float | None]]:
         last = {i: (False, "timeout") for i in range(len(wants))}
@@ -189,8 +323,8 @@ async def verify(
                     reason = f"cannot resolve {server.host}: {exc.strerror or 'timeout'}"
                     last.update({i: (False, reason) for i in pending})
             if address is not None:
-                asks = (ask(address, server.port, wants[i]) for i in pending)
-                for i, verdict in zip(pending, await asyncio.gather(*asks), strict=True):
+                verdicts = await ask(address, server.port, pending)
+                for i, verdict in zip(pending, verdicts, strict=True):
                     if verdict is not None:
                         last[i] = verdict[:2]
                         if verdict[0]:
