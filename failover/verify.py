@@ -17,7 +17,6 @@ import random
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, cast
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -36,7 +35,7 @@ from failover.model import RecordType, canonical_values, normalize_name
 log = logging.getLogger(__name__)
 
 _UDP_PAYLOAD = 1232  # DNS flag day 2020: large answers come back truncated, then over TCP
-_WINDOW = 64  # queries in flight per server: more overflow a server's socket (BIND: ~200)
+_WINDOW = 100  # queries in flight per server: more overflow a server's socket (BIND: ~200)
 _RESEND = 0.2  # seconds without any answer before the questions in flight are sent again
 _IDS = 60000  # queries per socket: the 16-bit message id must stay unique on it
 
@@ -138,51 +137,52 @@ async def _query(address: str, port: int, want: _Want, budget: float) -> tuple[b
     return _judge(want, response)
 
 
-class _Batch(asyncio.DatagramProtocol):
+class _Batch:
     """Many questions to one server over ONE UDP socket, a sliding window of them in flight.
 
     Why: a mass failover verifies thousands of names; one socket and one coroutine per name
-    cost more CPU than the answers themselves. Answers are matched by message id and question
-    (`is_response`), so a stray or spoofed datagram is ignored, never judged. A truncated
-    answer is left for `_query` (TCP); a question not answered in time gets no verdict here.
+    cost more CPU than the answers themselves. Every answer waiting on the socket is read at
+    each turn of the loop (asyncio's datagram transport reads one per turn, which a loop busy
+    with probes turns into seconds). Answers are matched by message id and question
+    (`is_response`), so a stray datagram is ignored, never judged. A truncated answer is left
+    for `_query` (TCP). A datagram can be lost (an overflowing socket drops silently): after
+    `_RESEND` seconds without any answer, the questions in flight go out again, same ids.
     """
 
-    def __init__(self, wants: Sequence[_Want], done: asyncio.Future[None]) -> None:
+    def __init__(self, sock: socket.socket, wants: Sequence[_Want]) -> None:
+        self.sock = sock
         self.wants = wants
-        self.done = done
-        self.verdicts: dict[int, tuple[bool, str, float]] = {}
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.verdicts: dict[int, Verdict] = {}
         self.truncated: list[int] = []
-        self.transport: asyncio.DatagramTransport | None = None
-        self._queries: dict[int, tuple[int, dns.message.Message]] = {}  # id -> (index, query)
+        self.error = ""
+        self._queries: dict[int, tuple[int, dns.message.Message, bytes]] = {}  # by id
         self._next = 0
         self._base = random.randrange(0x10000)
-        self._wires: dict[int, bytes] = {}  # id -> the question as sent, to send it again
         self._heard = 0.0  # loop time of the last answer (or of the first question)
         self._timer: asyncio.TimerHandle | None = None
-        self.error = ""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # not a subclass in 3.11
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.sock.fileno(), self._readable)
         for _ in range(min(_WINDOW, len(self.wants))):
             self._send_next()
-        loop = asyncio.get_running_loop()
         self._heard = loop.time()
         self._timer = loop.call_later(_RESEND, self._resend)
+        self._maybe_done()
 
-    def _resend(self) -> None:
-        """A datagram lost (an overflowing socket drops silently): when nothing was heard for
-        `_RESEND` seconds, the questions still in flight go out again, same ids."""
-        if self.transport is None or self.done.done():
-            return
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._heard >= _RESEND:
-            for wire in self._wires.values():
-                self.transport.sendto(wire)
-            self._heard = loop.time()
-        self._timer = loop.call_later(_RESEND, self._resend)
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _send(self, wire: bytes) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):  # lost: `_resend`
+            self.sock.send(wire)
 
     def _send_next(self) -> None:
-        if self._next >= len(self.wants) or self.transport is None:
+        if self._next >= len(self.wants):
             return
         index = self._next
         self._next += 1
@@ -190,18 +190,43 @@ class _Batch(asyncio.DatagramProtocol):
         query = dns.message.make_query(want.qname, want.rdtype, use_edns=0, payload=_UDP_PAYLOAD)
         query.flags &= ~dns.flags.RD
         query.id = (self._base + index) & 0xFFFF
-        self._queries[query.id] = (index, query)
         wire = query.to_wire()
-        self._wires[query.id] = wire
-        self.transport.sendto(wire)
+        self._queries[query.id] = (index, query, wire)
+        self._send(wire)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if len(data) < 2:
+    def _resend(self) -> None:
+        if self.done.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._heard >= _RESEND:
+            for _, _, wire in list(self._queries.values()):
+                self._send(wire)
+            self._heard = loop.time()
+        self._timer = loop.call_later(_RESEND, self._resend)
+
+    def _readable(self) -> None:
+        while not self.done.done():
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError:  # ICMP port unreachable: nothing listens there
+                self.error = "connection refused"
+                self.done.set_result(None)
+                return
+            except OSError as exc:
+                self.error = (exc.strerror or str(exc)).lower()
+                self.done.set_result(None)
+                return
+            self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        if len(data) < 12:
             return
         found = self._queries.get(int.from_bytes(data[:2], "big"))
         if found is None:
             return
-        index, query = found
+        index, query, _ = found
         try:  # judged on header, question and answer: the rest is not parsed (2/3 of the cost)
             head = data[:8] + b"\0\0\0\0" + data[12:]
             response = dns.message.from_wire(head, ignore_trailing=True)
@@ -210,13 +235,12 @@ class _Batch(asyncio.DatagramProtocol):
         except Exception:  # a malformed datagram is ignored, as dnspython does
             return
         del self._queries[query.id]
-        del self._wires[query.id]
-        self._heard = asyncio.get_running_loop().time()
         if response.flags & dns.flags.TC:
             self.truncated.append(index)
         else:
             ok, reason = _judge(self.wants[index], response)
             self.verdicts[index] = (ok, reason, asyncio.get_running_loop().time())
+        self._heard = asyncio.get_running_loop().time()
         self._send_next()
         self._maybe_done()
 
@@ -224,56 +248,45 @@ class _Batch(asyncio.DatagramProtocol):
         if not self._queries and self._next >= len(self.wants) and not self.done.done():
             self.done.set_result(None)
 
-    def error_received(self, exc: Exception) -> None:
-        self.error = (getattr(exc, "strerror", None) or str(exc)).lower()
-        if isinstance(exc, ConnectionRefusedError):  # nothing listens: no answer will come
-            self.error = "connection refused"
-            if not self.done.done():
-                self.done.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if not self.done.done():
-            self.done.set_result(None)
-
 
 async def _query_many(
     address: str, port: int, wants: Sequence[_Want], budget: float
-) -> list[tuple[bool, str, float] | None]:
+) -> list[Verdict | None]:
     """Ask one server about every `want` at once (see `_Batch`); (ok, reason, when) per want,
     or None when no verdict came in the time left. Truncated answers are asked again by
     `_query` (UDP then TCP)."""
     loop = asyncio.get_running_loop()
-    results: list[tuple[bool, str, float] | None] = [None] * len(wants)
+    results: list[Verdict | None] = [None] * len(wants)
     start = loop.time()
     for offset in range(0, len(wants), _IDS):
         part = wants[offset : offset + _IDS]
         left = budget - (loop.time() - start)
         if left <= 0:
             break
-        done: asyncio.Future[None] = loop.create_future()
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            transport, batch = await loop.create_datagram_endpoint(
-                lambda p=part, d=done: _Batch(p, d),  # type: ignore[misc]
-                remote_addr=(address, port),
-                family=family,
-            )
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # as large as allowed: answers arrive in bursts
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.connect((address, port))
         except OSError as exc:
+            sock.close()
             reason = (exc.strerror or str(exc)).lower()
             for i in range(len(part)):
                 results[offset + i] = (False, reason, loop.time())
             continue
+        batch = _Batch(sock, part)
         try:
+            batch.start()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
-                    await done
+                    await batch.done
         finally:
-            transport.close()
+            batch.close()
         for i, verdict in batch.verdicts.items():
             results[offset + i] = verdict
-        if batch.error:  # e.g. ICMP port unreachable: nothing listens there
+        if batch.error:
             for i in range(len(part)):
                 if results[offset + i] is None and i not in batch.truncated:
                     results[offset + i] = (False, batch.error, loop.time())
@@ -281,9 +294,8 @@ async def _query_many(
             left = budget - (loop.time() - start)
             if left > 0:
                 asks = [_query(address, port, part[i], left) for i in batch.truncated]
-                for i, (ok, reason) in zip(
-                    batch.truncated, await asyncio.gather(*asks), strict=True
-                ):
+                answers = await asyncio.gather(*asks)
+                for i, (ok, reason) in zip(batch.truncated, answers, strict=True):
                     if reason != "timeout":
                         results[offset + i] = (ok, reason, loop.time())
     return results
