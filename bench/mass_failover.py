@@ -2,7 +2,7 @@
 
 The real daemon (`python -m failover run -c FILE`) watches N services svc0001.bench.test...
 Each has a primary and a secondary target with distinct record values; every primary is probed
-with `tcp` (interval 1s, fall 1) against ONE local TCP listener, every secondary (interval 5s)
+with `tcp` (interval 1s, fall 2) against ONE local TCP listener, every secondary (interval 5s)
 against another. The records live at the provider under test, in one pre-created, empty zone:
 
 - bind:    rfc2136 -> a real BIND `named` on loopback (TSIG); the daemon verifies every change
@@ -94,6 +94,7 @@ def one_run(
             args.fall,
             args.probe_timeout,
             args.resync,
+            (args.interval, args.secondary_interval),
         )
     )
     daemon = BenchDaemon(config, metrics_port, workdir / "admin.sock")
@@ -180,6 +181,14 @@ def one_run(
     return result
 
 
+def seconds(text: str) -> float:
+    """'1s', '500ms', '2m' -> seconds (the bench's own flags)."""
+    for unit, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=1000)
@@ -193,14 +202,21 @@ def main() -> int:
         "--resync", default="", help="instance.resync_interval (default: the daemon's, 30s)"
     )
     parser.add_argument(
+        "--interval",
+        default="1s",
+        help="probe interval of the primaries (10,000 x 1 s exceeds what one core probes)",
+    )
+    parser.add_argument("--secondary-interval", default="5s", help="of the secondaries")
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy the daemon during the failover phase"
     )
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]
     root = Path(tempfile.mkdtemp(prefix="failover-mass-"))
     print(
-        f"mass failover: {args.services} services in one zone; tcp probes, primaries every 1s "
-        f"(timeout {args.probe_timeout}), secondaries every 5s, fall {args.fall}; "
+        f"mass failover: {args.services} services in one zone; tcp probes, primaries every "
+        f"{args.interval} (timeout {args.probe_timeout}), secondaries every "
+        f"{args.secondary_interval}, fall {args.fall}; "
         f"resync_interval {args.resync or 'default (30s)'}; "
         f"{os.cpu_count()} CPUs"
     )
@@ -218,7 +234,7 @@ def main() -> int:
                 r.number = number
                 results.append(r)
                 print_run(r, number)
-        print_table(results, args.fall)
+        print_table(results, args.fall, seconds(args.interval))
     finally:
         if moto is not None:
             moto.stop()

@@ -35,6 +35,7 @@ def config_text(
     fall: int = 2,
     probe_timeout: str = "900ms",
     resync: str = "",
+    intervals: tuple[str, str] = ("1s", "5s"),
 ) -> str:
     lines = [
         f'instance: {{name: bench, location: lab, state_dir: "{workdir / "state"}"'
@@ -45,7 +46,7 @@ def config_text(
         "providers:",
         provider_block,
         "defaults:",
-        f"  probe: {{interval: 1s, timeout: {probe_timeout}}}",
+        f"  probe: {{interval: {intervals[0]}, timeout: {probe_timeout}}}",
         f"  health: {{fall: {fall}, rise: 1}}",
         "  policy: {failback: manual, cooldown: 1s, max_auto_switches: 1000, flap_window: 1m,"
         " startup_grace: 10s}",
@@ -62,7 +63,7 @@ def config_text(
             f"      - {{name: primary, location: cloud-a, values: [{p}],"
             f' probes: [{{type: tcp, address: "{primary.address}"}}]}}',
             f"      - {{name: secondary, location: cloud-b, values: [{s}],"
-            f' probes: [{{type: tcp, address: "{secondary.address}", interval: 5s}}]}}',
+            f' probes: [{{type: tcp, address: "{secondary.address}", interval: {intervals[1]}}}]}}',
         ]
     return "\n".join(lines) + "\n"
 

@@ -70,7 +70,7 @@ def spread(values: list[float | None]) -> str:
     )
 
 
-def print_table(results: list[RunResult], fall: int) -> None:
+def print_table(results: list[RunResult], fall: int, interval: float) -> None:
     print(f"\n{'=' * 100}\nSummary (failover: seconds from t0 = primary dead)")
     head = (
         f"{'provider':9} {'run':>3} {'publish':>8} {'detect':>7} {'decided':>8} {'changed':>8} "
@@ -96,7 +96,7 @@ def print_table(results: list[RunResult], fall: int) -> None:
     for provider in sorted({r.provider for r in results}):
         runs = [r for r in results if r.provider == provider]
         n = runs[0].n
-        publish_goal, failover_goal = goals(n, fall)
+        publish_goal, failover_goal = goals(n, fall, interval)
         publish = [r.publish.get("last_verified") for r in runs]
         failover = [r.failover.get("last_verified") for r in runs]
         decided = [r.failover.get("last_decision") for r in runs]
