@@ -89,6 +89,7 @@ class Engine:
         self.started_at = clock()
         self.ready = False
         self.last_cycle_at: float | None = None
+        self.last_sweep_at: float | None = None  # the last cycle that decided every service
         self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
         self._stopping = asyncio.Event()
         metrics.attach_live(self.live_view)
@@ -344,12 +345,31 @@ class Engine:
         ctx.wake()
 
     async def cycle(self) -> None:
+        """Decide every service at least once per TICK (timers: cooldown, grace, retries)
+        and whenever something that may concern any of them happened (`ctx.wake`); between
+        sweeps, only the services whose target health changed (`ctx.wake_service`)."""
         async with self.ctx.lock:
-            now = self.ctx.clock()
+            ctx = self.ctx
+            now = ctx.clock()
+            isolated, fault = self.inputs.isolated, self.inputs.local_fault
             self.inputs.update_isolation(now)
             self.inputs.update_local_fault(now)
-            self.reader.start(self.reader.due(self.ctx.services.values(), now), now)
-            for rt in self.ctx.services.values():
+            sweep = (
+                ctx.sweep
+                or self.last_sweep_at is None
+                or now - self.last_sweep_at >= TICK
+                or isolated != self.inputs.isolated
+                or fault != self.inputs.local_fault
+            )
+            dirty, ctx.dirty = ctx.dirty, set()
+            if sweep:
+                ctx.sweep = False
+                self.last_sweep_at = now
+                self.reader.start(self.reader.due(ctx.services.values(), now), now)
+                runtimes: Collection[ServiceRuntime] = ctx.services.values()
+            else:
+                runtimes = [ctx.services[n] for n in sorted(dirty) if n in ctx.services]
+            for rt in runtimes:
                 if rt.busy:
                     continue
                 try:
@@ -360,7 +380,8 @@ class Engine:
                     rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
             self.last_cycle_at = now
             self._beat = time.monotonic()
-            self.ready = all(rt.current is not None for rt in self.ctx.services.values())
+            if sweep:
+                self.ready = all(rt.current is not None for rt in ctx.services.values())
 
     async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
         """Decide one service and start its action (the caller holds the lock)."""

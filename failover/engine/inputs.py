@@ -72,7 +72,7 @@ class HealthInputs:
                 health.reason,
                 extra=fields(job.service, job.target),
             )
-            self.ctx.wake()
+            self.ctx.wake_service(job.service)
             self.ctx.health_changed.set()
 
     def _on_canary_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
