@@ -9,7 +9,7 @@ target. Goals: RSS <= 100 MB for 1,000 x 3; <= 15 KB per added target; CPU <= 0.
 600 probes/s (1,000 x 3 every 5 s).
 
     python bench/footprint.py [--services 1000 10000] [--targets 3] [--interval 5s]
-        [--settle 15] [--sample 20] [--listeners 3000] [--no-added] [--keep]
+        [--settle 15] [--sample 20] [--listeners 3000] [--no-added] [--repo PATH] [--keep]
 
 Every target gets its own address:port while listeners last (`--listeners`, bounded by the
 file descriptor limit): 1,000 x 3 probes are all distinct; at 10,000 x 3, ten targets share
@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support import DaemonProcess, free_port
+from tests.support.daemon import REPO
 
 ZONE = "foot.test"
 GOAL_RSS_MB, GOAL_PER_TARGET_KB, GOAL_CPU = 100.0, 15.0, 0.2
@@ -135,7 +136,7 @@ def measure(
     ports = free_port(), free_port()
     config = workdir / "failover.yaml"
     config.write_text(config_text(workdir, n, targets, args.interval, listeners.addresses, ports))
-    daemon = DaemonProcess(config, ports[1], workdir / "admin.sock")
+    daemon = DaemonProcess(config, ports[1], workdir / "admin.sock", repo=args.repo)
     spawned = time.time()
     daemon.start(ready_timeout=args.ready_timeout)
     ready = time.time() - spawned
@@ -165,6 +166,9 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--no-added", action="store_true", help="skip the T + 1 targets run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--repo", type=Path, default=REPO, help="the checkout whose daemon runs (a before/after)"
+    )
     args = parser.parse_args()
     interval = float(args.interval.rstrip("s"))
     root = Path(tempfile.mkdtemp(prefix="failover-footprint-"))
