@@ -1,7 +1,8 @@
 """The `rfc2136` provider: TSIG-signed dynamic UPDATEs to one primary server.
 
 Reads ask the configured primary directly (RD cleared, AA required) rather than transferring
-the zone, because AXFR is usually forbidden. Each zone's changes go out as one UPDATE message,
+the zone, because AXFR is usually forbidden; many keys are asked pipelined on one TCP
+connection (`reads.py`). Each zone's changes go out as one UPDATE message,
 which the server applies all or nothing; every change carries a prerequisite that the RRset is
 still exactly what was read, so a hand edit made since then is detected instead of overwritten.
 Only a batch larger than a DNS message (64 KB) is split, and then each part is atomic on its own.
