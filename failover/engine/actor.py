@@ -49,6 +49,7 @@ log = logging.getLogger("failover.engine")
 TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
 STALLED = 3.0  # seconds without a turn of the loop beyond TICK: probe results were judged late
+SWEEP_SHARE = 4  # timer sweeps at most every 4x their cost (<= 25% of the loop at 10k services)
 
 
 class Engine:
@@ -90,6 +91,7 @@ class Engine:
         self.ready = False
         self.last_cycle_at: float | None = None
         self.last_sweep_at: float | None = None  # the last cycle that decided every service
+        self.sweep_cost = 0.0  # seconds that sweep took: timers wait longer when it is dear
         self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
         self._stopping = asyncio.Event()
         metrics.attach_live(self.live_view)
@@ -357,7 +359,7 @@ class Engine:
             sweep = (
                 ctx.sweep
                 or self.last_sweep_at is None
-                or now - self.last_sweep_at >= TICK
+                or now - self.last_sweep_at >= max(TICK, SWEEP_SHARE * self.sweep_cost)
                 or isolated != self.inputs.isolated
                 or fault != self.inputs.local_fault
             )
@@ -369,6 +371,7 @@ class Engine:
                 runtimes: Collection[ServiceRuntime] = ctx.services.values()
             else:
                 runtimes = [ctx.services[n] for n in sorted(dirty) if n in ctx.services]
+            began = time.monotonic()
             for rt in runtimes:
                 if rt.busy:
                     continue
@@ -382,6 +385,7 @@ class Engine:
             self._beat = time.monotonic()
             if sweep:
                 self.ready = all(rt.current is not None for rt in ctx.services.values())
+                self.sweep_cost = time.monotonic() - began
 
     async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
         """Decide one service and start its action (the caller holds the lock)."""

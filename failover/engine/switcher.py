@@ -117,7 +117,7 @@ class Switcher:
             return result
         finally:
             rt.change_ended()
-            self.ctx.wake()
+            self.ctx.wake_service(rt.name)  # what comes next (a retry) concerns it alone
 
     async def _write_ahead(
         self,
@@ -341,4 +341,4 @@ class Switcher:
                 return {"result": "ok" if not failed else "error"}
         finally:
             rt.change_ended()
-            self.ctx.wake()
+            self.ctx.wake_service(rt.name)  # what comes next (a retry) concerns it alone
