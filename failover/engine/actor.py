@@ -86,7 +86,7 @@ class Engine:
         self.vantage = Vantage(self.ctx, self.inputs)
         self._publisher: asyncio.Task[None] | None = None
         coord.on_change = CoordinationChanges(self.ctx, self.reader)
-        self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_service)
+        self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_synced)
         self.started_at = clock()
         self.ready = False
         self.last_cycle_at: float | None = None
@@ -381,14 +381,21 @@ class Engine:
                 except Exception as exc:  # one service's bug must not stop the others
                     log.exception("cycle of service %s failed", rt.name)
                     rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
+            await ctx.journal.sync()  # what this cycle journalled, in one group commit
             self.last_cycle_at = now
             self._beat = time.monotonic()
             if sweep:
                 self.ready = all(rt.current is not None for rt in ctx.services.values())
                 self.sweep_cost = time.monotonic() - began
 
+    async def _decide_synced(self, rt: ServiceRuntime, now: float) -> None:
+        await self._decide_service(rt, now)
+        await self.ctx.journal.sync()
+
     async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
-        """Decide one service and start its action (the caller holds the lock)."""
+        """Decide one service and start its action (the caller holds the lock). Its journal
+        entries and state go to the next group commit: the caller syncs once for every
+        service it decided (`cycle`, `_decide_synced`), not once per service under the lock."""
         ctx = self.ctx
         rt.classify()
         started = self.started_at if rt.started_at is None else rt.started_at
@@ -429,9 +436,9 @@ class Engine:
             rt.nothing_wanted()
             if decision.state != rt.state:
                 rt.state = decision.state
-                await ctx.save_intents()
+                ctx.save_intents_soon()
                 if decision.state.blocked and (previous is None or not previous.state.blocked):
-                    await ctx.journal.write(rt.name, "block", Trigger.AUTO, decision.reason, now)
+                    ctx.journal.enqueue(rt.name, "block", Trigger.AUTO, decision.reason, now)
             if rt.state.mode is not Mode.PAUSED and rt.retry_due(now):
                 assert rt.pending is not None
                 plan = build_plan(rt.config, rt.pending, rt.current or {}, Trigger.AUTO, "retry")
@@ -449,7 +456,7 @@ class Engine:
         if refused:
             message = refused.message()
             if rt.refuse(message):
-                await ctx.journal.write(
+                ctx.journal.enqueue(
                     rt.name, "refused", decision.trigger, message, now, to=plan.target
                 )
             return
@@ -458,7 +465,7 @@ class Engine:
                 rt.drop_pending()  # the records already serve what is wanted: nothing owed
             rt.nothing_wanted()
             rt.state = merge_switch(rt.state, decision.state)
-            await ctx.save_intents()
+            ctx.save_intents_soon()
             return
         if ctx.dry_run:
             summary = "; ".join(c.describe() for c in plan.changes)
