@@ -381,12 +381,14 @@ class Engine:
                 except Exception as exc:  # one service's bug must not stop the others
                     log.exception("cycle of service %s failed", rt.name)
                     rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
-            await ctx.journal.sync()  # what this cycle journalled, in one group commit
             self.last_cycle_at = now
             self._beat = time.monotonic()
             if sweep:
                 self.ready = all(rt.current is not None for rt in ctx.services.values())
                 self.sweep_cost = time.monotonic() - began
+        # What this cycle journalled, in one group commit, waited for outside the lock: the
+        # changes finishing meanwhile record their outcome instead of queueing behind a fsync.
+        await self.ctx.journal.sync()
 
     async def _decide_synced(self, rt: ServiceRuntime, now: float) -> None:
         await self._decide_service(rt, now)
@@ -395,7 +397,7 @@ class Engine:
     async def _decide_service(self, rt: ServiceRuntime, now: float) -> None:
         """Decide one service and start its action (the caller holds the lock). Its journal
         entries and state go to the next group commit: the caller syncs once for every
-        service it decided (`cycle`, `_decide_synced`), not once per service under the lock."""
+        service it decided (`cycle`, `_decide_synced`), not once per service."""
         ctx = self.ctx
         rt.classify()
         started = self.started_at if rt.started_at is None else rt.started_at
