@@ -37,6 +37,10 @@ def config_text(
     resync: str = "",
     intervals: tuple[str, str] = ("1s", "5s"),
 ) -> str:
+    # every primary must have reported UP before the grace ends, or a secondary gets published
+    text = intervals[0]
+    every = float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
+    grace = f"{max(10, round(3 * every))}s"
     lines = [
         f'instance: {{name: bench, location: lab, state_dir: "{workdir / "state"}"'
         + (f", resync_interval: {resync}" if resync else "")
@@ -49,7 +53,7 @@ def config_text(
         f"  probe: {{interval: {intervals[0]}, timeout: {probe_timeout}}}",
         f"  health: {{fall: {fall}, rise: 1}}",
         "  policy: {failback: manual, cooldown: 1s, max_auto_switches: 1000, flap_window: 1m,"
-        " startup_grace: 10s}",
+        f" startup_grace: {grace}}}",
         "services:",
     ]
     for i in range(1, n + 1):
