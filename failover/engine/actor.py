@@ -371,6 +371,7 @@ class Engine:
                 runtimes: Collection[ServiceRuntime] = ctx.services.values()
             else:
                 runtimes = [ctx.services[n] for n in sorted(dirty) if n in ctx.services]
+                self.reader.start(self.reader.due(runtimes, now), now)  # e.g. a retry's read-back
             began = time.monotonic()
             for rt in runtimes:
                 if rt.busy:
