@@ -309,9 +309,11 @@ class Journal:
         self._append(self.entry("*", "journal_recovered", Trigger.AUTO, reason, time.time()))
 
     def _trim(self) -> None:
-        """Keep at most `max_pending` entries: drop the oldest into the `journal_lost` count."""
+        """While the disk refuses writes, keep at most `max_pending` entries: drop the oldest
+        into the `journal_lost` count. A disk that accepts writes takes any burst (10,000
+        services failing over at once journal 20,000 entries in a second): nothing dropped."""
         excess = len(self._pending) - self.max_pending
-        if excess <= 0:
+        if excess <= 0 or self._behind_since is None:
             return
         if self._lost is None:
             first = float(self._pending[0][0].get("ts", time.time()))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import random
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +35,9 @@ from failover.model import RecordType, canonical_values, normalize_name
 log = logging.getLogger(__name__)
 
 _UDP_PAYLOAD = 1232  # DNS flag day 2020: large answers come back truncated, then over TCP
-_MAX_IN_FLIGHT = 128  # a mass failover must not open thousands of sockets at once
+_WINDOW = 100  # queries in flight per server: more overflow a server's socket (BIND: ~200)
+_RESEND = 0.2  # seconds without any answer before the questions in flight are sent again
+_IDS = 60000  # queries per socket: the 16-bit message id must stay unique on it
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class VerifyResult:
     elapsed: float  # seconds from start until all matched, or until the deadline
     answers: tuple[ServerAnswer, ...]
     reason: str
+
+
+Verdict = tuple[bool, str, float]  # ok, reason, when (loop time)
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,170 @@ async def _query(address: str, port: int, want: _Want, budget: float) -> tuple[b
     return _judge(want, response)
 
 
+class _Batch:
+    """Many questions to one server over ONE UDP socket, a sliding window of them in flight.
+
+    Why: a mass failover verifies thousands of names; one socket and one coroutine per name
+    cost more CPU than the answers themselves. Every answer waiting on the socket is read at
+    each turn of the loop (asyncio's datagram transport reads one per turn, which a loop busy
+    with probes turns into seconds). Answers are matched by message id and question
+    (`is_response`), so a stray datagram is ignored, never judged. A truncated answer is left
+    for `_query` (TCP). A datagram can be lost (an overflowing socket drops silently): after
+    `_RESEND` seconds without any answer, the questions in flight go out again, same ids.
+    """
+
+    def __init__(self, sock: socket.socket, wants: Sequence[_Want]) -> None:
+        self.sock = sock
+        self.wants = wants
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.verdicts: dict[int, Verdict] = {}
+        self.truncated: list[int] = []
+        self.error = ""
+        self._queries: dict[int, tuple[int, dns.message.Message, bytes]] = {}  # by id
+        self._next = 0
+        self._base = random.randrange(0x10000)
+        self._heard = 0.0  # loop time of the last answer (or of the first question)
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.sock.fileno(), self._readable)
+        for _ in range(min(_WINDOW, len(self.wants))):
+            self._send_next()
+        self._heard = loop.time()
+        self._timer = loop.call_later(_RESEND, self._resend)
+        self._maybe_done()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+    def _send(self, wire: bytes) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):  # lost: `_resend`
+            self.sock.send(wire)
+
+    def _send_next(self) -> None:
+        if self._next >= len(self.wants):
+            return
+        index = self._next
+        self._next += 1
+        want = self.wants[index]
+        query = dns.message.make_query(want.qname, want.rdtype, use_edns=0, payload=_UDP_PAYLOAD)
+        query.flags &= ~dns.flags.RD
+        query.id = (self._base + index) & 0xFFFF
+        wire = query.to_wire()
+        self._queries[query.id] = (index, query, wire)
+        self._send(wire)
+
+    def _resend(self) -> None:
+        if self.done.done():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._heard >= _RESEND:
+            for _, _, wire in list(self._queries.values()):
+                self._send(wire)
+            self._heard = loop.time()
+        self._timer = loop.call_later(_RESEND, self._resend)
+
+    def _readable(self) -> None:
+        while not self.done.done():
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionRefusedError:  # ICMP port unreachable: nothing listens there
+                self.error = "connection refused"
+                self.done.set_result(None)
+                return
+            except OSError as exc:
+                self.error = (exc.strerror or str(exc)).lower()
+                self.done.set_result(None)
+                return
+            self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        if len(data) < 12:
+            return
+        found = self._queries.get(int.from_bytes(data[:2], "big"))
+        if found is None:
+            return
+        index, query, _ = found
+        try:  # judged on header, question and answer: the rest is not parsed (2/3 of the cost)
+            head = data[:8] + b"\0\0\0\0" + data[12:]
+            response = dns.message.from_wire(head, ignore_trailing=True)
+            if not query.is_response(response):
+                return
+        except Exception:  # a malformed datagram is ignored, as dnspython does
+            return
+        del self._queries[query.id]
+        if response.flags & dns.flags.TC:
+            self.truncated.append(index)
+        else:
+            ok, reason = _judge(self.wants[index], response)
+            self.verdicts[index] = (ok, reason, asyncio.get_running_loop().time())
+        self._heard = asyncio.get_running_loop().time()
+        self._send_next()
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if not self._queries and self._next >= len(self.wants) and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _query_many(
+    address: str, port: int, wants: Sequence[_Want], budget: float
+) -> list[Verdict | None]:
+    """Ask one server about every `want` at once (see `_Batch`); (ok, reason, when) per want,
+    or None when no verdict came in the time left. Truncated answers are asked again by
+    `_query` (UDP then TCP)."""
+    loop = asyncio.get_running_loop()
+    results: list[Verdict | None] = [None] * len(wants)
+    start = loop.time()
+    for offset in range(0, len(wants), _IDS):
+        part = wants[offset : offset + _IDS]
+        left = budget - (loop.time() - start)
+        if left <= 0:
+            break
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # as large as allowed: answers arrive in bursts
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.connect((address, port))
+        except OSError as exc:
+            sock.close()
+            reason = (exc.strerror or str(exc)).lower()
+            for i in range(len(part)):
+                results[offset + i] = (False, reason, loop.time())
+            continue
+        batch = _Batch(sock, part)
+        try:
+            batch.start()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await batch.done
+        finally:
+            batch.close()
+        for i, verdict in batch.verdicts.items():
+            results[offset + i] = verdict
+        if batch.error:
+            for i in range(len(part)):
+                if results[offset + i] is None and i not in batch.truncated:
+                    results[offset + i] = (False, batch.error, loop.time())
+        if batch.truncated:
+            left = budget - (loop.time() - start)
+            if left > 0:
+                asks = [_query(address, port, part[i], left) for i in batch.truncated]
+                answers = await asyncio.gather(*asks)
+                for i, (ok, reason) in zip(batch.truncated, answers, strict=True):
+                    if reason != "timeout":
+                        results[offset + i] = (ok, reason, loop.time())
+    return results
+
+
 async def _address(host: str, port: int, budget: float) -> str:
     """An IP literal for dnspython, which does not resolve host names itself."""
     with contextlib.suppress(ValueError):
@@ -164,16 +334,18 @@ async def verify(
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + timeout
-    slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
 
-    async def ask(address: str, port: int, want: _Want) -> tuple[bool, str, float] | None:
-        """(ok, reason, when), or None: no verdict in the time left, keep the previous one."""
-        async with slots:
-            budget = min(query_timeout, deadline - loop.time())
-            if budget <= 0:
-                return None
-            ok, reason = await _query(address, port, want, budget)
-        return None if reason == "timeout" and budget < query_timeout else (ok, reason, loop.time())
+    async def ask(address: str, port: int, pending: list[int]) -> list[Verdict | None]:
+        """(ok, reason, when) per pending want, or None: no verdict in the time left, so the
+        previous one stands; a full `query_timeout` without answer is a verdict ("timeout")."""
+        budget = min(query_timeout, deadline - loop.time())
+        if budget <= 0:
+            return [None] * len(pending)
+        verdicts = await _query_many(address, port, [wants[i] for i in pending], budget)
+        if budget >= query_timeout:
+            timed_out = (False, "timeout", loop.time())
+            verdicts = [timed_out if v is None else v for v in verdicts]
+        return verdicts
 
     async def poll(server: HostPort) -> list[tuple[ServerAnswer, float | None]]:
         last = {i: (False, "timeout") for i in range(len(wants))}
@@ -189,8 +361,8 @@ async def verify(
                     reason = f"cannot resolve {server.host}: {exc.strerror or 'timeout'}"
                     last.update({i: (False, reason) for i in pending})
             if address is not None:
-                asks = (ask(address, server.port, wants[i]) for i in pending)
-                for i, verdict in zip(pending, await asyncio.gather(*asks), strict=True):
+                verdicts = await ask(address, server.port, pending)
+                for i, verdict in zip(pending, verdicts, strict=True):
                     if verdict is not None:
                         last[i] = verdict[:2]
                         if verdict[0]:

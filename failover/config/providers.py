@@ -138,6 +138,7 @@ def route53(sec: Section, name: str, common: ProviderCommon) -> Route53ProviderC
         hosted_zone_ids={k: v.rsplit("/", 1)[-1] for k, v in zone_ids.items()},
         max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
         change_timeout=sec.get("change_timeout", positive, 120.0),
+        requests_per_second=sec.get("requests_per_second", integer(1, 1000), 5),
     )
 
 

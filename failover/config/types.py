@@ -128,6 +128,7 @@ class Route53ProviderConfig:
     hosted_zone_ids: Mapping[str, str] = field(default_factory=dict)  # zone -> id
     max_concurrency: int = 4
     change_timeout: float = 120.0  # GetChange polling deadline (PENDING -> INSYNC)
+    requests_per_second: int = 5  # Route 53's API limit per account: calls are paced to it
 
 
 @dataclass(frozen=True)

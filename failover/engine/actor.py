@@ -48,6 +48,7 @@ log = logging.getLogger("failover.engine")
 TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
 STALLED = 3.0  # seconds without a turn of the loop beyond TICK: probe results were judged late
+SWEEP_SHARE = 4  # timer sweeps at most every 4x their cost (<= 25% of the loop at 10k services)
 
 
 class Engine:
@@ -87,12 +88,14 @@ class Engine:
         self.decider = Decider(
             self.ctx, self.inputs, self.vantage, self.switcher, lambda: self.started_at
         )
-        self.commands = Commands(self.ctx, self.reader, self.switcher, self.decider.decide)
+        self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_synced)
         self.drains = Drains(self.ctx, self.commands)  # drain / undrain, maintenance windows
         self.switchovers = Switchovers(self.ctx, self.reader, self.switcher)
         self.started_at = clock()
         self.ready = False
         self.last_cycle_at: float | None = None
+        self.last_sweep_at: float | None = None  # the last cycle that decided every service
+        self.sweep_cost = 0.0  # seconds that sweep took: timers wait longer when it is dear
         self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
         self._stopping = asyncio.Event()
         metrics.attach_live(self.live_view)
@@ -349,12 +352,33 @@ class Engine:
         ctx.wake()
 
     async def cycle(self) -> None:
+        """Decide every service at least once per TICK (timers: cooldown, grace, retries)
+        and whenever something that may concern any of them happened (`ctx.wake`); between
+        sweeps, only the services whose target health changed (`ctx.wake_service`)."""
         async with self.ctx.lock:
-            now = self.ctx.clock()
+            ctx = self.ctx
+            now = ctx.clock()
+            isolated, fault = self.inputs.isolated, self.inputs.local_fault
             self.inputs.update_isolation(now)
             self.inputs.update_local_fault(now)
-            self.reader.start(self.reader.due(self.ctx.services.values(), now), now)
-            for rt in self.ctx.services.values():
+            sweep = (
+                ctx.sweep
+                or self.last_sweep_at is None
+                or now - self.last_sweep_at >= max(TICK, SWEEP_SHARE * self.sweep_cost)
+                or isolated != self.inputs.isolated
+                or fault != self.inputs.local_fault
+            )
+            dirty, ctx.dirty = ctx.dirty, set()
+            if sweep:
+                ctx.sweep = False
+                self.last_sweep_at = now
+                self.reader.start(self.reader.due(ctx.services.values(), now), now)
+                runtimes: Collection[ServiceRuntime] = ctx.services.values()
+            else:
+                runtimes = [ctx.services[n] for n in sorted(dirty) if n in ctx.services]
+                self.reader.start(self.reader.due(runtimes, now), now)  # e.g. a retry's read-back
+            began = time.monotonic()
+            for rt in runtimes:
                 if rt.busy:
                     continue
                 try:
@@ -367,7 +391,18 @@ class Engine:
                     rt.internal_error(f"internal error: {type(exc).__name__}: {exc}")
             self.last_cycle_at = now
             self._beat = time.monotonic()
-            self.ready = all(rt.current is not None for rt in self.ctx.services.values())
+            if sweep:
+                self.ready = all(rt.current is not None for rt in ctx.services.values())
+                self.sweep_cost = time.monotonic() - began
+        # What this cycle journalled, in one group commit, waited for outside the lock: the
+        # changes finishing meanwhile record their outcome instead of queueing behind a fsync.
+        await self.ctx.journal.sync()
+
+    async def _decide_synced(self, rt: ServiceRuntime, now: float) -> None:
+        """A command's decision, committed before the command answers (a cycle commits once
+        for every service it decided)."""
+        await self.decider.decide(rt, now)
+        await self.ctx.journal.sync()
 
     # ---------------------------------------------------------------- commands and views
 

@@ -29,7 +29,7 @@ async def journal_decision_alarms(
     for alarm in sorted(decision.alarms - before - INSTANCE_WIDE):
         kind = "drift" if alarm == "drift" else "alarm"
         log.warning("%s: alarm %s: %s", rt.name, alarm, decision.reason, extra=fields(rt.name))
-        await journal.write(rt.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm)
+        journal.enqueue(rt.name, kind, Trigger.AUTO, decision.reason, now, alarm=alarm)
 
 
 async def journal_provider_alarms(journal: Journal, rt: ServiceRuntime, now: float) -> None:
@@ -39,6 +39,6 @@ async def journal_provider_alarms(journal: Journal, rt: ServiceRuntime, now: flo
     new, cleared = rt.alarms_told(raised)
     for alarm in sorted(new - {"not_verified"}):
         log.error("%s: alarm %s: %s", rt.name, alarm, raised[alarm], extra=fields(rt.name))
-        await journal.write(rt.name, "alarm", Trigger.AUTO, raised[alarm], now, alarm=alarm)
+        journal.enqueue(rt.name, "alarm", Trigger.AUTO, raised[alarm], now, alarm=alarm)
     for alarm in sorted(cleared):
         log.warning("%s: alarm %s cleared", rt.name, alarm, extra=fields(rt.name))

@@ -43,7 +43,9 @@ class Decider:
         self.started_at = started_at  # when the engine started (the start-up grace)
 
     async def decide(self, rt: ServiceRuntime, now: float) -> None:
-        """Decide one service and start its action (the caller holds the lock)."""
+        """Decide one service and start its action (the caller holds the lock). Its journal
+        entries and state go to the next group commit: the caller syncs once for every
+        service it decided (the engine's cycle, a command), not once per service."""
         ctx = self.ctx
         rt.classify()
         started = self.started_at() if rt.started_at is None else rt.started_at
@@ -93,9 +95,9 @@ class Decider:
             rt.nothing_wanted()
             if decision.state != rt.state:
                 rt.state = decision.state
-                await ctx.save_intents()
+                ctx.save_intents_soon()
                 if decision.state.blocked and (previous is None or not previous.state.blocked):
-                    await ctx.journal.write(rt.name, "block", Trigger.AUTO, decision.reason, now)
+                    ctx.journal.enqueue(rt.name, "block", Trigger.AUTO, decision.reason, now)
             if rt.state.mode is not Mode.PAUSED and rt.retry_due(now):
                 assert rt.pending is not None
                 plan = build_plan(
@@ -125,7 +127,7 @@ class Decider:
         if refused:
             message = refused.message()
             if rt.refuse(message):
-                await ctx.journal.write(
+                ctx.journal.enqueue(
                     rt.name, "refused", decision.trigger, message, now, to=plan.target
                 )
             return
@@ -134,7 +136,7 @@ class Decider:
                 rt.drop_pending()  # the records already serve what is wanted: nothing owed
             rt.nothing_wanted()
             rt.state = merge_switch(rt.state, decision.state)
-            await ctx.save_intents()
+            ctx.save_intents_soon()
             return
         if ctx.dry_run:
             summary = "; ".join(c.describe() for c in plan.changes)

@@ -6,6 +6,7 @@ failed that way has reported again). Nothing here acts; a change of health only 
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from failover.core.health import (
@@ -40,6 +41,7 @@ class HealthInputs:
         self.local_fault = ""  # why decisions are held ("" while they are not)
         self._last_local_fault: tuple[float, str] | None = None  # (when, reason)
         self._unheard: set[tuple[str, str, str]] = set()  # probe jobs whose last run was local
+        self._keys_of: tuple[object, set[tuple[str, str, str]]] | None = None  # _probe_keys
 
     def on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
         """Fold a probe result into health; wake the actor when a target's health changes."""
@@ -72,7 +74,8 @@ class HealthInputs:
             runtime.members[job.target] = members
             health = pool_health(target, members, previous, finished_at)
             if any(old.get(v) is None or old[v].health is not h.health for v, h in members.items()):
-                self.ctx.wake()  # the published subset may change while the target stays UP
+                # the published subset may change while the target stays UP
+                self.ctx.wake_service(job.service)
                 self.ctx.health_changed.set()
         else:
             health = target_health(probes, previous, finished_at)
@@ -86,7 +89,7 @@ class HealthInputs:
                 health.reason,
                 extra=fields(job.service, job.target),
             )
-            self.ctx.wake()
+            self.ctx.wake_service(job.service)
             self.ctx.health_changed.set()
 
     def _on_fallback_result(
@@ -164,6 +167,10 @@ class HealthInputs:
         self.ctx.wake()
 
     def _probe_keys(self) -> set[tuple[str, str, str]]:
+        """Every probe job's key, computed once per config (a reload replaces it)."""
+        cached = self._keys_of
+        if cached is not None and cached[0] is self.ctx.config:
+            return cached[1]
         keys = {
             (rt.name, target.name, probe.name)
             for rt in self.ctx.services.values()
@@ -171,6 +178,7 @@ class HealthInputs:
             for probe in target.probes
         }
         keys |= {(CANARY, c.name, p.name) for c in self.ctx.config.canaries for p in c.probes}
+        self._keys_of = (self.ctx.config, keys)
         return keys
 
     def canary_failing(self, name: str) -> bool:
@@ -185,17 +193,25 @@ class HealthInputs:
         """A target counts as failing once its latest probe result failed, before it is DOWN:
         when a vantage point is cut off, the first target to reach `fall` must not trigger a
         switch to another that has started failing too."""
-        signals = [
-            (target.location, Health.DOWN if _failing(rt, target.name) else Health.UP)
-            for rt in self.ctx.services.values()
-            for target in rt.config.targets
-            if target.probes
-        ] + [
-            (canary.location, Health.DOWN if self.canary_failing(canary.name) else Health.UP)
-            for canary in self.ctx.config.canaries
-            if canary.probes
-        ]
-        isolated = vantage_isolated(signals)
+        signals = itertools.chain(
+            (
+                (target.location, Health.DOWN if _failing(rt, target.name) else Health.UP)
+                for rt in self.ctx.services.values()
+                for target in rt.config.targets
+                if target.probes
+            ),
+            (
+                (canary.location, Health.DOWN if self.canary_failing(canary.name) else Health.UP)
+                for canary in self.ctx.config.canaries
+                if canary.probes
+            ),
+        )
+        seen: list[tuple[str | None, Health]] = []
+        for signal in signals:  # one target not failing settles it: no need to see them all
+            seen.append(signal)
+            if signal[1] is not Health.DOWN:
+                break
+        isolated = vantage_isolated(seen) if seen[-1:] and seen[-1][1] is Health.DOWN else False
         if isolated == self.isolated:
             return
         self.isolated = isolated

@@ -127,7 +127,7 @@ class Switcher:
             return result
         finally:
             rt.change_ended()
-            self.ctx.wake()
+            self.ctx.wake_service(rt.name)  # what comes next (a retry) concerns it alone
 
     async def _write_ahead(
         self,
@@ -357,4 +357,4 @@ class Switcher:
                 return {"result": "ok" if not failed else "error"}
         finally:
             rt.change_ended()
-            self.ctx.wake()
+            self.ctx.wake_service(rt.name)  # what comes next (a retry) concerns it alone

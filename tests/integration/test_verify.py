@@ -144,6 +144,30 @@ async def test_passes_when_every_server_serves_the_values(start: Start) -> None:
     assert 0 <= result.elapsed < 2
 
 
+async def test_thousands_of_names_share_one_socket_per_server(start: Start) -> None:
+    """A mass failover verifies thousands of names: more than one window of questions goes
+    over one socket per server, every answer is matched to its own question, and the one
+    stale name among them is the one named."""
+    server = await start()
+    names = [f"n{i}.{ZONE}" for i in range(1500)]
+    changes = [
+        Change(
+            RecordKey(server.name, ZONE, n, RecordType.A), 60, None, (f"10.0.{i // 250}.{i % 250}",)
+        )
+        for i, n in enumerate(names)
+    ]
+    await server.apply(changes)
+    wants = [want(*c.after, name=c.key.name) for c in changes]
+    result = await verify(wants, [server.bound], timeout=5, **FAST)
+    assert result.ok, result.reason
+    assert [a.record for a in result.answers] == [f"{n} A" for n in names]
+    wants[777] = want("192.0.2.9", name=names[777])
+    result = await verify(wants, [server.bound], timeout=3, **FAST)
+    assert not result.ok
+    assert [a.record for a in result.answers if not a.ok] == [f"{names[777]} A"]
+    assert f"for {names[777]} A after 3s" in result.reason
+
+
 async def test_a_stale_server_fails_at_the_deadline_and_is_named(start: Start) -> None:
     servers = await two_servers(start, "192.0.2.2", "192.0.2.1")
     result = await verify([want("192.0.2.2")], [s.bound for s in servers], timeout=0.6, **FAST)
@@ -191,8 +215,8 @@ async def test_dead_servers_are_reasons_not_exceptions(blackhole: HostPort) -> N
     closed = HostPort("127.0.0.1", free_port())
     result = await verify([want("192.0.2.2")], [blackhole, closed], timeout=0.5, **FAST)
     assert not result.ok
-    # UDP sockets that are not connected ignore ICMP "port unreachable": a closed port times out.
-    assert [a.reason for a in result.answers] == ["timeout", "timeout"]
+    # One connected UDP socket per server: ICMP "port unreachable" says nothing listens there.
+    assert [a.reason for a in result.answers] == ["timeout", "connection refused"]
     assert result.reason == f"{blackhole} timeout after 0.5s (1 more not in sync)"
     assert 0.4 <= result.elapsed < 2
 

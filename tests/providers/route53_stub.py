@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class Route53Stub:
         self.zones: dict[str, Zone] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.calls: list[str] = []  # operation names, in arrival order
+        self.arrivals: list[float] = []  # time.monotonic() of each call, in arrival order
         self.batches: list[list[dict[str, Any]]] = []  # accepted change batches
         self.pending_polls = 0  # GetChange answers PENDING this many times per change
         self.changes: dict[str, int] = {}  # change id -> PENDING answers left
@@ -120,6 +122,7 @@ class Route53Stub:
     async def _gate(self, operation: str, request: web.Request) -> web.Response | None:
         """Record the call, check the signature header, play an injected fault if any."""
         self.calls.append(operation)
+        self.arrivals.append(time.monotonic())
         self.called.set()
         auth = request.headers.get("Authorization", "")
         match = re.match(r"AWS4-HMAC-SHA256 Credential=([^/]+)/", auth)

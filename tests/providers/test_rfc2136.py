@@ -130,6 +130,32 @@ async def test_large_batch_is_split_below_64k(bind: BindServer, provider: Rfc213
     assert all(got[c.key] is not None and got[c.key].values == c.after for c in changes)  # type: ignore[union-attr]
 
 
+async def test_many_keys_are_read_pipelined_on_one_connection(
+    bind: BindServer, provider: Rfc2136Provider
+) -> None:
+    """Start-up reads every record: more than one pipeline's worth of questions goes over
+    TCP without a lone query per key, answers matched to their keys (absent ones included)."""
+    changes = [
+        Change(a(provider, f"pipe{i}"), 30, None, (f"10.9.{i // 250}.{i % 250}",))
+        for i in range(600)
+    ]
+    await provider.apply(changes)
+    alone: list[RecordKey] = []
+    read_one = provider._read_one
+
+    async def counting(address: str, k: RecordKey) -> RecordSet | None:
+        alone.append(k)
+        return await read_one(address, k)
+
+    provider._read_one = counting  # type: ignore[method-assign]
+    keys = [c.key for c in changes] + [a(provider, "pipe-absent")]
+    got = await provider.read(keys)
+    assert alone == []
+    assert got[keys[-1]] is None
+    assert [got[c.key].values for c in changes] == [c.after for c in changes]  # type: ignore[union-attr]
+    assert all(got[c.key].ttl == 30 for c in changes)  # type: ignore[union-attr]
+
+
 def test_split_changes_respects_the_limit() -> None:
     p = Rfc2136Provider(Rfc2136ProviderConfig("bind", "127.0.0.1"))
     changes = [Change(a(p, f"host-{i}"), 60, None, (f"192.0.2.{i % 250}",)) for i in range(1500)]
@@ -223,16 +249,16 @@ async def test_cname_rule_breaks_are_conflicts_not_silent_no_ops(
 # -- server refusals ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("reading", [False, True], ids=["update", "read"])
+@pytest.mark.parametrize("reading", [0, 1, 300], ids=["update", "read", "read-pipelined"])
 async def test_wrong_secret_is_an_auth_error_without_the_secret(
-    bind: BindServer, caplog: pytest.LogCaptureFixture, reading: bool
+    bind: BindServer, caplog: pytest.LogCaptureFixture, reading: int
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = base64.b64encode(os.urandom(32)).decode()
     p = make(bind, tsig=TsigConfig(KEY_NAME, Secret(wrong)))
     with pytest.raises(ProviderError) as info:
         if reading:
-            await p.read([a(p, "www")])
+            await p.read([a(p, f"www{i}") for i in range(reading)])
         else:
             await create(p, a(p, "never"), "192.0.2.1")
     err = info.value

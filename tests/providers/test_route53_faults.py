@@ -172,6 +172,23 @@ async def test_retries_stop_at_the_policy_limit(stub: Route53Stub, make: Make) -
     assert p.errors == ["throttling"] * 3  # type: ignore[attr-defined]
 
 
+async def test_requests_are_paced_to_the_account_limit(stub: Route53Stub, make: Make) -> None:
+    """Route 53 allows 5 requests per second per account: a burst of calls (a mass failover's
+    lookups) waits in the provider's token bucket instead of drawing Throttling errors."""
+    p = await make(requests_per_second=5)
+    await p.read([a(p, "warm")])  # the zone lookup, out of the way
+    await asyncio.sleep(1.0)  # the bucket is full again
+    stub.arrivals.clear()
+    keys = [a(p, f"k{i}") for i in range(15)]
+    await asyncio.gather(*(p.read([k]) for k in keys))
+    arrivals = stub.arrivals
+    assert len(arrivals) == 15
+    # 5 at once (the burst), then one per 0.2 s: never more than 5 + 5 within one second
+    assert all(sum(1 for t in arrivals if s <= t < s + 1.0) <= 10 for s in arrivals)
+    assert arrivals[-1] - arrivals[0] >= 1.5
+    assert p.errors == []  # type: ignore[attr-defined]
+
+
 async def test_invalid_change_batch_is_not_retried_and_nothing_applies(
     stub: Route53Stub, make: Make
 ) -> None:

@@ -159,3 +159,15 @@ async def test_a_bad_value_costs_its_details_not_the_queue(tmp_path: Path) -> No
     await journal.write("shop", "switch", Trigger.AUTO, "nan", 1.0, value=float("nan"))
     await journal.write("shop", "switch", Trigger.AUTO, "next", 2.0)
     assert [e["reason"] for e in store.history()] == ["nan", "next"]
+
+
+async def test_a_burst_beyond_the_cap_on_a_healthy_disk_is_written_whole(tmp_path: Path) -> None:
+    """The cap bounds memory while the disk refuses writes; a mass failover that journals more
+    entries at once than the cap, on a disk that accepts them, loses none."""
+    store = FullStore(tmp_path)
+    journal = Journal(store, "test", max_pending=10)
+    for n in range(50):
+        _write(journal, n)
+    await journal.sync()
+    assert [e["n"] for e in store.history()] == list(range(50))
+    assert journal.lost_total == 0

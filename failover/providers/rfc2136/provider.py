@@ -1,7 +1,8 @@
 """The `rfc2136` provider: TSIG-signed dynamic UPDATEs to one primary server.
 
 Reads ask the configured primary directly (RD cleared, AA required) rather than transferring
-the zone, because AXFR is usually forbidden. Each zone's changes go out as one UPDATE message,
+the zone, because AXFR is usually forbidden; many keys are asked pipelined on one TCP
+connection (`reads.py`). Each zone's changes go out as one UPDATE message,
 which the server applies all or nothing; every change carries a prerequisite that the RRset is
 still exactly what was read, so a hand edit made since then is detected instead of overwritten.
 Only a batch larger than a DNS message (64 KB) is split, and then each part is atomic on its own.
@@ -47,6 +48,7 @@ from failover.providers.base import (
     gather_all,
 )
 from failover.providers.retry import with_retries
+from failover.providers.rfc2136.reads import read_pipelined
 from failover.providers.rfc2136.wire import (
     TCP_LIMIT,
     UDP_LIMIT,
@@ -116,27 +118,52 @@ class Rfc2136Provider:
     # -- read -----------------------------------------------------------------------------------
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
-        """One authoritative query per key, in parallel; the whole read is retried as a unit."""
+        """One authoritative query per key, pipelined on one TCP connection (RFC 7766), the
+        whole read retried as a unit. What the pipeline could not get (TCP refused, the
+        connection dropped without progress) is asked one query per key, as before."""
         for k in keys:
             check_key(self.name, k, self._zones)
 
         async def attempt() -> dict[RecordKey, RecordSet | None]:
             address = await self._address()
-            results = await gather_all(self._read_one(address, k) for k in keys)
-            return dict(zip(keys, results, strict=True))
+            found: dict[RecordKey, RecordSet | None] = {}
+            if self.config.transport == "tcp" and len(keys) > 1:
+                found = await read_pipelined(
+                    address,
+                    self.config.port,
+                    self.config.timeout,
+                    keys,
+                    self._read_query,
+                    self._judge_read,
+                    self._server,
+                )
+            rest = [k for k in keys if k not in found]
+            results = await gather_all(self._read_one(address, k) for k in rest)
+            found.update(zip(rest, results, strict=True))
+            return {k: found[k] for k in keys}
 
         return await with_retries(attempt, self.config.retry, self.on_error)
 
-    async def _read_one(self, address: str, key: RecordKey) -> RecordSet | None:
+    def _read_query(self, key: RecordKey) -> dns.message.Message:
         name = dns.name.from_text(normalize_name(key.name))
-        rdtype = dns.rdatatype.from_text(key.type.value)
-        query = dns.message.make_query(name, rdtype)
+        query = dns.message.make_query(name, dns.rdatatype.from_text(key.type.value))
         query.flags &= ~dns.flags.RD
         if self._keyring is not None:
             query.use_tsig(self._keyring, keyname=self._keyname)
+        return query
+
+    async def _read_one(self, address: str, key: RecordKey) -> RecordSet | None:
+        query = self._read_query(key)
         zone = normalize_name(key.zone)
         async with self._read_slots:
             response = await self._exchange(query, address, zone, udp_limit=None)
+        return self._judge_read(key, zone, response)
+
+    def _judge_read(
+        self, key: RecordKey, zone: str, response: dns.message.Message
+    ) -> RecordSet | None:
+        name = dns.name.from_text(normalize_name(key.name))
+        rdtype = dns.rdatatype.from_text(key.type.value)
         rcode = response.rcode()
         if rcode == dns.rcode.SERVFAIL:
             raise ProviderError(

@@ -75,6 +75,8 @@ class Route53Provider:
         self._client: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._tokens = float(config.requests_per_second)  # `_pace`: requests allowed now
+        self._refilled = 0.0  # loop time the bucket was last refilled
         self._warned: set[tuple[str, RecordType]] = set()
         _quiet_sdk_debug_logs()
 
@@ -353,6 +355,7 @@ class Route53Provider:
         if self._client is None or self._executor is None:
             raise ProviderError(f"route53 {self.name}: not started", kind="state")
         method = getattr(self._client, wire.snake(operation))
+        await self._pace()
         await self._slots.acquire()
         try:
             loop = asyncio.get_running_loop()
@@ -374,6 +377,19 @@ class Route53Provider:
                 kind="timeout",
                 retryable=True,
             ) from None
+
+    async def _pace(self) -> None:
+        """A token bucket of `requests_per_second` (Route 53 allows 5 per second per account,
+        bursts included): a mass failover's batches, GetChange polls and listings wait here
+        instead of drawing Throttling errors, which are still retried with backoff."""
+        loop = asyncio.get_running_loop()
+        rate = self.config.requests_per_second
+        now = loop.time()
+        self._tokens = min(float(rate), self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        self._tokens -= 1.0
+        if self._tokens < 0:  # owed: wait until the bucket has refilled this request's token
+            await asyncio.sleep(-self._tokens / rate)
 
     def _release(self, future: asyncio.Future[Any]) -> None:
         self._slots.release()

@@ -1,0 +1,216 @@
+"""Footprint (issue 13): RSS and CPU of a running daemon at 1,000 and 10,000 services.
+
+The real daemon (`python -m failover run -c FILE`) watches N services x T targets (default 3)
+in one zone served by the builtin provider, every target probed with `tcp` every 5 s against
+local listeners (one accept thread closes each connection at once). After start-up and a
+settle period, the daemon's RSS (VmRSS) is read and its CPU (user + system, in cores) sampled
+over a window; then a second daemon with T + 1 targets per service gives the RSS per added
+target. Goals: RSS <= 100 MB for 1,000 x 3; <= 15 KB per added target; CPU <= 0.2 cores at
+600 probes/s (1,000 x 3 every 5 s).
+
+    python bench/footprint.py [--services 1000 10000] [--targets 3] [--interval 5s]
+        [--settle 15] [--sample 20] [--listeners 3000] [--no-added] [--repo PATH] [--keep]
+
+Every target gets its own address:port while listeners last (`--listeners`, bounded by the
+file descriptor limit): 1,000 x 3 probes are all distinct; at 10,000 x 3, ten targets share
+each listener, which matters only if identical probes are ever run once for several targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support import DaemonProcess, free_port
+from tests.support.daemon import REPO
+
+ZONE = "foot.test"
+GOAL_RSS_MB, GOAL_PER_TARGET_KB, GOAL_CPU = 100.0, 15.0, 0.2
+
+
+class Listeners:
+    """`count` listening sockets on 127.0.0.1, one thread accepting and closing at once."""
+
+    def __init__(self, count: int) -> None:
+        self.socks: list[socket.socket] = []
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(1024)
+            sock.setblocking(False)
+            self.socks.append(sock)
+        self.addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in self.socks]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for sock in self.socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while not self._stop.is_set():
+            for key, _ in selector.select(0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                while True:
+                    try:
+                        conn, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    conn.close()
+        selector.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for sock in self.socks:
+            sock.close()
+
+
+def config_text(
+    workdir: Path,
+    n: int,
+    targets: int,
+    interval: str,
+    addresses: list[str],
+    ports: tuple[int, int],
+) -> str:
+    dns_port, metrics_port = ports
+    lines = [
+        f'instance: {{name: foot, location: lab, state_dir: "{workdir / "state"}"}}',
+        f'admin: {{socket: "{workdir / "admin.sock"}"}}',
+        f'metrics: {{listen: "127.0.0.1:{metrics_port}"}}',
+        "providers:",
+        "  dns:",
+        "    type: builtin",
+        f'    listen: "127.0.0.1:{dns_port}"',
+        "defaults:",
+        f"  probe: {{interval: {interval}, timeout: 2s}}",
+        "  health: {fall: 2, rise: 1}",
+        "services:",
+    ]
+    k = 0
+    for i in range(1, n + 1):
+        lines += [
+            f"  svc{i:05d}:",
+            f"    records: [{{provider: dns, zone: {ZONE}, name: svc{i:05d}.{ZONE}, type: A}}]",
+            "    targets:",
+        ]
+        for t in range(targets):
+            address = addresses[k % len(addresses)]
+            k += 1
+            lines.append(
+                f"      - {{name: t{t}, values: [10.{t}.{i // 250}.{i % 250 + 1}],"
+                f' probes: [{{type: tcp, address: "{address}"}}]}}'
+            )
+    return "\n".join(lines) + "\n"
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    root: Path, n: int, targets: int, listeners: Listeners, args: argparse.Namespace
+) -> tuple[float, float, float]:
+    """(RSS MB, CPU cores, seconds until ready) of one daemon in steady state."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"n{n}-t{targets}-", dir=root))
+    ports = free_port(), free_port()
+    config = workdir / "failover.yaml"
+    config.write_text(config_text(workdir, n, targets, args.interval, listeners.addresses, ports))
+    daemon = DaemonProcess(config, ports[1], workdir / "admin.sock", repo=args.repo)
+    spawned = time.time()
+    daemon.start(ready_timeout=args.ready_timeout)
+    ready = time.time() - spawned
+    try:
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        time.sleep(args.settle)
+        cpu0, t0 = cpu_seconds(pid), time.time()
+        samples = []
+        while time.time() - t0 < args.sample:
+            samples.append(rss_kb(pid))
+            time.sleep(1.0)
+        cores = (cpu_seconds(pid) - cpu0) / (time.time() - t0)
+        return max(samples) / 1024, cores, ready
+    finally:
+        daemon.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--targets", type=int, default=3)
+    parser.add_argument("--interval", default="5s")
+    parser.add_argument("--settle", type=float, default=15.0, help="seconds after ready")
+    parser.add_argument("--sample", type=float, default=20.0, help="seconds of sampling")
+    parser.add_argument("--listeners", type=int, default=3000)
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--no-added", action="store_true", help="skip the T + 1 targets run")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--repo", type=Path, default=REPO, help="the checkout whose daemon runs (a before/after)"
+    )
+    args = parser.parse_args()
+    interval = float(args.interval.rstrip("s"))
+    root = Path(tempfile.mkdtemp(prefix="failover-footprint-"))
+    listeners = Listeners(min(args.listeners, max(args.services) * (args.targets + 1)))
+    print(
+        f"footprint: tcp probes every {args.interval} against {len(listeners.addresses)} local "
+        f"listeners, builtin provider, {os.cpu_count()} CPUs, load "
+        f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
+    try:
+        for n in args.services:
+            rate = n * args.targets / interval
+            rss, cores, ready = measure(root, n, args.targets, listeners, args)
+            line = (
+                f"{n} services x {args.targets} targets ({rate:.0f} probes/s): RSS {rss:.1f} MB, "
+                f"CPU {cores:.3f} cores ({rate / cores if cores else 0:.0f} probes per CPU-s), "
+                f"ready {ready:.1f}s after spawn"
+            )
+            if n == 1000 and args.targets == 3:
+                line += (
+                    f" [goals: RSS <= {GOAL_RSS_MB:g} MB "
+                    f"{'met' if rss <= GOAL_RSS_MB else 'MISSED'}, CPU <= {GOAL_CPU} cores "
+                    f"{'met' if cores <= GOAL_CPU else 'MISSED'}]"
+                )
+            print(line, flush=True)
+            if not args.no_added:
+                more, _, _ = measure(root, n, args.targets + 1, listeners, args)
+                per_target = (more - rss) * 1024 / n
+                print(
+                    f"  {n} services x {args.targets + 1} targets: RSS {more:.1f} MB -> "
+                    f"{per_target:.1f} KB per added target (goal <= {GOAL_PER_TARGET_KB:g} KB: "
+                    f"{'met' if per_target <= GOAL_PER_TARGET_KB else 'MISSED'})",
+                    flush=True,
+                )
+    finally:
+        listeners.close()
+        if args.keep:
+            print(f"work directory kept: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

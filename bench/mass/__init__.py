@@ -1,0 +1,1 @@
+"""The mass-failover benchmark's parts (`bench/mass_failover.py` runs them)."""
