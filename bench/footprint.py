@@ -2,79 +2,57 @@
 
 The real daemon (`python -m failover run -c FILE`) watches N services x T targets (default 3)
 in one zone served by the builtin provider, every target probed with `tcp` every 5 s against
-local listeners (one accept thread closes each connection at once). After start-up and a
-settle period, the daemon's RSS (VmRSS) is read and its CPU (user + system, in cores) sampled
-over a window; then a second daemon with T + 1 targets per service gives the RSS per added
-target. Goals: RSS <= 100 MB for 1,000 x 3; <= 15 KB per added target; CPU <= 0.2 cores at
+its own local listening socket (one accept thread closes each connection at once). After
+start-up and a settle period, the daemon's RSS (VmRSS) is read and its CPU (user + system, in
+cores) sampled over a window; then a second daemon with T + 1 targets per service gives the RSS
+per added target. Goals: RSS <= 100 MB for 1,000 x 3; <= 15 KB per added target; CPU <= 0.2 cores at
 600 probes/s (1,000 x 3 every 5 s).
 
     python bench/footprint.py [--services 1000 10000] [--targets 3] [--interval 5s]
-        [--settle 15] [--sample 20] [--listeners 3000] [--no-added] [--repo PATH] [--keep]
+        [--settle 15] [--sample 20] [--no-added] [--repo PATH] [--keep]
 
-Every target gets its own address:port while listeners last (`--listeners`, bounded by the
-file descriptor limit): 1,000 x 3 probes are all distinct; at 10,000 x 3, ten targets share
-each listener, which matters only if identical probes are ever run once for several targets.
+Every target gets its own address:port, so every probe is distinct (the daemon runs identical
+probes once; the bench checks the configuration before starting). 10,000 x 4 targets need
+40,000 listening sockets, LISTENERS_PER_HOST per loopback address from 127.0.0.81 on:
+RLIMIT_NOFILE is raised as needed (root), or the bench says how many descriptors it needs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.tcp_targets import FD_MARGIN, TcpTarget, raise_nofile, require_distinct
 from tests.support import DaemonProcess, free_port
 from tests.support.daemon import REPO
 
 ZONE = "foot.test"
 GOAL_RSS_MB, GOAL_PER_TARGET_KB, GOAL_CPU = 100.0, 15.0, 0.2
+LISTENERS_PER_HOST = 10000
 
 
 class Listeners:
-    """`count` listening sockets on 127.0.0.1, one thread accepting and closing at once."""
+    """`count` listening sockets, LISTENERS_PER_HOST per address from 127.0.0.81 on (each
+    address has ~22,000 ports below the ephemeral range)."""
 
     def __init__(self, count: int) -> None:
-        self.socks: list[socket.socket] = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(1024)
-            sock.setblocking(False)
-            self.socks.append(sock)
-        self.addresses = [f"127.0.0.1:{s.getsockname()[1]}" for s in self.socks]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        selector = selectors.DefaultSelector()
-        for sock in self.socks:
-            selector.register(sock, selectors.EVENT_READ)
-        while not self._stop.is_set():
-            for key, _ in selector.select(0.1):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                while True:
-                    try:
-                        conn, _ = sock.accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    conn.close()
-        selector.close()
+        self.targets: list[TcpTarget] = []
+        for first in range(0, count, LISTENERS_PER_HOST):
+            host = f"127.0.0.{81 + first // LISTENERS_PER_HOST}"
+            size = min(LISTENERS_PER_HOST, count - first)
+            self.targets.append(TcpTarget(host, size).start())
+        self.addresses = [t.address(i) for t in self.targets for i in range(t.count)]
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for sock in self.socks:
-            sock.close()
+        for target in self.targets:
+            target.stop()
 
 
 def config_text(
@@ -107,7 +85,7 @@ def config_text(
             "    targets:",
         ]
         for t in range(targets):
-            address = addresses[k % len(addresses)]
+            address = addresses[k]  # one listener per target: every probe distinct
             k += 1
             lines.append(
                 f"      - {{name: t{t}, values: [10.{t}.{i // 250}.{i % 250 + 1}],"
@@ -136,6 +114,7 @@ def measure(
     ports = free_port(), free_port()
     config = workdir / "failover.yaml"
     config.write_text(config_text(workdir, n, targets, args.interval, listeners.addresses, ports))
+    print(f"  {n} x {targets}: {require_distinct(config, n * targets)}", flush=True)
     daemon = DaemonProcess(config, ports[1], workdir / "admin.sock", repo=args.repo)
     spawned = time.time()
     daemon.start(ready_timeout=args.ready_timeout)
@@ -162,7 +141,6 @@ def main() -> int:
     parser.add_argument("--interval", default="5s")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds after ready")
     parser.add_argument("--sample", type=float, default=20.0, help="seconds of sampling")
-    parser.add_argument("--listeners", type=int, default=3000)
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--no-added", action="store_true", help="skip the T + 1 targets run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -172,7 +150,9 @@ def main() -> int:
     args = parser.parse_args()
     interval = float(args.interval.rstrip("s"))
     root = Path(tempfile.mkdtemp(prefix="failover-footprint-"))
-    listeners = Listeners(min(args.listeners, max(args.services) * (args.targets + 1)))
+    count = max(args.services) * (args.targets + (0 if args.no_added else 1))
+    raise_nofile(count + FD_MARGIN, f"{count} listening sockets, one per target")
+    listeners = Listeners(count)
     print(
         f"footprint: tcp probes every {args.interval} against {len(listeners.addresses)} local "
         f"listeners, builtin provider, {os.cpu_count()} CPUs, load "

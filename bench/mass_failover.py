@@ -2,8 +2,12 @@
 
 The real daemon (`python -m failover run -c FILE`) watches N services svc0001.bench.test...
 Each has a primary and a secondary target with distinct record values; every primary is probed
-with `tcp` (interval 1s, fall 2) against ONE local TCP listener, every secondary (interval 5s)
-against another. The records live at the provider under test, in one pre-created, empty zone:
+with `tcp` (interval 1s, fall 2) against its own port on 127.0.0.61, every secondary (interval
+5s) against its own port on 127.0.0.62 (one accept thread for all): 2 x N distinct probes, since
+the daemon runs identical probes once (the bench checks the configuration before starting).
+N = 10,000 needs 20,000 listening sockets: RLIMIT_NOFILE is raised as needed (root), or the
+bench says how many descriptors it needs. The records live at the provider under test, in one
+pre-created, empty zone:
 
 - bind:    rfc2136 -> a real BIND `named` on loopback (TSIG); the daemon verifies every change
            against BIND itself (`verify.nameservers`). UPDATE and QUERY messages are counted
@@ -15,7 +19,7 @@ against another. The records live at the provider under test, in one pre-created
            daemon makes goes through a counting reverse proxy, per Route 53 operation.
 
 Per run: the daemon starts and creates the 1,000 records (timed: initial publication); then the
-primaries' listener is closed (t0) and the bench waits until every service has a `verify`
+primaries' listening sockets are closed (t0) and the bench waits until every service has a `verify`
 journal entry with result ok for the secondary (t_verified); `t_changed` is when the peer held
 every new value (BIND: the SOA serial poll saw the final UPDATE land; moto: the proxy relayed the
 200 of the last ChangeResourceRecordSets). Afterwards the peer is read back in full (BIND: every
@@ -70,7 +74,8 @@ from bench.mass.phase import (
     wait_phase,
 )
 from bench.mass.report import print_run, print_table
-from bench.mass_peers import JournalTail, MotoPeer, Profiler, TcpTarget, clean_aws_env
+from bench.mass_peers import JournalTail, MotoPeer, Profiler, clean_aws_env
+from bench.tcp_targets import FD_MARGIN, TcpTarget, raise_nofile, require_distinct
 from tests.support import free_port
 
 
@@ -78,8 +83,8 @@ def one_run(
     provider: str, n: int, workdir: Path, moto: MotoPeer | None, args: argparse.Namespace
 ) -> RunResult:
     result = RunResult(provider, n)
-    primary = TcpTarget(PRIMARY_HOST).start()
-    secondary = TcpTarget(SECONDARY_HOST).start()
+    primary = TcpTarget(PRIMARY_HOST, n).start()
+    secondary = TcpTarget(SECONDARY_HOST, n).start()
     peer: Peer = BindPeer(workdir) if provider == "bind" else MotoPeerAdapter(moto)  # type: ignore[arg-type]
     metrics_port = free_port()
     config = workdir / "failover.yaml"
@@ -100,6 +105,7 @@ def one_run(
     daemon = BenchDaemon(config, metrics_port, workdir / "admin.sock")
     tail = JournalTail(workdir / "state" / "journal.jsonl")
     try:
+        print(f"  {provider} run: {require_distinct(config, 2 * n)}", flush=True)
         c0 = peer.counters()
         spawned = time.time()
         publish = Phase(spawned, "primary", {service_name(i) for i in range(1, n + 1)})
@@ -212,6 +218,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]
+    raise_nofile(2 * args.services + FD_MARGIN, f"{2 * args.services} listening sockets")
     root = Path(tempfile.mkdtemp(prefix="failover-mass-"))
     print(
         f"mass failover: {args.services} services in one zone; tcp probes, primaries every "

@@ -1,6 +1,6 @@
-"""Peers of `bench/mass_failover.py`: a bare TCP target, BIND serving one big zone with its
-statistics channel, moto's server in its own process behind a request-counting proxy, and a
-reader of the daemon's journal. Everything binds to 127.0.0.0/8.
+"""Peers of `bench/mass_failover.py` (its TCP targets are in `bench/tcp_targets.py`): BIND
+serving one big zone with its statistics channel, moto's server in its own process behind a
+request-counting proxy, and a reader of the daemon's journal. Everything binds to 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,57 +31,6 @@ from tests.providers.bind import KEY_NAME, LIMITED_KEY, ZONE, BindServer, find_t
 from tests.support import free_port, wait_until
 
 BENCH_ZONE = "bench.test"
-
-
-class TcpTarget:
-    """A listening socket whose accept thread closes every connection at once: what a `tcp`
-    probe needs, at a fraction of an HTTP server's cost (1,000 probes a second hit it).
-    `stop()` closes the socket, so the next connection attempt is refused (RST)."""
-
-    def __init__(self, host: str) -> None:
-        self.host = host
-        self.port = free_port(host)
-        self.accepted = 0
-        self._sock: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def start(self) -> TcpTarget:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(4096)
-        sock.settimeout(0.05)
-        self._sock = sock
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._accept, args=(sock,), daemon=True)
-        self._thread.start()
-        return self
-
-    def _accept(self, sock: socket.socket) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            conn.close()
-            self.accepted += 1
-
-    def stop(self) -> None:
-        """Refuse connections from now on (the listening socket is gone when this returns)."""
-        if self._sock is None:
-            return
-        self._stopping.set()
-        self._sock.close()  # new SYNs are answered with RST from here on
-        self._sock = None
-        if self._thread is not None:
-            self._thread.join(2)
 
 
 class BenchBind(BindServer):

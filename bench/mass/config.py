@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.mass_peers import BENCH_ZONE, BenchBind, MotoPeer, TcpTarget
+from bench.mass_peers import BENCH_ZONE, BenchBind, MotoPeer
+from bench.tcp_targets import TcpTarget
 from tests.providers.bind import KEY_NAME
 from tests.support import DaemonProcess
 
@@ -37,6 +38,8 @@ def config_text(
     resync: str = "",
     intervals: tuple[str, str] = ("1s", "5s"),
 ) -> str:
+    """Service i's primary and secondary each probe their own port of `primary` / `secondary`
+    (`address(i - 1)`): identical probes would run once for all services."""
     # every primary must have reported UP before the grace ends, or a secondary gets published
     text = intervals[0]
     every = float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
@@ -65,9 +68,9 @@ def config_text(
             " type: A, ttl: 30}]",
             "    targets:",
             f"      - {{name: primary, location: cloud-a, values: [{p}],"
-            f' probes: [{{type: tcp, address: "{primary.address}"}}]}}',
-            f"      - {{name: secondary, location: cloud-b, values: [{s}],"
-            f' probes: [{{type: tcp, address: "{secondary.address}", interval: {intervals[1]}}}]}}',
+            f' probes: [{{type: tcp, address: "{primary.address(i - 1)}"}}]}}',
+            f"      - {{name: secondary, location: cloud-b, values: [{s}], probes: [{{type: tcp,"
+            f' address: "{secondary.address(i - 1)}", interval: {intervals[1]}}}]}}',
         ]
     return "\n".join(lines) + "\n"
 

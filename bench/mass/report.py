@@ -26,7 +26,7 @@ def print_run(r: RunResult, number: int) -> None:
     )
     print(f"    API calls: {r.api_publish}")
     print(
-        f"  failover (t0 = primary listener closed): {f['switched']}/{f['expected']} switched"
+        f"  failover (t0 = primary listeners closed): {f['switched']}/{f['expected']} switched"
         f"{f' ({r.early} had moved before t0: false DOWN under load)' if r.early else ''}"
         f"{' TIMED OUT' if f['timed_out'] else ''}; first decision "
         f"{fmt(f['first_decision'])}, last decision {fmt(f['last_decision'])}, "
