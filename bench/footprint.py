@@ -13,8 +13,9 @@ per added target. Goals: RSS <= 100 MB for 1,000 x 3; <= 15 KB per added target;
 
 Every target gets its own address:port, so every probe is distinct (the daemon runs identical
 probes once; the bench checks the configuration before starting). 10,000 x 4 targets need
-40,000 listening sockets, LISTENERS_PER_HOST per loopback address from 127.0.0.81 on:
-RLIMIT_NOFILE is raised as needed (root), or the bench says how many descriptors it needs.
+40,000 listening sockets, LISTENERS_PER_HOST per loopback address from 127.0.0.81 on, each
+address served by a process of its own: RLIMIT_NOFILE is raised when that needs it (root), or
+the bench says how many descriptors it needs.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ LISTENERS_PER_HOST = 10000
 
 
 class Listeners:
-    """`count` listening sockets, LISTENERS_PER_HOST per address from 127.0.0.81 on (each
-    address has ~22,000 ports below the ephemeral range)."""
+    """`count` listening sockets, LISTENERS_PER_HOST per address from 127.0.0.81 on, one
+    process each (each address has ~22,000 ports below the ephemeral range)."""
 
     def __init__(self, count: int) -> None:
         self.targets: list[TcpTarget] = []
@@ -151,7 +152,8 @@ def main() -> int:
     interval = float(args.interval.rstrip("s"))
     root = Path(tempfile.mkdtemp(prefix="failover-footprint-"))
     count = max(args.services) * (args.targets + (0 if args.no_added else 1))
-    raise_nofile(count + FD_MARGIN, f"{count} listening sockets, one per target")
+    per_process = min(count, LISTENERS_PER_HOST)
+    raise_nofile(per_process + FD_MARGIN, f"{per_process} listening sockets per listener")
     listeners = Listeners(count)
     print(
         f"footprint: tcp probes every {args.interval} against {len(listeners.addresses)} local "

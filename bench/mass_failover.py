@@ -3,11 +3,11 @@
 The real daemon (`python -m failover run -c FILE`) watches N services svc0001.bench.test...
 Each has a primary and a secondary target with distinct record values; every primary is probed
 with `tcp` (interval 1s, fall 2) against its own port on 127.0.0.61, every secondary (interval
-5s) against its own port on 127.0.0.62 (one accept thread for all): 2 x N distinct probes, since
-the daemon runs identical probes once (the bench checks the configuration before starting).
-N = 10,000 needs 20,000 listening sockets: RLIMIT_NOFILE is raised as needed (root), or the
-bench says how many descriptors it needs. The records live at the provider under test, in one
-pre-created, empty zone:
+5s) against its own port on 127.0.0.62 (one listener process per address, accepting and closing
+at once): 2 x N distinct probes, since the daemon runs identical probes once (the bench checks
+the configuration before starting). N listening sockets per process: RLIMIT_NOFILE is raised
+when that needs it (root), or the bench says how many descriptors it needs. The records live at
+the provider under test, in one pre-created, empty zone:
 
 - bind:    rfc2136 -> a real BIND `named` on loopback (TSIG); the daemon verifies every change
            against BIND itself (`verify.nameservers`). UPDATE and QUERY messages are counted
@@ -218,7 +218,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]
-    raise_nofile(2 * args.services + FD_MARGIN, f"{2 * args.services} listening sockets")
+    raise_nofile(args.services + FD_MARGIN, f"{args.services} listening sockets per listener")
     root = Path(tempfile.mkdtemp(prefix="failover-mass-"))
     print(
         f"mass failover: {args.services} services in one zone; tcp probes, primaries every "
