@@ -31,6 +31,7 @@ import dns.rrset
 import dns.update
 
 from tests.support import Peer, free_port
+from tests.support.net import close_leftover_transports
 
 Mode = Literal["apply", "ignore", "refuse"]
 FAST_RETRY = "{attempts: 2, initial: 50ms, max_delay: 200ms, deadline: 2s}"
@@ -114,6 +115,7 @@ class UpdateServer:
                 await self._tcp.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(close_leftover_transports(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tests.providers.route53_stub import THROTTLING, _error
 from tests.support import free_port
+from tests.support.net import close_leftover_transports
 
 CHANGE_PATH = "/2013-04-01/change/"
 
@@ -59,6 +60,7 @@ class ThrottlingProxy:
                 await self._session.close()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(close_leftover_transports(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

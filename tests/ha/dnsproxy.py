@@ -16,6 +16,7 @@ import threading
 import dns.opcode
 
 from tests.support import free_port, wait_until
+from tests.support.net import close_leftover_transports
 
 
 class HoldingProxy:
@@ -48,6 +49,7 @@ class HoldingProxy:
                 await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(close_leftover_transports(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()

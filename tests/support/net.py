@@ -34,6 +34,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port")
 
 
+async def close_leftover_transports() -> None:
+    """Abort every connection still registered with the running loop, then let their
+    callbacks run. A server's `close()` stops accepting but leaves its clients' transports
+    open (Python 3.11); one garbage-collected later fails an unrelated test on an
+    'unclosed transport' warning. Test servers in their own thread call this before their
+    loop stops."""
+    loop = asyncio.get_running_loop()
+    selector = getattr(loop, "_selector", None)  # the selector loop's registry (test-only use)
+    if selector is None:
+        return
+    for key in list(selector.get_map().values()):
+        for handle in key.data or ():
+            owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+            if isinstance(owner, asyncio.BaseTransport) and not owner.is_closing():
+                abort = getattr(owner, "abort", owner.close)
+                abort()
+    await asyncio.sleep(0.05)
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     """Poll `predicate` until it returns something true (that value); an exception counts as
     not yet (the peer may not be up), and the last one is named when time runs out."""
@@ -105,6 +124,7 @@ class TargetServer:
         # transports closed by the cleanup finish closing in callbacks on this loop: give them
         # time to run before the loop stops (0.05 s was not always enough on a busy machine)
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0.25), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(close_leftover_transports(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.run_until_complete(self._loop.shutdown_asyncgens())
