@@ -2,7 +2,8 @@
 
 Kept apart from the YAML loader in `loader.py` so every layer can import the shapes without
 pulling in parsing. Durations are float seconds. Provider and probe sections are tagged unions on
-`type`: a new provider or probe kind adds one dataclass here and one member to the union.
+`type`: a new probe kind adds one dataclass here and one member to the union, a new provider the
+same in `provider_types.py` (re-exported here, with `scalars.py`, so imports stay one place).
 """
 
 from __future__ import annotations
@@ -12,45 +13,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from failover.config.provider_types import (
+    BuiltinProviderConfig as BuiltinProviderConfig,
+)
+from failover.config.provider_types import (
+    CloudflareProviderConfig as CloudflareProviderConfig,
+)
+from failover.config.provider_types import (
+    HetznerProviderConfig as HetznerProviderConfig,
+)
+from failover.config.provider_types import (
+    OvhProviderConfig as OvhProviderConfig,
+)
+from failover.config.provider_types import (
+    PluginProviderConfig as PluginProviderConfig,
+)
+from failover.config.provider_types import (
+    ProviderConfig as ProviderConfig,
+)
+from failover.config.provider_types import (
+    RetryConfig as RetryConfig,
+)
+from failover.config.provider_types import (
+    Rfc2136ProviderConfig as Rfc2136ProviderConfig,
+)
+from failover.config.provider_types import (
+    Route53ProviderConfig as Route53ProviderConfig,
+)
+from failover.config.provider_types import (
+    ScalewayProviderConfig as ScalewayProviderConfig,
+)
+from failover.config.provider_types import (
+    TsigConfig as TsigConfig,
+)
+from failover.config.provider_types import (
+    VerifyConfig as VerifyConfig,
+)
+from failover.config.scalars import HostPort as HostPort
+from failover.config.scalars import Secret as Secret
 from failover.model import RecordKey, RecordType
-
-
-class Secret:
-    """A credential read from `${ENV}` or `${file:…}`; it never prints its value.
-
-    `clear_text` records that the file held the value itself rather than a `${…}` reference,
-    so `failover audit` can flag it; it is not part of equality.
-    """
-
-    __slots__ = ("_value", "clear_text")
-
-    def __init__(self, value: str, *, clear_text: bool = False) -> None:
-        self._value = value
-        self.clear_text = clear_text
-
-    def reveal(self) -> str:
-        """The clear value, for the one call that sends it to a provider."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(("Secret", self._value))
-
-
-@dataclass(frozen=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -72,193 +73,6 @@ class AdminConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: HostPort | None
-
-
-@dataclass(frozen=True)
-class VerifyConfig:
-    """After a change, which authoritative servers must serve the new answer."""
-
-    enabled: bool = True
-    nameservers: tuple[HostPort, ...] = ()  # empty: the zone's NS set
-    timeout: float = 60.0
-    # "api": read the change back through the provider's API, for records no authoritative
-    # query can check (Cloudflare-proxied ones answer with Cloudflare's own addresses)
-    method: Literal["dns", "api"] = "dns"
-
-
-@dataclass(frozen=True)
-class RetryConfig:
-    """Retry policy of provider calls: exponential backoff with jitter under a deadline."""
-
-    attempts: int = 5
-    initial: float = 0.5
-    max_delay: float = 10.0
-    deadline: float = 60.0
-
-
-@dataclass(frozen=True)
-class BuiltinProviderConfig:
-    """An authoritative DNS server inside the daemon: demo, labs and tests, not production."""
-
-    name: str
-    listen: HostPort
-    type: Literal["builtin"] = "builtin"
-    location: str | None = None
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-
-
-@dataclass(frozen=True)
-class Route53ProviderConfig:
-    """Amazon Route 53 through boto3; credentials from the standard AWS chain by default."""
-
-    name: str
-    type: Literal["route53"] = "route53"
-    location: str | None = "aws"
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    profile: str | None = None
-    region: str | None = None
-    access_key_id: Secret | None = None
-    secret_access_key: Secret | None = None
-    session_token: Secret | None = None
-    endpoint_url: str | None = None
-    hosted_zone_ids: Mapping[str, str] = field(default_factory=dict)  # zone -> id
-    max_concurrency: int = 4
-    change_timeout: float = 120.0  # GetChange polling deadline (PENDING -> INSYNC)
-    requests_per_second: int = 5  # Route 53's API limit per account: calls are paced to it
-
-
-@dataclass(frozen=True)
-class OvhProviderConfig:
-    """OVHcloud through the official `ovh` package: application keys or OAuth2 client.
-
-    With no credential keys, python-ovh's own conventions apply (`OVH_*` environment,
-    `ovh.conf`).
-    """
-
-    name: str
-    type: Literal["ovh"] = "ovh"
-    location: str | None = "ovh"
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    endpoint: str = "ovh-eu"  # an endpoint name (ovh-eu, ovh-ca, ovh-us…) or a base URL
-    application_key: Secret | None = None
-    application_secret: Secret | None = None
-    consumer_key: Secret | None = None
-    client_id: Secret | None = None
-    client_secret: Secret | None = None
-    max_concurrency: int = 4
-    rate_limit: float = 20.0  # API requests per second
-    change_timeout: float = 120.0  # waiting for the zone's deployment status after a refresh
-
-
-@dataclass(frozen=True)
-class ScalewayProviderConfig:
-    """Scaleway Domains and DNS v2beta1 over plain HTTP (`X-Auth-Token`)."""
-
-    name: str
-    type: Literal["scaleway"] = "scaleway"
-    location: str | None = "scaleway"
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    secret_key: Secret | None = None  # None: $SCW_SECRET_KEY when the daemon starts
-    api_url: str = "https://api.scaleway.com"
-    project_id: str | None = None
-    page_size: int = 100
-    max_concurrency: int = 4
-    change_timeout: float = 300.0  # waiting for the zone to be `active` again after a change
-
-
-@dataclass(frozen=True)
-class HetznerProviderConfig:
-    """Hetzner Cloud DNS (zones and RRSets of the Cloud API) through the official `hcloud` SDK."""
-
-    name: str
-    type: Literal["hetzner"] = "hetzner"
-    location: str | None = "hetzner"
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    token: Secret | None = None  # None: $HCLOUD_TOKEN when the daemon starts
-    api_endpoint: str = "https://api.hetzner.cloud/v1"
-    max_concurrency: int = 4  # SDK calls in flight (each holds a thread)
-    change_timeout: float = 120.0  # waiting for actions to succeed and the zone to be `ok`
-
-
-@dataclass(frozen=True)
-class CloudflareProviderConfig:
-    """Cloudflare DNS through the official `cloudflare` SDK's async client (API token)."""
-
-    name: str
-    type: Literal["cloudflare"] = "cloudflare"
-    location: str | None = "cloudflare"
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    api_token: Secret | None = None  # None: $CLOUDFLARE_API_TOKEN when the daemon starts
-    base_url: str = "https://api.cloudflare.com/client/v4"
-    batch_size: int = 200  # records per /batch call: 200 on the Free plan, 3,500 on paid ones
-    page_size: int = 100  # records per page when listing
-    # names whose records are published proxied (orange cloud); True: all of this provider's
-    proxied: bool | frozenset[str] = False
-    max_concurrency: int = 4  # zones written in parallel
-
-
-@dataclass(frozen=True)
-class PluginProviderConfig:
-    """A provider from a third-party package (entry point group `failover.providers`).
-
-    The keys every provider takes are parsed here; the others go to the plugin untouched as
-    `options`, except that every `${…}` value arrives as a `Secret` so it never prints."""
-
-    name: str
-    type: str
-    location: str | None = None
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    options: Mapping[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TsigConfig:
-    name: str
-    secret: Secret
-    algorithm: str = "hmac-sha256"
-
-
-@dataclass(frozen=True)
-class Rfc2136ProviderConfig:
-    """Any RFC 2136 server (BIND, Knot, PowerDNS) with TSIG-signed UPDATEs."""
-
-    name: str
-    server: str
-    type: Literal["rfc2136"] = "rfc2136"
-    location: str | None = None
-    timeout: float = 10.0
-    verify: VerifyConfig = field(default_factory=VerifyConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    port: int = 53
-    tsig: TsigConfig | None = None
-    transport: Literal["tcp", "udp"] = "tcp"  # tcp falls back to udp when tcp is refused
-    max_concurrency: int = 4  # zones updated in parallel
-
-
-ProviderConfig = (
-    BuiltinProviderConfig
-    | Route53ProviderConfig
-    | OvhProviderConfig
-    | ScalewayProviderConfig
-    | Rfc2136ProviderConfig
-    | HetznerProviderConfig
-    | CloudflareProviderConfig
-    | PluginProviderConfig
-)
 
 
 @dataclass(frozen=True)
