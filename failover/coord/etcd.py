@@ -166,8 +166,11 @@ class EtcdCoordinator:
 
     async def _syncer(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # arrives as the event is set, and aclose() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.ttl / 3)
+                async with asyncio.timeout(self.ttl / 3):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._sync()

@@ -170,3 +170,15 @@ async def test_keys_are_readable_with_etcdctl(cluster: EtcdCluster, make: MakeCo
     assert pairs[f"{prefix}/leader"] == "fo-a"
     assert json.loads(pairs[f"{prefix}/views/fo-a"])["targets"]["shop"]["primary"] == "up"
     assert json.loads(pairs[f"{prefix}/intents/shop"]) == {"mode": "auto"}
+
+
+async def test_a_stop_that_races_a_wake_up_still_stops(make: MakeCoordinator) -> None:
+    """On Python 3.11 `asyncio.wait_for` swallows a cancel that arrives just as its event is
+    set; the syncer then looped on and `aclose()` waited forever (a CI run hung here)."""
+    for round_ in range(5):
+        coord = make(f"fo-{round_}")
+        await leased(coord)
+        await asyncio.sleep(0.05)  # the syncer is idle, waiting for a wake-up
+        coord._wake.set()
+        await asyncio.sleep(0)  # the wake-up is delivered, the syncer not yet resumed
+        await asyncio.wait_for(coord.aclose(revoke=False), timeout=10)
