@@ -6,6 +6,7 @@ including "no action", carries one human line and the state to persist.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -275,15 +276,23 @@ def _decide_auto(
     grace_end = snap.started_at + service.policy.startup_grace
     starting = snap.now < grace_end
     unknown = [n for n in names if view.health(n) == Health.UNKNOWN]
-    start_hold = (
-        f"starting: waiting for {', '.join(unknown)} to leave UNKNOWN "
-        f"(grace ends in {format_duration(grace_end - snap.now, round_up=True)})"
-    )
+
+    def start_hold(waiting: list[str]) -> Decision:
+        return _hold(
+            state,
+            f"starting: waiting for {', '.join(waiting)} to leave UNKNOWN "
+            f"(grace ends in {format_duration(grace_end - snap.now, round_up=True)})",
+        )
 
     if pub.kind == "missing":
-        if starting and unknown:
-            return _hold(state, start_hold)
-        first_up = next((n for n in names if view.is_up(n)), None)
+        # Nothing is served yet: publish the first UP target in priority order as soon as
+        # every target ranked above it is known. Only an UNKNOWN target above it could change
+        # the choice, so only those are waited for during the start-up grace.
+        above = list(itertools.takewhile(lambda n: not view.is_up(n), names))
+        first_up = names[len(above)] if len(above) < len(names) else None
+        waiting = [n for n in above if view.health(n) == Health.UNKNOWN]
+        if starting and waiting:
+            return start_hold(waiting)
         if first_up is None:
             return _hold(
                 state, "no record published yet and no target is UP", ALARM_NO_HEALTHY_TARGET
@@ -314,7 +323,7 @@ def _decide_auto(
     missing_note = f" ({_plural(len(pub.missing), 'record')} missing)" if pub.missing else ""
 
     if starting and unknown:
-        return _hold(state, start_hold)
+        return start_hold(unknown)
     if snap.local_fault:
         return _hold(
             state,

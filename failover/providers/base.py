@@ -163,11 +163,16 @@ async def gather_all(calls: Iterable[Awaitable[T]]) -> list[T]:
 
 
 async def per_zone(
-    work: Callable[[str, K], Awaitable[T]], by_zone: Mapping[str, K]
+    work: Callable[[str, K], Awaitable[T]],
+    by_zone: Mapping[str, K],
+    *,
+    label: str = "",
+    done_word: str = "done",
 ) -> dict[str, T]:
     """Run `work(zone, item)` for every zone at once; one slow or failing zone neither delays
     nor hides the others. Raises one ProviderError naming each failed zone (and those done),
-    or the zone's own error when there is only one."""
+    or the zone's own error when there is only one. `label` (e.g. "scaleway ovh-main") starts
+    the combined message with how many of the zones failed."""
     zones = list(by_zone)
     outcomes = await asyncio.gather(*(work(z, by_zone[z]) for z in zones), return_exceptions=True)
     errors: list[tuple[str, ProviderError]] = []
@@ -184,6 +189,8 @@ async def per_zone(
     if len(errors) == 1 and len(zones) == 1:
         raise errors[0][1]
     message = "; ".join(f"{zone}: {exc}" for zone, exc in errors)
+    if label:
+        message = f"{label}: {len(errors)} of {len(zones)} zones failed: {message}"
     if done:
-        message += f" (done: {', '.join(done)})"
+        message += f" ({done_word}: {', '.join(done)})"
     raise combined_error(message, [e for _, e in errors])

@@ -40,8 +40,8 @@ from failover.providers.base import (
     Receipt,
     check_key,
     check_values,
-    combined_error,
     gather_all,
+    per_zone,
 )
 from failover.providers.cloudflare_batch import AUTO_TTL, Batch, Existing, Wanted, plan_batches
 from failover.providers.retry import kind_of_status, with_retries
@@ -171,29 +171,18 @@ class CloudflareProvider:
             wanted = Wanted(name, change.key.type, change.ttl, values, proxied)
             by_zone.setdefault(zone, {})[(name, change.key.type)] = wanted
         zones = sorted(by_zone)
-        outcomes = await asyncio.gather(
-            *(self._apply_zone(z, list(by_zone[z].values())) for z in zones),
-            return_exceptions=True,
+
+        async def apply_zone(zone: str, wanted: dict[tuple[str, RecordType], Wanted]) -> None:
+            await self._apply_zone(zone, list(wanted.values()))
+            # applied: remember the TTL asked of its proxied record sets
+            self._asked.update({(w.name, w.type): w.ttl for w in wanted.values() if w.proxied})
+
+        await per_zone(
+            apply_zone,
+            {zone: by_zone[zone] for zone in zones},
+            label=f"cloudflare {self.name}",
+            done_word="applied",
         )
-        failed = [(z, o) for z, o in zip(zones, outcomes, strict=True) if isinstance(o, Exception)]
-        for zone, outcome in zip(zones, outcomes, strict=True):
-            if outcome is None:  # applied: remember the TTL asked of its proxied record sets
-                sets = by_zone[zone].values()
-                self._asked.update({(w.name, w.type): w.ttl for w in sets if w.proxied})
-        for _, outcome in failed:
-            if not isinstance(outcome, ProviderError):
-                raise outcome
-        if len(failed) == 1 and len(zones) == 1:
-            raise failed[0][1]
-        if failed:
-            errors = [e for _, e in failed if isinstance(e, ProviderError)]
-            applied = [z for z, o in zip(zones, outcomes, strict=True) if o is None]
-            raise combined_error(
-                f"cloudflare {self.name}: {len(failed)} of {len(zones)} zones failed: "
-                + "; ".join(f"{z}: {e}" for z, e in failed)
-                + (f" (applied: {', '.join(applied)})" if applied else ""),
-                errors,
-            )
         return Receipt(provider=self.name, change_ids=tuple(zones), submitted_at=time.time())
 
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:

@@ -39,7 +39,7 @@ from failover.providers.base import (
     Receipt,
     check_key,
     check_values,
-    combined_error,
+    per_zone,
     relative_name,
 )
 from failover.providers.retry import kind_of_status, with_retries
@@ -209,24 +209,12 @@ class ScalewayProvider:
             values = check_values(change, zone)
             by_zone.setdefault(zone, {})[(rel, change.key.type)] = (change.ttl, values)
         zones = sorted(by_zone)
-        outcomes = await asyncio.gather(
-            *(self._patch_zone(zone, by_zone[zone]) for zone in zones), return_exceptions=True
+        await per_zone(
+            self._patch_zone,
+            {zone: by_zone[zone] for zone in zones},
+            label=f"scaleway {self.name}",
+            done_word="applied",
         )
-        failed = [(z, o) for z, o in zip(zones, outcomes, strict=True) if isinstance(o, Exception)]
-        for _, outcome in failed:
-            if not isinstance(outcome, ProviderError):
-                raise outcome
-        if len(failed) == 1 and len(zones) == 1:
-            raise failed[0][1]
-        if failed:
-            errors = [e for _, e in failed if isinstance(e, ProviderError)]
-            applied = [z for z, o in zip(zones, outcomes, strict=True) if o is None]
-            raise combined_error(
-                f"scaleway {self.name}: {len(failed)} of {len(zones)} zones failed: "
-                + "; ".join(f"{z}: {e}" for z, e in failed)
-                + (f" (applied: {', '.join(applied)})" if applied else ""),
-                errors,
-            )
         return Receipt(provider=self.name, change_ids=tuple(zones), submitted_at=time.time())
 
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:

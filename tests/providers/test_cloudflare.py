@@ -285,6 +285,26 @@ async def test_4xx_is_not_retried(provider: Provider, fake: FakeCloudflare) -> N
     assert provider.errors == ["invalid"] and len(fake.calls("POST", "/batch")) == 1
 
 
+async def test_one_zone_failing_names_it_and_the_zones_applied(
+    provider: Provider, fake: FakeCloudflare
+) -> None:
+    fake.inject("POST", f"{fake.zone(ZONE).id}/dns_records/batch", status=400, code=1004,
+                message="DNS Validation Error")  # fmt: skip
+    with pytest.raises(ProviderError) as info:
+        await provider.apply(
+            [
+                Change(a(provider, "www"), 60, None, ("192.0.2.1",)),
+                Change(a(provider, "www", OTHER), 60, None, ("192.0.2.2",)),
+            ]
+        )
+    message = str(info.value)
+    assert message.startswith(f"cloudflare cf: 1 of 2 zones failed: {ZONE}: ")
+    assert "DNS Validation Error" in message and message.endswith(f"(applied: {OTHER})")
+    assert info.value.kind == "invalid" and not info.value.retryable
+    assert fake.rrset(OTHER, f"www.{OTHER}") == (60, ["192.0.2.2"])
+    assert fake.rrset(ZONE, f"www.{ZONE}") is None
+
+
 async def test_a_zone_the_token_cannot_see(provider: Provider) -> None:
     with pytest.raises(ProviderError) as info:
         await provider.read([a(provider, "x", "missing.test")])
