@@ -25,8 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from failover import heap, readiness, sdnotify
 from failover import listeners as fd
-from failover import readiness, sdnotify
 from failover import reload as live_reload
 from failover.admin import AdminApi, start_unix_site
 from failover.config.loader import ConfigError, load_config
@@ -340,6 +340,7 @@ class Daemon:
                     self.sd.ready(self.status_line())
             self.metrics.reload_ok.set(1)
             self.metrics.reload_success_time.set_to_current_time()
+            heap.settle()  # the new configuration's objects join the frozen start-up heap
             summary = diff.summary()
             log.info("configuration reloaded from %s: %s", self.config.source, summary)
             await engine.journal.write(
@@ -503,6 +504,7 @@ async def run_daemon(config: Config, *, dry_run: bool = False, once: bool = Fals
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.request_stop)
         loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
+        heap.settle()  # before serving: full collections no longer walk the start-up heap
         daemon.serving()
         await daemon.wait()
         return 0

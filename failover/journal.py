@@ -19,6 +19,7 @@ import contextlib
 import errno
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,7 @@ class Journal:
         self._seq = 0  # items (entries or state saves) queued so far
         self._done = 0  # of which attempted (on disk, or waiting in memory)
         self._committer: asyncio.Task[None] | None = None
+        self._round: asyncio.Future[None] | None = None  # resolved as each commit round ends
         self._background: set[asyncio.Task[dict[str, Any]]] = set()
         self._retry_at = float("-inf")  # loop time of the next attempt while the disk refuses
         self._delay = 0.0
@@ -177,7 +179,12 @@ class Journal:
         while self._done < target:
             self._kick()
             assert self._committer is not None
-            await asyncio.shield(self._committer)
+            if self._round is None or self._round.done():
+                self._round = asyncio.get_running_loop().create_future()
+            # The end of the round in progress, not of the committer: under a steady flow of
+            # entries the committer runs for seconds, and a mass failover's decisions waited
+            # for the journal to fall quiet (hundreds of ms) instead of for their own write.
+            await asyncio.wait([self._round, self._committer], return_when=FIRST_COMPLETED)
 
     def _append(self, body: dict[str, Any]) -> None:
         self._pending.append((body, self._encode(body)))
@@ -215,6 +222,8 @@ class Journal:
                     log.exception("journal: write attempt failed")
                     self._refused(OSError(errno.EIO, f"internal error: {exc!r}"))
             self._done = target
+            if self._round is not None and not self._round.done():
+                self._round.set_result(None)
             for body in fresh:
                 self._notify(body)
             if self._done >= self._seq:

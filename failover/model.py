@@ -6,6 +6,7 @@ appear in the admin API, the journal and the metrics, and users' scripts depend 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ def normalize_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def canonical_value(rtype: RecordType, value: str) -> str:
     """Canonical text of one record value, so values compare equal whatever their spelling.
 
@@ -77,6 +79,13 @@ def canonical_value(rtype: RecordType, value: str) -> str:
 
 def canonical_values(rtype: RecordType, values: Iterable[str]) -> tuple[str, ...]:
     """Sorted, de-duplicated canonical values: the comparable form of an RRset."""
+    return _canonical_tuple(rtype, values if isinstance(values, tuple) else tuple(values))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _canonical_tuple(rtype: RecordType, values: tuple[str, ...]) -> tuple[str, ...]:
+    # cached: every decision compares the RRsets read and every target's values, and parsing
+    # an address costs more than the rest of a decision (a few thousand distinct RRsets)
     return tuple(sorted({canonical_value(rtype, v) for v in values}))
 
 

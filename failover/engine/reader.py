@@ -117,6 +117,7 @@ class RecordReader:
         async with self.ctx.lock:
             now = self.ctx.clock()
             for rt, generation in {id(rt): (rt, g) for rt, _, g in wanted}.values():
+                self.ctx.wake_service(rt.name)  # a read concerns the services it read, only
                 if self.ctx.services.get(rt.name) is not rt:
                     continue  # removed or replaced by a reload while this read ran
                 if rt.busy or rt.changed_at >= started:
@@ -130,7 +131,6 @@ class RecordReader:
                     rt.read_failed(name, found, now)
                 else:
                     rt.records_read(name, found, now)
-        self.ctx.wake()
 
     async def _call(
         self, name: str, keys: list[RecordKey]

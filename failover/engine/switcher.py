@@ -119,10 +119,11 @@ class Switcher:
                 rt, action, decision.trigger, decision.reason, now, from_target, plan
             )
             outcomes = await self._submit(rt, plan, token)
-            async with self.ctx.lock:
-                result = await self._record_switch(
+            result = await self.ctx.locked(
+                lambda: self._record_switch(
                     rt, decision, plan, now, outcomes, from_target, restore, intent
                 )
+            )
             await self.ctx.journal.sync()  # on disk before the switch counts as done
             return result
         finally:
@@ -170,7 +171,7 @@ class Switcher:
         accepted = await asyncio.gather(*(sub.accepted for sub in subs))
         return [(outcome, sub.confirmed) for outcome, sub in zip(accepted, subs, strict=True)]
 
-    async def _record_switch(
+    def _record_switch(
         self,
         rt: ServiceRuntime,
         decision: core.Decision,
@@ -281,12 +282,13 @@ class Switcher:
             reason = "in sync at the provider (verification disabled)"
         else:
             reason = "served by every authoritative server"
-        async with self.ctx.lock:
+        task = asyncio.current_task()
+
+        def record() -> None:
             verdicts = {p: (mine[p], c) for p, c in by_provider.items() if p in mine}
-            task = asyncio.current_task()
             current = rt.verification_ended(task, verdicts, self.ctx.clock())
             if confirmations and not current:  # superseded everywhere by a newer change
-                return {"verified": not failed, "verification": body}
+                return
             if failed:
                 self.rechecker.ensure(rt)
             self.ctx.journal.enqueue(
@@ -307,6 +309,8 @@ class Switcher:
                     reason,
                     extra=fields(rt.name, plan.target),
                 )
+
+        await self.ctx.locked(record)  # one turn of the lock for a whole wave of verdicts
         await self.ctx.journal.sync()
         return {"verified": not failed, "verification": body}
 
