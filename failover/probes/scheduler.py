@@ -1,11 +1,13 @@
 """Probe scheduler: every job on its own interval, bounded concurrency, one deadline per run.
 
-Each job's first run starts at a random offset in [0, jitter * interval) to spread the load, a
-window widened for a long job list so that first runs start at about `SPREAD_RATE` per second at
-most (never wider than the interval): runs are fixed-rate, so runs that start bunched stay
-bunched, and thousands of jobs crammed into a tenth of their interval would queue for the
-concurrency limit every interval. Then runs are fixed-rate on the monotonic clock (next =
-previous planned start + interval, so no drift). A run that overran skips the slots it missed
+Each job runs once at start (through the concurrency gate, so health is known after one pass),
+then on a fixed-rate schedule whose phase is a random offset in [0, jitter * interval) to spread
+the load, a window widened for a long job list so that scheduled runs start at about
+`SPREAD_RATE` per second at most (never wider than the interval): runs are fixed-rate, so runs
+that start bunched stay bunched, and thousands of jobs crammed into a tenth of their interval
+would queue for the concurrency limit every interval. The first scheduled run comes one
+interval plus that offset after the start-up run; then next = previous planned start +
+interval, on the monotonic clock, so no drift. A run that overran skips the slots it missed
 instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in flight. The
 scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its
 own `ProbeRun` (`ProbeContext.for_run`) so a timeout says where the run was (`timeout after
@@ -62,7 +64,7 @@ timeout (and at least `LOCAL_LAG_MIN`) is a local fault: the target was not give
 LOCAL_LAG_MIN = 0.1
 
 SPREAD_RATE = 1000.0
-"""First runs per second, on average, above which the first-run window widens past
+"""Scheduled first runs per second, on average, above which the phase window widens past
 jitter * interval (up to the interval): 5,000 jobs at 1 s spread over the whole second, not
 over 100 ms."""
 
@@ -237,7 +239,15 @@ class ProbeScheduler:
 
     async def _loop(self, ident: ProbeIdentity, job: ProbeJob, ctx: ProbeContext) -> None:
         interval = job.spec.interval
-        planned = time.monotonic() + self._first_offset(interval)
+        began = time.monotonic()
+        # One run at once, through the FIFO gate: at start-up (and for a probe a reload adds)
+        # every target's health is known after one pass over the probes, not after a whole
+        # interval, so records get published that much sooner. Its wait for a slot is not
+        # scheduling lag (nothing was planned yet). The fixed-rate runs then start on this
+        # probe's phase, a full interval after the first run at least: fall and rise still
+        # count runs an interval apart.
+        self._deliver(ident, await self._execute(job, ctx), time.time())
+        planned = began + interval + self._first_offset(interval)
         while True:
             delay = planned - time.monotonic()
             if delay > 0:

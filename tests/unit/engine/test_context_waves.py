@@ -1,0 +1,62 @@
+"""`Context.locked`: the outcomes a mass failover ends at once are recorded in one turn of the
+engine lock, in order, each caller getting its own result or error."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+
+from failover.engine.context import Context
+
+
+class CountingLock(asyncio.Lock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.turns = 0
+
+    async def acquire(self) -> bool:
+        self.turns += 1
+        return await super().acquire()
+
+
+def context() -> Context:
+    nothing = cast(Any, None)  # `locked` touches only the lock
+    return Context(nothing, nothing, {}, nothing, nothing, nothing, {}, lock=CountingLock())
+
+
+async def test_a_wave_of_records_takes_the_lock_once_in_order() -> None:
+    ctx = context()
+    ran: list[int] = []
+
+    def record(n: int) -> int:
+        ran.append(n)
+        return n * 10
+
+    async with ctx.lock:  # a decision cycle holds the lock while 200 changes end
+        callers = [asyncio.create_task(ctx.locked(lambda n=n: record(n))) for n in range(200)]
+        await asyncio.sleep(0)
+    assert await asyncio.gather(*callers) == [n * 10 for n in range(200)]
+    assert ran == list(range(200))
+    assert cast(CountingLock, ctx.lock).turns == 2  # the cycle's turn, then one for the wave
+
+
+async def test_an_error_reaches_its_caller_only_and_a_cancelled_caller_is_skipped() -> None:
+    ctx = context()
+    ran: list[str] = []
+
+    def fail() -> None:
+        ran.append("fail")
+        raise ValueError("broken record")
+
+    async with ctx.lock:
+        failing = asyncio.create_task(ctx.locked(fail))
+        gone = asyncio.create_task(ctx.locked(lambda: ran.append("gone")))
+        fine = asyncio.create_task(ctx.locked(lambda: ran.append("fine") or "ok"))
+        await asyncio.sleep(0)
+        gone.cancel()
+    with pytest.raises(ValueError, match="broken record"):
+        await failing
+    assert await fine == "ok"
+    assert gone.cancelled() and ran == ["fail", "fine"]
