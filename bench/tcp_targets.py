@@ -192,8 +192,8 @@ def require_distinct(config_path: Path, targets: int) -> str:
     (the probe jobs it builds, deduplicated as it does); else the `probes:` summary line."""
     from failover.config.loader import load_config
     from failover.config.parse import ConfigError
-    from failover.daemon import probe_jobs
     from failover.probes.sharing import distinct
+    from failover.wiring import probe_jobs
 
     try:
         config = load_config(config_path, missing_secrets=[])

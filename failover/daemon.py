@@ -34,57 +34,25 @@ from failover.config.types import Config, HostPort
 from failover.coord.base import Coordinator
 from failover.coord.factory import create_coordinator
 from failover.coord.shared_journal import SharedJournal
-from failover.core.values import FALLBACK
 from failover.drill import DrillScheduler, restore_drill_metrics
-from failover.engine import CANARY, CommandError, Engine
+from failover.engine import CommandError, Engine
 from failover.eventloop import running_loop_name
 from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Trigger
 from failover.notify import Notifier
-from failover.probes.scheduler import ProbeJob, ProbeScheduler
+from failover.probes.scheduler import ProbeScheduler
 from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
 from failover.runtime import ServiceRuntime
 from failover.scrape import SharedRender, metrics_app
 from failover.store import Store
+from failover.wiring import probe_jobs, provider_zones
 
 log = logging.getLogger("failover.daemon")
 
 RELOAD_WAIT = 30.0  # a reload waits this long for in-flight changes of what it replaces
 CLOSE_TIMEOUT = 10.0  # each provider's aclose at shutdown and reload
-
-
-def probe_jobs(config: Config) -> list[ProbeJob]:
-    """Every target's probes, each fallback's under the reserved target name FALLBACK, and the
-    canaries' under the reserved service name CANARY."""
-    return (
-        [
-            ProbeJob(service.name, target.name, spec)
-            for service in config.services.values()
-            for target in service.targets
-            for spec in target.probes
-        ]
-        + [
-            ProbeJob(service.name, FALLBACK, spec)  # the all-down fallback's own probes
-            for service in config.services.values()
-            if service.fallback is not None
-            for spec in service.fallback.probes
-        ]
-        + [
-            ProbeJob(CANARY, canary.name, spec)
-            for canary in config.canaries
-            for spec in canary.probes
-        ]
-    )
-
-
-def provider_zones(config: Config) -> dict[str, set[str]]:
-    zones: dict[str, set[str]] = {name: set() for name in config.providers}
-    for service in config.services.values():
-        for record in service.records:
-            zones[record.provider].add(record.zone)
-    return zones
 
 
 def read_token(path: Path) -> str:

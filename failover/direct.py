@@ -42,7 +42,6 @@ from failover.core.health import ProbeState, TargetHealth, observe, target_healt
 from failover.core.plan import build_plan, check_plan, refusal
 from failover.core.pool import fold_members, pool_health, pool_values
 from failover.core.published import classify_published
-from failover.daemon import probe_jobs, provider_zones
 from failover.journal import Journal
 from failover.metrics import Metrics
 from failover.model import Health, RecordKey, RecordSet, Trigger
@@ -50,6 +49,7 @@ from failover.probes.scheduler import ProbeScheduler
 from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
 from failover.store import Store, StoreLockedError
+from failover.wiring import probe_jobs, provider_zones
 
 LEADER_WAIT = 30.0  # seconds to wait for the leader to publish the pin (as a follower does)
 POLL = 0.5  # seconds between two read-backs while waiting

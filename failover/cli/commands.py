@@ -139,8 +139,8 @@ async def cmd_providers(args: argparse.Namespace) -> int:
 def probe_count_line(config: Config) -> str:
     """How many probes are configured and how many run: identical ones run once
     (failover.probes.sharing)."""
-    from failover.daemon import probe_jobs
     from failover.probes.sharing import distinct
+    from failover.wiring import probe_jobs
 
     specs = [job.spec for job in probe_jobs(config)]
     shared = len(specs) - distinct(specs)
@@ -253,8 +253,8 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 async def cmd_probe(args: argparse.Namespace) -> int:
     """Run a service's probes once, here, and show what each saw (exit 1 if any failed)."""
-    from failover.daemon import probe_jobs
     from failover.probes.scheduler import ProbeScheduler
+    from failover.wiring import probe_jobs
 
     path = config_path(args)
     config = load_config(path)
