@@ -67,6 +67,7 @@ class UpdateServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
+        self._clients: set[asyncio.StreamWriter] = set()  # aborted at close, reading or not
 
     @property
     def address(self) -> str:
@@ -112,6 +113,9 @@ class UpdateServer:
                 self._udp.close()
             if self._tcp is not None:
                 self._tcp.close()
+            for writer in list(self._clients):  # a paused one is not in the selector's map
+                writer.transport.abort()
+            if self._tcp is not None:
                 await self._tcp.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
@@ -123,6 +127,7 @@ class UpdateServer:
     # -- protocol -------------------------------------------------------------------------------
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
         try:
             while True:
                 (size,) = struct.unpack("!H", await reader.readexactly(2))
@@ -134,6 +139,7 @@ class UpdateServer:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._clients.discard(writer)
             writer.close()
 
     def handle(self, wire: bytes) -> bytes | None:
