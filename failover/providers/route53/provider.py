@@ -36,6 +36,7 @@ from failover.config.types import ProviderConfig, Route53ProviderConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType, canonical_values
 from failover.model import normalize_name as _norm
 from failover.providers.base import ProviderError, Receipt, check_key, per_zone
+from failover.providers.pacing import READ, STATUS, WRITE, Pacer
 from failover.providers.retry import with_retries
 from failover.providers.route53 import wire
 from failover.store import Store
@@ -54,6 +55,9 @@ def _quiet_sdk_debug_logs() -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+
+
+_PRIORITY = {"ChangeResourceRecordSets": WRITE, "GetChange": STATUS}  # the rest: READ
 
 
 class Route53Provider:
@@ -75,8 +79,7 @@ class Route53Provider:
         self._client: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
-        self._tokens = float(config.requests_per_second)  # `_pace`: requests allowed now
-        self._refilled = 0.0  # loop time the bucket was last refilled
+        self._pacer = Pacer(config.requests_per_second)  # writes before reads and polls
         self._warned: set[tuple[str, RecordType]] = set()
         _quiet_sdk_debug_logs()
 
@@ -355,7 +358,10 @@ class Route53Provider:
         if self._client is None or self._executor is None:
             raise ProviderError(f"route53 {self.name}: not started", kind="state")
         method = getattr(self._client, wire.snake(operation))
-        await self._pace()
+        # Route 53 allows 5 requests per second per account, bursts included: a mass
+        # failover's batches, GetChange polls and listings wait here instead of drawing
+        # Throttling errors (still retried with backoff); a batch goes before the others.
+        await self._pacer.take(_PRIORITY.get(operation, READ))
         await self._slots.acquire()
         try:
             loop = asyncio.get_running_loop()
@@ -377,19 +383,6 @@ class Route53Provider:
                 kind="timeout",
                 retryable=True,
             ) from None
-
-    async def _pace(self) -> None:
-        """A token bucket of `requests_per_second` (Route 53 allows 5 per second per account,
-        bursts included): a mass failover's batches, GetChange polls and listings wait here
-        instead of drawing Throttling errors, which are still retried with backoff."""
-        loop = asyncio.get_running_loop()
-        rate = self.config.requests_per_second
-        now = loop.time()
-        self._tokens = min(float(rate), self._tokens + (now - self._refilled) * rate)
-        self._refilled = now
-        self._tokens -= 1.0
-        if self._tokens < 0:  # owed: wait until the bucket has refilled this request's token
-            await asyncio.sleep(-self._tokens / rate)
 
     def _release(self, future: asyncio.Future[Any]) -> None:
         self._slots.release()
