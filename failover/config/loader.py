@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from failover import heap
 from failover.config.common import opt_plain, positive, valid_name
 from failover.config.coordination import parse_coordination
 from failover.config.notifications import parse_notifications
@@ -293,4 +294,5 @@ def load_config(
         ) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{source}: not UTF-8 text; expected a YAML file"]) from None
-    return parse_config(text, source=source, env=env, missing_secrets=missing_secrets)
+    with heap.paused():  # thousands of long-lived objects: collecting meanwhile walks them
+        return parse_config(text, source=source, env=env, missing_secrets=missing_secrets)
