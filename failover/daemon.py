@@ -474,7 +474,7 @@ async def run_daemon(config: Config, *, dry_run: bool = False, once: bool = Fals
         loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
         heap.settle()  # before serving: full collections no longer walk the start-up heap
         engine = daemon.engine
-        settling = asyncio.create_task(heap.settle_when(lambda: engine is None or engine.ready))
+        settling = asyncio.create_task(heap.freeze_when(lambda: engine is None or engine.ready))
         daemon.serving()
         await daemon.wait()
         settling.cancel()

@@ -66,10 +66,12 @@ def settle() -> float:
     return took
 
 
-async def settle_when(ready: Callable[[], bool], poll: float = 0.5) -> None:
-    """Settle once more when `ready` first holds: the records read back at start and the
+async def freeze_when(ready: Callable[[], bool], poll: float = 0.5) -> None:
+    """Freeze once more when `ready` first holds: the records read back at start and the
     start-up probe round live as long as the rest, and at 10,000 services they are most of
-    the heap a full pass would otherwise walk again and again."""
+    the heap a full pass would otherwise walk again and again. No collection first: at that
+    size it stalls the loop for most of a second (a false local fault); the little cyclic
+    garbage of the start-up waits for the next `settle()`."""
     while not ready():  # noqa: ASYNC110 (readiness is a computed property, not an event)
         await asyncio.sleep(poll)
-    settle()
+    gc.freeze()

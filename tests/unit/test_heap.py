@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import weakref
 from collections.abc import Iterator
@@ -30,4 +31,28 @@ def test_settle_freezes_what_survives_and_collects_cycles_first() -> None:
     assert gc.get_freeze_count() > 1000  # modules, classes, the configuration...
     assert gone() is None  # the cycle was collected, not frozen
     heap.settle()  # after a reload: unfreezes, collects, freezes again
+    assert gc.get_freeze_count() > 1000
+
+
+def test_tune_collects_less_often_and_paused_collects_nothing() -> None:
+    before = gc.get_threshold()
+    try:
+        heap.tune()
+        young, _, full = gc.get_threshold()
+        assert young >= heap.YOUNG_THRESHOLD and full >= heap.FULL_EVERY
+        with heap.paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+    finally:
+        gc.set_threshold(*before)
+
+
+async def test_freeze_when_waits_for_ready() -> None:
+    gc.unfreeze()
+    ready = asyncio.Event()
+    task = asyncio.create_task(heap.freeze_when(ready.is_set, poll=0.01))
+    await asyncio.sleep(0.05)
+    assert gc.get_freeze_count() == 0 and not task.done()
+    ready.set()
+    await asyncio.wait_for(task, timeout=30)
     assert gc.get_freeze_count() > 1000
