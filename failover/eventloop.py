@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 ENV = "FAILOVER_EVENT_LOOP"
+SWITCH_INTERVAL = 0.0005  # seconds a thread keeps the GIL while another waits (Python: 0.005)
 CHOICES = ("auto", "uvloop", "asyncio")
 
 T = TypeVar("T")
@@ -44,6 +46,14 @@ def choose(wanted: str | None = None) -> tuple[str, LoopFactory | None]:
         return "asyncio", None
     factory: LoopFactory = uvloop.new_event_loop
     return "uvloop", factory
+
+
+def favour_the_loop() -> None:
+    """Background threads (the `/metrics` render, journal writes, provider SDK calls) hand the
+    GIL back to the event loop every 0.5 ms instead of every 5 ms. At 10,000 services a scrape's
+    render held the loop off for over a second at a time: probes ran late and the local-fault
+    guard held automation for nothing. The daemon alone calls it (`failover run`)."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def run(coro: Coroutine[Any, Any, T], factory: LoopFactory | None) -> T:

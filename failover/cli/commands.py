@@ -50,8 +50,10 @@ from failover.render import (
 async def cmd_run(args: argparse.Namespace) -> int:
     from failover import heap
     from failover.daemon import run_daemon
+    from failover.eventloop import favour_the_loop
 
     heap.tune()  # before the configuration's objects pile up (failover.heap)
+    favour_the_loop()  # threads yield the GIL to the loop sooner (failover.eventloop)
     config = load_config(config_path(args))
     # the daemon's own thread pool (asyncio.to_thread), so that at exit its idle workers can be
     # told to leave and only a really hung call remains

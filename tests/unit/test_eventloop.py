@@ -52,3 +52,13 @@ def test_running_loop_name_of_the_default_loop() -> None:
 
 def test_running_loop_name_outside_a_loop() -> None:
     assert eventloop.running_loop_name() == "none"
+
+
+def test_the_daemon_favours_the_loop_over_threads() -> None:
+    before = sys.getswitchinterval()
+    try:
+        eventloop.favour_the_loop()
+        assert sys.getswitchinterval() == pytest.approx(eventloop.SWITCH_INTERVAL)
+        assert before > eventloop.SWITCH_INTERVAL  # Python's default is 5 ms
+    finally:
+        sys.setswitchinterval(before)
