@@ -57,9 +57,14 @@ class Context:
     # turns a few hundred targets DOWN then waits for one sweep instead of hundreds.
     sweep: bool = True
     dirty: set[str] = field(default_factory=set)
-    _waves: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = field(default_factory=list)
-    _wave_runner: asyncio.Task[None] | None = None
-    _encoded: dict[str, tuple[object, dict[str, Any]]] = field(default_factory=dict)
+    # internal: the records waiting for the lock (`locked`) and the encoded intents' cache
+    _waves: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = field(
+        default_factory=list, init=False, repr=False
+    )
+    _wave_runner: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _encoded: dict[str, tuple[object, dict[str, Any]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     async def locked(self, record: Callable[[], T]) -> T:
         """Run the synchronous `record` under the lock, in one turn with every other caller
