@@ -216,7 +216,7 @@ class Daemon:
     async def _start_metrics(self, listen: HostPort) -> None:
         """Scrapes render off the loop, shared (scrape.py), on a capped listener."""
         engine = self.engine
-        render = SharedRender(self.metrics, engine.live_view if engine is not None else None)
+        render = SharedRender(self.metrics, engine.live_view_sliced if engine is not None else None)
         runner = await fd.runner_for(metrics_app(render, self._healthz, self._readyz))
         site = fd.GatedTCPSite(runner, listen.host, listen.port, self._gate("metrics"))
         await site.start()

@@ -29,15 +29,25 @@ a health record and a few dicts replaced thousands of times a second) full passe
 few seconds and stalled the loop for up to a second each; a young pass over 20,000 objects
 takes a few milliseconds."""
 
-FULL_EVERY = 100
-"""Middle-generation collections between two full ones (Python's default: 10). A full pass
-walks every object created since the last freeze: at 10,000 services up to a second."""
+MIDDLE_EVERY = 2
+"""Young collections between two middle-generation ones (Python's default: 10). A middle pass
+walks every object that survived the young passes since the last one: after ten young passes
+of 20,000 objects each, in a mass failover where most of them live on (decisions, journal
+entries, plans), that was 200,000 objects and a 250 ms stall at 10,000 services. Every
+object is walked once in the middle generation either way; two young passes keep each walk
+short."""
+
+FULL_EVERY = 500
+"""Middle-generation collections between two full ones (Python's default: 10), as many young
+passes apart as before `MIDDLE_EVERY` was lowered. A full pass walks every object created
+since the last freeze: at 10,000 services up to a second."""
 
 
 def tune() -> None:
-    """Collect less often (see YOUNG_THRESHOLD and FULL_EVERY); idempotent."""
+    """Collect young objects less often, the middle generation in shorter walks, everything
+    rarely (see YOUNG_THRESHOLD, MIDDLE_EVERY and FULL_EVERY); idempotent."""
     young, middle, old = gc.get_threshold()
-    gc.set_threshold(max(YOUNG_THRESHOLD, young), middle, max(FULL_EVERY, old))
+    gc.set_threshold(max(YOUNG_THRESHOLD, young), min(MIDDLE_EVERY, middle), max(FULL_EVERY, old))
 
 
 @contextlib.contextmanager

@@ -7,22 +7,18 @@ Each daemon owns its registry, so several daemons can run in one test process.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from failover import __version__
+from failover.exposition import Family, TextCache
+from failover.metrics_probes import ProbeCollector
 from failover.model import Health, Mode, Phase, ProbeResult
 
 TARGET_UP_VALUE = {Health.UP: 1.0, Health.DOWN: 0.0, Health.UNKNOWN: -1.0}
@@ -42,8 +38,6 @@ ALARMS = (
 LOCAL_FAULT_REASONS = ("emfile", "enfile", "enobufs", "enomem", "loop_lag")
 # Buckets sized for DNS failover: sub-second detection up to minutes of propagation.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
-PROBE_PHASES = frozenset({"resolve", "connect", "tls", "first_byte", "transfer", "query", "total"})
-PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -108,144 +102,171 @@ class _LiveCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         view = _FROZEN.get() or self._read()
-        probe_success = GaugeMetricFamily(
+        for family in self.families(view):
+            yield family.metric()
+
+    def text(self, view: LiveView | None, out: list[str], cache: TextCache) -> None:
+        for family in self.families(view or self._read()):
+            family.text(out, cache)
+
+    def families(self, view: LiveView) -> list[Family]:
+        """Every live family, in the order they are exported."""
+        probe_success = Family(
             "failover_probe_success",
             "1 if the last run of the probe passed, 0 if it failed.",
-            labels=["service", "target", "probe"],
+            "gauge",
+            ["service", "target", "probe"],
         )
-        target_up = GaugeMetricFamily(
+        target_up = Family(
             "failover_target_up",
             "Target health: 1 up, 0 down, -1 unknown.",
-            labels=["service", "target"],
+            "gauge",
+            ["service", "target"],
         )
-        active = GaugeMetricFamily(
+        active = Family(
             "failover_active_target",
             "1 on the target the DNS records currently publish, 0 on the others.",
-            labels=["service", "target"],
+            "gauge",
+            ["service", "target"],
         )
         # Alert rules need to know which target is the primary to say "failed over".
-        priority = GaugeMetricFamily(
+        priority = Family(
             "failover_target_priority",
             "Position of the target in the service's priority order: 0 is the primary.",
-            labels=["service", "target"],
+            "gauge",
+            ["service", "target"],
         )
-        mode = GaugeMetricFamily(
+        mode = Family(
             "failover_service_mode",
             "1 on the service's current mode.",
-            labels=["service", "mode"],
+            "gauge",
+            ["service", "mode"],
         )
-        phase = GaugeMetricFamily(
+        phase = Family(
             "failover_service_phase",
             "1 on the phase of the service's change cycle (steady, switching, confirming …).",
-            labels=["service", "phase"],
+            "gauge",
+            ["service", "phase"],
         )
-        alarm = GaugeMetricFamily(
+        alarm = Family(
             "failover_service_alarm",
             "1 while the named alarm is raised for the service.",
-            labels=["service", "alarm"],
+            "gauge",
+            ["service", "alarm"],
         )
-        pool_up = GaugeMetricFamily(
+        pool_up = Family(
             "failover_pool_value_up",
             "Health of one value of a pool target: 1 up, 0 down, -1 unknown.",
-            labels=["service", "target", "value"],
+            "gauge",
+            ["service", "target", "value"],
         )
-        pool_published = GaugeMetricFamily(
+        pool_published = Family(
             "failover_pool_value_published",
             "1 while DNS serves this value of the active pool target, 0 otherwise.",
-            labels=["service", "target", "value"],
+            "gauge",
+            ["service", "target", "value"],
         )
-        pool_count = GaugeMetricFamily(
+        pool_count = Family(
             "failover_pool_published_values",
             "How many values of the pool target DNS serves now (0 when it is not active).",
-            labels=["service", "target"],
+            "gauge",
+            ["service", "target"],
         )
-        fallback = GaugeMetricFamily(
+        fallback = Family(
             "failover_fallback_active",
             "1 while the service serves its all-down fallback (services with a fallback only).",
-            labels=["service"],
+            "gauge",
+            ["service"],
         )
         for service in view.services:
             if service.fallback is not None:
-                fallback.add_metric([service.name], float(service.fallback))
+                fallback.add([service.name], float(service.fallback))
             for target in service.targets:
                 if target.pool:
-                    pool_count.add_metric(
+                    pool_count.add(
                         [service.name, target.name], float(sum(p for _, _, p in target.pool))
                     )
                 for value, health, published in target.pool:
                     labels = [service.name, target.name, value]
-                    pool_up.add_metric(labels, TARGET_UP_VALUE[Health(health)])
-                    pool_published.add_metric(labels, float(published))
+                    pool_up.add(labels, TARGET_UP_VALUE[Health(health)])
+                    pool_published.add(labels, float(published))
             for index, target in enumerate(service.targets):
-                priority.add_metric([service.name, target.name], float(index))
-                target_up.add_metric([service.name, target.name], TARGET_UP_VALUE[target.health])
-                active.add_metric(
+                priority.add([service.name, target.name], float(index))
+                target_up.add([service.name, target.name], TARGET_UP_VALUE[target.health])
+                active.add(
                     [service.name, target.name], 1.0 if target.name == service.active else 0.0
                 )
                 for probe in target.probes:
                     if probe.success is not None:
-                        probe_success.add_metric(
+                        probe_success.add(
                             [service.name, target.name, probe.name], float(probe.success)
                         )
             for each in Mode:
-                mode.add_metric([service.name, each.value], float(each is service.mode))
+                mode.add([service.name, each.value], float(each is service.mode))
             for each_phase in Phase:
-                phase.add_metric(
+                phase.add(
                     [service.name, each_phase.value], float(each_phase.value == service.phase)
                 )
             for name in ALARMS:
-                alarm.add_metric([service.name, name], float(name in service.alarms))
-        leader = GaugeMetricFamily(
-            "failover_leader", "1 while this instance may write DNS.", labels=["instance"]
+                alarm.add([service.name, name], float(name in service.alarms))
+        leader = Family(
+            "failover_leader", "1 while this instance may write DNS.", "gauge", ["instance"]
         )
-        leader.add_metric([view.instance], float(view.leader))
-        isolated = GaugeMetricFamily(
+        leader.add([view.instance], float(view.leader))
+        isolated = Family(
             "failover_vantage_isolated",
             "1 while this instance believes it is cut off and casts no DOWN vote.",
-            labels=["instance"],
+            "gauge",
+            ["instance"],
         )
-        isolated.add_metric([view.instance], float(view.isolated))
-        vantage = GaugeMetricFamily(
+        isolated.add([view.instance], float(view.isolated))
+        vantage = Family(
             "failover_vantage_views",
             "How many live vantage points (instances) see the target in this health.",
-            labels=["service", "target", "health"],
+            "gauge",
+            ["service", "target", "health"],
         )
         for service_name, target_name, health, count in view.vantage:
-            vantage.add_metric([service_name, target_name, health], float(count))
-        unwritable = GaugeMetricFamily(
+            vantage.add([service_name, target_name, health], float(count))
+        unwritable = Family(
             "failover_journal_unwritable",
             "1 while the state directory refuses writes: journal entries and state wait in memory.",
-            labels=["instance"],
+            "gauge",
+            ["instance"],
         )
-        unwritable.add_metric([view.instance], float(view.journal_unwritable))
-        pending = GaugeMetricFamily(
+        unwritable.add([view.instance], float(view.journal_unwritable))
+        pending = Family(
             "failover_journal_pending_entries",
             "Journal entries made but not on disk yet (waiting in memory while the disk refuses).",
-            labels=["instance"],
+            "gauge",
+            ["instance"],
         )
-        pending.add_metric([view.instance], float(view.journal_pending))
-        lost = CounterMetricFamily(
+        pending.add([view.instance], float(view.journal_pending))
+        lost = Family(
             "failover_journal_lost_entries",
             "Journal entries dropped from memory (oldest first) while the disk refused writes.",
-            labels=["instance"],
+            "counter",
+            ["instance"],
         )
-        lost.add_metric([view.instance], float(view.journal_lost))
-        local_fault = GaugeMetricFamily(
+        lost.add([view.instance], float(view.journal_lost))
+        local_fault = Family(
             "failover_local_fault",
             "1 while probes fail for a local reason (no file descriptors, buffers or memory, a "
             "stalled event loop): automatic decisions are held.",
-            labels=["instance"],
+            "gauge",
+            ["instance"],
         )
-        local_fault.add_metric([view.instance], float(view.local_fault))
-        drained = GaugeMetricFamily(
+        local_fault.add([view.instance], float(view.local_fault))
+        drained = Family(
             "failover_target_drained",
             "1 while the target is drained (failover drain, or a maintenance window): decisions "
             "treat it as unavailable while its probes go on.",
-            labels=["service", "target"],
+            "gauge",
+            ["service", "target"],
         )
         for service_name, target_name, is_drained in view.drained:
-            drained.add_metric([service_name, target_name], float(is_drained))
-        yield from (
+            drained.add([service_name, target_name], float(is_drained))
+        return [
             drained,
             probe_success,
             target_up,
@@ -265,89 +286,20 @@ class _LiveCollector(Collector):
             pool_published,
             pool_count,
             fallback,
-        )
+        ]
 
 
-class _ProbeSeries:
-    """One probe's figures: duration buckets (cumulative at render), sum, last phases."""
+class _Events(Collector):
+    """The event metrics' registry, seen by the main one as one collector."""
 
-    __slots__ = ("buckets", "count", "expiry", "phases", "status", "total")
+    def __init__(self, events: CollectorRegistry) -> None:
+        self._events = events
 
-    def __init__(self) -> None:
-        self.buckets = [0] * len(PROBE_BUCKETS)  # runs per bucket (not cumulative)
-        self.count = 0
-        self.total = 0.0
-        self.phases: dict[str, float] | None = None
-        self.status: int | None = None
-        self.expiry: float | None = None
-
-
-class _ProbeCollector(Collector):
-    """The per-probe metrics (duration histogram, phase, HTTP status, certificate expiry),
-    written on the loop and rendered from a copy: one small object per probe instead of a
-    prometheus_client child (with its own lock) per bucket and per label set."""
-
-    def __init__(self) -> None:
-        self._series: dict[tuple[str, str, str], _ProbeSeries] = {}
-
-    def series(self, labels: tuple[str, str, str]) -> _ProbeSeries:
-        found = self._series.get(labels)
-        if found is None:
-            found = self._series[labels] = _ProbeSeries()
-        return found
-
-    def observe(self, labels: tuple[str, str, str], result: ProbeResult) -> None:
-        s = self.series(labels)
-        index = bisect.bisect_left(PROBE_BUCKETS, result.duration)  # first bound >= duration
-        if index < len(PROBE_BUCKETS):  # beyond the last bound: counted by +Inf only
-            s.buckets[index] += 1
-        s.count += 1
-        s.total += result.duration
-        phases = {p: v for p, v in result.timings.items() if p in PROBE_PHASES}
-        if phases:
-            s.phases = {**(s.phases or {}), **phases}
-        status = result.detail.get("status")
-        if isinstance(status, int):
-            s.status = status
-        expiry = result.detail.get("cert_expiry")
-        if isinstance(expiry, int | float):
-            s.expiry = float(expiry)
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # names are checked in the events' own registry
 
     def collect(self) -> Iterator[Metric]:
-        names = ["service", "target", "probe"]
-        duration = HistogramMetricFamily(
-            "failover_probe_duration_seconds", "Duration of probe runs.", labels=names
-        )
-        phase = GaugeMetricFamily(
-            "failover_probe_phase_duration_seconds",
-            "Duration of each phase of the last probe run (resolve, connect, tls, first_byte…).",
-            labels=[*names, "phase"],
-        )
-        status = GaugeMetricFamily(
-            "failover_probe_http_status_code",
-            "HTTP status code of the last probe run that got a response.",
-            labels=names,
-        )
-        expiry = GaugeMetricFamily(
-            "failover_probe_tls_cert_expiry_timestamp_seconds",
-            "Expiry (unix time) of the certificate the probe last saw.",
-            labels=names,
-        )
-        for labels, s in list(self._series.items()):  # a copy: the loop may add a probe
-            buckets, running = [], 0
-            counts = list(s.buckets)
-            for bound, n in zip(PROBE_BUCKETS, counts, strict=True):
-                running += n
-                buckets.append((repr(float(bound)), float(running)))
-            buckets.append(("+Inf", float(s.count)))
-            duration.add_metric(list(labels), buckets, s.total)
-            for name, seconds in sorted((s.phases or {}).items()):
-                phase.add_metric([*labels, name], seconds)
-            if s.status is not None:
-                status.add_metric(list(labels), float(s.status))
-            if s.expiry is not None:
-                expiry.add_metric(list(labels), s.expiry)
-        yield from (duration, phase, status, expiry)
+        yield from self._events.collect()
 
 
 class Metrics:
@@ -355,11 +307,17 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
         # Per-probe figures live in one compact collector: prometheus_client's children (a
         # lock and an object per bucket) cost ~4 KB per probe, most of the per-target RSS.
-        self.probes = _ProbeCollector()
-        r.register(self.probes)
+        self.probes = ProbeCollector()
+        self.registry.register(self.probes)
+        # The event metrics (few series) in their own registry, exported through the main one
+        # in this place: `render` writes the big per-service families itself (exposition.py)
+        # and only these through prometheus_client.
+        self.events = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Events(self.events))
+        self._live: _LiveCollector | None = None
+        r = self.events
         self.scheduling_lag = Histogram(
             "failover_probe_scheduling_lag_seconds",
             "Planned start of a probe run -> actual start (includes waiting for a slot).",
@@ -465,16 +423,21 @@ class Metrics:
         self.probes.observe((job.service, job.target, job.spec.name), result)
 
     def render(self, view: LiveView | None = None) -> bytes:
-        """The exposition text; with `view`, the live gauges come from it (safe off the loop)."""
-        token = _FROZEN.set(view)
-        try:
-            return generate_latest(self.registry)
-        finally:
-            _FROZEN.reset(token)
+        """The exposition text, as `generate_latest(self.registry)` writes it; with `view`,
+        the live gauges come from it (safe off the loop)."""
+        out: list[str] = []
+        cache = TextCache()
+        self.probes.text(out, cache)
+        out.append(generate_latest(self.events).decode())
+        if self._live is not None:
+            self._live.text(view, out, cache)
+        return "".join(out).encode()
 
     def attach_live(self, read: Callable[[], LiveView]) -> None:
         """Register the scrape-time collector over the engine's live state."""
-        self.registry.register(_LiveCollector(read))
+        live = _LiveCollector(read)
+        self.registry.register(live)
+        self._live = live
 
     def prime(self, services: Iterable[tuple[str, Iterable[tuple[str, Iterable[str]]]]]) -> None:
         """Create zero-valued probe histogram series so dashboards see every probe at once."""

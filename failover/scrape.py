@@ -3,10 +3,11 @@ the decision loop.
 
 Why: rendering a 200-service registry (1 MB of text) took the event loop for tens of
 milliseconds per scrape; 200 concurrent scrapes held it for seconds at a time, probes timed out,
-and a healthy primary was failed over. Now the live state is captured on the loop (cheap: a
-frozen view) and the text is rendered in a worker thread, one render at a time; every scrape
-that arrives while a render runs waits for the next one and shares it, so a scrape never sees
-state older than its own arrival, and a flood costs one render per round, not one per scrape.
+and a healthy primary was failed over. Now the live state is captured on the loop (a frozen
+view, built a few milliseconds at a time) and the text is rendered in a worker thread, one
+render at a time; every scrape that arrives while a render runs waits for the next one and
+shares it, so a scrape never sees state older than its own arrival, and a flood costs one
+render per round, not one per scrape.
 Renders are also spaced so the worker is busy at most `RENDER_DUTY` of the time (it competes
 for the GIL with the loop).
 """
@@ -29,7 +30,9 @@ RENDER_DUTY = 0.2  # at most this share of the time is spent rendering
 class SharedRender:
     """Single-flight, off-loop rendering of the registry."""
 
-    def __init__(self, metrics: Metrics, read_view: Callable[[], LiveView] | None) -> None:
+    def __init__(
+        self, metrics: Metrics, read_view: Callable[[], Awaitable[LiveView]] | None
+    ) -> None:
         self.metrics = metrics
         self.read_view = read_view
         self.renders = 0
@@ -65,7 +68,7 @@ class SharedRender:
             self._running = None
 
     async def _render(self) -> bytes:
-        view = self.read_view() if self.read_view is not None else None
+        view = await self.read_view() if self.read_view is not None else None
         started = time.monotonic()
         body = await asyncio.to_thread(self.metrics.render, view)
         self._ended = time.monotonic()

@@ -31,6 +31,7 @@ import dns.resolver
 
 from failover.config.types import HostPort, VerifyConfig
 from failover.model import RecordType, canonical_values, normalize_name
+from failover.slicing import Slicer
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,11 @@ class _Batch:
         self._timer = loop.call_later(_RESEND, self._resend)
 
     def _readable(self) -> None:
-        while not self.done.done():
+        # Bounded: each answer sends the next question, so with 10,000 names the socket never
+        # runs dry and this loop held the event loop for most of a second. The reader is
+        # level-triggered: what is left is read on the loop's next turn.
+        slicer = Slicer()
+        while not self.done.done() and not slicer.due():
             try:
                 data = self.sock.recv(65535)
             except (BlockingIOError, InterruptedError):

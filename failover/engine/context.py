@@ -22,6 +22,7 @@ from failover.journal import Journal
 from failover.metrics import Metrics
 from failover.providers.base import Provider
 from failover.runtime import ServiceRuntime
+from failover.slicing import Slicer
 from failover.store import Store
 
 T = TypeVar("T")
@@ -79,6 +80,11 @@ class Context:
         return await done
 
     async def _run_waves(self) -> None:
+        # The lock is held across the slices: a wave of 4,000 ended switches (journal entries,
+        # metrics, logs) took a second at 10,000 services, and a loop stalled that long makes
+        # probes fail for a reason on this host. Other tasks run between slices;
+        # the lock is let go between waves, so a decision cycle waiting for it goes next.
+        slicer = Slicer()
         while self._waves:
             async with self.lock:
                 wave, self._waves = self._waves, []
@@ -89,6 +95,7 @@ class Context:
                         done.set_result(record())
                     except Exception as exc:
                         done.set_exception(exc)
+                    await slicer.pause()
 
     def wake(self) -> None:
         """Ask the actor for a cycle of every service soon (a finished change or read, a

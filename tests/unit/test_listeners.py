@@ -75,7 +75,11 @@ async def test_concurrent_scrapes_share_renders() -> None:
 
     metrics.attach_live(view)
     views = 0  # registering describes the collector once
-    render = SharedRender(metrics, view)
+
+    async def read_view() -> LiveView:
+        return view()
+
+    render = SharedRender(metrics, read_view)
     bodies = await asyncio.gather(*(render.body() for _ in range(100)))
     assert render.renders <= 2 and views == render.renders
     assert all(b'failover_local_fault{instance="i"} 1.0' in body for body in bodies)

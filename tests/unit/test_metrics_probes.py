@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from failover.metrics import PROBE_BUCKETS, Metrics
+from failover.metrics import Metrics
+from failover.metrics_probes import PROBE_BUCKETS
 from failover.model import ProbeResult
 
 LABELS = {"service": "web", "target": "a", "probe": "http"}

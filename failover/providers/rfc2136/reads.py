@@ -19,6 +19,7 @@ import dns.message
 
 from failover.model import RecordKey, RecordSet, normalize_name
 from failover.providers.base import ProviderError
+from failover.slicing import Slicer
 
 PIPELINE = 256  # queries written ahead on one connection
 
@@ -93,12 +94,14 @@ async def _pipeline(
     base = random.randrange(0x10000)
     queries: dict[int, tuple[RecordKey, dns.message.Message]] = {}
     frames = []
+    slicer = Slicer()  # thousands of signed queries and answers: let the loop turn meanwhile
     for n, key in enumerate(keys):
         query = query_for(key)
         query.id = (base + n) & 0xFFFF
         wire = query.to_wire()  # signs (TSIG) and records the request MAC
         queries[query.id] = (key, query)
         frames.append(len(wire).to_bytes(2, "big") + wire)
+        await slicer.pause()
     writer.write(b"".join(frames))
     await writer.drain()
     answers: dict[RecordKey, RecordSet | None] = {}
@@ -116,4 +119,5 @@ async def _pipeline(
         if not query.is_response(response):
             return answers
         answers[key] = judge(key, normalize_name(key.zone), response)
+        await slicer.pause()
     return answers
