@@ -24,6 +24,7 @@ import os
 import tempfile
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ class Store:
         # file name -> (since, error) for every file whose last write failed. Written from
         # worker threads: single dict operations only (atomic under the GIL).
         self.failing: dict[str, tuple[float, str]] = {}
+        # service -> (body, its JSON) from the last `save_services_state` (one writer at once)
+        self._service_texts: dict[str, tuple[Any, str]] = {}
 
     # -- lock ---------------------------------------------------------------------------------
 
@@ -224,6 +227,22 @@ class Store:
     def save_state(self, data: dict[str, Any]) -> None:
         self._atomic_write(self.state_path, data)
 
+    def save_services_state(self, version: int, services: Mapping[str, Any]) -> None:
+        """`save_state({"version": version, "services": services})`, byte for byte, with each
+        service's JSON kept from the last save while its body is the same object: the engine
+        hands over unchanged bodies as they were, and re-encoding 10,000 services on every
+        group commit of a mass failover cost ~0.1 s of CPU each time."""
+        known, fresh = self._service_texts, {}
+        for name, body in services.items():
+            cached = known.get(name)
+            if cached is None or cached[0] is not body:
+                cached = (body, _dumps(body))
+            fresh[name] = cached
+        self._service_texts = fresh
+        inner = ", ".join(f"{_dumps(name)}: {fresh[name][1]}" for name in sorted(fresh))
+        text = f'{{"services": {{{inner}}}, "version": {_dumps(version)}}}'
+        self._atomic_write(self.state_path, None, text=text)
+
     def write_json(self, name: str, data: Any) -> None:
         """Atomically replace `state_dir/name` (e.g. the builtin provider's zone data)."""
         self._atomic_write(self._named(name), data)
@@ -247,8 +266,9 @@ class Store:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise StoreCorruptError(path, str(exc)) from None
 
-    def _atomic_write(self, path: Path, data: Any) -> None:
-        payload = (_dumps(data) + "\n").encode()  # serialise first: fail before I/O (compact: fast)
+    def _atomic_write(self, path: Path, data: Any, *, text: str | None = None) -> None:
+        # serialise first: fail before I/O (compact: fast); `text`: `data` already encoded
+        payload = ((_dumps(data) if text is None else text) + "\n").encode()
         try:
             fd, tmp = tempfile.mkstemp(
                 dir=self.state_dir, prefix=f".{path.name}.", suffix=_TMP_SUFFIX

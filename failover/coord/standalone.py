@@ -44,7 +44,7 @@ class StandaloneCoordinator:
         return intents.saved_services(self._store.load_state(), self._store.state_path)
 
     def save_intents(self, saved: dict[str, Any]) -> None:
-        self._store.save_state({"version": intents.STATE_VERSION, "services": saved})
+        self._store.save_services_state(intents.STATE_VERSION, saved)
 
     async def publish_view(self, view: View) -> None:
         return None

@@ -50,9 +50,12 @@ class RecordReader:
         for rt in runtimes:
             if rt.current is not None:
                 continue
-            for provider in sorted(
-                {r.provider for r in rt.config.records if r.key not in rt.partial}
-            ):
+            providers = rt.config.providers
+            if rt.partial:  # some records were read: only the others' providers are awaited
+                providers = tuple(
+                    sorted({r.provider for r in rt.config.records if r.key not in rt.partial})
+                )
+            for provider in providers:
                 waiting[provider] = waiting.get(provider, 0) + 1
         return waiting
 

@@ -14,9 +14,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from failover import store as store_module
 from failover.store import Store, StoreCorruptError, StoreLockedError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -256,3 +258,29 @@ def test_kill_9_leaves_a_consistent_journal_and_state(tmp_path: Path) -> None:
         assert not list(tmp_path.glob(".*.tmp"))
     finally:
         store.unlock()
+
+
+def test_services_state_is_what_save_state_writes_and_reencodes_only_new_bodies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast, plain = Store(tmp_path / "fast"), Store(tmp_path / "plain")
+    shop, odd = {"mode": "auto", "pin": None}, {"mode": "paused", "note": 'é "q"\n'}
+    services: dict[str, Any] = {"zz": shop, "ä-odd": odd, "a": {}}
+    for data in ({}, services):
+        fast.save_services_state(1, data)
+        plain.save_state({"version": 1, "services": data})
+        assert fast.state_path.read_bytes() == plain.state_path.read_bytes()
+    encoded: list[Any] = []
+    real = store_module._dumps
+
+    def counting(data: Any, **kwargs: Any) -> str:
+        encoded.append(data)
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(store_module, "_dumps", counting)
+    changed = {**services, "zz": {"mode": "manual", "pin": "ovh"}}
+    fast.save_services_state(1, changed)
+    assert {"mode": "manual", "pin": "ovh"} in encoded
+    assert shop not in encoded and odd not in encoded  # unchanged bodies: their JSON is kept
+    plain.save_state({"version": 1, "services": changed})
+    assert fast.state_path.read_bytes() == plain.state_path.read_bytes()
