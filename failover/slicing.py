@@ -27,12 +27,10 @@ Steps = Generator[None, None, T]
 class Slicer:
     """Counts the time since the loop last turned; `pause()` gives way when a slice is used."""
 
-    __slots__ = ("_began", "busy", "limit")
+    __slots__ = ("_began", "limit")
 
     def __init__(self, limit: float = SLICE) -> None:
         self.limit = limit
-        self.busy = 0.0
-        """Seconds of work so far, the time spent letting others run excluded."""
         self._began = time.monotonic()
 
     def due(self) -> bool:
@@ -45,16 +43,9 @@ class Slicer:
         now = time.monotonic()
         if now - self._began < self.limit:
             return False
-        self.busy += now - self._began
         await asyncio.sleep(0)
         self._began = time.monotonic()
         return True
-
-    def stop(self) -> float:
-        """The work is done: the seconds it kept the loop, in total."""
-        self.busy += time.monotonic() - self._began
-        self._began = time.monotonic()
-        return self.busy
 
 
 def run_whole(steps: Steps[T]) -> T:

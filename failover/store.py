@@ -137,6 +137,7 @@ class Store:
         self.failing: dict[str, tuple[float, str]] = {}
         # service -> (body, its JSON) from the last `save_services_state` (one writer at once)
         self._service_texts: dict[str, tuple[Any, str]] = {}
+        self._service_order: list[str] = []  # their names, sorted
 
     # -- lock ---------------------------------------------------------------------------------
 
@@ -236,10 +237,12 @@ class Store:
         for name, body in services.items():
             cached = known.get(name)
             if cached is None or cached[0] is not body:
-                cached = (body, _dumps(body))
+                cached = (body, f"{_dumps(name)}: {_dumps(body)}")
             fresh[name] = cached
         self._service_texts = fresh
-        inner = ", ".join(f"{_dumps(name)}: {fresh[name][1]}" for name in sorted(fresh))
+        if fresh.keys() != known.keys() or len(self._service_order) != len(fresh):
+            self._service_order = sorted(fresh)
+        inner = ", ".join([fresh[name][1] for name in self._service_order])
         text = f'{{"services": {{{inner}}}, "version": {_dumps(version)}}}'
         self._atomic_write(self.state_path, None, text=text)
 

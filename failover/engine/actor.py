@@ -49,7 +49,12 @@ log = logging.getLogger("failover.engine")
 TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
 STALLED = 3.0  # seconds without a turn of the loop beyond TICK: probe results were judged late
-SWEEP_SHARE = 4  # timer sweeps at most every 4x their cost (<= 25% of the loop at 10k services)
+# Timer sweeps at most every 4x the time they held the engine lock: at 10,000 services a sweep
+# holds it ~0.9 s (its 5 ms slices let probes and I/O run in between), and spacing them by
+# their CPU time alone kept the lock taken 90% of the time, so ended switches and
+# verifications waited seconds to be recorded. Timers (cooldown, grace) are seen that late.
+SWEEP_SHARE = 4
+UNREAD_FRESH = 0.5  # seconds a count of the providers still being read stands
 
 
 class Engine:
@@ -96,7 +101,8 @@ class Engine:
         self.ready = False
         self.last_cycle_at: float | None = None
         self.last_sweep_at: float | None = None  # the last cycle that decided every service
-        self.sweep_cost = 0.0  # seconds that sweep took: timers wait longer when it is dear
+        self._unread: tuple[float, dict[str, int]] | None = None  # (when, unread_providers)
+        self.sweep_cost = 0.0  # seconds that sweep held the lock: timers wait longer when dear
         self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
         self._stopping = asyncio.Event()
         metrics.attach_live(self.live_view)
@@ -165,7 +171,13 @@ class Engine:
         self.ctx.wake()
 
     def unread_providers(self) -> dict[str, int]:
-        return self.reader.unread(self.ctx.services.values())
+        """The providers still being read at start-up (see `RecordReader.unread`), counted at
+        most every `UNREAD_FRESH` seconds: `/readyz` asks while not ready, a poller as often as
+        it likes, and at 10,000 services each count walks every service."""
+        now = time.monotonic()
+        if self._unread is None or now - self._unread[0] >= UNREAD_FRESH:
+            self._unread = (now, self.reader.unread(self.ctx.services.values()))
+        return self._unread[1]
 
     def runtime(self, service: str) -> ServiceRuntime:
         return self.ctx.runtime(service)
@@ -378,7 +390,7 @@ class Engine:
             else:
                 runtimes = [ctx.services[n] for n in sorted(dirty) if n in ctx.services]
                 self.reader.start(self.reader.due(runtimes, now), now)  # e.g. a retry's read-back
-            slicer = Slicer()
+            slicer, began = Slicer(), time.monotonic()
             for rt in list(runtimes):
                 if rt.busy:
                     continue
@@ -395,13 +407,12 @@ class Engine:
                 # cycle, and a 50 ms UPDATE took 400 ms. Later decisions see the time now.
                 if await slicer.pause():
                     now = max(now, ctx.clock())
-            busy = slicer.stop()
             self.last_cycle_at = now
             self._beat = time.monotonic()
             if sweep or not self.ready:  # ready: every service's records were read once
                 self.ready = all(rt.current is not None for rt in ctx.services.values())
             if sweep:
-                self.sweep_cost = busy
+                self.sweep_cost = time.monotonic() - began
         # What this cycle journalled, in one group commit, waited for outside the lock: the
         # changes finishing meanwhile record their outcome instead of queueing behind a fsync.
         await self.ctx.journal.sync()

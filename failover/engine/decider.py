@@ -95,7 +95,7 @@ class Decider:
             rt.nothing_wanted()
             if decision.state != rt.state:
                 rt.state = decision.state
-                ctx.save_intents_soon()
+                ctx.save_intents_soon(rt.name)
                 if decision.state.blocked and (previous is None or not previous.state.blocked):
                     ctx.journal.enqueue(rt.name, "block", Trigger.AUTO, decision.reason, now)
             if rt.state.mode is not Mode.PAUSED and rt.retry_due(now):
@@ -136,7 +136,7 @@ class Decider:
                 rt.drop_pending()  # the records already serve what is wanted: nothing owed
             rt.nothing_wanted()
             rt.state = merge_switch(rt.state, decision.state)
-            ctx.save_intents_soon()
+            ctx.save_intents_soon(rt.name)
             return
         if ctx.dry_run:
             summary = "; ".join(c.describe() for c in plan.changes)

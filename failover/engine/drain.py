@@ -154,7 +154,7 @@ class Drains:
             state, gone = rules.expire(rt.state, now)
             if gone:
                 rt.state = state
-                self.ctx.save_intents_soon()
+                self.ctx.save_intents_soon(rt.name)
                 for d in gone:
                     self.ctx.journal.enqueue(
                         rt.name,

@@ -191,7 +191,7 @@ class Switcher:
         rt.providers_refused(plan.changes, _refusals(outcomes), now)
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
-            self.ctx.save_intents_soon()  # durable before _switch returns (group commit)
+            self.ctx.save_intents_soon(rt.name)  # durable before _switch returns (group commit)
             if decision.action is not core.Action.POOL:  # the same target, another subset
                 self.ctx.metrics.switches.labels(
                     rt.name, from_target or "none", plan.target, decision.trigger.value

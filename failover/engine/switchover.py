@@ -169,7 +169,7 @@ class Switchovers:
 
     def _set(self, rt: ServiceRuntime, sw: Switchover | None) -> None:
         rt.state = replace(rt.state, switchover=sw)
-        self.ctx.save_intents_soon()
+        self.ctx.save_intents_soon(rt.name)
 
     def _abort(self, rt: ServiceRuntime, sw: Switchover, why: str, now: float) -> None:
         """Nothing switched: restore the TTL (a no-op when it was never lowered)."""
@@ -231,7 +231,7 @@ class Switchovers:
         rt.state = core.pin(
             rt.state, core.Pin(sw.target, f"switchover: {sw.reason}", sw.actor, now)
         )
-        self.ctx.save_intents_soon()
+        self.ctx.save_intents_soon(rt.name)
         self.ctx.journal.enqueue(
             rt.name,
             "pin",

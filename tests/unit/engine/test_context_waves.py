@@ -4,6 +4,7 @@ engine lock, in order, each caller getting its own result or error."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 import pytest
@@ -60,3 +61,29 @@ async def test_an_error_reaches_its_caller_only_and_a_cancelled_caller_is_skippe
         await failing
     assert await fine == "ok"
     assert gone.cancelled() and ran == ["fail", "fine"]
+
+
+def busy(seconds: float) -> None:
+    """Hold the thread (and so the loop) like a heavy record does."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+async def test_a_long_wave_lets_the_loop_run_between_slices_but_keeps_the_lock() -> None:
+    ctx = context()
+    seen_locked: list[bool] = []
+
+    async def other_work() -> None:  # a probe or an apply waiting for its turn of the loop
+        while True:
+            seen_locked.append(ctx.lock.locked())
+            await asyncio.sleep(0)
+
+    side = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    seen_locked.clear()
+    records = [asyncio.create_task(ctx.locked(lambda: busy(0.002))) for _ in range(20)]
+    await asyncio.gather(*records)
+    side.cancel()
+    assert True in seen_locked  # the loop turned while the wave (40 ms of records) ran
+    assert cast(CountingLock, ctx.lock).turns == 1  # ...in one turn of the lock
