@@ -114,26 +114,43 @@ class RecordReader:
         await asyncio.gather(*reads, return_exceptions=True)
 
     async def _read(self, name: str, wanted: list[Wanted], started: float) -> None:
+        """Read one provider for the due services, in parts when the provider says a part
+        costs no more than the whole (`read_chunk`: one query per key): at 10,000 services the
+        first decisions waited for the last of 10,000 answers; now each part's services are
+        decided (and published) while the next part is read."""
+        size = getattr(self.ctx.providers.get(name), "read_chunk", 0) or len(wanted)
+        for part in _parts(wanted, size):
+            await self._read_part(name, part, started)
+
+    async def _read_part(self, name: str, wanted: list[Wanted], started: float) -> None:
         """Fold one provider's answer into each service. A failed read keeps the last values
         read (stale, flagged in status) so the other providers' records can still be acted on."""
         found = await self._call(name, sorted({key for _, key, _ in wanted}))
         async with self.ctx.lock:
             now = self.ctx.clock()
             for rt, generation in {id(rt): (rt, g) for rt, _, g in wanted}.values():
-                self.ctx.wake_service(rt.name)  # a read concerns the services it read, only
                 if self.ctx.services.get(rt.name) is not rt:
                     continue  # removed or replaced by a reload while this read ran
                 if rt.busy or rt.changed_at >= started:
+                    self.ctx.wake_service(rt.name)
                     continue  # a change made during this read is fresher than what it saw
                 if rt.records_generation != generation:
+                    self.ctx.wake_service(rt.name)
                     continue  # forgotten meanwhile: this instance leads now, or a reload
                     # moved the records; the answer may predate another leader's last write
+                before = _seen(rt, name)
                 if isinstance(found, str):
                     if rt.provider_errors.get(name) != found:
                         log.error("%s: %s", rt.name, found, extra=fields(rt.name))
                     rt.read_failed(name, found, now)
                 else:
                     rt.records_read(name, found, now)
+                # A read concerns the services it read, and only when it told something new:
+                # the periodic re-read of 10,000 unchanged services woke a full sweep's worth
+                # of decisions, at any moment (a mass failover included). Timers still get
+                # every service decided by the sweeps.
+                if _seen(rt, name) != before:
+                    self.ctx.wake_service(rt.name)
 
     async def _call(
         self, name: str, keys: list[RecordKey]
@@ -148,3 +165,28 @@ class RecordReader:
             if not (isinstance(exc, ProviderError) and exc.counted):
                 self.ctx.metrics.provider_errors.labels(name, kind).inc()
             return f"{name}: read failed: {exc or 'timeout'}"
+
+
+def _seen(rt: ServiceRuntime, provider: str) -> tuple[object, ...]:
+    """What a read of `provider` can change that a decision looks at."""
+    current = rt.current
+    values = None if current is None else tuple(current.get(r.key) for r in rt.config.records)
+    sync = rt.sync.get(provider)
+    state = (
+        None
+        if sync is None
+        else (id(sync), sync.state, sync.lagging_since, sync.ignored, sync.served, sync.detail)
+    )
+    return (values, rt.read_error, rt.phase, rt.retry_at, rt.pending, state, len(rt.partial))
+
+
+def _parts(wanted: list[Wanted], size: int) -> list[list[Wanted]]:
+    """`wanted` cut into parts of about `size` keys, a service's keys never split (its
+    records are folded in together)."""
+    parts: list[list[Wanted]] = [[]]
+    for item in wanted:
+        last = parts[-1]
+        if len(last) >= size and last[-1][0] is not item[0]:
+            parts.append(last := [])
+        last.append(item)
+    return [part for part in parts if part]

@@ -1,0 +1,67 @@
+"""A provider that answers one query per key is read in parts: each part's services can be
+decided while the next part is read, and no service's records are split between parts."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any, cast
+
+from failover.core.decide import ServiceState
+from failover.engine.reader import RecordReader, _parts
+from failover.model import RecordKey, RecordSet, RecordType
+from failover.runtime import ServiceRuntime
+from tests.unit.core.conftest import build_service
+
+
+def runtime(index: int, records: int = 1) -> ServiceRuntime:
+    kinds = (RecordType.A, RecordType.AAAA)[:records]
+    service = build_service(name=f"svc{index}", records=[("dns", kind) for kind in kinds])
+    named = tuple(dataclasses.replace(r, name=f"svc{index}.example.com") for r in service.records)
+    return ServiceRuntime.fresh(dataclasses.replace(service, records=named), ServiceState())
+
+
+class CountingProvider:
+    read_chunk = 3
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
+        self.calls.append(len(keys))
+        await asyncio.sleep(0)
+        return dict.fromkeys(keys)
+
+
+def test_parts_keep_each_service_whole() -> None:
+    a, b, c = runtime(1, records=2), runtime(2, records=2), runtime(3)
+    wanted = [(rt, r.key, 0) for rt in (a, b, c) for r in rt.config.records]
+    parts = _parts(wanted, 3)
+    assert [[item[0] for item in part] for part in parts] == [[a, a, b, b], [c]]
+    assert _parts(wanted, len(wanted)) == [wanted]
+    assert _parts([], 3) == []
+
+
+async def test_services_are_read_part_by_part() -> None:
+    provider = CountingProvider()
+    runtimes = {rt.name: rt for rt in (runtime(i) for i in range(8))}
+    settings = SimpleNamespace(timeout=5.0, retry=SimpleNamespace(deadline=5.0))
+    woken: list[str] = []
+    ctx = SimpleNamespace(
+        providers={"dns": provider},
+        config=SimpleNamespace(providers={"dns": settings}),
+        lock=asyncio.Lock(),
+        clock=lambda: 100.0,
+        services=runtimes,
+        wake_service=woken.append,
+    )
+    reader = RecordReader(cast(Any, ctx))
+    await asyncio.gather(*reader.start(runtimes.values(), 50.0))
+    assert provider.calls == [3, 3, 2]
+    assert all(rt.current is not None for rt in runtimes.values())
+    assert sorted(woken) == sorted(runtimes)
+    woken.clear()  # a re-read that finds the same records tells nothing new: nobody is woken
+    await asyncio.gather(*reader.start(runtimes.values(), 60.0))
+    assert provider.calls == [3, 3, 2, 3, 3, 2] and woken == []
