@@ -6,7 +6,7 @@ benchmarks build them without importing the daemon's servers.
 
 from __future__ import annotations
 
-from failover.config.types import Config
+from failover.config.types import Config, HealthConfig
 from failover.core.values import FALLBACK
 from failover.engine.inputs import CANARY
 from failover.probes.scheduler import ProbeJob
@@ -17,23 +17,29 @@ def probe_jobs(config: Config) -> list[ProbeJob]:
     canaries' under the reserved service name CANARY."""
     return (
         [
-            ProbeJob(service.name, target.name, spec)
+            ProbeJob(service.name, target.name, spec, settle(target.health))
             for service in config.services.values()
             for target in service.targets
             for spec in target.probes
         ]
         + [
-            ProbeJob(service.name, FALLBACK, spec)  # the all-down fallback's own probes
+            # the all-down fallback's own probes
+            ProbeJob(service.name, FALLBACK, spec, settle(service.fallback.health))
             for service in config.services.values()
             if service.fallback is not None
             for spec in service.fallback.probes
         ]
         + [
-            ProbeJob(CANARY, canary.name, spec)
+            ProbeJob(CANARY, canary.name, spec, settle(canary.health))
             for canary in config.canaries
             for spec in canary.probes
         ]
     )
+
+
+def settle(health: HealthConfig) -> int:
+    """Runs in a row that settle a verdict either way: how long `fast_interval` lasts."""
+    return max(health.fall, health.rise)
 
 
 def provider_zones(config: Config) -> dict[str, set[str]]:

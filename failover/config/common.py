@@ -37,6 +37,7 @@ class ProbeCommon:
     interval: float
     timeout: float
     base_dir: Path | None = None  # relative paths (ca_file…) are read from here
+    fast_interval: float | None = None
 
 
 def retry_policy(sec: Section) -> RetryConfig:

@@ -40,6 +40,8 @@ def _safe_url(url: str) -> str:
 
 def _probe(p: ProbeConfig) -> str:
     every = f"every {format_duration(p.interval)}, timeout {format_duration(p.timeout)}"
+    if p.fast_interval is not None:
+        every += f", {format_duration(p.fast_interval)} while changing"
     if isinstance(p, HttpProbeConfig):
         extra = f" (Host: {p.host})" if p.host else ""
         extra += "" if p.verify_tls else " (TLS not verified)"

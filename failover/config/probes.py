@@ -50,18 +50,37 @@ class Timing:
     timeout: float
     interval_from: str = "the built-in default"
     timeout_from: str = "the built-in default"
+    fast_interval: float | None = None  # off unless set
+    fast_from: str = "the built-in default"
 
 
 def timing(sec: Section, base: Timing) -> Timing:
     """Override interval/timeout key by key; check the pair where it changes, so a bad default
     is reported once at its own path rather than at every probe that inherits it."""
     interval, timeout = sec.opt("interval", positive), sec.opt("timeout", positive)
+    fast = sec.opt("fast_interval", positive)
     merged = Timing(
         base.interval if interval is None else interval,
         base.timeout if timeout is None else timeout,
         base.interval_from if interval is None else sec.sub("interval"),
         base.timeout_from if timeout is None else sec.sub("timeout"),
+        base.fast_interval if fast is None else fast,
+        base.fast_from if fast is None else sec.sub("fast_interval"),
     )
+    if (
+        merged.fast_interval is not None
+        and merged.fast_interval >= merged.interval
+        and not sec.failed("interval", "fast_interval")
+        and (fast is not None or interval is not None)
+    ):
+        where = "fast_interval" if fast is not None else "interval"
+        sec.error(
+            where,
+            f"fast_interval {format_duration(merged.fast_interval)} (from {merged.fast_from}) "
+            f"is not shorter than the interval {format_duration(merged.interval)} (from "
+            f"{merged.interval_from}); fast_interval paces the re-runs while a verdict changes: "
+            "make it shorter than the interval, or remove it",
+        )
     rule = "a probe's timeout must not exceed its interval"
     if sec.failed("interval", "timeout") or merged.timeout <= merged.interval:
         return merged
@@ -177,6 +196,7 @@ def dns(p: Section, c: ProbeCommon) -> DnsProbeConfig:
         server=server or HostPort("", 53),
         interval=c.interval,
         timeout=c.timeout,
+        fast_interval=c.fast_interval,
         record_type=record_type,
         transport="tcp" if transport == "tcp" else "udp",
         recursion_desired=p.get("recursion_desired", boolean, False),
@@ -207,6 +227,7 @@ def tls(p: Section, c: ProbeCommon) -> TlsProbeConfig:
         address=address or HostPort("", 0),
         interval=c.interval,
         timeout=c.timeout,
+        fast_interval=c.fast_interval,
         server_name=None if server_name is None else plain(server_name),
         verify=verify,
         ca_file=ca_file,
@@ -247,7 +268,7 @@ def parse_probes(t: Section, base: Timing, base_dir: Path | None = None) -> tupl
             where = "name" if p.present("name") else None
             p.error(where, f"probe name {show(name)} is used twice in this target; name each probe")
         names.add(name)
-        common = ProbeCommon(plain(name), own.interval, own.timeout, base_dir)
+        common = ProbeCommon(plain(name), own.interval, own.timeout, base_dir, own.fast_interval)
         out.append(PROBE_PARSERS[ptype](p, common))
         p.done()
     return tuple(out)

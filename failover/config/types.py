@@ -98,6 +98,7 @@ class HttpProbeConfig:
     client_cert: Path | None = None
     client_key: Path | None = None  # None: the key is in client_cert
     tls_min_version: Literal["1.2", "1.3"] | None = None
+    fast_interval: float | None = None  # re-probe pace while the verdict changes (None: off)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class TcpProbeConfig:
     client_cert: Path | None = None
     client_key: Path | None = None
     tls_min_version: Literal["1.2", "1.3"] | None = None
+    fast_interval: float | None = None  # re-probe pace while the verdict changes (None: off)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class DnsProbeConfig:
     expect_rcode: str = "NOERROR"
     expect_answers: tuple[str, ...] | None = None
     expect_match: Literal["exact", "contains"] = "exact"
+    fast_interval: float | None = None  # re-probe pace while the verdict changes (None: off)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class TlsProbeConfig:
     verify: bool = True
     ca_file: Path | None = None  # None: the system trust store
     warn_days: int = 14
+    fast_interval: float | None = None  # re-probe pace while the verdict changes (None: off)
 
     @property
     def hostname(self) -> str:

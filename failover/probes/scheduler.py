@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections import deque
@@ -78,6 +77,9 @@ class ProbeJob:
     service: str
     target: str
     spec: ProbeConfig
+    settle: int = 1
+    """Runs in a row that make its target's verdict (the larger of fall and rise): a probe
+    with `fast_interval` keeps that pace for this many runs after its result changes."""
 
     @property
     def key(self) -> JobKey:
@@ -246,20 +248,29 @@ class ProbeScheduler:
         # scheduling lag (nothing was planned yet). The fixed-rate runs then start on this
         # probe's phase, a full interval after the first run at least: fall and rise still
         # count runs an interval apart.
-        self._deliver(ident, await self._execute(job, ctx), time.time())
+        first = await self._execute(job, ctx)
+        self._deliver(ident, first, time.time())
+        pace = _FastPace(job.spec.fast_interval, first.ok)
         planned = began + interval + self._first_offset(interval)
+        due, on_grid = planned, True
         while True:
-            delay = planned - time.monotonic()
+            delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            result = await self._execute(job, ctx, planned)
+            result = await self._execute(job, ctx, due)
             self._deliver(ident, result, time.time())
-            planned += interval
+            fast = pace.after(result.ok, self._settle(ident))
             now = time.monotonic()
-            if planned <= now:
-                missed = math.floor((now - planned) / interval) + 1
-                planned += missed * interval
-                self.skipped_runs += missed
+            if on_grid:  # this run was the grid's slot (a timer may fire a hair early)
+                planned += interval
+            while planned <= now:  # the grid goes on under fast runs; a grid run that
+                planned += interval  # overran skips the slots it missed
+                self.skipped_runs += on_grid
+            due, on_grid = (planned, True) if fast is None else (now + fast, False)
+
+    def _settle(self, ident: ProbeIdentity) -> int:
+        """The longest verdict among the jobs this probe feeds."""
+        return max((job.settle for job in self._groups.get(ident, ())), default=1)
 
     def _first_offset(self, interval: float) -> float:
         if self._jitter == 0.0:
@@ -347,3 +358,29 @@ def timeout_result(timeout: float, elapsed: float, run: ProbeRun) -> ProbeResult
         timings["total"] = elapsed
     reason = f"timeout after {round(timeout * 1000)}ms{where}"
     return ProbeResult(False, reason, elapsed, timings, dict(run.detail))
+
+
+class _FastPace:
+    """HAProxy's `fastinter` for one probe: after a run whose result differs from the one
+    before, the next runs come `fast_interval` apart until as many runs in a row agree as a
+    verdict needs (`settle`), then the probe goes back to its phase grid. A primary that dies
+    between two runs is then DOWN after one interval at most plus (fall - 1) fast runs,
+    instead of fall intervals; fall and rise still count consecutive runs."""
+
+    __slots__ = ("_fast", "_last", "_streak")
+
+    def __init__(self, fast: float | None, last: bool) -> None:
+        self._fast = fast
+        self._last = last
+        self._streak = 0  # runs in a row since the result changed (0: settled)
+
+    def after(self, ok: bool, settle: int) -> float | None:
+        """The delay before the next run when it is a fast one, else None (the grid)."""
+        changed, self._last = ok != self._last, ok
+        if self._fast is None:
+            return None
+        self._streak = 1 if changed else (self._streak + 1 if self._streak else 0)
+        if self._streak and self._streak < settle:
+            return self._fast
+        self._streak = 0
+        return None

@@ -42,6 +42,31 @@ def test_probe_own_settings_can_fix_an_inherited_pair() -> None:
     assert (http.interval, http.timeout) == (30, 10)
 
 
+def test_fast_interval_is_inherited_and_off_by_default() -> None:
+    cfg = base()
+    assert all(
+        p.fast_interval is None for t in load(cfg).services["shop"].targets for p in t.probes
+    )
+    cfg["defaults"] = {"probe": {"interval": "2s", "timeout": "1s", "fast_interval": "200ms"}}
+    target(cfg, 1)["probe"] = {"fast_interval": "100ms"}
+    first, second = load(cfg).services["shop"].targets
+    assert [p.fast_interval for p in first.probes] == [0.2]
+    assert [p.fast_interval for p in second.probes] == [0.1]
+
+
+def test_fast_interval_must_be_shorter_than_the_interval() -> None:
+    cfg = base()
+    probe(cfg).update(interval="1s", timeout="500ms", fast_interval="1s")
+    [error] = errors_of(cfg)
+    assert "services.shop.targets[0].probes[0].fast_interval: fast_interval 1s" in error
+    assert "is not shorter than the interval 1s" in error and "make it shorter" in error
+    cfg = base()
+    cfg["defaults"] = {"probe": {"fast_interval": "2s"}}  # the default interval is 5s: fine
+    probe(cfg).update(interval="2s", timeout="1s")  # ...but not for this probe
+    [error] = errors_of(cfg)
+    assert "probes[0].interval: fast_interval 2s (from defaults.probe.fast_interval)" in error
+
+
 # --- records and values ------------------------------------------------------------------
 
 

@@ -82,7 +82,7 @@ async def test_a_first_run_at_once_then_runs_spread_by_jitter() -> None:
     assert len(starts) == 20
     assert all(runs[0] < 0.2 for runs in starts.values())  # health known after one pass
     second = [runs[1] for runs in starts.values()]  # one interval on, within 0.25 * 1 s
-    assert all(len(runs) == 2 for runs in starts.values())
+    assert all(len(runs) == 2 for runs in starts.values()), starts
     assert all(runs[1] - runs[0] >= 1.0 for runs in starts.values())  # fall counts intervals
     assert len({round(s, 3) for s in second}) > 1
 
