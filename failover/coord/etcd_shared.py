@@ -73,6 +73,10 @@ class SharedState:
         self._intents: dict[str, str] = {}
         self._intent_revs: dict[str, int] = {}  # mod revision last seen or written, per service
         self._base: dict[str, str] = {}  # what the engine last loaded or saved, per service
+        # per service: the body last handed to `save_intents` and its canonical text, and the
+        # text last read back with its parsed body (unchanged services cost a lookup, not JSON)
+        self._encoded: dict[str, tuple[Any, str]] = {}
+        self._parsed: dict[str, tuple[str, Any]] = {}
         self._loaded_from_etcd = False
         self.loop: asyncio.AbstractEventLoop | None = None  # save_intents' bridge to it
 
@@ -136,7 +140,26 @@ class SharedState:
         """The shared intents as last read; what is returned becomes the base that
         `save_intents` compares with, so only services changed here are written back."""
         self._base = dict(self._intents)
-        return {s: json.loads(v) for s, v in self._intents.items()}
+        return {s: self._loaded(s, v) for s, v in self._intents.items()}
+
+    def _canonical(self, service: str, body: Any) -> str:
+        """`canonical(body)`, kept while the engine hands over the same body object: it does
+        for every service it did not change, and at 10,000 services re-encoding them all on
+        each group commit of a mass failover is most of a core."""
+        cached = self._encoded.get(service)
+        if cached is None or cached[0] is not body:
+            cached = (body, canonical(body))
+            self._encoded[service] = cached
+        return cached[1]
+
+    def _loaded(self, service: str, text: str) -> Any:
+        """`json.loads(text)`, kept while the text is the same (the same object back, so the
+        local state file's writer keeps its fragment too)."""
+        cached = self._parsed.get(service)
+        if cached is None or cached[0] != text:
+            cached = (text, json.loads(text))
+            self._parsed[service] = cached
+        return cached[1]
 
     async def use_local_intents(self) -> None:
         """etcd did not answer at start: go by the local state file's until it does."""
@@ -168,10 +191,12 @@ class SharedState:
             ) from None
         except EtcdError as exc:
             raise CoordinationError(f"etcd did not store the intents: {exc}") from None
-        self._store.save_state({"version": 1, "services": merged})
+        self._store.save_services_state(1, merged)
 
     async def _save_intents(self, intents: Mapping[str, Any]) -> dict[str, Any]:
-        encoded = {s: canonical(v) for s, v in intents.items()}
+        encoded = {s: self._canonical(s, v) for s, v in intents.items()}
+        if len(self._encoded) > len(encoded):  # services a reload removed
+            self._encoded = {s: c for s, c in self._encoded.items() if s in encoded}
         changed = {s: v for s, v in encoded.items() if self._base.get(s) != v}
         if changed:
             ops = [

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from failover.coord import etcd_shared
 from failover.coord.base import ChangeKind, View
 from failover.coord.etcd import CoordinationError, EtcdCoordinator
 from failover.store import Store
@@ -119,6 +120,29 @@ async def test_saving_unchanged_intents_writes_nothing(
     assert version() == 1
     await asyncio.to_thread(a.save_intents, {"shop": {"mode": "paused"}})
     assert version() == 2
+
+
+async def test_unchanged_bodies_are_not_encoded_again_and_the_local_copy_is_exact(
+    make: MakeCoordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = make("fo-a")
+    await a.start()
+    shop, api = {"mode": "auto"}, {"mode": "pinned", "pinned_to": "b"}
+    await asyncio.to_thread(a.save_intents, {"shop": shop, "api": api})
+    encoded: list[object] = []
+    real = etcd_shared.canonical
+
+    def counting(value: object) -> str:
+        encoded.append(value)
+        return real(value)
+
+    monkeypatch.setattr(etcd_shared, "canonical", counting)
+    paused = {"mode": "paused"}
+    await asyncio.to_thread(a.save_intents, {"shop": paused, "api": api})  # api: same object
+    assert any(v is paused for v in encoded)
+    assert not any(v is api for v in encoded)  # the unchanged body kept its canonical text
+    local = Store(a.shared._store.state_dir).load_state()  # the local copy, read back
+    assert local == {"version": 1, "services": {"shop": paused, "api": api}}
 
 
 async def test_a_move_from_standalone_keeps_the_pins(tmp_path: Path, make: MakeCoordinator) -> None:
