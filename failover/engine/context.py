@@ -64,9 +64,7 @@ class Context:
         default_factory=list, init=False, repr=False
     )
     _wave_runner: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
-    _encoded: dict[str, tuple[object, dict[str, Any]]] = field(
-        default_factory=dict, init=False, repr=False
-    )
+    _states: dict[str, object] = field(default_factory=dict, init=False, repr=False)
     _bodies: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _touched: set[str] = field(default_factory=set, init=False, repr=False)
     _touched_all: bool = field(default=True, init=False, repr=False)
@@ -144,19 +142,16 @@ class Context:
         full = self._touched_all or now - self._full_scan_at >= FULL_SCAN_EVERY
         names = self.services.keys() if full else self._touched
         self._touched, self._touched_all = set(), False
-        encoded, bodies = self._encoded, self._bodies
+        states, bodies = self._states, self._bodies  # the state each body was encoded from
         if full:
             self._full_scan_at = now
-            for gone in [n for n in encoded if n not in self.services]:
-                del encoded[gone], bodies[gone]
+            for gone in [n for n in states if n not in self.services]:
+                del states[gone], bodies[gone]
         for name in names:
             rt = self.services.get(name)
             if rt is None:
-                if encoded.pop(name, None) is not None:
+                if states.pop(name, None) is not None:
                     del bodies[name]
-                continue
-            cached = encoded.get(name)
-            if cached is None or cached[0] is not rt.state:
-                encoded[name] = (rt.state, intents_codec.encode_state(rt.state))
-                bodies[name] = encoded[name][1]
+            elif states.get(name) is not rt.state:
+                states[name], bodies[name] = rt.state, intents_codec.encode_state(rt.state)
         return dict(bodies)  # a copy: the write runs in a thread while the loop goes on
