@@ -318,14 +318,14 @@ async def test_a_hung_api_is_cut_by_the_timeout_and_the_loop_keeps_running(
 
 
 async def test_a_hung_zone_does_not_delay_the_others(fake: FakeHetzner) -> None:
-    p = make(fake, timeout=1.0, retry=RetryConfig(attempts=1, initial=0.01, deadline=5))
+    p = make(fake, timeout=3.0, retry=RetryConfig(attempts=1, initial=0.01, deadline=5))
     await p.start()
     try:
         fake.inject("GET", f"/zones/{OTHER}", hang=True)
         hung = asyncio.create_task(p.read([a(p, "www", OTHER)]))
         started = time.monotonic()
         await p.apply([Change(a(p, "www"), 60, None, ("192.0.2.1",))])
-        assert time.monotonic() - started < 0.9
+        assert time.monotonic() - started < 1.5  # did not wait for the hung read's 3 s timeout
         with pytest.raises(ProviderError):
             await hung
     finally:

@@ -5,7 +5,6 @@ hung endpoints cut without blocking the loop, batching limits, zone lookup, secr
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import socket
 import time
@@ -272,12 +271,14 @@ async def test_hung_endpoint_is_cut_by_the_timeout_without_blocking_the_loop(
     assert "no answer within 0.5s" in str(info.value)
     assert 0.9 < elapsed < 3.0  # two attempts of 0.5 s and a short backoff
     assert p.errors == ["timeout", "timeout"]  # type: ignore[attr-defined]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(ticks)]
-    assert len(ticks) >= 10 and max(gaps) < 0.3  # the loop kept turning
+    # The loop kept turning: ~20 ticks in the ~1 s the call took. A call that held the loop would
+    # leave at most one tick per attempt; the count (not the largest gap) tolerates one stall of
+    # the shared CI machine, such as a full collection of the test process's heap.
+    assert len(ticks) >= 10, ticks
 
 
 async def test_a_hung_zone_does_not_delay_the_others(stub: Route53Stub, make: Make) -> None:
-    p = await make(timeout=2.0, retry=replace(FAST, attempts=1))
+    p = await make(timeout=4.0, retry=replace(FAST, attempts=1))
     await p.read([a(p, "warm"), a(p, "warm", OTHER)])
     stub.hung_zones.add(ZONE_ID)
     started = time.monotonic()
@@ -285,7 +286,7 @@ async def test_a_hung_zone_does_not_delay_the_others(stub: Route53Stub, make: Ma
         p.apply([upsert(a(p, "www"), "192.0.2.1"), upsert(a(p, "www", OTHER), "192.0.2.2")])
     )
     await asyncio.wait_for(stub.changed.wait(), 5)
-    assert time.monotonic() - started < 1.0  # the other zone did not wait for the 2 s timeout
+    assert time.monotonic() - started < 2.0  # the other zone did not wait for the 4 s timeout
     with pytest.raises(ProviderError) as info:
         await apply
     assert info.value.kind == "timeout" and info.value.counted
@@ -302,7 +303,7 @@ async def test_aclose_does_not_wait_for_a_hung_call(stub: Route53Stub, make: Mak
     read.cancel()
     started = time.monotonic()
     await p.aclose()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.5  # far from the 5 s timeout it would otherwise wait
     with pytest.raises(asyncio.CancelledError):
         await read
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import time
@@ -420,13 +419,14 @@ async def test_hung_api_is_cut_by_the_timeout_and_the_loop_keeps_running(
     assert info.value.kind == "timeout" and "0.3s" in str(info.value)
     assert 0.55 < elapsed < 3.0
     assert p.errors == ["timeout", "timeout"]
-    gaps = [b - a for a, b in itertools.pairwise(ticks)]
-    assert len(ticks) > 10 and max(gaps) < 0.25
+    # ~30 ticks in the ~0.6 s the call took; a call that held the loop would leave one per attempt
+    # (counted rather than timed: one stall of a shared CI machine must not fail this test)
+    assert len(ticks) > 10, ticks
 
 
 async def test_a_hung_zone_does_not_delay_the_others(fake: FakeScaleway) -> None:
     fake.inject("PATCH", f"/dns-zones/{ZONE}/", hang=True, times=5)
-    p = make(fake, timeout=0.5, retry=RetryConfig(attempts=1))
+    p = make(fake, timeout=2.0, retry=RetryConfig(attempts=1))
     await p.start()
     started = time.monotonic()
     try:
@@ -439,7 +439,7 @@ async def test_a_hung_zone_does_not_delay_the_others(fake: FakeScaleway) -> None
             )
     finally:
         await p.aclose()
-    assert fake.commits[OTHER] - started < 0.3
+    assert fake.commits[OTHER] - started < 1.0  # did not wait for the hung zone's 2 s timeout
     assert f"1 of 2 zones failed: {ZONE}" in str(info.value)
     assert f"(applied: {OTHER})" in str(info.value), info.value
     assert info.value.kind == "timeout" and info.value.counted
