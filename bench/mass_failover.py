@@ -26,14 +26,15 @@ every new value (BIND: the SOA serial poll saw the final UPDATE land; moto: the 
 name queried with dnspython, RD clear, AA required; moto: the zone listed with boto3).
 
     python bench/mass_failover.py [--services 1000|10000] [--provider bind|route53|both]
-        [--runs 3] [--profile] [--fall 2] [--probe-timeout 900ms] [--resync 30s] [--keep]
+        [--runs 3] [--profile] [--trace] [--fall 2] [--probe-timeout 900ms] [--resync 30s] [--keep]
 
 The summary prints min/median/max over the runs of each provider for the initial publication
 (from spawn until every record is verified) and the failover, against issue 13's goals:
 publication <= 2 s for 1,000 services (<= 15 s for 10,000), failover all verified
 <= interval x fall + 1 s for 1,000 (+ 5 s for 10,000). The parts live in `bench/mass/`.
 
-`--profile` samples the daemon with py-spy during the failover and prints where its CPU went.
+`--profile` samples the daemon with py-spy during the failover and prints where its CPU went;
+`--trace` prints every request the daemon sent moto, with when it was sent and answered.
 
 Columns of the summary, in seconds from t0: `detect`/`decided` are the `ts` of the first/last
 switch entry (the start of the engine cycle that decided it), `changed` the peer holding every
@@ -150,6 +151,18 @@ def one_run(
         c2 = peer.counters()
         m1 = scrape(daemon)
         result.api_failover = peer.delta(c1, c2)
+        if args.trace and moto is not None:
+            for name, start, end in (
+                ("publication, from spawn", spawned, failover.t0),
+                ("failover, from t0", failover.t0, float("inf")),
+            ):
+                result.trace.append(name)
+                result.trace += [
+                    f"  {sent - start:6.2f}-{done - start:6.2f} {op}"
+                    + (f" ({size} changes)" if size else "")
+                    for sent, done, op, size in moto.counts.snapshot_timeline()
+                    if start <= sent < end
+                ]
         result.peer_check += "; failover: " + peer.read_back(n, 1)
         result.metrics = {
             "failover_dns_changes_total{result=ok}": total(
@@ -216,6 +229,7 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the daemon during the failover phase"
     )
+    parser.add_argument("--trace", action="store_true", help="print each Route 53 request, timed")
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]
     raise_nofile(args.services + FD_MARGIN, f"{args.services} listening sockets per listener")

@@ -105,7 +105,13 @@ class ProxyCounts:
     operations: Counter[str] = field(default_factory=Counter)
     change_sizes: list[int] = field(default_factory=list)  # <Change> elements per request
     last_change_done: float = 0.0  # wall clock when moto answered the last change request
+    # (sent, answered, operation, <Change> elements) per request, wall clock: `--trace`
+    timeline: list[tuple[float, float, str, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot_timeline(self) -> list[tuple[float, float, str, int]]:
+        with self.lock:
+            return list(self.timeline)
 
     def snapshot(self) -> tuple[Counter[str], list[int], float]:
         with self.lock:
@@ -200,6 +206,7 @@ class MotoPeer:
         await web.TCPSite(self._runner, "127.0.0.1", self.proxy_port).start()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        sent = time.time()
         body = await request.read()
         op = operation(request.method, request.path)
         assert self._session is not None
@@ -212,8 +219,10 @@ class MotoPeer:
             out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP}
         with self.counts.lock:
             self.counts.operations[op] += 1
+            size = body.count(b"<Change>")
+            self.counts.timeline.append((sent, time.time(), op, size))
             if op == "ChangeResourceRecordSets":
-                self.counts.change_sizes.append(body.count(b"<Change>"))
+                self.counts.change_sizes.append(size)
                 if status == 200:
                     self.counts.last_change_done = time.time()
         return web.Response(status=status, body=payload, headers=out_headers)

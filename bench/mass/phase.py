@@ -146,6 +146,7 @@ class RunResult:
     peer_check: str = ""
     load: str = ""
     profile: list[str] = field(default_factory=list)
+    trace: list[str] = field(default_factory=list)  # `--trace`: Route 53 requests after t0
     early: int = 0
     stop_seconds: float = 0.0
     number: int = 1

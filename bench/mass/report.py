@@ -46,6 +46,10 @@ def print_run(r: RunResult, number: int) -> None:
     for key, value in r.metrics.items():
         print(f"    {key}: {value}")
     print(f"  read-back: {r.peer_check}; daemon stopped {r.stop_seconds:.1f}s after SIGTERM")
+    if r.trace:
+        print("  requests to moto (sent-answered, seconds):")
+        for line in r.trace:
+            print(f"    {line}")
     if r.profile:
         print("  py-spy, daemon during failover (inclusive share of samples):")
         for line in r.profile:

@@ -1,11 +1,17 @@
-"""A token bucket that serves requests by priority: a DNS write waits only for the rate, never
-behind the status polls and listings queued before it; a status poll goes before a listing.
+"""A token bucket that serves requests by priority: a DNS write waits for the rate and at most
+one status poll, never behind the listings queued before it; a status poll goes before a listing.
 
 Route 53 allows 5 requests per second per account, writes, reads and GetChange polls alike.
 During a mass failover the engine reads records back and polls changes while new batches
 are due; served in arrival order, a batch waited behind them (a second and more at 1,000
-services). Tokens refill at `rate` per second up to `rate` (bursts included); waiters are
-served by priority, then in arrival order; a waiter cancelled before its turn takes none.
+services). Served strictly by priority, the polls waited behind every batch instead: with
+decisions spread over a probe interval, one small batch went out per token, and every change
+was confirmed only after the last one (1,000 services: 9 batches, then 9 polls, 3.6 s). So
+when writes and polls both wait, they alternate: each batch holds what was decided during
+one more token, there are fewer of them, and earlier changes are confirmed while later ones
+are still being written. Tokens refill at `rate` per second up to `rate` (bursts included);
+waiters are served by priority (with that alternation), then in arrival order; a waiter
+cancelled before its turn takes none.
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ class Pacer:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._last: int | None = None  # priority of the request that took the last token
 
     async def take(self, priority: int = READ) -> None:
         """Return once this request may be sent (WRITE first, then STATUS, then READ)."""
         self._refill()
         if not self._waiters and self._tokens >= 1.0:
             self._tokens -= 1.0
+            self._last = priority
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), turn))
@@ -52,8 +60,21 @@ class Pacer:
             if self._tokens < 1.0:
                 await asyncio.sleep((1.0 - self._tokens) / self.rate)
                 continue
-            _, _, turn = heapq.heappop(self._waiters)
+            priority, _, turn = self._next()
             if turn.cancelled():
                 continue
             self._tokens -= 1.0
+            self._last = priority
             turn.set_result(None)
+
+    def _next(self) -> tuple[int, int, asyncio.Future[None]]:
+        """The first waiter by priority, except that a status poll goes before a second write
+        in a row (the waiters are a handful: a scan is cheaper than a second heap)."""
+        if self._waiters[0][0] == WRITE and self._last == WRITE:
+            polls = [w for w in self._waiters if w[0] == STATUS and not w[2].cancelled()]
+            if polls:
+                chosen = min(polls)
+                self._waiters.remove(chosen)
+                heapq.heapify(self._waiters)
+                return chosen
+        return heapq.heappop(self._waiters)

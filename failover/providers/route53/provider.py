@@ -79,7 +79,7 @@ class Route53Provider:
         self._client: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
-        self._pacer = Pacer(config.requests_per_second)  # writes before reads and polls
+        self._pacer = Pacer(config.requests_per_second)  # writes first, taking turns with polls
         self._warned: set[tuple[str, RecordType]] = set()
         _quiet_sdk_debug_logs()
 
