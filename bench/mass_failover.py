@@ -10,9 +10,11 @@ when that needs it (root), or the bench says how many descriptors it needs. The 
 the provider under test, in one pre-created, empty zone:
 
 - bind:    rfc2136 -> a real BIND `named` on loopback (TSIG); the daemon verifies every change
-           against BIND itself (`verify.nameservers`). UPDATE and QUERY messages are counted
-           exactly by BIND's statistics channel (opcode counters), cross-checked by the SOA
-           serial delta (BIND bumps it once per UPDATE message that changed the zone).
+           against BIND itself (`verify.nameservers`) and reads the zone in one transfer (BIND
+           allows 127.0.0.1; `--no-zone-transfer`: one query per name). UPDATE and QUERY
+           messages are counted exactly by BIND's statistics channel (opcode counters),
+           cross-checked by the SOA serial delta (BIND bumps it once per UPDATE message that
+           changed the zone).
 - route53: route53 -> moto's server (own process) via `endpoint_url`, dummy credentials,
            AWS_EC2_METADATA_DISABLED=true. `verify: false`, because moto serves no DNS: the
            daemon's `verify` entries then only mean "INSYNC" (GetChange). Every HTTP request the
@@ -26,7 +28,8 @@ every new value (BIND: the SOA serial poll saw the final UPDATE land; moto: the 
 name queried with dnspython, RD clear, AA required; moto: the zone listed with boto3).
 
     python bench/mass_failover.py [--services 1000|10000] [--provider bind|route53|both]
-        [--runs 3] [--profile] [--trace] [--fall 2] [--probe-timeout 900ms] [--resync 30s] [--keep]
+        [--runs 3] [--profile] [--trace] [--no-zone-transfer] [--fall 2]
+        [--probe-timeout 900ms] [--resync 30s] [--keep]
 
 The summary prints min/median/max over the runs of each provider for the initial publication
 (from spawn until every record is verified) and the failover, against issue 13's goals:
@@ -86,7 +89,11 @@ def one_run(
     result = RunResult(provider, n)
     primary = TcpTarget(PRIMARY_HOST, n).start()
     secondary = TcpTarget(SECONDARY_HOST, n).start()
-    peer: Peer = BindPeer(workdir) if provider == "bind" else MotoPeerAdapter(moto)  # type: ignore[arg-type]
+    peer: Peer = (
+        BindPeer(workdir, not args.no_zone_transfer)
+        if provider == "bind"
+        else MotoPeerAdapter(moto)  # type: ignore[arg-type]
+    )
     metrics_port = free_port()
     config = workdir / "failover.yaml"
     config.write_text(
@@ -228,6 +235,11 @@ def main() -> int:
     parser.add_argument("--secondary-interval", default="5s", help="of the secondaries")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the daemon during the failover phase"
+    )
+    parser.add_argument(
+        "--no-zone-transfer",
+        action="store_true",
+        help="bind: read one query per name (zone_transfer: false), as a refusing server",
     )
     parser.add_argument("--trace", action="store_true", help="print each Route 53 request, timed")
     args = parser.parse_args()

@@ -64,12 +64,18 @@ def paused() -> Iterator[None]:
             gc.enable()
 
 
-def settle() -> float:
-    """Collect what is garbage now, then freeze the survivors; returns the seconds it took."""
+def settle(collect: bool = True) -> float:
+    """Collect what is garbage now, then freeze the survivors; returns the seconds it took.
+
+    `collect=False` at start-up: the garbage then is a few dozen objects (20 measured at 1,000
+    services), while the pass walks the whole configuration and blocks the loop the start-up
+    reads and probes already run on (40-110 ms at 1,000 services, ten times that at 10,000).
+    A reload collects: the previous configuration is garbage then."""
     began = time.monotonic()
     tune()
     gc.unfreeze()
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     took = time.monotonic() - began
     log.debug("heap settled: %d objects frozen in %.0f ms", gc.get_freeze_count(), took * 1000)

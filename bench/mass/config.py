@@ -75,7 +75,9 @@ def config_text(
     return "\n".join(lines) + "\n"
 
 
-def bind_block(bind: BenchBind, workdir: Path) -> str:
+def bind_block(bind: BenchBind, workdir: Path, zone_transfer: bool = True) -> str:
+    """BIND lets 127.0.0.1 transfer the zone: the daemon reads it in one AXFR unless told not
+    to (`--no-zone-transfer`: one query per name, as against a server that refuses)."""
     secret = workdir / "tsig.secret"
     secret.write_text(bind.secret + "\n")
     return (
@@ -85,6 +87,7 @@ def bind_block(bind: BenchBind, workdir: Path) -> str:
         f"    port: {bind.port}\n"
         f'    tsig: {{name: {KEY_NAME}, algorithm: hmac-sha256, secret: "${{file:{secret}}}"}}\n'
         f'    verify: {{nameservers: ["127.0.0.1:{bind.port}"], timeout: 30s}}\n'
+        f"    zone_transfer: {'true' if zone_transfer else 'false'}\n"
         "    timeout: 10s"
     )
 

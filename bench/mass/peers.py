@@ -38,15 +38,16 @@ class Peer:
 class BindPeer(Peer):
     name = "bind"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, zone_transfer: bool = True) -> None:
         self.server = BenchBind(workdir / "bind").start()
+        self.zone_transfer = zone_transfer
         self.own_queries = 0  # SOA polls and read-backs by this bench, not the daemon's
         self._serial = self._poll_serial()
         self._quiet_since = time.time()
         self._changed = time.time()
 
     def block(self, workdir: Path) -> str:
-        return bind_block(self.server, workdir)
+        return bind_block(self.server, workdir, self.zone_transfer)
 
     def _poll_serial(self) -> int:
         self.own_queries += 1

@@ -183,6 +183,7 @@ class Rfc2136ProviderConfig:
     tsig: TsigConfig | None = None
     transport: Literal["tcp", "udp"] = "tcp"  # tcp falls back to udp when tcp is refused
     max_concurrency: int = 4  # zones updated in parallel
+    zone_transfer: bool = True  # read many names of a zone in one AXFR when the server allows it
 
 
 ProviderConfig = (

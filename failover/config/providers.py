@@ -25,6 +25,7 @@ from failover.config.parse import (
     Interpolated,
     Invalid,
     Section,
+    boolean,
     choice,
     dns_name,
     hostport,
@@ -305,6 +306,7 @@ def rfc2136(sec: Section, name: str, common: ProviderCommon) -> Rfc2136ProviderC
         tsig=_tsig(sec),
         transport=sec.get("transport", choice(("tcp", "udp"), "transport"), "tcp"),  # type: ignore[arg-type]
         max_concurrency=sec.get("max_concurrency", integer(1, 64), 4),
+        zone_transfer=sec.get("zone_transfer", boolean, True),
     )
 
 

@@ -1,9 +1,10 @@
 """A real BIND `named` on loopback, the peer of the rfc2136 provider tests.
 
 Each test module gets a fresh directory (the zone journal persists) with a TSIG key made by
-`tsig-keygen`, two zones and a second, limited key. named runs in the foreground (`-g`) as the
-current user; it is stopped through the pid it wrote. Tests skip only when BIND is not installed
-(`apt-get install bind9 bind9-utils`, which `scripts/test` does).
+`tsig-keygen`, two zones (the main key may transfer the first) and a second, limited key. named
+runs in the foreground (`-g`) as the current user; it is stopped through the pid it wrote. Tests
+skip only when BIND is not installed (`apt-get install bind9 bind9-utils`, which `scripts/test`
+does).
 """
 
 from __future__ import annotations
@@ -95,8 +96,12 @@ class BindServer:
                 "ns1 A 127.0.0.1\n"
                 "www A 192.0.2.10\n"
             )
+        # example.test may be transferred with the main key (reads of many names use one
+        # AXFR); other.test keeps the global `allow-transfer { none; }` (reads fall back to
+        # one query per name)
+        transfer = {ZONE: f"  allow-transfer {{ key {KEY_NAME}; }};\n", OTHER: ""}
         zones = "".join(
-            f'zone "{zone}" {{ type primary; file "{d}/{zone}.zone";\n'
+            f'zone "{zone}" {{ type primary; file "{d}/{zone}.zone";\n{transfer[zone]}'
             f"  update-policy {{ {grants}grant {LIMITED_KEY} name limited.{zone} A; }}; }};\n"
             for zone in (ZONE, OTHER)
         )
@@ -203,6 +208,12 @@ class BindServer:
                 counts[match.group(3)] = counts.get(match.group(3), 0) + 1
             last = match.groups()
         return counts
+
+    def transfers(self, zone: str = ZONE) -> tuple[int, int]:
+        """Zone transfers of `zone` named started and denied so far, as its log tells them."""
+        text = self.log.read_text(errors="replace")
+        started = text.count(f"transfer of '{zone}/IN': AXFR started")
+        return started, text.count(f"zone transfer '{zone}/AXFR/IN' denied")
 
     def serial(self, zone: str = ZONE) -> int:
         query = dns.message.make_query(zone, "SOA")

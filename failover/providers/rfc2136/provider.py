@@ -1,11 +1,13 @@
 """The `rfc2136` provider: TSIG-signed dynamic UPDATEs to one primary server.
 
-Reads ask the configured primary directly (RD cleared, AA required) rather than transferring
-the zone, because AXFR is usually forbidden; many keys are asked pipelined on one TCP
-connection (`reads.py`). Each zone's changes go out as one UPDATE message,
-which the server applies all or nothing; every change carries a prerequisite that the RRset is
-still exactly what was read, so a hand edit made since then is detected instead of overwritten.
-Only a batch larger than a DNS message (64 KB) is split, and then each part is atomic on its own.
+Reads ask the configured primary directly (RD cleared, AA required). A read that wants many
+names of one zone transfers it (AXFR, `transfer.py`) when the server allows it, which is far
+cheaper than a signed query per name; otherwise, and with `zone_transfer: false`, many keys are
+asked pipelined on one TCP connection (`reads.py`). Each zone's changes go out as one UPDATE
+message, which the server applies all or nothing; every change carries a prerequisite that
+the RRset is still exactly what was read, so a hand edit made since then is detected instead of
+overwritten. Only a batch larger than a DNS message (64 KB) is split, and then each part is
+atomic on its own.
 A server that answered NOERROR has applied the change on the primary: there is nothing to poll.
 """
 
@@ -49,6 +51,7 @@ from failover.providers.base import (
 )
 from failover.providers.retry import with_retries
 from failover.providers.rfc2136.reads import read_pipelined
+from failover.providers.rfc2136.transfer import ZoneTransfers
 from failover.providers.rfc2136.wire import (
     TCP_LIMIT,
     UDP_LIMIT,
@@ -99,6 +102,7 @@ class Rfc2136Provider:
             self._keyring = {self._keyname: key}
         self._zone_slots = asyncio.Semaphore(config.max_concurrency)
         self._read_slots = asyncio.Semaphore(READ_CONCURRENCY)
+        self._transfers = ZoneTransfers(self.name, config.zone_transfer)
         self._warned_udp = False
 
     def __repr__(self) -> str:
@@ -117,9 +121,12 @@ class Rfc2136Provider:
 
     # -- read -----------------------------------------------------------------------------------
 
-    read_chunk = 1000
-    """Keys worth reading (and deciding on) apart: one query per key, so reading 10,000 in
-    parts of 1,000 costs no more queries and the engine decides each part as it comes."""
+    @property
+    def read_chunk(self) -> int:
+        """Keys worth reading (and deciding on) apart: asked one query per key, reading
+        10,000 in parts of 1,000 costs no more queries and the engine decides each part as it
+        comes; a zone transfer brings all of them at once (0: no parts)."""
+        return 0 if self._transfers.possible(self._zones) else 1000
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
         """One authoritative query per key, pipelined on one TCP connection (RFC 7766), the
@@ -131,15 +138,23 @@ class Rfc2136Provider:
         async def attempt() -> dict[RecordKey, RecordSet | None]:
             address = await self._address()
             found: dict[RecordKey, RecordSet | None] = {}
-            if self.config.transport == "tcp" and len(keys) > 1:
-                found = await read_pipelined(
-                    address,
-                    self.config.port,
-                    self.config.timeout,
-                    keys,
-                    self._read_query,
-                    self._judge_read,
-                    self._server,
+            if self.config.transport == "tcp":  # a transfer needs TCP
+                server = (address, self.config.port, self._server)
+                found = await self._transfers.read_zones(
+                    server, self.config.timeout, keys, self._keyring, self._keyname
+                )
+            rest = [k for k in keys if k not in found]
+            if self.config.transport == "tcp" and len(rest) > 1:
+                found.update(
+                    await read_pipelined(
+                        address,
+                        self.config.port,
+                        self.config.timeout,
+                        rest,
+                        self._read_query,
+                        self._judge_read,
+                        self._server,
+                    )
                 )
             rest = [k for k in keys if k not in found]
             results = await gather_all(self._read_one(address, k) for k in rest)

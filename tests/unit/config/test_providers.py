@@ -68,6 +68,9 @@ def test_spec_providers_parse_with_their_defaults() -> None:
     assert bind.port == 5353 and bind.location is None
     assert bind.tsig is not None and bind.tsig.algorithm == "hmac-sha256"
     assert bind.retry.attempts == 2 and bind.retry.deadline == 5.0
+    assert bind.zone_transfer is True  # tried by default, falls back to queries when refused
+    off = load("{type: rfc2136, server: x, zone_transfer: off}").providers["p"]  # type: ignore[attr-defined]
+    assert isinstance(off, Rfc2136ProviderConfig) and off.zone_transfer is False
 
 
 @pytest.mark.parametrize(
@@ -97,6 +100,7 @@ def test_spec_providers_parse_with_their_defaults() -> None:
         ("{type: rfc2136, server: x, tsig: {name: k, secret: '${SK}'}}", "is not base64"),
         ("{type: rfc2136, server: x, tsig: {name: k, algorithm: md4, secret: c2Vj}}", "algorithm"),
         ("{type: rfc2136, server: x, transport: quic}", "providers.p.transport"),
+        ("{type: rfc2136, server: x, zone_transfer: auto}", "providers.p.zone_transfer"),
         ("{type: rfc2136, server: x, retry: {attempts: 0}}", "providers.p.retry.attempts"),
         ("{type: route53, colour: blue}", "providers.p.colour: unknown key"),
         ("{type: hetzner, api_endpoint: 'hetzner.cloud'}", "providers.p.api_endpoint: expected"),
