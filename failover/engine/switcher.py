@@ -192,7 +192,8 @@ class Switcher:
         if ok:
             rt.state = merge_switch(rt.state, decision.state)
             self.ctx.save_intents_soon(rt.name)  # durable before _switch returns (group commit)
-            if decision.action is not core.Action.POOL:  # the same target, another subset
+            # a pool's other subset, a switchover's TTL change: the same target, not a switch
+            if decision.action is not core.Action.POOL and from_target != plan.target:
                 self.ctx.metrics.switches.labels(
                     rt.name, from_target or "none", plan.target, decision.trigger.value
                 ).inc()

@@ -108,6 +108,11 @@ def test_switchover_lowers_switches_and_restores_the_ttl_at_bind(
     text = lab.cli("history", "shop").stdout
     assert "switchover manual (none) -> secondary [lowered, ok]" in text, text
     assert lab.service()["pin"]["target"] == "secondary"
+    # one switch of the published target; lowering and restoring the TTL are not switches
+    switches = "failover_switches_total"
+    assert lab.metric(switches, service="shop", to="secondary", trigger="manual") == 1
+    for same in ("primary", "secondary"):
+        assert lab.metric(switches, service="shop", **{"from": same, "to": same}) is None
 
 
 def test_switchover_survives_a_kill_9_and_restores_the_ttl(lab: Lab, bind: BindServer) -> None:
