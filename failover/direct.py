@@ -38,6 +38,7 @@ from failover.coord.etcd import CoordinationError, EtcdCoordinator
 from failover.coord.etcd_client import EtcdClient, EtcdError
 from failover.coord.shared_journal import SharedJournal
 from failover.core import decide as core
+from failover.core import drain as drain_rules
 from failover.core.health import ProbeState, TargetHealth, observe, target_health
 from failover.core.plan import build_plan, check_plan, refusal
 from failover.core.pool import fold_members, pool_health, pool_values
@@ -146,6 +147,13 @@ async def promote_direct(
             providers[name] = provider
         members: dict[str, dict[str, TargetHealth]] = {}
         health = await _target_health(config, service, members)
+        # a drained target is not UP here either: the drains saved by the daemon (the state
+        # file, etcd's copy included) and the maintenance windows open now
+        saved = intents.saved_services(store.load_state(), store.state_path)
+        drains = drain_rules.drained(
+            svc, intents.decode_state(saved.get(service), svc), time.time()
+        )
+        health = drain_rules.effective_health(health, drains)
         current = await _read(providers, [r.key for r in svc.records])
         values = pool_values(svc, target, members)  # a pool: only its UP values
         plan = build_plan(svc, target, current, Trigger.MANUAL, reason, values)

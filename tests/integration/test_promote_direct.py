@@ -56,6 +56,28 @@ def test_direct_promote_while_the_daemon_is_down_is_honoured_on_restart(tmp_path
         assert direct_entries[-1]["trigger"] == "manual"
 
 
+def test_direct_promote_honours_the_drains_the_daemon_saved(tmp_path: Path) -> None:
+    """A target drained for maintenance is not UP for --direct either: the operator on call
+    at 3 a.m. must not move the traffic onto the host being patched without saying so."""
+    with Lab(tmp_path, addresses=("127.0.0.38", "127.0.0.39")) as lab:
+        lab.start()
+        lab.wait_answer("127.0.0.38")
+        drained = lab.cli("drain", "shop", "secondary", "--reason", "kernel patching")
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        assert lab.stop() == 0
+
+        def direct(*args: str) -> subprocess.CompletedProcess[str]:
+            return cli("promote", "shop", "secondary", *args, "--direct", "-c", str(lab.config))
+
+        refused = direct("--reason", "r", "--yes")
+        assert refused.returncode == 3, refused.stdout + refused.stderr
+        assert "drained (manual): kernel patching" in refused.stderr
+        forced = direct("--reason", "r", "--yes", "--force")
+        assert forced.returncode == 0, forced.stdout + forced.stderr
+        lab.start()
+        assert lab.answer() == ["127.0.0.39"]
+
+
 def test_direct_promote_goes_through_the_hetzner_api(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
