@@ -472,9 +472,7 @@ async def run_daemon(config: Config, *, dry_run: bool = False, once: bool = Fals
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.request_stop)
         loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)
-        # before serving: full collections no longer walk the start-up heap (no collection
-        # first: there is next to no garbage yet, see heap.settle)
-        heap.settle(collect=False)
+        heap.settle()  # before serving: full collections no longer walk the start-up heap
         engine = daemon.engine
         settling = asyncio.create_task(heap.freeze_when(lambda: engine is None or engine.ready))
         daemon.serving()

@@ -61,13 +61,27 @@ class Delta:
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
 
-    def text(self) -> str:
+    def text(self, limit: int = 20) -> str:
+        """`+added ~changed -removed`, the first `limit` names and how many more: a reload
+        that touched 10,000 services wrote a 90 KB log line and journal reason. The journal
+        entry's `changes` keeps every name."""
         marks = [
             *(f"+{n}" for n in self.added),
             *(f"~{n}" for n in self.changed),
             *(f"-{n}" for n in self.removed),
         ]
-        return " ".join(marks)
+        if len(marks) <= limit:
+            return " ".join(marks)
+        counts = ", ".join(
+            f"{len(names):,} {word}"
+            for names, word in (
+                (self.added, "added"),
+                (self.changed, "changed"),
+                (self.removed, "removed"),
+            )
+            if names
+        )
+        return f"{' '.join(marks[:limit])} and {len(marks) - limit:,} more ({counts})"
 
     def as_json(self) -> dict[str, list[str]]:
         return {
