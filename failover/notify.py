@@ -44,10 +44,12 @@ _ALARM_EVENTS = {
 _SAME_NAME = frozenset(
     ("drift", "refused", "isolated", "isolation_cleared", "local_fault", "local_fault_cleared")
 )
-_SAME_NAME |= {"pin", "release", "pause", "resume", "ack", "drill"}
+_SAME_NAME |= {"pin", "release", "pause", "resume", "ack", "drill", "drain", "undrain"}
+_SAME_NAME |= {"switchover"}
 _SAME_NAME |= {"journal_unwritable", "journal_recovered"}
 SEVERITY = {
     **dict.fromkeys(("pin", "release", "pause", "resume", "ack", "drill", "reload"), "info"),
+    **dict.fromkeys(("drain", "undrain", "switchover"), "info"),
     "isolation_cleared": "info",
     "journal_recovered": "info",
     "local_fault_cleared": "info",
@@ -103,6 +105,10 @@ def summary(event: str, entry: Mapping[str, Any]) -> tuple[str, str]:
         "resume": f"{svc}: automation resumed by {actor}",
         "ack": f"{svc}: flap block acknowledged by {actor}",
         "drill": f"{svc}: drill {frm} -> {to} {entry.get('result')}",
+        "drain": f"{svc}: {entry.get('target')} DRAINED by {actor}"
+        + (f" until {entry['until']}" if entry.get("until") else ""),
+        "undrain": f"{svc}: {entry.get('target')} back in service ({actor})",
+        "switchover": f"{svc}: switchover to {to}: {entry.get('step')}",
         "reload": "configuration reloaded",
         "reload_failed": "configuration reload REJECTED, the running one stays",
         "journal_unwritable": "JOURNAL UNWRITABLE: entries and state wait in memory",
@@ -128,6 +134,8 @@ def render(event: str, entry: Mapping[str, Any], fmt: str) -> dict[str, Any]:
     head, detail = summary(event, entry)
     line = f"{head}: {detail}" if detail else head
     severity = SEVERITY.get(event, "critical")
+    if event == "switchover" and entry.get("result") == "error":
+        severity = "warning"  # a failed step: the switchover restores the TTL and stops
     if fmt == "slack":
         emoji = _EMOJI[severity]
         detail = detail[:SLACK_DETAIL_LIMIT]

@@ -49,6 +49,10 @@ EVENTS: dict[str, str] = {
     "resume": "an operator resumed automation",
     "ack": "an operator acknowledged a flap block",
     "drill": "a drill started or ended (`failover drill`)",
+    "drain": "a target drained (`failover drain`, or a maintenance window opening)",
+    "undrain": "a drain ended (`failover undrain`, its `--for` expiring, a window closing)",
+    "switchover": "a planned switchover took a step (scheduled, lowered, switched, done, "
+    "cancelled) or failed one (`failover switchover`)",
     "reload": "the configuration was reloaded",
     "reload_failed": "a reload was rejected: the running configuration stays",
     "journal_unwritable": "the state disk refuses writes: journal and state wait in memory",

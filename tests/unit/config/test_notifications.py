@@ -182,12 +182,52 @@ def test_every_configurable_event_can_happen() -> None:
     kinds = ["switch", "publish", "verify", "drift", "refused", "isolated", "isolation_cleared"]
     kinds += ["local_fault", "local_fault_cleared"]
     kinds += ["pin", "release", "pause", "resume", "ack", "drill", "reload"]
+    kinds += ["drain", "undrain", "switchover"]
     kinds += ["journal_unwritable", "journal_recovered"]
     produced = {event_of(entry(k, result=r)) for k in kinds for r in ("ok", "error", "failed")}
     alarms = ("all_down", "blocked", "no_healthy_target", "pinned_target_down")
     alarms += ("change_ignored", "split_answer")
     produced |= {event_of(entry("alarm", alarm=a)) for a in alarms}
     assert produced - {None} == set(EVENTS)
+
+
+@pytest.mark.parametrize(
+    ("fields", "event", "head", "severity"),
+    [
+        (
+            {"kind": "drain", "target": "primary", "actor": "alice", "until": "2026-12-06T02:00Z"},
+            "drain",
+            "shop: primary DRAINED by alice until 2026-12-06T02:00Z",
+            "info",
+        ),
+        (
+            {"kind": "undrain", "target": "primary", "actor": "maintenance"},
+            "undrain",
+            "shop: primary back in service (maintenance)",
+            "info",
+        ),
+        (
+            {"kind": "switchover", "step": "lowered", "to": "secondary", "result": "ok"},
+            "switchover",
+            "shop: switchover to secondary: lowered",
+            "info",
+        ),
+        (
+            {"kind": "switchover", "step": "lowered-failed", "to": "secondary", "result": "error"},
+            "switchover",
+            "shop: switchover to secondary: lowered-failed",
+            "warning",
+        ),
+    ],
+)
+def test_drains_and_switchover_steps_are_announced(
+    fields: dict[str, str], event: str, head: str, severity: str
+) -> None:
+    body = {**entry(fields["kind"]), "reason": "kernel patching", **fields}
+    assert event_of(body) == event and event in EVENTS
+    rendered = render(event, body, "json")
+    assert rendered["summary"] == f"[{body['instance']}] {head}: kernel patching"
+    assert rendered["severity"] == severity
 
 
 def test_json_payload_is_the_entry_with_event_severity_and_summary() -> None:
