@@ -129,9 +129,10 @@ class Rfc2136Provider:
         return 0 if self._transfers.possible(self._zones) else 1000
 
     async def read(self, keys: Sequence[RecordKey]) -> dict[RecordKey, RecordSet | None]:
-        """One authoritative query per key, pipelined on one TCP connection (RFC 7766), the
-        whole read retried as a unit. What the pipeline could not get (TCP refused, the
-        connection dropped without progress) is asked one query per key, as before."""
+        """The zones with many of `keys` in one transfer each when the server allows it
+        (`transfer.py`); the rest one authoritative query per key, pipelined on one TCP
+        connection (RFC 7766); the whole read retried as a unit. What the pipeline could not
+        get (TCP refused, the connection dropped without progress) is asked one query per key."""
         for k in keys:
             check_key(self.name, k, self._zones)
 
