@@ -22,6 +22,7 @@ from failover.runtime import ServiceRuntime
 log = logging.getLogger("failover.engine")
 
 Wanted = tuple[ServiceRuntime, RecordKey, int]  # a service, one of its keys, its generation
+FOLD_PART = 500  # keys folded into their services per hold of the engine lock
 
 
 class RecordReader:
@@ -120,12 +121,22 @@ class RecordReader:
         decided (and published) while the next part is read."""
         size = getattr(self.ctx.providers.get(name), "read_chunk", 0) or len(wanted)
         for part in _parts(wanted, size):
-            await self._read_part(name, part, started)
+            found = await self._call(name, sorted({key for _, key, _ in part}))
+            # folded a piece at a time, the lock let go in between: a zone transfer answers
+            # 10,000 keys at once, and folding them in one hold kept decisions (and the loop)
+            # waiting ~0.5 s
+            for piece in _parts(part, FOLD_PART):
+                await self._fold(name, piece, found, started)
 
-    async def _read_part(self, name: str, wanted: list[Wanted], started: float) -> None:
+    async def _fold(
+        self,
+        name: str,
+        wanted: list[Wanted],
+        found: dict[RecordKey, RecordSet | None] | str,
+        started: float,
+    ) -> None:
         """Fold one provider's answer into each service. A failed read keeps the last values
         read (stale, flagged in status) so the other providers' records can still be acted on."""
-        found = await self._call(name, sorted({key for _, key, _ in wanted}))
         async with self.ctx.lock:
             now = self.ctx.clock()
             for rt, generation in {id(rt): (rt, g) for rt, _, g in wanted}.values():

@@ -65,3 +65,37 @@ async def test_services_are_read_part_by_part() -> None:
     woken.clear()  # a re-read that finds the same records tells nothing new: nobody is woken
     await asyncio.gather(*reader.start(runtimes.values(), 60.0))
     assert provider.calls == [3, 3, 2, 3, 3, 2] and woken == []
+
+
+class CountingLock(asyncio.Lock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds = 0
+
+    async def acquire(self) -> bool:
+        self.holds += 1
+        return await super().acquire()
+
+
+async def test_a_whole_read_is_folded_a_piece_at_a_time(monkeypatch: Any) -> None:
+    """A zone transfer answers every key at once: the services are folded in pieces, the
+    engine lock let go between them, so decisions and the loop never wait for all of them."""
+    monkeypatch.setattr("failover.engine.reader.FOLD_PART", 3)
+    provider = CountingProvider()
+    provider.read_chunk = 0  # one call for every key
+    runtimes = {rt.name: rt for rt in (runtime(i) for i in range(8))}
+    settings = SimpleNamespace(timeout=5.0, retry=SimpleNamespace(deadline=5.0))
+    lock = CountingLock()
+    ctx = SimpleNamespace(
+        providers={"dns": provider},
+        config=SimpleNamespace(providers={"dns": settings}),
+        lock=lock,
+        clock=lambda: 100.0,
+        services=runtimes,
+        wake_service=lambda _name: None,
+    )
+    reader = RecordReader(cast(Any, ctx))
+    await asyncio.gather(*reader.start(runtimes.values(), 50.0))
+    assert provider.calls == [8]
+    assert lock.holds == 3  # 3 + 3 + 2 services
+    assert all(rt.current is not None for rt in runtimes.values())
