@@ -69,7 +69,9 @@ class Route53Stub:
         self.arrivals: list[float] = []  # time.monotonic() of each call, in arrival order
         self.batches: list[list[dict[str, Any]]] = []  # accepted change batches
         self.pending_polls = 0  # GetChange answers PENDING this many times per change
+        self.pending_for = 0.0  # ... or for this many seconds after the change (as Route 53)
         self.changes: dict[str, int] = {}  # change id -> PENDING answers left
+        self.insync_at: dict[str, float] = {}  # change id -> when `pending_for` ends
         self.key_ids: set[str] = set()  # access key ids seen in Authorization headers
         self.hung_zones: set[str] = set()  # zone ids whose changes never get an answer
         self.called = asyncio.Event()  # set by every request
@@ -231,7 +233,8 @@ class Route53Stub:
         self.changed.set()
         change_id = f"C{next(self._ids):013d}"
         self.changes[change_id] = self.pending_polls
-        status = "PENDING" if self.pending_polls else "INSYNC"
+        self.insync_at[change_id] = time.monotonic() + self.pending_for
+        status = "PENDING" if self.pending_polls or self.pending_for else "INSYNC"
         return _ok("ChangeResourceRecordSetsResponse", _change_xml(change_id, status))
 
     async def _get_change(self, request: web.Request) -> web.Response:
@@ -246,7 +249,8 @@ class Route53Stub:
             )
         left = self.changes[change_id]
         self.changes[change_id] = max(0, left - 1)
-        return _ok("GetChangeResponse", _change_xml(change_id, "PENDING" if left else "INSYNC"))
+        pending = left or time.monotonic() < self.insync_at[change_id]
+        return _ok("GetChangeResponse", _change_xml(change_id, "PENDING" if pending else "INSYNC"))
 
 
 # -- XML and batch semantics ----------------------------------------------------------------------

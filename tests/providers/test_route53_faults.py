@@ -125,6 +125,47 @@ async def test_wait_polls_until_insync_then_times_out_when_never(
     assert time.monotonic() - started < 2
 
 
+async def test_later_changes_of_a_zone_are_polled_after_the_earlier_one(
+    stub: Route53Stub, make: Make
+) -> None:
+    """Route 53 keeps a change PENDING for a while and applies a zone's changes in turn:
+    polling every pending batch of a mass failover took the account's rate from its writes."""
+    p = await make(requests_per_second=1000)  # the pacing would hide the count
+    p.poll_initial, p.poll_max = 0.02, 0.4
+    stub.pending_for = 0.6
+    alone = await p.apply([upsert(a(p, "alone"), "192.0.2.1")])
+    await p.wait_in_sync(alone, 10)
+    one = stub.count("GetChange")  # what one change pending 0.6 s costs
+    receipts = [await p.apply([upsert(a(p, f"w{i}"), "192.0.2.2")]) for i in range(4)]
+    await asyncio.gather(*(p.wait_in_sync(r, 10) for r in receipts))
+    later = stub.count("GetChange") - one
+    # the first as many as alone; each later one at once, every poll_max, once woken (17
+    # measured; polled like the first, the four cost 4 x 8 = 32)
+    assert one >= 5 and later <= one + 3 * 4, (one, later)
+    assert p._unsynced == {}
+
+
+async def test_a_stuck_earlier_change_delays_a_later_one_by_poll_max_at_most(
+    stub: Route53Stub, make: Make
+) -> None:
+    p = await make()
+    p.poll_initial, p.poll_max = 0.02, 0.3
+    stub.pending_polls = 10_000
+    stuck = await p.apply([upsert(a(p, "stuck"), "192.0.2.1")])
+    stub.pending_polls, stub.pending_for = 0, 0.2
+    later = await p.apply([upsert(a(p, "later"), "192.0.2.2")])
+    waiting = asyncio.create_task(p.wait_in_sync(stuck, 30))
+    await asyncio.sleep(0.05)  # the stuck change is being polled, first in line
+    started = time.monotonic()
+    await p.wait_in_sync(later, 10)
+    assert time.monotonic() - started < 2.0  # its own INSYNC at the next poll_max, not 30 s
+    assert not waiting.done()
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert p._unsynced == {}
+
+
 async def test_unknown_change_is_not_found(make: Make) -> None:
     p = await make()
     with pytest.raises(ProviderError) as info:

@@ -20,10 +20,12 @@ first use, not at start, so an AWS outage never keeps the daemon from starting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -57,6 +59,7 @@ def _quiet_sdk_debug_logs() -> None:
             logger.setLevel(logging.INFO)
 
 
+_ZONES_REMEMBERED = 10_000  # change ids whose zone is kept, for the order of the INSYNC polls
 _PRIORITY = {"ChangeResourceRecordSets": WRITE, "GetChange": STATUS}  # the rest: READ
 
 
@@ -80,6 +83,11 @@ class Route53Provider:
         self._executor: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._pacer = Pacer(config.requests_per_second)  # writes first, taking turns with polls
+        # the zone of each change submitted lately, and the changes of each zone being waited
+        # for (`wait_in_sync`) and not seen INSYNC yet, in order, with what a later change's
+        # poller waits on: the earlier one seen INSYNC, or given up
+        self._zone_of: OrderedDict[str, str] = OrderedDict()
+        self._unsynced: dict[str, dict[str, asyncio.Event]] = {}
         self._warned: set[tuple[str, RecordType]] = set()
         _quiet_sdk_debug_logs()
 
@@ -255,17 +263,25 @@ class Route53Provider:
                 if ids:  # earlier batches of this zone went through: say so
                     exc.args = (f"{exc} (after {len(ids)} of {len(batches)} batches applied)",)
                 raise
-            ids.append(str(resp["ChangeInfo"]["Id"]).rsplit("/", 1)[-1])
+            change_id = str(resp["ChangeInfo"]["Id"]).rsplit("/", 1)[-1]
+            ids.append(change_id)
+            self._zone_of[change_id] = zone
+            while len(self._zone_of) > _ZONES_REMEMBERED:
+                self._zone_of.popitem(last=False)
         return ids
 
     # -- wait -----------------------------------------------------------------------------------
 
     async def wait_in_sync(self, receipt: Receipt, timeout: float) -> None:
-        """Poll GetChange (1 s, backing off to 5 s) until every change is INSYNC."""
+        """Poll GetChange (at once, then 1 s backing off to 5 s) until every change is INSYNC."""
         deadline = min(timeout, self.config.change_timeout)
+        changes = list(dict.fromkeys(receipt.change_ids))
+        for change_id in changes:  # in line behind the changes of the zone waited for already
+            if (zone := self._zone_of.get(change_id)) is not None:
+                self._unsynced.setdefault(zone, {}).setdefault(change_id, asyncio.Event())
         try:
             async with asyncio.timeout(deadline):
-                for change_id in dict.fromkeys(receipt.change_ids):
+                for change_id in changes:
                     await self._wait_change(change_id)
         except TimeoutError:
             self.on_error("timeout")
@@ -276,15 +292,53 @@ class Route53Provider:
             )
             error.counted = True
             raise error from None
+        finally:  # the changes not reached (a timeout, a cancel) no longer hold the later ones
+            for change_id in changes:
+                self._synced(change_id)
 
     async def _wait_change(self, change_id: str) -> None:
-        delay = self.poll_initial
-        while True:
-            resp = await self._call("GetChange", change_id, Id=change_id)
-            if resp["ChangeInfo"]["Status"] == "INSYNC":
-                return
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, self.poll_max)
+        """Poll until INSYNC. While an earlier change of the same zone is not INSYNC yet, this
+        one is polled only every `poll_max` (or as soon as that one is): Route 53 applies a
+        zone's changes in turn, so the later ones are all but certainly PENDING too, and with
+        a change PENDING for up to a minute, polling every one of a mass failover's batches
+        took the account's 5 requests/s from its writes. Each change is still confirmed by
+        its own INSYNC, and a stuck earlier change delays a later one by `poll_max` at most."""
+        loop = asyncio.get_running_loop()
+        delay, polled = self.poll_initial, float("-inf")
+        try:
+            while True:
+                ahead = self._ahead(change_id)
+                if ahead is None or loop.time() - polled >= self.poll_max:
+                    polled = loop.time()
+                    resp = await self._call("GetChange", change_id, Id=change_id)
+                    if resp["ChangeInfo"]["Status"] == "INSYNC":
+                        return
+                    ahead = self._ahead(change_id)
+                if ahead is None:
+                    await asyncio.sleep(delay)
+                else:  # woken early when the earlier change is INSYNC or given up
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(ahead.wait(), delay)
+                delay = min(delay * 1.5, self.poll_max)
+        finally:
+            self._synced(change_id)
+
+    def _ahead(self, change_id: str) -> asyncio.Event | None:
+        """What an earlier change of `change_id`'s zone, not yet INSYNC, sets when it is."""
+        for waiting in self._unsynced.values():
+            if change_id in waiting:
+                first, event = next(iter(waiting.items()))
+                return None if first == change_id else event
+        return None
+
+    def _synced(self, change_id: str) -> None:
+        """`change_id` is INSYNC, or its poller gave up: the changes after it poll again."""
+        for zone, waiting in list(self._unsynced.items()):
+            event = waiting.pop(change_id, None)
+            if event is not None:
+                event.set()
+                if not waiting:
+                    del self._unsynced[zone]
 
     # -- hosted zones ---------------------------------------------------------------------------
 
