@@ -1,4 +1,4 @@
-"""Admin API (SPEC §8): HTTP+JSON over the unix socket, optionally TCP with a bearer token.
+"""Admin API (docs/api.md): HTTP+JSON over the unix socket, optionally TCP with a bearer token.
 
 Handlers only record intents and read state through the engine; the engine acts. Every error
 is JSON `{"error": code, "message": text}` with a 4xx for the caller's mistakes.
@@ -131,7 +131,7 @@ def _limit(raw: str) -> int:
 
 
 class AdminApi:
-    """The routes of SPEC §8 over one engine."""
+    """The routes of docs/api.md over one engine."""
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ running daemon), probes the target once, checks the plan against the same safety
 it through the same per-provider queues, waits for in-sync and verification, journals it, and
 leaves the pin in the state file where the daemon honours it when it comes back.
 
-With `coordination:` (several instances, HA.md) the pin must reach etcd, where every instance
+With `coordination:` (several instances) the pin must reach etcd, where every instance
 reads its intents, and the DNS write must never race a leader:
 
 - etcd answers and an instance leads: the pin is written to etcd (the shared intents) and the

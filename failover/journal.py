@@ -1,4 +1,4 @@
-"""Journal entries: one shape for every decision and action (SPEC §8 `history`).
+"""Journal entries: one shape for every decision and action (`failover history`).
 
 Why entries may wait in memory: a failover must never wait for, nor fail on, the state disk.
 Every entry is encoded when it is made and queued; one committer task appends the queue in

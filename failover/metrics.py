@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §9): event counters here, live state read at scrape time.
+"""Prometheus metrics (docs/metrics.md): event counters here, live state read at scrape time.
 
 State gauges (target health, active target, mode, leader) are produced by a collector that
 reads the engine's live state on every scrape, so a metric can never drift from the state.

@@ -1,6 +1,6 @@
 """Durable state for one daemon: the decision state file and the append-only journal.
 
-Both must survive `kill -9` and power loss (SPEC §10). The state file is replaced atomically
+Both must survive `kill -9` and power loss. The state file is replaced atomically
 (temp file in the same directory, fsync, rename, fsync of the directory), so a reader sees
 either the old or the new version, never a mix. The journal is JSON lines written with one
 `O_APPEND` write per entry and an fsync; the only damage a crash can leave is a torn final line,

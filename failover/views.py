@@ -36,7 +36,7 @@ def status(
     votes: Callable[[str, str, Health], dict[str, str]] | None = None,
     decided: Callable[[ServiceRuntime], Mapping[str, TargetHealth]] | None = None,
 ) -> dict[str, Any]:
-    """The body of `GET /v1/status` (SPEC §8), plus the instance-wide alarms. `votes` gives
+    """The body of `GET /v1/status` (docs/api.md), plus the instance-wide alarms. `votes` gives
     each instance's view of a target and `decided` the health the decision uses (the
     quorum's, with several instances)."""
     alarms = ["journal_unwritable"] if journal.unwritable else []

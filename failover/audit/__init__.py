@@ -1,4 +1,4 @@
-"""`failover audit`: the single points of failure of a setup, with advice (SPEC §7).
+"""`failover audit`: the single points of failure of a setup, with advice.
 
 checks.py reads the config, state.py the daemon's status and journal, dnscheck.py the zones'
 delegation; the checks are pure functions of what was read, run.py gathers it, report.py

@@ -1,6 +1,6 @@
 """Findings read from the running daemon: its journal (drills) and its live status (pure).
 
-The bodies are those of `GET /v1/status` and `GET /v1/history` (SPEC §8), so these checks are
+The bodies are those of `GET /v1/status` and `GET /v1/history` (docs/api.md), so these checks are
 tested with the daemon's own answers and never need one to run.
 """
 

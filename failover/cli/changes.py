@@ -55,7 +55,7 @@ async def ask(question: str) -> bool:
 
 
 async def cmd_promote_direct(args: argparse.Namespace) -> int:
-    """Through the providers, without the daemon (SPEC §2 --direct)."""
+    """Through the providers, without the daemon (`promote --direct`)."""
     from failover.direct import DirectError, promote_direct
 
     config = load_config(config_path(args))

@@ -1,4 +1,4 @@
-"""The `coordination:` section (SPEC §6): several instances, one leader elected in etcd.
+"""The `coordination:` section: several instances, one leader elected in etcd.
 
 Absent, the instance runs alone (the default). The checks here are the ones that would
 otherwise surface only during an incident: a timeout too long for the keepalive to fail over to
@@ -27,7 +27,7 @@ from failover.config.parse import (
 from failover.config.types import CoordinationConfig, EtcdConfig, EtcdTlsConfig, Secret
 from failover.units import format_duration
 
-MIN_LEASE_TTL = 2.0  # the smallest lease etcd grants (HA.md)
+MIN_LEASE_TTL = 2.0  # the smallest lease etcd grants (measured)
 DEFAULT_LEASE_TTL = 10.0
 DEFAULT_TIMEOUT = 2.0
 TIMEOUT_SHARE = 5  # a request may take at most lease_ttl/5: see `_timeout`

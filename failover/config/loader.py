@@ -1,4 +1,4 @@
-"""YAML → typed, frozen `Config` (SPEC §3): reading the file, `${…}` secrets, the top level.
+"""YAML → typed, frozen `Config`: reading the file, `${…}` secrets, the top level.
 
 Strict on purpose: unknown keys are refused and every error names its path and the fix, and all
 errors of a file are reported at once, so an operator fixes a file in one pass and a SIGHUP with

@@ -1,4 +1,4 @@
-"""The `notifications:` section: where events are sent (SPEC §3; sent by `notify.py`).
+"""The `notifications:` section: where events are sent (by `notify.py`).
 
 A list of destinations, a tagged union on `type` like providers: a new kind (email, PagerDuty…)
 adds one parser to `NOTIFY_PARSERS` and one dataclass to `types.NotificationConfig`.

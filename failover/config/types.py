@@ -1,4 +1,4 @@
-"""Typed, frozen configuration models (SPEC §3).
+"""Typed, frozen configuration models (docs/configuration.md).
 
 Kept apart from the YAML loader in `loader.py` so every layer can import the shapes without
 pulling in parsing. Durations are float seconds. Provider and probe sections are tagged unions on
@@ -306,7 +306,7 @@ NotificationConfig = WebhookConfig  # a tagged union on `type`, like providers
 @dataclass(frozen=True)
 class CanaryConfig:
     """Something that should always be up (a public resolver, a CDN): if it fails together with
-    every target, the vantage point is cut off, not the clouds (SPEC §4 isolation guard)."""
+    every target, the vantage point is cut off, not the clouds (the isolation guard)."""
 
     name: str
     location: str | None

@@ -1,4 +1,4 @@
-"""The coordination seam (HA.md): leadership, fencing, shared views and shared intents.
+"""The coordination seam: leadership, fencing, shared views and shared intents.
 
 The engine talks to one `Coordinator`; `standalone` (the default: one instance, always the
 leader, intents in the local state file) and `etcd` (several instances, one leader elected on
@@ -20,7 +20,7 @@ ChangeKind = Literal["leader", "intents", "views"]
 class View:
     """One instance's judgement of every target (its vantage point), published under its lease.
 
-    An `isolated` instance (SPEC §4) still publishes, but the leader counts none of its DOWNs."""
+    An `isolated` instance still publishes, but the leader counts none of its DOWNs."""
 
     instance: str
     location: str | None

@@ -1,4 +1,4 @@
-"""Several instances, one leader: election, views and intents in etcd (SPEC §6, HA.md).
+"""Several instances, one leader: election, views and intents in etcd.
 
 Keys, under `coordination.etcd.prefix` (P): `P/leader` (the leader's name under its lease; the
 key's create revision is the fencing token), `P/views/<instance>` and `P/intents/<service>`.

@@ -1,4 +1,4 @@
-"""A small etcd v3 client over the JSON gateway (HA.md): aiohttp only, no gRPC, no new dependency.
+"""A small etcd v3 client over the JSON gateway: aiohttp only, no gRPC, no new dependency.
 
 What etcd's gateway does, and this client absorbs: keys and values travel as base64, 64-bit
 integers come back as strings, a default value (0, false, PUT) is simply omitted (so a failed
@@ -7,7 +7,7 @@ mapped from the gRPC code.
 
 Every endpoint is used: a request that cannot connect, times out or gets a 5xx is retried on the
 next one, each with the per-request timeout, because with a single endpoint the loss of that
-member left the client without a cluster although two of three members were up (HA.md). A 4xx
+member left the client without a cluster although two of three members were up (measured). A 4xx
 is etcd's answer and is not retried elsewhere, except an expired auth token, which is renewed
 once (`/v3/auth/authenticate`). The password is sent only to `/v3/auth/authenticate` and never
 appears in an error or a log line; nor does the token.

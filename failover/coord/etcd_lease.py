@@ -1,5 +1,5 @@
 """The lease and the leadership it carries: the part of the etcd coordinator that decides
-whether this instance may write DNS now (SPEC §6, HA.md).
+whether this instance may write DNS now (README "Fencing").
 
 - The keeper grants the lease and renews it every TTL/3. It keeps a local monotonic deadline,
   the time the last successful keepalive was *sent* plus the TTL etcd returned: etcd counts the

@@ -1,4 +1,4 @@
-"""The per-service state machine of SPEC §5. Pure: takes a snapshot and `now`, returns a value.
+"""The per-service state machine. Pure: takes a snapshot and `now`, returns a value.
 
 `decide` walks the rules in a fixed order and stops at the first that applies; every outcome,
 including "no action", carries one human line and the state to persist.
@@ -94,7 +94,7 @@ class Snapshot:
     started_at: float  # when this process started deciding (start-up grace counts from here)
     health: Mapping[str, TargetHealth]  # by target name
     published: Published
-    isolated: bool = False  # the vantage point believes it is cut off (SPEC §4)
+    isolated: bool = False  # the vantage point believes it is cut off
     # when this instance could judge again after a time it could not (isolation cleared, a
     # stalled loop): targets get `rise` fresh chances to report before any automatic switch
     judging_since: float | None = None
@@ -174,7 +174,7 @@ class _View:
 
 
 def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decision:
-    """Apply SPEC §5 to one service; see the module docstring."""
+    """Apply the state machine to one service; see the module docstring."""
     policy = service.policy
     now = snap.now
     recent = tuple(t for t in state.auto_switches if now - t < policy.flap_window)
@@ -424,7 +424,7 @@ def _opt(t: float | None) -> tuple[float, ...]:
 def _auto_switch(
     service: ServiceConfig, state: ServiceState, now: float, to: str, reason: str, context: str
 ) -> Decision:
-    """An automatic switch, subject to the block, the cooldown and the flap limit (SPEC §5.5)."""
+    """An automatic switch, subject to the block, the cooldown and the flap limit."""
     policy = service.policy
     ack = f"failover ack {service.name}"
     if state.blocked:

@@ -132,7 +132,7 @@ def last_up(
 
 
 def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decision:
-    """SPEC §5 with drains: drained targets read as DOWN; a drained active target is left at
+    """Decide with drains: drained targets read as DOWN; a drained active target is left at
     once for the first UP target that is not drained (pinned and paused services excepted)."""
     drains = drained(service, state, snap.now)
     if not drains:

@@ -1,7 +1,7 @@
 """The all-down policy and the one entry point of the decision with traffic policies. Pure.
 
 `policy.all_down: hold` (the default) keeps the last answer when every target is DOWN, as
-SPEC §5 always did. `fallback` publishes the service's `fallback:` values instead (a static
+the daemon always did. `fallback` publishes the service's `fallback:` values instead (a static
 "we are down" page): the `all_down` alarm is still raised, and, unlike a target, the fallback is
 left as soon as a real target is UP again (its `rise` met), without waiting for a cooldown or a
 failback delay: nothing is worse than the fallback, so there is no flapping to guard against.

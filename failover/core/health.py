@@ -1,4 +1,4 @@
-"""Probe results -> per-probe and per-target health (SPEC §4). Pure: `now` is a parameter."""
+"""Probe results -> per-probe and per-target health. Pure: `now` is a parameter."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def target_health(
 
 
 def vantage_isolated(signals: Iterable[tuple[str | None, Health]]) -> bool:
-    """SPEC §4 isolation guard: every watched target (and canary) DOWN at once, across two or
+    """The isolation guard: every watched target (and canary) DOWN at once, across two or
     more locations, means this vantage point is the one cut off, not all those clouds."""
     seen = list(signals)
     if not seen or any(health is not Health.DOWN for _, health in seen):
@@ -137,7 +137,7 @@ def vantage_isolated(signals: Iterable[tuple[str | None, Health]]) -> bool:
 
 @dataclass(frozen=True)
 class Vote:
-    """One vantage point's judgement of a target, for the quorum (SPEC §4, §6)."""
+    """One vantage point's judgement of a target, for the quorum."""
 
     instance: str
     health: Health

@@ -1,4 +1,4 @@
-"""Pools: a target whose values are judged one by one (SPEC "Pools"). Pure: `now` is a parameter.
+"""Pools: a target whose values are judged one by one (README "Pools"). Pure: `now` is a parameter.
 
 Each value has its own health, folded from its own probes with the target's fall/rise (so one
 blip does not churn the published subset); the target is UP while at least `min_up` values are

@@ -1,4 +1,4 @@
-"""An authoritative DNS server inside the daemon: the `builtin` provider (SPEC §3).
+"""An authoritative DNS server inside the daemon: the `builtin` provider.
 
 It lets the demo, labs and the integration tests run the whole flow (probe, decide, rewrite DNS,
 verify with real DNS queries) on loopback with no cloud account. It is small on purpose: no

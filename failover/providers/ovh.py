@@ -1,4 +1,4 @@
-"""OVHcloud DNS through the official `ovh` package (python-ovh): SPEC §3 provider `ovh`.
+"""OVHcloud DNS through the official `ovh` package (python-ovh): provider `ovh`.
 
 python-ovh brings what OVH users already have: endpoint names, the `$1$` request signature
 with `/auth/time` skew correction, OAuth2 client credentials and the `OVH_*`/`ovh.conf`
@@ -7,7 +7,7 @@ thread pool (never the loop's shared default executor, which a hung OVH would ot
 for Route 53 and the state store) behind a semaphore, a token-bucket rate limit and explicit
 `(connect, read)` timeouts.
 
-OVH facts this module is built around (PROVIDERS.md §2, §5):
+OVH facts this module is built around (the API's documentation, python-ovh):
 - the record list returns ids only, and its filters are "like" filters, so every id is fetched
   and matched exactly on subDomain and fieldType;
 - writes are staged: nothing is served until `POST /domain/zone/{zone}/refresh`, so the refresh

@@ -1,5 +1,5 @@
 """A real etcd cluster on loopback for the coordination tests, the multi-daemon tests and the
-takeover bench (HA.md): fresh data dirs, `--heartbeat-interval 100 --election-timeout 1000`,
+takeover bench: fresh data dirs, `--heartbeat-interval 100 --election-timeout 1000`,
 free client and peer ports, health checked with `etcdctl endpoint health`.
 
 Members can be killed (SIGKILL: what a crashed host looks like, and the only quick stop: SIGTERM

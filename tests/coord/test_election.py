@@ -185,7 +185,7 @@ async def test_losing_one_member_changes_nothing(
     cluster: EtcdCluster, make: MakeCoordinator, victim: str
 ) -> None:
     """With every endpoint configured, the member the clients talk to may die: they move on
-    (HA.md: with one endpoint, losing that member left the client leaderless)."""
+    (measured: with one endpoint, losing that member left the client leaderless)."""
     coords = await started(make, "fo-a", "fo-b")
     async with never_two_leaders(coords):
         leader = await eventually(lambda: one_leader(coords), what="a leader")

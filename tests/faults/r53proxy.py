@@ -1,6 +1,6 @@
 """A reverse proxy in front of moto's Route 53 that throttles GetChange for a while.
 
-moto never throttles and always answers INSYNC (PROVIDERS.md). Real Route 53 throttles per
+moto never throttles and always answers INSYNC. Real Route 53 throttles per
 account, and GetChange polls are what a mass failover sends most of. `arm(seconds)` makes the
 proxy answer the next GetChange, and every one for `seconds` after it, with Route 53's real
 `Throttling` error; everything else goes through to moto unchanged.

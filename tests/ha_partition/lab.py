@@ -1,5 +1,5 @@
 """Several daemons on one etcd cluster writing one real BIND, one of them in a network namespace
-of its own where nftables can cut it off from a single target (HA.md, "Testing without netem").
+of its own where nftables can cut it off from a single target (no netem here).
 
 The daemon in the namespace cannot reach the host's loopback, so everything it must reach listens
 on addresses of the veth pair this lab creates as well: etcd's client URLs, BIND and both HTTP

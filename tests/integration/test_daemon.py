@@ -186,7 +186,7 @@ def test_admin_api_rejects_bad_input_with_json_errors(lab: Lab) -> None:
 
 
 def test_flapping_blocks_automation_until_ack(tmp_path: Path) -> None:
-    """SPEC §5.5: after `max_auto_switches` automatic switches within `flap_window`, the next
+    """The flap limit: after `max_auto_switches` automatic switches within `flap_window`, the next
     one is refused and automation stays blocked, whatever the targets do, until `ack`."""
     policy = (
         "{failback: auto, failback_after: 500ms, cooldown: 500ms, max_auto_switches: 2,"

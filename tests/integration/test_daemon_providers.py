@@ -158,7 +158,7 @@ def test_bind_record_is_created_or_adopted_then_both_fail_over(
 def test_a_hand_edit_at_bind_is_drift_and_is_not_overwritten(
     bind: BindServer, tmp_path: Path
 ) -> None:
-    """SPEC §5.7: DNS that matches no target is reported and alarmed, never overwritten by
+    """Drift: DNS that matches no target is reported and alarmed, never overwritten by
     automation; `promote --force` takes it over."""
     peer = bind_peer(bind, tmp_path)
     with Lab(

@@ -1,4 +1,4 @@
-"""Isolation guard (SPEC §4): every target in two locations failing at once switches nothing."""
+"""Isolation guard: every target in two locations failing at once switches nothing."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ Used by the ovh provider tests through the real python-ovh client, on 127.0.0.1 
   `POST /domain/zone/{zone}/refresh`, and `/status` says `isDeployed` after `deploy_delay`;
 - fault injection per method and path: an HTTP error (429, 500, a refresh 403…) or a hang.
 
-Assumed where PROVIDERS.md found no source: the timestamp tolerance and its error body
+Assumed where no documentation or SDK says: the timestamp tolerance and its error body
 (QUERY_TIME_OUT), the 429 body, and that a CNAME target without a trailing dot is relative
 to the zone (why ExternalDNS adds the dot).
 """

@@ -1,6 +1,6 @@
 """A local fake of Scaleway's Domains and DNS API (`/domain/v2beta1`) for the provider tests.
 
-It checks what the real API checks, as far as the SDKs and other tools tell (PROVIDERS.md §3):
+It checks what the real API checks, as far as the SDKs and other tools tell:
 `X-Auth-Token` (401 `denied_authentication`, 403 `permissions_denied` for read-only keys), the
 PATCH payload (one known change kind per change, `id` xor `id_fields`, upper-case record types,
 valid data; errors as `invalid_arguments` with `details[{argument_name, reason, help_message}]`),

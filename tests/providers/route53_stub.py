@@ -1,6 +1,6 @@
 """A small, faithful Route 53 REST/XML API on loopback, for what moto cannot show.
 
-moto's server always answers INSYNC, is not atomic and never throttles (PROVIDERS.md). This stub
+moto's server always answers INSYNC, is not atomic and never throttles. This stub
 keeps zones in memory with Route 53's semantics (atomic batches, UPSERT counted twice against
 1,000 records and 32,000 characters, sorted listing with NextRecord* tokens, PENDING then INSYNC)
 and can inject the real error shapes (`<ErrorResponse><Error><Type>Sender</Type><Code>…`),

@@ -1,7 +1,7 @@
 """Route 53 against moto's server mode (a real HTTP peer on loopback): the contract, Route 53's
 request limits, pagination and record kinds the provider must refuse or ignore.
 
-moto's gaps (PROVIDERS.md): changes are INSYNC at once, batches are not atomic, no throttling.
+moto's gaps: changes are INSYNC at once, batches are not atomic, no throttling.
 Those paths are covered by test_route53_faults.py against the XML stub.
 """
 

@@ -1,4 +1,4 @@
-"""Amazon Route 53 through boto3 (SPEC §3 `type: route53`).
+"""Amazon Route 53 through boto3 (`type: route53`).
 
 boto3 is synchronous, so every call runs in this provider's own small thread pool behind a
 semaphore of `max_concurrency`, under an asyncio deadline of `timeout`: a hung AWS endpoint can

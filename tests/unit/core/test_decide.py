@@ -1,4 +1,4 @@
-"""The state machine of SPEC §5: classification, rules, reasons, alarms and properties."""
+"""The state machine: classification, rules, reasons, alarms and properties."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-probe counters and per-target health (SPEC §4)."""
+"""Per-probe counters and per-target health."""
 
 from __future__ import annotations
 
