@@ -50,7 +50,7 @@ from failover.providers.base import (
     gather_all,
 )
 from failover.providers.retry import with_retries
-from failover.providers.rfc2136.reads import read_pipelined
+from failover.providers.rfc2136.reads import read_pipelined, record_set
 from failover.providers.rfc2136.transfer import ZoneTransfers
 from failover.providers.rfc2136.wire import (
     TCP_LIMIT,
@@ -208,11 +208,7 @@ class Rfc2136Provider:
         rrset = response.get_rrset(response.answer, name, dns.rdataclass.IN, rdtype)
         if rrset is None or len(rrset) == 0:
             return None  # NXDOMAIN, NODATA, or a CNAME standing where an A was asked
-        try:
-            values = canonical_values(key.type, [rd.to_text() for rd in rrset])
-        except ValueError as exc:
-            raise ProviderError(f"{key}: unexpected data from {self._server}: {exc}") from None
-        return RecordSet(normalize_name(key.name), key.type, rrset.ttl, values)
+        return record_set(key, rrset.ttl, [rd.to_text() for rd in rrset], self._server)
 
     # -- apply ----------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import dns.exception
 import dns.message
 
-from failover.model import RecordKey, RecordSet, normalize_name
+from failover.model import RecordKey, RecordSet, canonical_values, normalize_name
 from failover.providers.base import ProviderError
 from failover.slicing import Slicer
 
@@ -74,6 +74,16 @@ async def read_pipelined(
         if not progress:
             return found
     return found
+
+
+def record_set(key: RecordKey, ttl: int, texts: list[str], server: str) -> RecordSet:
+    """What the server holds for `key`, from its values' texts (a query's answer or a
+    transfer's records): the one place a read turns DNS data into a RecordSet."""
+    try:
+        values = canonical_values(key.type, texts)
+    except ValueError as exc:
+        raise ProviderError(f"{key}: unexpected data from {server}: {exc}") from None
+    return RecordSet(normalize_name(key.name), key.type, ttl, values)
 
 
 def _timeout(server: str, timeout: float, key: RecordKey) -> ProviderError:

@@ -27,8 +27,9 @@ import dns.rcode
 import dns.rdatatype
 import dns.tsig
 
-from failover.model import RecordKey, RecordSet, canonical_values, normalize_name
+from failover.model import RecordKey, RecordSet, normalize_name
 from failover.providers.base import ProviderError
+from failover.providers.rfc2136.reads import record_set
 from failover.slicing import Slicer
 
 log = logging.getLogger(__name__)
@@ -153,20 +154,11 @@ class ZoneTransfers:
             log.debug("rfc2136 %s: transfer of %s failed (%r): querying", self.provider, zone, exc)
             return None
         self.sizes[zone] = size
-        return {k: _record_set(k, found.get(name_type), label) for name_type, k in wanted.items()}
-
-
-def _record_set(
-    key: RecordKey, found: tuple[int, list[str]] | None, label: str
-) -> RecordSet | None:
-    if found is None:
-        return None  # absent, or a CNAME standing where an A was asked (as a query says)
-    ttl, texts = found
-    try:
-        values = canonical_values(key.type, texts)
-    except ValueError as exc:
-        raise ProviderError(f"{key}: unexpected data from {label}: {exc}") from None
-    return RecordSet(normalize_name(key.name), key.type, ttl, values)
+        # absent: no record set, or a CNAME standing where an A was asked (as a query says)
+        return {
+            k: None if (got := found.get(name_type)) is None else record_set(k, *got, label)
+            for name_type, k in wanted.items()
+        }
 
 
 NameType = tuple[dns.name.Name, dns.rdatatype.RdataType]
