@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import dns.name
@@ -27,6 +28,8 @@ import dns.tsig
 import dns.update
 import pytest
 
+from failover.config.types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
+from failover.providers.rfc2136 import Rfc2136Provider
 from tests.support import free_port, wait_until
 
 ZONE = "example.test"
@@ -219,3 +222,26 @@ class BindServer:
         query = dns.message.make_query(zone, "SOA")
         response = dns.query.tcp(query, "127.0.0.1", timeout=5, port=self.port)
         return int(response.answer[0][0].serial)
+
+
+FAST_RETRY = RetryConfig(attempts=3, initial=0.01, max_delay=0.05, deadline=10)
+
+
+def rfc2136_provider(bind: BindServer, **overrides: Any) -> Rfc2136Provider:
+    """The rfc2136 provider on `bind` with the main key and fast retries (settings overridden
+    by keyword); `errors` collects its on_error kinds. It is told a third zone, unknown.test,
+    that the server does not serve."""
+    settings: dict[str, Any] = {
+        "name": "bind",
+        "server": "127.0.0.1",
+        "port": bind.port,
+        "tsig": TsigConfig(KEY_NAME, Secret(bind.secret)),
+        "timeout": 3.0,
+        "retry": FAST_RETRY,
+        **overrides,
+    }
+    zones = [ZONE, OTHER, "unknown.test"]
+    provider = Rfc2136Provider(Rfc2136ProviderConfig(**settings), zones)
+    provider.errors = []  # type: ignore[attr-defined]
+    provider.on_error = provider.errors.append  # type: ignore[attr-defined]
+    return provider

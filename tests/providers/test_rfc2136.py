@@ -7,11 +7,10 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from failover.config.types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
+from failover.config.types import Rfc2136ProviderConfig, Secret, TsigConfig
 from failover.model import Change, RecordKey, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.registry import create_provider
@@ -23,10 +22,8 @@ from failover.providers.rfc2136 import (
     split_changes,
 )
 from failover.store import Store
-from tests.providers.bind import KEY_NAME, LIMITED_KEY, OTHER, ZONE, BindServer
+from tests.providers.bind import KEY_NAME, LIMITED_KEY, OTHER, ZONE, BindServer, rfc2136_provider
 from tests.providers.contract import CHECKS, Check, key
-
-FAST_RETRY = RetryConfig(attempts=3, initial=0.01, max_delay=0.05, deadline=10)
 
 
 @pytest.fixture(scope="module")
@@ -38,27 +35,9 @@ def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServer]:
         server.stop()
 
 
-def make(bind: BindServer, **overrides: Any) -> Rfc2136Provider:
-    settings: dict[str, Any] = {
-        "name": "bind",
-        "server": "127.0.0.1",
-        "port": bind.port,
-        "tsig": TsigConfig(KEY_NAME, Secret(bind.secret)),
-        "timeout": 3.0,
-        "retry": FAST_RETRY,
-    }
-    settings.update(overrides)
-    # unknown.test: a record's zone that the server does not serve (the provider is told it)
-    zones = [ZONE, OTHER, "unknown.test"]
-    provider = Rfc2136Provider(Rfc2136ProviderConfig(**settings), zones)
-    provider.errors = []  # type: ignore[attr-defined]
-    provider.on_error = provider.errors.append  # type: ignore[attr-defined]
-    return provider
-
-
 @pytest.fixture
 def provider(bind: BindServer) -> Rfc2136Provider:
-    return make(bind)
+    return rfc2136_provider(bind)
 
 
 def a(p: Rfc2136Provider, label: str, zone: str = ZONE) -> RecordKey:
@@ -134,7 +113,7 @@ async def test_many_keys_are_read_pipelined_on_one_connection(bind: BindServer) 
     """Start-up reads every record: more than one pipeline's worth of questions goes over
     TCP without a lone query per key, answers matched to their keys (absent ones included).
     (Without zone transfers: test_rfc2136_transfer.py reads the same in one AXFR.)"""
-    provider = make(bind, zone_transfer=False)
+    provider = rfc2136_provider(bind, zone_transfer=False)
     changes = [
         Change(a(provider, f"pipe{i}"), 30, None, (f"10.9.{i // 250}.{i % 250}",))
         for i in range(600)
@@ -255,7 +234,7 @@ async def test_wrong_secret_is_an_auth_error_without_the_secret(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = base64.b64encode(os.urandom(32)).decode()
-    p = make(bind, tsig=TsigConfig(KEY_NAME, Secret(wrong)))
+    p = rfc2136_provider(bind, tsig=TsigConfig(KEY_NAME, Secret(wrong)))
     with pytest.raises(ProviderError) as info:
         if reading:
             await p.read([a(p, f"www{i}") for i in range(reading)])
@@ -277,7 +256,7 @@ async def test_wrong_secret_is_an_auth_error_without_the_secret(
 async def test_unknown_key_or_algorithm_is_badkey(
     bind: BindServer, name: str, algorithm: str
 ) -> None:
-    p = make(bind, tsig=TsigConfig(name, Secret(bind.secret), algorithm))
+    p = rfc2136_provider(bind, tsig=TsigConfig(name, Secret(bind.secret), algorithm))
     with pytest.raises(ProviderError) as info:
         await create(p, a(p, "never"), "192.0.2.1")
     assert info.value.kind == "auth" and "BADKEY" in str(info.value)
@@ -297,7 +276,7 @@ async def test_unknown_zone_is_notauth(bind: BindServer, provider: Rfc2136Provid
 
 
 async def test_key_without_permission_is_refused(bind: BindServer) -> None:
-    p = make(bind, tsig=TsigConfig(LIMITED_KEY, Secret(bind.limited_secret)))
+    p = rfc2136_provider(bind, tsig=TsigConfig(LIMITED_KEY, Secret(bind.limited_secret)))
     await create(p, a(p, "limited"), "192.0.2.7")  # its one allowed name
     assert bind.values(f"limited.{ZONE}") == ["192.0.2.7"]
     with pytest.raises(ProviderError) as info:
@@ -309,7 +288,7 @@ async def test_key_without_permission_is_refused(bind: BindServer) -> None:
 
 
 async def test_unsigned_update_is_refused(bind: BindServer) -> None:
-    p = make(bind, tsig=None)
+    p = rfc2136_provider(bind, tsig=None)
     assert (await p.read([a(p, "www")]))[a(p, "www")] is not None  # queries need no key
     with pytest.raises(ProviderError) as info:
         await create(p, a(p, "unsigned"), "192.0.2.1")

@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from failover.config.types import RetryConfig, Rfc2136ProviderConfig, Secret, TsigConfig
+from failover.config.types import RetryConfig, Rfc2136ProviderConfig
 from failover.model import Change, RecordKey, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.rfc2136 import Rfc2136Provider
 from failover.providers.rfc2136 import transfer as transfer_module
-from tests.providers.bind import KEY_NAME, OTHER, ZONE, BindServer
+from tests.providers.bind import OTHER, ZONE, BindServer, rfc2136_provider
 from tests.providers.contract import key
 
-FAST_RETRY = RetryConfig(attempts=2, initial=0.01, max_delay=0.05, deadline=10)
 MANY = 100  # more than transfer.MIN_KEYS
 
 
@@ -29,19 +28,6 @@ def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServer]:
         yield server
     finally:
         server.stop()
-
-
-def make(bind: BindServer, **overrides: Any) -> Rfc2136Provider:
-    settings: dict[str, Any] = {
-        "name": "bind",
-        "server": "127.0.0.1",
-        "port": bind.port,
-        "tsig": TsigConfig(KEY_NAME, Secret(bind.secret)),
-        "timeout": 3.0,
-        "retry": FAST_RETRY,
-        **overrides,
-    }
-    return Rfc2136Provider(Rfc2136ProviderConfig(**settings), [ZONE, OTHER])
 
 
 def count_queries(p: Rfc2136Provider) -> list[RecordKey]:
@@ -69,7 +55,7 @@ async def publish(p: Rfc2136Provider, zone: str, prefix: str, n: int = MANY) -> 
 
 
 async def test_many_names_are_read_in_one_signed_transfer(bind: BindServer) -> None:
-    p = make(bind)
+    p = rfc2136_provider(bind)
     changes = await publish(p, ZONE, "xfr")
     six = key(p, ZONE, "xfr-six", RecordType.AAAA)
     alias = key(p, ZONE, "xfr-alias", RecordType.CNAME)
@@ -93,7 +79,7 @@ async def test_many_names_are_read_in_one_signed_transfer(bind: BindServer) -> N
     assert got[alias] is not None and got[alias].values == ("xfr0.example.test",)
     assert got[absent] is None and got[cname_not_a] is None
     # the same answers as one query per name
-    queried = await make(bind, zone_transfer=False).read(keys)
+    queried = await rfc2136_provider(bind, zone_transfer=False).read(keys)
     assert queried == got
 
 
@@ -101,7 +87,7 @@ async def test_a_refused_transfer_is_read_name_by_name_and_not_asked_again(
     bind: BindServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    p = make(bind)
+    p = rfc2136_provider(bind)
     changes = await publish(p, OTHER, "refused")
     assert p.read_chunk == 0  # a transfer may bring every name at once
     _, denied = bind.transfers(OTHER)
@@ -119,12 +105,12 @@ async def test_a_refused_transfer_is_read_name_by_name_and_not_asked_again(
 
 
 async def test_few_names_are_queried_and_off_never_transfers(bind: BindServer) -> None:
-    p = make(bind)
+    p = rfc2136_provider(bind)
     changes = await publish(p, ZONE, "few")
     started, _ = bind.transfers()
     few = [c.key for c in changes[: transfer_module.MIN_KEYS - 1]]
     assert all(v is not None for v in (await p.read(few)).values())
-    off = make(bind, zone_transfer=False)
+    off = rfc2136_provider(bind, zone_transfer=False)
     assert off.read_chunk == 1000  # one query per key: worth reading in parts
     assert all(v is not None for v in (await off.read([c.key for c in changes])).values())
     assert bind.transfers()[0] == started
@@ -133,7 +119,7 @@ async def test_few_names_are_queried_and_off_never_transfers(bind: BindServer) -
 async def test_a_zone_far_larger_than_the_read_is_read_name_by_name(
     bind: BindServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    p = make(bind)
+    p = rfc2136_provider(bind)
     changes = await publish(p, ZONE, "large")
     # the zone holds more than MIN_KEYS x 1 record sets: a transfer for MIN_KEYS names stops
     monkeypatch.setattr(transfer_module, "SIZE_SHARE", 1)
