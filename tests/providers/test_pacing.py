@@ -9,6 +9,29 @@ import pytest
 from failover.providers.pacing import READ, STATUS, WRITE, Pacer
 
 
+class Turns:
+    """A pacer whose bucket is empty, and the order in which named requests get their turn."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self.order: list[str] = []
+
+    @classmethod
+    async def emptied(cls, rate: int, last: int = READ) -> Turns:
+        """Every token taken, the last one by a request of priority `last`."""
+        pacer = Pacer(rate)
+        for _ in range(rate):
+            await pacer.take(last)
+        return cls(pacer)
+
+    def ask(self, name: str, priority: int) -> asyncio.Task[None]:
+        async def take() -> None:
+            await self.pacer.take(priority)
+            self.order.append(name)
+
+        return asyncio.create_task(take())
+
+
 async def test_a_burst_then_the_rate() -> None:
     pacer = Pacer(20)
     loop = asyncio.get_running_loop()
@@ -18,60 +41,36 @@ async def test_a_burst_then_the_rate() -> None:
 
 
 async def test_a_write_then_a_poll_go_before_the_reads_queued_earlier() -> None:
-    pacer = Pacer(10)
-    for _ in range(10):
-        await pacer.take()  # the bucket is empty
-    order: list[str] = []
-
-    async def take(name: str, priority: int) -> None:
-        await pacer.take(priority)
-        order.append(name)
-
-    reads = [asyncio.create_task(take(f"read{i}", READ)) for i in range(3)]
+    turns = await Turns.emptied(10)
+    reads = [turns.ask(f"read{i}", READ) for i in range(3)]
     await asyncio.sleep(0)
-    poll = asyncio.create_task(take("poll", STATUS))
+    poll = turns.ask("poll", STATUS)
     await asyncio.sleep(0)
-    write = asyncio.create_task(take("write", WRITE))
+    write = turns.ask("write", WRITE)
     await asyncio.gather(*reads, poll, write)
-    assert order == ["write", "poll", "read0", "read1", "read2"]
+    assert turns.order == ["write", "poll", "read0", "read1", "read2"]
 
 
 async def test_writes_and_polls_alternate_while_both_wait() -> None:
     # strictly by priority, every poll waited for the last write of a mass failover
-    pacer = Pacer(20)
-    for _ in range(20):
-        await pacer.take()  # the bucket is empty
-    order: list[str] = []
-
-    async def take(name: str, priority: int) -> None:
-        await pacer.take(priority)
-        order.append(name)
-
-    tasks = [asyncio.create_task(take(f"write{i}", WRITE)) for i in range(3)]
-    tasks += [asyncio.create_task(take(f"poll{i}", STATUS)) for i in range(3)]
-    tasks.append(asyncio.create_task(take("read", READ)))
+    turns = await Turns.emptied(20)
+    tasks = [turns.ask(f"write{i}", WRITE) for i in range(3)]
+    tasks += [turns.ask(f"poll{i}", STATUS) for i in range(3)]
+    tasks.append(turns.ask("read", READ))
     await asyncio.gather(*tasks)
-    assert order == ["write0", "poll0", "write1", "poll1", "write2", "poll2", "read"]
+    assert turns.order == ["write0", "poll0", "write1", "poll1", "write2", "poll2", "read"]
 
 
 async def test_a_poll_goes_before_a_second_write_in_a_row() -> None:
-    pacer = Pacer(10)
-    for _ in range(10):
-        await pacer.take(WRITE)  # the bucket is empty, and a write took the last token
-    order: list[str] = []
-
-    async def take(name: str, priority: int) -> None:
-        await pacer.take(priority)
-        order.append(name)
-
-    tasks = [asyncio.create_task(take("write", WRITE)), asyncio.create_task(take("read", READ))]
+    turns = await Turns.emptied(10, last=WRITE)  # a write took the last token
+    tasks = [turns.ask("write", WRITE), turns.ask("read", READ)]
     await asyncio.sleep(0)
-    gone = asyncio.create_task(pacer.take(STATUS))  # a poll cancelled while waiting: no turn
-    tasks.append(asyncio.create_task(take("poll", STATUS)))
+    gone = asyncio.create_task(turns.pacer.take(STATUS))  # cancelled while waiting: no turn
+    tasks.append(turns.ask("poll", STATUS))
     await asyncio.sleep(0)
     gone.cancel()
     await asyncio.gather(*tasks)
-    assert order == ["poll", "write", "read"]
+    assert turns.order == ["poll", "write", "read"]
 
 
 async def test_a_cancelled_waiter_is_skipped_and_the_next_one_served() -> None:
