@@ -10,16 +10,7 @@ from typing import Any, cast
 import pytest
 
 from failover.engine.context import Context
-
-
-class CountingLock(asyncio.Lock):
-    def __init__(self) -> None:
-        super().__init__()
-        self.turns = 0
-
-    async def acquire(self) -> bool:
-        self.turns += 1
-        return await super().acquire()
+from tests.support.locks import CountingLock
 
 
 def context() -> Context:

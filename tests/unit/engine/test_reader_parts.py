@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -13,6 +13,7 @@ from failover.core.decide import ServiceState
 from failover.engine.reader import RecordReader, _parts
 from failover.model import RecordKey, RecordSet, RecordType
 from failover.runtime import ServiceRuntime
+from tests.support.locks import CountingLock
 from tests.unit.core.conftest import build_service
 
 
@@ -44,20 +45,30 @@ def test_parts_keep_each_service_whole() -> None:
     assert _parts([], 3) == []
 
 
-async def test_services_are_read_part_by_part() -> None:
-    provider = CountingProvider()
-    runtimes = {rt.name: rt for rt in (runtime(i) for i in range(8))}
+def reader_for(
+    provider: CountingProvider,
+    runtimes: dict[str, ServiceRuntime],
+    lock: asyncio.Lock,
+    wake: Callable[[str], None],
+) -> RecordReader:
+    """A reader over just what reading needs: the provider "dns", its settings, the lock."""
     settings = SimpleNamespace(timeout=5.0, retry=SimpleNamespace(deadline=5.0))
-    woken: list[str] = []
     ctx = SimpleNamespace(
         providers={"dns": provider},
         config=SimpleNamespace(providers={"dns": settings}),
-        lock=asyncio.Lock(),
+        lock=lock,
         clock=lambda: 100.0,
         services=runtimes,
-        wake_service=woken.append,
+        wake_service=wake,
     )
-    reader = RecordReader(cast(Any, ctx))
+    return RecordReader(cast(Any, ctx))
+
+
+async def test_services_are_read_part_by_part() -> None:
+    provider = CountingProvider()
+    runtimes = {rt.name: rt for rt in (runtime(i) for i in range(8))}
+    woken: list[str] = []
+    reader = reader_for(provider, runtimes, asyncio.Lock(), woken.append)
     await asyncio.gather(*reader.start(runtimes.values(), 50.0))
     assert provider.calls == [3, 3, 2]
     assert all(rt.current is not None for rt in runtimes.values())
@@ -67,16 +78,6 @@ async def test_services_are_read_part_by_part() -> None:
     assert provider.calls == [3, 3, 2, 3, 3, 2] and woken == []
 
 
-class CountingLock(asyncio.Lock):
-    def __init__(self) -> None:
-        super().__init__()
-        self.holds = 0
-
-    async def acquire(self) -> bool:
-        self.holds += 1
-        return await super().acquire()
-
-
 async def test_a_whole_read_is_folded_a_piece_at_a_time(monkeypatch: Any) -> None:
     """A zone transfer answers every key at once: the services are folded in pieces, the
     engine lock let go between them, so decisions and the loop never wait for all of them."""
@@ -84,18 +85,9 @@ async def test_a_whole_read_is_folded_a_piece_at_a_time(monkeypatch: Any) -> Non
     provider = CountingProvider()
     provider.read_chunk = 0  # one call for every key
     runtimes = {rt.name: rt for rt in (runtime(i) for i in range(8))}
-    settings = SimpleNamespace(timeout=5.0, retry=SimpleNamespace(deadline=5.0))
     lock = CountingLock()
-    ctx = SimpleNamespace(
-        providers={"dns": provider},
-        config=SimpleNamespace(providers={"dns": settings}),
-        lock=lock,
-        clock=lambda: 100.0,
-        services=runtimes,
-        wake_service=lambda _name: None,
-    )
-    reader = RecordReader(cast(Any, ctx))
+    reader = reader_for(provider, runtimes, lock, lambda _name: None)
     await asyncio.gather(*reader.start(runtimes.values(), 50.0))
     assert provider.calls == [8]
-    assert lock.holds == 3  # 3 + 3 + 2 services
+    assert lock.turns == 3  # 3 + 3 + 2 services
     assert all(rt.current is not None for rt in runtimes.values())
