@@ -210,7 +210,7 @@ class SharedState:
                 self._base[service] = value
                 self._intent_revs[service] = revision
             log.debug("etcd: intents of %s saved", ", ".join(sorted(changed)))
-        return {s: json.loads(v) for s, v in self._intents.items()}
+        return {s: self._loaded(s, v) for s, v in self._intents.items()}
 
     async def apply_intents(self, by_key: Mapping[str, KeyValue], revision: int) -> None:
         """Take in the snapshot's intents. A snapshot read before one of our own saves may

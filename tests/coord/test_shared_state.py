@@ -137,10 +137,14 @@ async def test_unchanged_bodies_are_not_encoded_again_and_the_local_copy_is_exac
         return real(value)
 
     monkeypatch.setattr(etcd_shared, "canonical", counting)
+    fragments = a.shared._store._service_texts  # the local copy's writer: body -> its JSON
+    api_read_back = fragments["api"][0]
     paused = {"mode": "paused"}
     await asyncio.to_thread(a.save_intents, {"shop": paused, "api": api})  # api: same object
     assert any(v is paused for v in encoded)
     assert not any(v is api for v in encoded)  # the unchanged body kept its canonical text
+    # ...and its parsed copy: the local state file's writer kept its fragment too
+    assert a.shared._store._service_texts["api"][0] is api_read_back
     local = Store(a.shared._store.state_dir).load_state()  # the local copy, read back
     assert local == {"version": 1, "services": {"shop": paused, "api": api}}
 
