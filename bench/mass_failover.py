@@ -36,7 +36,8 @@ The summary prints min/median/max over the runs of each provider for the initial
 publication <= 2 s for 1,000 services (<= 15 s for 10,000), failover all verified
 <= interval x fall + 1 s for 1,000 (+ 5 s for 10,000). The parts live in `bench/mass/`.
 
-`--profile` samples the daemon with py-spy during the failover and prints where its CPU went;
+`--profile` samples the daemon with py-spy in the steady state before t0 (the 5 s of the idle
+CPU figure) and during the failover, and prints where its CPU went;
 `--trace` prints every request the daemon sent moto, with when it was sent and answered.
 
 Columns of the summary, in seconds from t0: `detect`/`decided` are the `ts` of the first/last
@@ -123,9 +124,16 @@ def one_run(
         result.publish = publish.summary()
         result.publish["ready"] = result.start_ready
         settle(tail, publish)  # the post-publication re-read, late journal entries
+        idle_profiler = None
+        if args.profile and daemon.proc is not None:
+            idle_profiler = Profiler(daemon.proc.pid, workdir / "failover.idle.pyspy.txt")
+            time.sleep(1.0)  # py-spy attached
         cpu0 = cpu_seconds(daemon)
         time.sleep(5.0)
         result.idle_cpu = (cpu_seconds(daemon) - cpu0) / 5.0
+        if idle_profiler is not None:
+            idle_profiler.stop()
+            result.idle_profile = idle_profiler.summary()
         c1 = peer.counters()
         result.api_publish = peer.delta(c0, c1)
         result.peer_check = "publication: " + peer.read_back(n, 0)

@@ -146,6 +146,7 @@ class RunResult:
     peer_check: str = ""
     load: str = ""
     profile: list[str] = field(default_factory=list)
+    idle_profile: list[str] = field(default_factory=list)  # the steady state before t0
     trace: list[str] = field(default_factory=list)  # `--trace`: Route 53 requests after t0
     early: int = 0
     stop_seconds: float = 0.0
