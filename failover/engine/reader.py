@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Iterable
 
 from failover.engine.context import Context
@@ -23,6 +24,7 @@ log = logging.getLogger("failover.engine")
 
 Wanted = tuple[ServiceRuntime, RecordKey, int]  # a service, one of its keys, its generation
 FOLD_PART = 500  # keys folded into their services per hold of the engine lock
+COALESCE = 0.5  # share of resync_interval after which a read service joins a due re-read
 
 
 class RecordReader:
@@ -31,17 +33,23 @@ class RecordReader:
         self._reads: dict[str, asyncio.Task[None]] = {}  # provider -> read in flight
 
     def due(self, runtimes: Iterable[ServiceRuntime], now: float) -> list[ServiceRuntime]:
-        """Services to read: never read yet (after their backoff) or older than resync."""
+        """Services to read: never read yet (after their backoff) or older than resync.
+
+        When some are due for their periodic re-read, every other one read more than half a
+        resync ago comes along (`COALESCE`). A change makes its service due at once (read
+        back for the truth), so after a mass change the services are read in as many groups
+        as sweeps saw changes end, and each group kept its own schedule: at 10,000 services
+        in one zone, a zone transfer per group, resync after resync. Taken along, the groups
+        merge within two resyncs, and no service is read more than twice per resync. A
+        read-back alone takes nobody along: during a mass change each would re-read the
+        others."""
         resync = self.ctx.config.instance.resync_interval
-        return [
-            rt
-            for rt in runtimes
-            if not rt.busy
-            and (
-                (rt.current is None and now >= rt.retry_at)
-                or (rt.current is not None and now - rt.last_read >= resync)
-            )
-        ]
+        idle = [rt for rt in runtimes if not rt.busy]
+        due = [rt for rt in idle if rt.current is None and now >= rt.retry_at]
+        known = [rt for rt in idle if rt.current is not None]
+        periodic = any(resync <= now - rt.last_read < math.inf for rt in known)
+        floor = resync * COALESCE if periodic else resync
+        return due + [rt for rt in known if now - rt.last_read >= floor]
 
     @staticmethod
     def unread(runtimes: Iterable[ServiceRuntime]) -> dict[str, int]:

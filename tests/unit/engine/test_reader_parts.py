@@ -12,7 +12,7 @@ from typing import Any, cast
 from failover.core.decide import ServiceState
 from failover.engine.reader import RecordReader, _parts
 from failover.model import RecordKey, RecordSet, RecordType
-from failover.runtime import ServiceRuntime
+from failover.runtime import Phase, ServiceRuntime
 from tests.support.locks import CountingLock
 from tests.unit.core.conftest import build_service
 
@@ -53,9 +53,10 @@ def reader_for(
 ) -> RecordReader:
     """A reader over just what reading needs: the provider "dns", its settings, the lock."""
     settings = SimpleNamespace(timeout=5.0, retry=SimpleNamespace(deadline=5.0))
+    instance = SimpleNamespace(resync_interval=30.0)
     ctx = SimpleNamespace(
         providers={"dns": provider},
-        config=SimpleNamespace(providers={"dns": settings}),
+        config=SimpleNamespace(providers={"dns": settings}, instance=instance),
         lock=lock,
         clock=lambda: 100.0,
         services=runtimes,
@@ -91,3 +92,27 @@ async def test_a_whole_read_is_folded_a_piece_at_a_time(monkeypatch: Any) -> Non
     assert provider.calls == [8]
     assert lock.turns == 3  # 3 + 3 + 2 services
     assert all(rt.current is not None for rt in runtimes.values())
+
+
+async def test_a_due_re_read_takes_along_the_services_read_over_half_a_resync_ago() -> None:
+    """Services read apart (each after its own change) join the next group re-read once
+    half a resync old, so a zone is transferred once per resync, not once per group."""
+    provider = CountingProvider()
+    ages = {"fresh": 5.0, "half": 16.0, "due": 31.0, "busy": 40.0}
+    named = {name: runtime(i) for i, name in enumerate(ages)}
+    runtimes = {rt.name: rt for rt in named.values()}
+    reader = reader_for(provider, runtimes, asyncio.Lock(), lambda _name: None)
+    await asyncio.gather(*reader.start(runtimes.values(), 1.0))  # every one read once
+    assert all(rt.current is not None for rt in runtimes.values())
+    now = 100.0
+    for name, age in ages.items():
+        named[name].last_read = now - age
+    named["busy"].phase = Phase.SWITCHING  # a change in flight: read once it ends
+    unread = runtime(9)  # never read: due whatever the others' ages
+    everyone = [*runtimes.values(), unread]
+    due = reader.due(everyone, now)
+    assert {rt.name for rt in due} == {unread.name, named["half"].name, named["due"].name}
+    named["due"].last_read = now - 29.0  # none due for a re-read: nobody comes along
+    assert reader.due(everyone, now) == [unread]
+    named["due"].reread_soon()  # a change's read-back alone takes nobody along either
+    assert reader.due(everyone, now) == [unread, named["due"]]
