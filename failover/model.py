@@ -95,6 +95,13 @@ def values_for_type(rtype: RecordType, values: Iterable[str]) -> tuple[str, ...]
     A target lists its addresses once; an A record takes the IPv4 ones, an AAAA record the IPv6
     ones, a CNAME the single host name.
     """
+    return _for_type_tuple(rtype, values if isinstance(values, tuple) else tuple(values))
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _for_type_tuple(rtype: RecordType, values: tuple[str, ...]) -> tuple[str, ...]:
+    # cached as `_canonical_tuple` is: classifying what a provider serves asks this of every
+    # target, several times per change, and parsing the addresses was 2% of a mass failover
     picked: list[str] = []
     for value in values:
         try:
