@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from failover.config.provider_types import call_budget
 from failover.config.types import HostPort, ProviderConfig
 from failover.logs import fields
 from failover.metrics import Metrics
@@ -202,7 +203,7 @@ class ProviderQueue:
         self._workers.pop(zone, None)
 
     async def _apply_zone(self, zone: str, batch: list[tuple[Submission, list[Change]]]) -> None:
-        timeout = self.config.timeout + self.config.retry.deadline
+        timeout = call_budget(self.config)
         start, submitted = self.clock(), time.time()
         async with self._limit:
             batch = self._fenced(zone, batch)  # checked last thing before the provider call

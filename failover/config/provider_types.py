@@ -196,3 +196,10 @@ ProviderConfig = (
     | CloudflareProviderConfig
     | PluginProviderConfig
 )
+
+
+def call_budget(config: ProviderConfig) -> float:
+    """The longest one provider call may take with its retries: the per-attempt timeout plus
+    the retry deadline. Reads, applies and a command's read all bound a call by it, and the
+    watchdog counts the decision loop as stuck only beyond it."""
+    return config.timeout + config.retry.deadline

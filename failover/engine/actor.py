@@ -21,6 +21,7 @@ from failover import intents as intents_codec
 from failover import reload as live_reload
 from failover import views, views_ops
 from failover.apply import ProviderQueue
+from failover.config.provider_types import call_budget
 from failover.config.types import Config
 from failover.coord.base import Coordinator
 from failover.engine.commands import Commands
@@ -222,7 +223,7 @@ class Engine:
         """The longest legitimate cycle (a provider read: its timeout plus retry deadline),
         plus slack: a slow provider must not get the daemon restarted during an outage."""
         providers = self.ctx.config.providers.values()
-        longest = max((p.timeout + p.retry.deadline for p in providers), default=0.0)
+        longest = max(map(call_budget, providers), default=0.0)
         return TICK + longest + STALL_SLACK
 
     async def stop(self, timeout: float = 30.0) -> list[str]:

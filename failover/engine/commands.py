@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from failover.config.provider_types import call_budget
 from failover.core import decide as core
 from failover.core import drain as drain_rules
 from failover.core.plan import build_plan, check_plan, refusal
@@ -70,7 +71,7 @@ class Commands:
             )
         if rt.current is None and rt.inflight is None:  # read outside the lock, bounded
             provider_cfgs = [self.ctx.config.providers[r.provider] for r in rt.config.records]
-            longest = max((p.timeout + p.retry.deadline for p in provider_cfgs), default=0.0)
+            longest = max(map(call_budget, provider_cfgs), default=0.0)
             await self.reader.read_now(rt, longest)
         async with self.ctx.lock:
             values = pool_values(rt.config, target, rt.members)  # a pool: its UP values

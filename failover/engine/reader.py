@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable
 
+from failover.config.provider_types import call_budget
 from failover.engine.context import Context
 from failover.logs import fields
 from failover.model import RecordKey, RecordSet
@@ -177,7 +178,7 @@ class RecordReader:
         config = self.ctx.config.providers[name]
         provider = self.ctx.providers[name]
         try:
-            async with asyncio.timeout(config.timeout + config.retry.deadline):
+            async with asyncio.timeout(call_budget(config)):
                 return await provider.read(keys)
         except (ProviderError, TimeoutError, OSError) as exc:
             kind = exc.kind if isinstance(exc, ProviderError) else "timeout"
