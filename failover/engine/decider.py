@@ -67,7 +67,7 @@ class Decider:
             snap,
             members,
             rt.current,
-            rt.fallback_health,
+            self.vantage.fallback(rt),
             base=drain_rules.decide,
         )
         if (

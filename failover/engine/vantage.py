@@ -2,8 +2,10 @@
 
 Every instance probes every target and publishes what it sees under its own lease; the leader
 counts the fresh views (its own judgement included, always current) and decides on a target's
-health only when a quorum agrees (`core.health.quorum_health`). Alone, nothing changes: the
-standalone coordinator has no views and the instance's own health is the decision's.
+health only when a quorum agrees (`core.health.quorum_health`). The same goes for each pool
+value (`target@value`) and for a service's fallback (`(fallback)`, published when it has
+probes). Alone, nothing changes: the standalone coordinator has no views and the instance's
+own health is the decision's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from failover.coord.base import Health as ViewHealth
 from failover.coord.base import View
 from failover.core.health import TargetHealth, Vote, quorum_health, quorum_size
 from failover.core.pool import member_key, member_views, pool_health
+from failover.core.values import FALLBACK
 from failover.engine.context import Context
 from failover.engine.inputs import HealthInputs
 from failover.model import Health
@@ -49,6 +52,11 @@ class Vantage:
         targets = {
             name: {t: VOTE_TEXT[h.health] for t, h in rt.targets.items()}
             | {k: VOTE_TEXT[h] for k, h in member_views(rt.config, rt.members).items()}
+            | (
+                {}
+                if rt.fallback_health is None
+                else {FALLBACK: VOTE_TEXT[rt.fallback_health.health]}
+            )
             for name, rt in self.ctx.services.items()
         }
         instance = self.ctx.config.instance
@@ -100,6 +108,25 @@ class Vantage:
                 members = self.members(rt)[t.name]
                 decided[t.name] = pool_health(t, members, rt.targets.get(t.name), self.ctx.clock())
         return decided
+
+    def fallback(self, rt: ServiceRuntime) -> TargetHealth | None:
+        """The fallback's health the decision uses (None: it has no probes). Alone, this
+        instance's; with several, the quorum of the views that judge it, so one vantage point's
+        blip neither holds the fallback back nor publishes it alone. Views without a fallback
+        entry (an instance of an older version, during an upgrade) do not count: when no other
+        view judges it, this instance's judgement stands, as it did before views carried it."""
+        own = rt.fallback_health
+        coordination = self.ctx.config.coordination
+        if own is None or coordination is None:
+            return own
+        votes = [Vote(self.ctx.config.instance.name, own.health, self.inputs.isolated)]
+        for name, view in self.others().items():
+            seen = view.targets.get(rt.name, {}).get(FALLBACK)
+            if seen is not None:
+                votes.append(Vote(name, Health(seen), view.isolated))
+        if len(votes) == 1:
+            return own
+        return quorum_health(own, votes, quorum_size(len(votes), coordination.quorum))
 
     def members(self, rt: ServiceRuntime) -> dict[str, dict[str, TargetHealth]]:
         """The health each pool value is decided on: alone, this instance's; with several
