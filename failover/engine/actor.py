@@ -95,9 +95,11 @@ class Engine:
         self.decider = Decider(
             self.ctx, self.inputs, self.vantage, self.switcher, lambda: self.started_at
         )
-        self.commands = Commands(self.ctx, self.reader, self.switcher, self._decide_synced)
+        self.commands = Commands(
+            self.ctx, self.reader, self.switcher, self._decide_synced, self.vantage
+        )
         self.drains = Drains(self.ctx, self.commands)  # drain / undrain, maintenance windows
-        self.switchovers = Switchovers(self.ctx, self.reader, self.switcher)
+        self.switchovers = Switchovers(self.ctx, self.reader, self.switcher, self.vantage)
         self.started_at = clock()
         self.ready = False
         self.last_cycle_at: float | None = None

@@ -18,6 +18,7 @@ from failover.core.pool import pool_values
 from failover.engine.context import CommandError, Context
 from failover.engine.reader import RecordReader
 from failover.engine.switcher import Switcher, with_confirmation
+from failover.engine.vantage import Vantage
 from failover.model import Trigger
 from failover.runtime import HELD, ServiceRuntime
 from failover.views import change_json, violation_json
@@ -35,12 +36,21 @@ TRANSFORMS: dict[str, Callable[[core.ServiceState], core.ServiceState]] = {
 
 class Commands:
     def __init__(
-        self, ctx: Context, reader: RecordReader, switcher: Switcher, decide: Decide
+        self,
+        ctx: Context,
+        reader: RecordReader,
+        switcher: Switcher,
+        decide: Decide,
+        vantage: Vantage,
     ) -> None:
         self.ctx = ctx
         self.reader = reader
         self.switcher = switcher
         self.decide = decide
+        # the health and pool values the checks judge by: the quorum's with several instances,
+        # as the decisions (a promote judged by this instance's probes alone published a pool
+        # subset the leader's next decision changed again)
+        self.vantage = vantage
 
     async def act_now(self, rt: ServiceRuntime) -> dict[str, Any]:
         """Decide one service now and wait for what it does, verification included."""
@@ -74,10 +84,10 @@ class Commands:
             longest = max(map(call_budget, provider_cfgs), default=0.0)
             await self.reader.read_now(rt, longest)
         async with self.ctx.lock:
-            values = pool_values(rt.config, target, rt.members)  # a pool: its UP values
+            values = pool_values(rt.config, target, self.vantage.members(rt))  # its UP values
             plan = build_plan(rt.config, target, rt.current or {}, Trigger.MANUAL, reason, values)
             health = drain_rules.effective_health(  # a drained target is not UP
-                rt.targets, drain_rules.drained(rt.config, rt.state, self.ctx.clock())
+                self.vantage.health(rt), drain_rules.drained(rt.config, rt.state, self.ctx.clock())
             )
             violations = check_plan(plan, rt.config, health, rt.current or {})
             body: dict[str, Any] = {
@@ -171,9 +181,10 @@ class Commands:
         async with self.ctx.lock:
             if rt.inflight is not None:
                 raise CommandError("busy", f"{rt.name} has a change in flight", 409)
-            values = pool_values(rt.config, target, rt.members)
+            values = pool_values(rt.config, target, self.vantage.members(rt))
             plan = build_plan(rt.config, target, rt.current or {}, Trigger.DRILL, reason, values)
-            refused = refusal(check_plan(plan, rt.config, rt.targets, rt.current or {}), False)
+            health = self.vantage.health(rt)
+            refused = refusal(check_plan(plan, rt.config, health, rt.current or {}), False)
             if refused:
                 return {"result": "refused", "reason": refused.message(), "providers": []}
             if not plan.changes:

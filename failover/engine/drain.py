@@ -66,7 +66,8 @@ class Drains:
                     violations=[{"rule": RULE_PINNED, "message": f"pinned to {target}"}],
                 )
             drains = rules.drained(rt.config, rt.state, now)
-            violation = rules.last_up(rt.config, rt.targets, drains, target)
+            health = self.commands.vantage.health(rt)  # the quorum's, as the decisions'
+            violation = rules.last_up(rt.config, health, drains, target)
             if violation is not None and not force:
                 raise CommandError(
                     "refused",

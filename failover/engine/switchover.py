@@ -24,6 +24,7 @@ from failover.core.pool import pool_values, served_values
 from failover.engine.context import CommandError, Context
 from failover.engine.reader import RecordReader
 from failover.engine.switcher import Switcher, with_confirmation
+from failover.engine.vantage import Vantage
 from failover.model import Trigger
 from failover.runtime import ServiceRuntime
 from failover.timefmt import rfc3339
@@ -37,15 +38,18 @@ Step = Callable[[Switchover, float], Switchover | None]
 
 
 class Switchovers:
-    def __init__(self, ctx: Context, reader: RecordReader, switcher: Switcher) -> None:
+    def __init__(
+        self, ctx: Context, reader: RecordReader, switcher: Switcher, vantage: Vantage
+    ) -> None:
         self.ctx = ctx
         self.reader = reader
         self.switcher = switcher
+        self.vantage = vantage  # health and pool values: the quorum's, as the decisions'
         self._running: dict[str, asyncio.Task[None]] = {}
 
     def _health(self, rt: ServiceRuntime, now: float) -> dict[str, Any]:
         drains = drain_rules.drained(rt.config, rt.state, now)
-        return drain_rules.effective_health(rt.targets, drains)
+        return drain_rules.effective_health(self.vantage.health(rt), drains)
 
     async def start(
         self,
@@ -81,7 +85,9 @@ class Switchovers:
                 )
             plan = None
             if rt.config.target(target) is not None:
-                values = pool_values(rt.config, target, rt.members)  # a pool: its UP values
+                values = pool_values(
+                    rt.config, target, self.vantage.members(rt)
+                )  # a pool: its UP values
                 plan = rules.ttl_plan(rt.config, target, current, ttl, reason, values)
                 violations += [
                     v
@@ -206,7 +212,7 @@ class Switchovers:
             return
         assert pub.target is not None and rt.current is not None
         old = rules.longest_ttl(rt.config, rt.current)
-        kept = served_values(rt.config, pub.target, rt.members, rt.current)
+        kept = served_values(rt.config, pub.target, self.vantage.members(rt), rt.current)
         plan = rules.ttl_plan(rt.config, pub.target, rt.current, sw.ttl, sw.reason, kept)
         origin = pub.target
         reason = f"switchover to {sw.target}: lowering the TTL to {sw.ttl}s (from {old}s)"
@@ -219,7 +225,9 @@ class Switchovers:
     def _switch(self, rt: ServiceRuntime, sw: Switchover, now: float) -> None:
         assert rt.current is not None
         why = self._target_up(rt, sw, now)
-        values = pool_values(rt.config, sw.target, rt.members)  # a pool: its UP values
+        values = pool_values(
+            rt.config, sw.target, self.vantage.members(rt)
+        )  # a pool: its UP values
         plan = rules.ttl_plan(rt.config, sw.target, rt.current, sw.ttl, sw.reason, values)
         if why is None:
             health = self._health(rt, now)
@@ -257,7 +265,7 @@ class Switchovers:
                 "error",
             )
             return
-        kept = served_values(rt.config, pub.target, rt.members, rt.current)
+        kept = served_values(rt.config, pub.target, self.vantage.members(rt), rt.current)
         plan = build_plan(rt.config, pub.target, rt.current, Trigger.MANUAL, sw.reason, kept)
         reason = f"switchover to {sw.target}: restoring the configured TTL"
 

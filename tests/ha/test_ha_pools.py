@@ -88,3 +88,46 @@ def test_the_leader_publishes_the_subset_the_quorum_sees(
         wait_until(lambda: ha.bind.values(FQDN) == [POOL[0], POOL[2]], WAIT, "127.0.0.42 dropped")
         (entry,) = dropped()
         assert entry["instance"] == leader.name and entry["result"] == "ok"
+
+
+def test_a_promote_to_a_pool_publishes_the_values_the_quorum_sees_up(
+    etcd: EtcdCluster,
+    bind: BindServer,
+    tmp_path: Path,
+    servers: tuple[list[TargetServer], list[TargetServer]],
+) -> None:
+    """The operator's promote is judged like the decisions: on the quorum. Judged by the
+    leader's probes alone, its plan (and its dry run) showed two values while the decision
+    published three, and its safety checks judged a health the decisions do not use."""
+    full, partial = servers
+    port, other = full[0].port, partial[0].port
+    with HaLab(etcd, bind, root=tmp_path, more_services=web(port)) as ha:
+        ha.start()
+        leader = ha.wait_leader()
+        wait_until(lambda: ha.bind.values(FQDN) == sorted(POOL), WAIT, "the whole pool")
+        body = {"target": "backup", "reason": "move away", "force": True}
+        status, answer = leader.api("POST", "/v1/services/web/promote", body)
+        assert status == 200, answer
+        wait_until(lambda: ha.bind.values(FQDN) == [SECONDARY], WAIT, "backup published")
+
+        config = leader.daemon.config  # the leader alone loses 127.0.0.42
+        config.write_text(config.read_text().replace(f":{port}/", f":{other}/"))
+        leader.daemon.signal(signal.SIGHUP)
+
+        def own_down() -> bool:
+            values = leader.status()["services"]["web"]["targets"]["paris"]["pool"]["values"]
+            return bool(values[POOL[1]]["health"] == "down")
+
+        wait_until(own_down, WAIT, "the leader to see 127.0.0.42 DOWN itself")
+        before = [e for e in ha.entries("pool") if e["service"] == "web"]  # start-up's
+        back = {"target": "paris", "reason": "back"}
+        status, preview = leader.api("POST", "/v1/services/web/promote", {**back, "dry_run": True})
+        assert status == 200, preview
+        assert [c["after"] for c in preview["plan"]] == [sorted(POOL)]
+        status, answer = leader.api("POST", "/v1/services/web/promote", back)
+        assert status == 200, answer
+        assert [c["after"] for c in answer["plan"]] == [sorted(POOL)]
+        assert ha.bind.values(FQDN) == sorted(POOL)  # the quorum's values, at once
+        time.sleep(2.0)  # decision cycles: nothing to correct afterwards
+        assert ha.bind.values(FQDN) == sorted(POOL)
+        assert [e for e in ha.entries("pool") if e["service"] == "web"] == before
