@@ -28,7 +28,7 @@ every new value (BIND: the SOA serial poll saw the final UPDATE land; moto: the 
 name queried with dnspython, RD clear, AA required; moto: the zone listed with boto3).
 
     python bench/mass_failover.py [--services 1000|10000] [--provider bind|route53|both]
-        [--runs 3] [--profile] [--trace] [--no-zone-transfer] [--fall 2]
+        [--runs 3] [--profile] [--profile-start] [--trace] [--no-zone-transfer] [--fall 2]
         [--probe-timeout 900ms] [--resync 30s] [--keep]
 
 The summary prints min/median/max over the runs of each provider for the initial publication
@@ -38,6 +38,8 @@ publication <= 2 s for 1,000 services (<= 15 s for 10,000), failover all verifie
 
 `--profile` samples the daemon with py-spy in the steady state before t0 (the 5 s of the idle
 CPU figure) and during the failover, and prints where its CPU went;
+`--profile-start` does the same from the daemon's spawn until the initial publication is verified
+(interpreter start, imports, the first reads and probe round, the decisions and writes);
 `--trace` prints every request the daemon sent moto, with when it was sent and answered.
 
 Columns of the summary, in seconds from t0: `detect`/`decided` are the `ts` of the first/last
@@ -118,9 +120,19 @@ def one_run(
         c0 = peer.counters()
         spawned = time.time()
         publish = Phase(spawned, "primary", {service_name(i) for i in range(1, n + 1)})
-        daemon.start()
+        start_profiler: list[Profiler] = []
+
+        def profile_start(pid: int) -> None:
+            start_profiler.append(Profiler(pid, workdir / "failover.start.pyspy.txt"))
+
+        daemon.start(on_spawn=profile_start if args.profile_start else None)
         result.start_ready = time.time() - spawned
-        wait_phase(publish, tail, peer, args.timeout, daemon)
+        try:
+            wait_phase(publish, tail, peer, args.timeout, daemon)
+        finally:
+            for profiler in start_profiler:
+                profiler.stop()
+                result.start_profile = profiler.summary()
         result.publish = publish.summary()
         result.publish["ready"] = result.start_ready
         settle(tail, publish)  # the post-publication re-read, late journal entries
@@ -229,6 +241,11 @@ def main() -> int:
     parser.add_argument("--provider", choices=("bind", "route53", "both"), default="both")
     parser.add_argument("--runs", type=int, default=1, help="fresh daemon and zone per run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--profile-start",
+        action="store_true",
+        help="py-spy the daemon from its spawn until every record is published and verified",
+    )
     parser.add_argument("--timeout", type=float, default=300, help="per phase, seconds")
     parser.add_argument("--fall", type=int, default=2, help="health.fall of every target")
     parser.add_argument("--probe-timeout", default="900ms", help="tcp probe timeout")

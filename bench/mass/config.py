@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.mass_peers import BENCH_ZONE, BenchBind, MotoPeer
@@ -105,7 +106,11 @@ def route53_block(moto: MotoPeer) -> str:
 class BenchDaemon(DaemonProcess):
     """DaemonProcess with a longer start-up allowance (1,000 services to read back)."""
 
-    def start(self, timeout: float = 120.0) -> BenchDaemon:  # type: ignore[override]
+    def start(  # type: ignore[override]
+        self, timeout: float = 120.0, on_spawn: Callable[[int], None] | None = None
+    ) -> BenchDaemon:
+        """Spawn the daemon and wait until it is ready; `on_spawn(pid)` runs right after the
+        spawn (`--profile-start` attaches py-spy there, before the imports and the reads)."""
         with self.log.open("ab") as log:
             env = {**os.environ, **self.env}
             self.proc = subprocess.Popen(
@@ -114,6 +119,8 @@ class BenchDaemon(DaemonProcess):
                 stderr=subprocess.STDOUT,
                 env=env,
             )
+        if on_spawn is not None:
+            on_spawn(self.proc.pid)
         deadline = time.time() + timeout
         while not self.ready():  # raises at once when the daemon exits
             if time.time() > deadline:

@@ -147,6 +147,7 @@ class RunResult:
     load: str = ""
     profile: list[str] = field(default_factory=list)
     idle_profile: list[str] = field(default_factory=list)  # the steady state before t0
+    start_profile: list[str] = field(default_factory=list)  # spawn -> publication verified
     trace: list[str] = field(default_factory=list)  # `--trace`: Route 53 requests after t0
     early: int = 0
     stop_seconds: float = 0.0

@@ -50,6 +50,10 @@ def print_run(r: RunResult, number: int) -> None:
         print("  requests to moto (sent-answered, seconds):")
         for line in r.trace:
             print(f"    {line}")
+    if r.start_profile:
+        print("  py-spy, daemon from spawn until the publication was verified (inclusive share):")
+        for line in r.start_profile:
+            print(f"    {line}")
     if r.idle_profile:
         print("  py-spy, daemon in steady state before t0 (inclusive share of samples):")
         for line in r.idle_profile:
