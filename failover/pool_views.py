@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from failover.config.types import TargetConfig
+from failover.core.health import TargetHealth
 from failover.model import canonical_values
 from failover.runtime import ServiceRuntime
 
@@ -47,11 +48,14 @@ def pool_json(rt: ServiceRuntime, target: TargetConfig) -> dict[str, Any] | None
     return {"min_up": target.pool.min_up, "values": values}
 
 
-def fallback_json(rt: ServiceRuntime) -> dict[str, Any] | None:
-    """A service's `fallback` in `status`: its values, the policy, and whether it is served."""
+def fallback_json(rt: ServiceRuntime, decided: TargetHealth | None = None) -> dict[str, Any] | None:
+    """A service's `fallback` in `status`: its values, the policy, whether it is served, its
+    health here and the health the decision uses (`decided`: the quorum's with several
+    instances; this instance's when not given)."""
     fb = rt.config.fallback
     if fb is None:
         return None
+    decided = decided or rt.fallback_health
     return {
         "values": list(fb.values),
         "location": fb.location,
@@ -60,6 +64,7 @@ def fallback_json(rt: ServiceRuntime) -> dict[str, Any] | None:
         # with probes, published only while they say it is UP
         "health": rt.fallback_health.health.value if rt.fallback_health else None,
         "reason": rt.fallback_health.reason if rt.fallback_health else None,
+        "decided": decided.health.value if decided else None,
     }
 
 

@@ -35,13 +35,20 @@ def status(
     journal: JournalHealth,
     votes: Callable[[str, str, Health], dict[str, str]] | None = None,
     decided: Callable[[ServiceRuntime], Mapping[str, TargetHealth]] | None = None,
+    decided_fallback: Callable[[ServiceRuntime], TargetHealth | None] | None = None,
 ) -> dict[str, Any]:
     """The body of `GET /v1/status` (docs/api.md), plus the instance-wide alarms. `votes` gives
-    each instance's view of a target and `decided` the health the decision uses (the
-    quorum's, with several instances)."""
+    each instance's view of a target and `decided` (`decided_fallback`: of the fallback) the
+    health the decision uses (the quorum's, with several instances)."""
     alarms = ["journal_unwritable"] if journal.unwritable else []
     views = {
-        name: _service_status(config, rt, votes, decided(rt) if decided else None)
+        name: _service_status(
+            config,
+            rt,
+            votes,
+            decided(rt) if decided else None,
+            decided_fallback(rt) if decided_fallback else None,
+        )
         for name, rt in services.items()
     }
     return {
@@ -83,6 +90,7 @@ def _service_status(
     rt: ServiceRuntime,
     votes: Callable[[str, str, Health], dict[str, str]] | None,
     decided: Mapping[str, TargetHealth] | None,
+    decided_fallback: TargetHealth | None = None,
 ) -> dict[str, Any]:
     decision = rt.decision
     active = rt.published.target if rt.published.kind == "target" else None
@@ -156,7 +164,7 @@ def _service_status(
         "last_switch": rt.last_switch,
         "targets": targets,
         "records": records,
-        "fallback": fallback_json(rt),
+        "fallback": fallback_json(rt, decided_fallback),
     }
 
 

@@ -457,6 +457,7 @@ class Engine:
             started_at=self.started_at,
             votes=self.vantage.votes,
             decided=self.vantage.health,
+            decided_fallback=self.vantage.fallback,
             journal=ctx.journal.health(),
         )
         return views_ops.with_ops(body, ctx.services, ctx.clock())

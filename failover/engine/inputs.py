@@ -111,6 +111,7 @@ class HealthInputs:
         previous = runtime.fallback_health
         runtime.fallback_health = target_health(states, previous, finished_at)
         if previous is None or previous.health is not runtime.fallback_health.health:
+            self.ctx.health_changed.set()  # part of this instance's view (several instances)
             self.ctx.wake()
 
     def _on_canary_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:

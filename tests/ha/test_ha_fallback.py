@@ -63,6 +63,8 @@ def test_the_leader_publishes_the_fallback_the_quorum_sees_up(
             return leader.status()["services"]["down"]["fallback"]["health"]
 
         wait_until(lambda: own_fallback() == "down", WAIT, "the leader to see the fallback DOWN")
+        fallback = leader.status()["services"]["down"]["fallback"]
+        assert fallback["decided"] == "up", fallback  # what the decision uses: the quorum's
 
         # every target dies for everyone: the quorum (two of three) still sees the fallback UP
         servers[PARIS].stop()
