@@ -62,6 +62,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bytecode import compile_failover
 from bench.mass.config import (
     PRIMARY_HOST,
     SECONDARY_HOST,
@@ -270,6 +271,7 @@ def main() -> int:
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]
     raise_nofile(args.services + FD_MARGIN, f"{args.services} listening sockets per listener")
+    compile_failover()  # start as an installed daemon does: from bytecode (bench/bytecode.py)
     root = Path(tempfile.mkdtemp(prefix="failover-mass-"))
     print(
         f"mass failover: {args.services} services in one zone; tcp probes, primaries every "
