@@ -123,7 +123,10 @@ class Decider:
             rt.config, decision.target, current, decision.trigger, decision.reason, values
         )
         plan = keep_short_ttl(plan, rt.state.switchover, current)  # a switchover's short TTL
-        refused = refusal(check_plan(plan, rt.config, rt.targets, current), decision.force)
+        # judged on the health the decision used (the quorum's with several instances): on
+        # this instance's probes alone, the leader's own blip refused the switch the quorum
+        # decided, and a service stayed on a dead or drained target
+        refused = refusal(check_plan(plan, rt.config, snap.health, current), decision.force)
         if refused:
             message = refused.message()
             if rt.refuse(message):

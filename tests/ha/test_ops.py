@@ -3,6 +3,7 @@ a command given to a follower is carried out by the leader and outlives it (kill
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import dns.rdatatype
 from tests.coord.etcd_cluster import EtcdCluster
 from tests.ha.lab import FQDN, PRIMARY, SECONDARY, SERVICE, WAIT, HaLab
 from tests.providers.bind import BindServer
-from tests.support import cli, wait_until
+from tests.support import cli, free_port, wait_until
 
 TTL = 4
 
@@ -78,3 +79,31 @@ def test_drain_and_switchover_given_to_a_follower_outlive_the_leader(
         assert seen[-3:] == [([PRIMARY], 2), ([SECONDARY], 2), ([SECONDARY], TTL)]
         wait_until(lambda: last.service()["switchover"] is None, WAIT, "switchover done")
         assert last.service()["pin"]["target"] == "secondary"
+
+
+def test_a_drain_is_judged_on_the_quorum_not_on_the_leaders_own_probes(
+    etcd: EtcdCluster, bind: BindServer, tmp_path: Path
+) -> None:
+    """The leader alone sees the secondary DOWN (its probe goes to a dead port): draining the
+    primary still leaves an UP target for the quorum, so `last-up` does not refuse it, and the
+    leader moves the service (its safety check, `target-not-up`, judged on its own probes
+    refused the move the quorum decided, and the service stayed on the drained primary)."""
+    with HaLab(etcd, bind, root=tmp_path) as lab:
+        lab.start()
+        leader = lab.wait_leader()
+        lab.wait_health("secondary", "up", lab.answering)
+        config = leader.daemon.config
+        dead = f"http://{SECONDARY}:{free_port(SECONDARY)}/healthz"
+        config.write_text(config.read_text().replace(lab.secondary.url, dead))
+        leader.daemon.signal(signal.SIGHUP)
+        wait_until(
+            lambda: leader.service()["targets"]["secondary"]["health"] == "down",
+            WAIT,
+            "the leader to see the secondary DOWN itself",
+        )
+        assert leader.service()["targets"]["secondary"]["decided"] == "up"
+        drained = cli(
+            "drain", SERVICE, "primary", "--reason", "kernel", "--socket", str(leader.socket)
+        )
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        lab.wait_answer(SECONDARY)  # the decider's own check judged on the quorum too
