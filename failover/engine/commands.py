@@ -47,9 +47,9 @@ class Commands:
         self.reader = reader
         self.switcher = switcher
         self.decide = decide
-        # the health and pool values the checks judge by: the quorum's with several instances,
-        # as the decisions (a promote judged by this instance's probes alone published a pool
-        # subset the leader's next decision changed again)
+        # the health and pool values commands judge by: the quorum's with several instances,
+        # as the decisions' (judged by this instance's probes alone, a promote's plan and dry
+        # run showed another pool subset than the decision then published)
         self.vantage = vantage
 
     async def act_now(self, rt: ServiceRuntime) -> dict[str, Any]:

@@ -85,9 +85,8 @@ class Switchovers:
                 )
             plan = None
             if rt.config.target(target) is not None:
-                values = pool_values(
-                    rt.config, target, self.vantage.members(rt)
-                )  # a pool: its UP values
+                members = self.vantage.members(rt)
+                values = pool_values(rt.config, target, members)  # a pool: its UP values
                 plan = rules.ttl_plan(rt.config, target, current, ttl, reason, values)
                 violations += [
                     v

@@ -3,6 +3,7 @@ the leader publishes the subset the quorum of views agrees on, not what it alone
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.coord.etcd_cluster import EtcdCluster
-from tests.ha.lab import SECONDARY, WAIT, HaLab
+from tests.ha.lab import SECONDARY, WAIT, HaLab, Instance
 from tests.providers.bind import BindServer
 from tests.support import TargetServer, free_port, wait_until
 
@@ -50,6 +51,32 @@ def web(port: int) -> str:
         probes: [{{type: http, url: "http://{SECONDARY}:1/healthz"}}]"""
 
 
+@contextlib.contextmanager
+def pool_lab(
+    etcd: EtcdCluster, bind: BindServer, root: Path, port: int
+) -> Iterator[tuple[HaLab, Instance]]:
+    """The lab with the `web` pool probed on `port`, started, the whole pool published."""
+    with HaLab(etcd, bind, root=root, more_services=web(port)) as ha:
+        ha.start()
+        leader = ha.wait_leader()
+        wait_until(lambda: ha.bind.values(FQDN) == sorted(POOL), WAIT, "the whole pool")
+        yield ha, leader
+
+
+def alone_loses_the_second_value(instance: Instance, port: int, other: int) -> None:
+    """`instance` alone loses 127.0.0.42: it probes the pool on the `other` port (where that
+    value does not listen); wait until it sees the value DOWN itself."""
+    config = instance.daemon.config
+    config.write_text(config.read_text().replace(f":{port}/", f":{other}/"))
+    instance.daemon.signal(signal.SIGHUP)
+
+    def own_down() -> bool:
+        values = instance.status()["services"]["web"]["targets"]["paris"]["pool"]["values"]
+        return bool(values[POOL[1]]["health"] == "down")
+
+    wait_until(own_down, WAIT, f"{instance.name} to see 127.0.0.42 DOWN itself")
+
+
 def test_the_leader_publishes_the_subset_the_quorum_sees(
     etcd: EtcdCluster,
     bind: BindServer,
@@ -58,26 +85,14 @@ def test_the_leader_publishes_the_subset_the_quorum_sees(
 ) -> None:
     full, partial = servers
     port, other = full[0].port, partial[0].port
-    with HaLab(etcd, bind, root=tmp_path, more_services=web(port)) as ha:
-        ha.start()
-        leader = ha.wait_leader()
-        wait_until(lambda: ha.bind.values(FQDN) == sorted(POOL), WAIT, "the whole pool")
+    with pool_lab(etcd, bind, tmp_path, port) as (ha, leader):
 
         def dropped() -> list[dict[str, object]]:
             return [
                 e for e in ha.entries("pool") if e["service"] == "web" and "; DOWN" in e["reason"]
             ]
 
-        # the leader alone loses 127.0.0.42 (it probes the other port): one DOWN vote of three
-        config = leader.daemon.config
-        config.write_text(config.read_text().replace(f":{port}/", f":{other}/"))
-        leader.daemon.signal(signal.SIGHUP)
-
-        def own_down() -> bool:
-            values = leader.status()["services"]["web"]["targets"]["paris"]["pool"]["values"]
-            return bool(values[POOL[1]]["health"] == "down")
-
-        wait_until(own_down, WAIT, "the leader to see 127.0.0.42 DOWN itself")
+        alone_loses_the_second_value(leader, port, other)  # one DOWN vote of three
         time.sleep(2.0)  # many decision cycles: a leader deciding alone would have dropped it
         assert ha.bind.values(FQDN) == sorted(POOL)
         assert ha.wait_leader() is leader
@@ -101,24 +116,13 @@ def test_a_promote_to_a_pool_publishes_the_values_the_quorum_sees_up(
     published three, and its safety checks judged a health the decisions do not use."""
     full, partial = servers
     port, other = full[0].port, partial[0].port
-    with HaLab(etcd, bind, root=tmp_path, more_services=web(port)) as ha:
-        ha.start()
-        leader = ha.wait_leader()
-        wait_until(lambda: ha.bind.values(FQDN) == sorted(POOL), WAIT, "the whole pool")
+    with pool_lab(etcd, bind, tmp_path, port) as (ha, leader):
         body = {"target": "backup", "reason": "move away", "force": True}
         status, answer = leader.api("POST", "/v1/services/web/promote", body)
         assert status == 200, answer
         wait_until(lambda: ha.bind.values(FQDN) == [SECONDARY], WAIT, "backup published")
 
-        config = leader.daemon.config  # the leader alone loses 127.0.0.42
-        config.write_text(config.read_text().replace(f":{port}/", f":{other}/"))
-        leader.daemon.signal(signal.SIGHUP)
-
-        def own_down() -> bool:
-            values = leader.status()["services"]["web"]["targets"]["paris"]["pool"]["values"]
-            return bool(values[POOL[1]]["health"] == "down")
-
-        wait_until(own_down, WAIT, "the leader to see 127.0.0.42 DOWN itself")
+        alone_loses_the_second_value(leader, port, other)
         before = [e for e in ha.entries("pool") if e["service"] == "web"]  # start-up's
         back = {"target": "paris", "reason": "back"}
         status, preview = leader.api("POST", "/v1/services/web/promote", {**back, "dry_run": True})
