@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import REPO, Lab, cli
+from tests.support.daemon import signal_report
 
 PRIMARY, SECONDARY = "127.0.0.71", "127.0.0.72"
 WATCH = (sys.executable, "-m", "failover", "status", "--watch")
@@ -92,7 +93,10 @@ def test_watch_on_a_terminal_redraws_in_place(lab: Lab) -> None:
         assert ready, screen
         screen += os.read(leader, 65536)
     watch.send_signal(signal.SIGINT)
-    assert watch.wait(30) == 130
+    try:
+        assert watch.wait(30) == 130
+    except subprocess.TimeoutExpired:
+        raise AssertionError("SIGINT did not end the watch:\n" + signal_report(watch.pid)) from None
     os.close(leader)
     assert b"failover status" in screen and b"shop: active primary" in screen
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import Lab, cli, metric_value
+from tests.support.daemon import signal_report
 
 PRIMARY, SECONDARY = "127.0.0.21", "127.0.0.22"
 TOKEN = "s3cr3t-probe-token-4711"
@@ -99,7 +101,12 @@ def test_status_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
         watch = lab.cli_background("status", "--watch", "--interval", "0.2")
         time.sleep(2.0)
         watch.send_signal(signal.SIGINT)
-        out, err = watch.communicate(timeout=10)
+        try:
+            out, err = watch.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            report = signal_report(watch.pid)
+            watch.kill()
+            raise AssertionError(f"SIGINT did not end the watch:\n{report}") from None
     assert "\x1b" not in out  # a pipe gets no screen clearing (a terminal does: test_cli_manners)
     assert out.startswith("--- ")  # each copy headed by its time
     assert "shop: active" in out

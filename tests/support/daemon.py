@@ -212,3 +212,30 @@ class DaemonProcess:
         return [
             e for e in self.journal() if e["kind"] == "switch" and service in (None, e["service"])
         ]
+
+
+def signal_report(pid: int) -> str:
+    """A process's signal state and where it waits, for a test whose child ignored a signal:
+    a SIGINT that never ends `status --watch` is a blocked or ignored signal (inherited from
+    whoever started it) or a process stuck in a write, and these lines tell which."""
+    lines = []
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        lines += [
+            s
+            for s in status
+            if s.startswith(("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))
+        ]
+        lines.append("wchan: " + Path(f"/proc/{pid}/wchan").read_text())
+        for task in sorted(Path(f"/proc/{pid}/task").iterdir()):
+            wchan = (task / "wchan").read_text()
+            comm = (task / "comm").read_text().strip()
+            blocked = next(
+                s for s in (task / "status").read_text().splitlines() if s.startswith("SigBlk")
+            )
+            lines.append(f"thread {task.name} {comm}: wchan {wchan}, {blocked}")
+    except OSError as exc:
+        lines.append(f"({exc})")
+    mine = Path("/proc/self/status").read_text().splitlines()
+    lines += ["the test process: " + s for s in mine if s.startswith(("SigBlk", "SigIgn"))]
+    return "\n".join(lines)
