@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,20 @@ import pytest
 
 from tests.coord.etcd_cluster import EtcdCluster, running_cluster
 from tests.providers.bind import BindServer
+
+
+def _take_back_interrupts() -> None:
+    """A shell without job control starts a command run in the background (`./scripts/test &`)
+    with SIGINT and SIGQUIT ignored, and an ignored signal stays ignored in every child: the
+    CLI never saw the SIGINT a test sends it (as an operator's Ctrl-C) and hung. The suite puts
+    the defaults back, so every process it starts gets them whatever started the suite."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+_take_back_interrupts()
 
 
 @pytest.fixture

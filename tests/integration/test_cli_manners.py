@@ -96,7 +96,10 @@ def test_watch_on_a_terminal_redraws_in_place(lab: Lab) -> None:
     try:
         assert watch.wait(30) == 130
     except subprocess.TimeoutExpired:
-        raise AssertionError("SIGINT did not end the watch:\n" + signal_report(watch.pid)) from None
+        report = signal_report(watch.pid)
+        watch.kill()
+        watch.wait(10)
+        raise AssertionError(f"SIGINT did not end the watch:\n{report}") from None
     os.close(leader)
     assert b"failover status" in screen and b"shop: active primary" in screen
 

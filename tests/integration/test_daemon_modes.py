@@ -106,6 +106,7 @@ def test_status_watch_refreshes_until_interrupted(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             report = signal_report(watch.pid)
             watch.kill()
+            watch.communicate(timeout=10)
             raise AssertionError(f"SIGINT did not end the watch:\n{report}") from None
     assert "\x1b" not in out  # a pipe gets no screen clearing (a terminal does: test_cli_manners)
     assert out.startswith("--- ")  # each copy headed by its time
