@@ -224,9 +224,8 @@ class Switchovers:
     def _switch(self, rt: ServiceRuntime, sw: Switchover, now: float) -> None:
         assert rt.current is not None
         why = self._target_up(rt, sw, now)
-        values = pool_values(
-            rt.config, sw.target, self.vantage.members(rt)
-        )  # a pool: its UP values
+        members = self.vantage.members(rt)
+        values = pool_values(rt.config, sw.target, members)  # a pool: its UP values
         plan = rules.ttl_plan(rt.config, sw.target, rt.current, sw.ttl, sw.reason, values)
         if why is None:
             health = self._health(rt, now)

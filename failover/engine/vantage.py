@@ -93,20 +93,17 @@ class Vantage:
         if coordination is None:
             return dict(rt.targets)
         others = self.others()
-        me = self.ctx.config.instance.name
         quorum = quorum_size(len(others) + 1, coordination.quorum)
-        decided = {}
-        for target, own in rt.targets.items():
-            votes = [Vote(me, own.health, self.inputs.isolated)]
-            for name, view in others.items():
-                seen = view.targets.get(rt.name, {}).get(target)
-                if seen is not None:
-                    votes.append(Vote(name, Health(seen), view.isolated))
-            decided[target] = quorum_health(own, votes, quorum)
-        for t in rt.config.targets:  # a pool's health follows from its values' quorums
-            if t.pool is not None and t.name in decided:
-                members = self.members(rt)[t.name]
-                decided[t.name] = pool_health(t, members, rt.targets.get(t.name), self.ctx.clock())
+        decided = {
+            target: quorum_health(own, self._ballot(others, rt.name, target, own.health), quorum)
+            for target, own in rt.targets.items()
+        }
+        pools = [t for t in rt.config.targets if t.pool is not None and t.name in decided]
+        if pools:  # a pool's health follows from its values' quorums
+            members = self.members(rt)
+            for t in pools:
+                own = rt.targets.get(t.name)
+                decided[t.name] = pool_health(t, members[t.name], own, self.ctx.clock())
         return decided
 
     def fallback(self, rt: ServiceRuntime) -> TargetHealth | None:
@@ -119,11 +116,7 @@ class Vantage:
         coordination = self.ctx.config.coordination
         if own is None or coordination is None:
             return own
-        votes = [Vote(self.ctx.config.instance.name, own.health, self.inputs.isolated)]
-        for name, view in self.others().items():
-            seen = view.targets.get(rt.name, {}).get(FALLBACK)
-            if seen is not None:
-                votes.append(Vote(name, Health(seen), view.isolated))
+        votes = self._ballot(self.others(), rt.name, FALLBACK, own.health)
         if len(votes) == 1:
             return own
         return quorum_health(own, votes, quorum_size(len(votes), coordination.quorum))
@@ -135,20 +128,26 @@ class Vantage:
         if coordination is None:
             return {t: dict(m) for t, m in rt.members.items()}
         others = self.others()
-        me = self.ctx.config.instance.name
         quorum = quorum_size(len(others) + 1, coordination.quorum)
         decided: dict[str, dict[str, TargetHealth]] = {}
         for target, values in rt.members.items():
             decided[target] = {}
             for value, own in values.items():
-                key = member_key(target, value)
-                votes = [Vote(me, own.health, self.inputs.isolated)]
-                for name, view in others.items():
-                    seen = view.targets.get(rt.name, {}).get(key)
-                    if seen is not None:
-                        votes.append(Vote(name, Health(seen), view.isolated))
+                votes = self._ballot(others, rt.name, member_key(target, value), own.health)
                 decided[target][value] = quorum_health(own, votes, quorum)
         return decided
+
+    def _ballot(
+        self, others: Mapping[str, View], service: str, key: str, own: Health
+    ) -> list[Vote]:
+        """This instance's vote on `key` (a target, `target@value`, the fallback), then each
+        other live view's that judges it: one way to count, for targets, values and fallback."""
+        votes = [Vote(self.ctx.config.instance.name, own, self.inputs.isolated)]
+        for name, view in others.items():
+            seen = view.targets.get(service, {}).get(key)
+            if seen is not None:
+                votes.append(Vote(name, Health(seen), view.isolated))
+        return votes
 
     def isolated(self) -> bool:
         """Hold automatic switches only when no other live vantage point can judge either."""
@@ -158,9 +157,5 @@ class Vantage:
 
     def votes(self, service: str, target: str, own: Health) -> dict[str, str]:
         """Each live instance's view of one target, for `status`."""
-        votes = {self.ctx.config.instance.name: own.value}
-        for name, view in self.others().items():
-            seen = view.targets.get(service, {}).get(target)
-            if seen is not None:
-                votes[name] = seen
-        return votes
+        ballot = self._ballot(self.others(), service, target, own)
+        return {vote.instance: vote.health.value for vote in ballot}
