@@ -29,7 +29,7 @@ name queried with dnspython, RD clear, AA required; moto: the zone listed with b
 
     python bench/mass_failover.py [--services 1000|10000] [--provider bind|route53|both]
         [--runs 3] [--profile] [--profile-start] [--trace] [--no-zone-transfer] [--fall 2]
-        [--probe-timeout 900ms] [--resync 30s] [--keep]
+        [--probe-timeout 900ms] [--resync 30s] [--probe-process] [--keep]
 
 The summary prints min/median/max over the runs of each provider for the initial publication
 (from spawn until every record is verified) and the failover, against issue 13's goals:
@@ -112,6 +112,7 @@ def one_run(
             args.probe_timeout,
             args.resync,
             (args.interval, args.secondary_interval),
+            args.probe_process,
         )
     )
     daemon = BenchDaemon(config, metrics_port, workdir / "admin.sock")
@@ -268,6 +269,11 @@ def main() -> int:
         help="bind: read one query per name (zone_transfer: false), as a refusing server",
     )
     parser.add_argument("--trace", action="store_true", help="print each Route 53 request, timed")
+    parser.add_argument(
+        "--probe-process",
+        action="store_true",
+        help="instance.probe_process: true (the probes in a child process)",
+    )
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]
     raise_nofile(args.services + FD_MARGIN, f"{args.services} listening sockets per listener")
@@ -278,6 +284,7 @@ def main() -> int:
         f"{args.interval} (timeout {args.probe_timeout}), secondaries every "
         f"{args.secondary_interval}, fall {args.fall}; "
         f"resync_interval {args.resync or 'default (30s)'}; "
+        f"probes {'in a child process' if args.probe_process else 'in the loop'}; "
         f"{os.cpu_count()} CPUs"
     )
     moto: MotoPeer | None = None

@@ -41,6 +41,7 @@ from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Trigger
 from failover.notify import Notifier
+from failover.probes.remote import ProbeProcess
 from failover.probes.scheduler import ProbeScheduler
 from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
@@ -75,7 +76,8 @@ class Daemon:
         self.engine: Engine | None = None
         self.coord: Coordinator | None = None
         self.shared: SharedJournal | None = None  # the history copied to etcd (coordination)
-        self.scheduler: ProbeScheduler | None = None
+        self.scheduler: ProbeScheduler | ProbeProcess | None = None
+        self.failure: str | None = None  # why the daemon stops on its own (exit 1)
         self.metrics_address: HostPort | None = None
         self._runners: list[web.AppRunner] = []
         self._engine_task: asyncio.Task[None] | None = None
@@ -117,11 +119,17 @@ class Daemon:
         self._prime(self.config)
         await engine.start(wait_for_reads=not schedule_probes)
         await asyncio.to_thread(restore_drill_metrics, engine)
-        self.scheduler = ProbeScheduler(
-            probe_jobs(self.config),
-            engine.on_probe_result,
-            on_lag=self.metrics.scheduling_lag.observe,
-        )
+        jobs, lag = probe_jobs(self.config), self.metrics.scheduling_lag.observe
+        if schedule_probes and self.config.instance.probe_process:
+            self.scheduler = ProbeProcess(
+                jobs,
+                engine.on_probe_result,
+                on_lag=lag,
+                on_failure=self.fail,
+                on_restart=self.metrics.probe_process_restarts.inc,
+            )
+        else:  # `run --once` probes once, here
+            self.scheduler = ProbeScheduler(jobs, engine.on_probe_result, on_lag=lag)
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
         api = AdminApi(engine, reload=self.reload, shared=self.shared)
@@ -139,13 +147,14 @@ class Daemon:
             self._drill_task = asyncio.create_task(DrillScheduler(engine).run(), name="drills")
         log.info(
             "failover started: instance %s, %d services, %d probes (%d distinct run),"
-            " admin socket %s, event loop %s%s",
+            " admin socket %s, event loop %s%s%s",
             self.config.instance.name,
             len(self.config.services),
             len(self.scheduler.jobs),
             self.scheduler.distinct,
             self.config.admin.socket,
             running_loop_name(),
+            ", probes in a child process" if isinstance(self.scheduler, ProbeProcess) else "",
             " (dry-run: no DNS writes)" if self.dry_run else "",
         )
 
@@ -235,6 +244,13 @@ class Daemon:
         await self._stopped.wait()
 
     def request_stop(self) -> None:
+        self._stopped.set()
+
+    def fail(self, reason: str) -> None:
+        """Stop because this instance cannot do its job (its probes cannot run): exit 1, and
+        the service manager starts it again."""
+        log.error("stopping: %s", reason)
+        self.failure = reason
         self._stopped.set()
 
     def request_reload(self) -> None:
@@ -478,6 +494,6 @@ async def run_daemon(config: Config, *, dry_run: bool = False, once: bool = Fals
         daemon.serving()
         await daemon.wait()
         settling.cancel()
-        return 0
+        return 1 if daemon.failure is not None else 0
     finally:
         await daemon.stop()

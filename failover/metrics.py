@@ -324,6 +324,11 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=r,
         )
+        self.probe_process_restarts = Counter(
+            "failover_probe_process_restarts",
+            "Times the probe process (instance.probe_process) died and was started again.",
+            registry=r,
+        )
         self.switches = Counter(
             "failover_switches",
             "Switches of a service's published target.",

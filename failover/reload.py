@@ -29,6 +29,7 @@ log = logging.getLogger("failover.reload")
 RESTART_ONLY: tuple[tuple[str, Callable[[Config], object]], ...] = (
     ("instance.name", lambda c: c.instance.name),
     ("instance.state_dir", lambda c: c.instance.state_dir),
+    ("instance.probe_process", lambda c: c.instance.probe_process),  # the probes' process
     ("admin.socket", lambda c: c.admin.socket),
     ("admin.listen", lambda c: c.admin.listen),
     ("admin.token_file", lambda c: c.admin.token_file),

@@ -38,6 +38,7 @@ def config_text(
     probe_timeout: str = "900ms",
     resync: str = "",
     intervals: tuple[str, str] = ("1s", "5s"),
+    probe_process: bool = False,
 ) -> str:
     """Service i's primary and secondary each probe their own port of `primary` / `secondary`
     (`address(i - 1)`): identical probes would run once for all services."""
@@ -48,6 +49,7 @@ def config_text(
     lines = [
         f'instance: {{name: bench, location: lab, state_dir: "{workdir / "state"}"'
         + (f", resync_interval: {resync}" if resync else "")
+        + (", probe_process: true" if probe_process else "")
         + "}",
         f'admin: {{socket: "{workdir / "admin.sock"}"}}',
         f'metrics: {{listen: "127.0.0.1:{metrics_port}"}}',

@@ -27,6 +27,7 @@ from failover.config.parse import (
     ConfigError,
     Interpolated,
     Section,
+    boolean,
     hostport,
     join,
     kind,
@@ -201,6 +202,7 @@ def _instance(top: Section, base_dir: Path | None) -> InstanceConfig:
         state_dir=sec.get("state_dir", path_in(base_dir), Path("/var/lib/failover")),
         resync_interval=sec.get("resync_interval", positive, 30.0),
         shutdown_timeout=sec.get("shutdown_timeout", positive, 30.0),
+        probe_process=sec.get("probe_process", boolean, False),
     )
     sec.done()
     return instance

@@ -62,6 +62,7 @@ class InstanceConfig:
     state_dir: Path
     resync_interval: float = 30.0  # how often the engine re-reads published records (drift)
     shutdown_timeout: float = 30.0  # SIGTERM: wait this long for in-flight changes, then abandon
+    probe_process: bool = False  # probes run in a child process (the loop keeps its core)
 
 
 @dataclass(frozen=True)
