@@ -181,9 +181,19 @@ def wait_phase(
 
 
 def cpu_seconds(daemon: DaemonProcess) -> float:
-    """user + system CPU seconds of the daemon process so far."""
+    """user + system CPU seconds so far of the daemon and its live children (the probe
+    process, `instance.probe_process`)."""
     assert daemon.proc is not None
-    fields = Path(f"/proc/{daemon.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    pid = daemon.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(_own_cpu(int(p)) for p in [pid, *children])
+
+
+def _own_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

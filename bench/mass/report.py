@@ -39,7 +39,7 @@ def print_run(r: RunResult, number: int) -> None:
     )
     print(f"    progress (elapsed: switched/verified): {f['progress']}")
     print(
-        f"    daemon CPU: {r.idle_cpu:.2f} cores in steady state (probes), "
+        f"    daemon CPU (its probe process included): {r.idle_cpu:.2f} cores in steady state, "
         f"{r.busy_cpu:.2f} cores from t0 until all verified"
     )
     print(f"    API calls: {r.api_failover}")
