@@ -110,16 +110,17 @@ def preflight(engine: Engine, rt: ServiceRuntime, to: str | None) -> tuple[str, 
             "origin" if which == origin else "target",
             f"{which} is drained ({drains[which].reason}): failover undrain {name} {which}",
         )
-    if rt.targets[origin].health is not Health.UP:
+    health = engine.vantage.health(rt)  # the quorum's with several instances, as decisions
+    if health[origin].health is not Health.UP:
         raise DrillRefused(
             "origin",
-            f"{origin} is {rt.targets[origin].health.value}: nothing healthy to come back to",
+            f"{origin} is {health[origin].health.value}: nothing healthy to come back to",
         )
     if to is None:
         candidates = [
             t.name
             for t in rt.config.targets
-            if t.name != origin and t.name not in drains and rt.targets[t.name].health is Health.UP
+            if t.name != origin and t.name not in drains and health[t.name].health is Health.UP
         ]
         if not candidates:
             raise DrillRefused("target", f"no other target of {name} is UP to drill")
@@ -129,10 +130,8 @@ def preflight(engine: Engine, rt: ServiceRuntime, to: str | None) -> tuple[str, 
         raise DrillRefused("target", f"{name} has no target {to!r} ({names})")
     if to == origin:
         raise DrillRefused("target", f"{to} is already published; drill another target")
-    if rt.targets[to].health is not Health.UP:
-        raise DrillRefused(
-            "target", f"{to} is {rt.targets[to].health.value} ({rt.targets[to].reason})"
-        )
+    if health[to].health is not Health.UP:
+        raise DrillRefused("target", f"{to} is {health[to].health.value} ({health[to].reason})")
     return origin, to
 
 
@@ -276,7 +275,8 @@ async def _drive(engine: Engine, rt: ServiceRuntime, report: DrillReport) -> Non
             _unverified_return(report)
             return
         await asyncio.sleep(POLL)
-        health = rt.targets[report.target]
+        decided = engine.vantage.health(rt)  # a leader's own blip neither fails nor aborts it
+        health = decided[report.target]
         report.hold_samples += 1
         if health.health is Health.UP:
             report.hold_up += 1
@@ -296,7 +296,7 @@ async def _drive(engine: Engine, rt: ServiceRuntime, report: DrillReport) -> Non
                 f"automation moved {rt.config.name} to {rt.published.target} during the drill"
             )
             return
-        if rt.targets[report.origin].health is Health.DOWN:
+        if decided[report.origin].health is Health.DOWN:
             report.result = "aborted"
             report.reason = (
                 f"{report.origin} went DOWN during the drill: a real incident; staying on "

@@ -3,6 +3,7 @@ a command given to a follower is carried out by the leader and outlives it (kill
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import dns.query
 import dns.rdatatype
 
 from tests.coord.etcd_cluster import EtcdCluster
-from tests.ha.lab import FQDN, PRIMARY, SECONDARY, SERVICE, WAIT, HaLab
+from tests.ha.lab import FQDN, PRIMARY, SECONDARY, SERVICE, WAIT, HaLab, Instance
 from tests.providers.bind import BindServer
 from tests.support import cli, free_port, wait_until
 
@@ -81,6 +82,25 @@ def test_drain_and_switchover_given_to_a_follower_outlive_the_leader(
         assert last.service()["pin"]["target"] == "secondary"
 
 
+def leader_alone_loses_the_secondary(lab: HaLab) -> Instance:
+    """Start the lab; the leader's own probe of the secondary then goes to a dead port while
+    every other instance still sees it UP (the quorum: UP)."""
+    lab.start()
+    leader = lab.wait_leader()
+    lab.wait_health("secondary", "up", lab.answering)
+    config = leader.daemon.config
+    dead = f"http://{SECONDARY}:{free_port(SECONDARY)}/healthz"
+    config.write_text(config.read_text().replace(lab.secondary.url, dead))
+    leader.daemon.signal(signal.SIGHUP)
+    wait_until(
+        lambda: leader.service()["targets"]["secondary"]["health"] == "down",
+        WAIT,
+        "the leader to see the secondary DOWN itself",
+    )
+    assert leader.service()["targets"]["secondary"]["decided"] == "up"
+    return leader
+
+
 def test_a_drain_is_judged_on_the_quorum_not_on_the_leaders_own_probes(
     etcd: EtcdCluster, bind: BindServer, tmp_path: Path
 ) -> None:
@@ -89,21 +109,28 @@ def test_a_drain_is_judged_on_the_quorum_not_on_the_leaders_own_probes(
     leader moves the service (its safety check, `target-not-up`, judged on its own probes
     refused the move the quorum decided, and the service stayed on the drained primary)."""
     with HaLab(etcd, bind, root=tmp_path) as lab:
-        lab.start()
-        leader = lab.wait_leader()
-        lab.wait_health("secondary", "up", lab.answering)
-        config = leader.daemon.config
-        dead = f"http://{SECONDARY}:{free_port(SECONDARY)}/healthz"
-        config.write_text(config.read_text().replace(lab.secondary.url, dead))
-        leader.daemon.signal(signal.SIGHUP)
-        wait_until(
-            lambda: leader.service()["targets"]["secondary"]["health"] == "down",
-            WAIT,
-            "the leader to see the secondary DOWN itself",
-        )
-        assert leader.service()["targets"]["secondary"]["decided"] == "up"
+        leader = leader_alone_loses_the_secondary(lab)
         drained = cli(
             "drain", SERVICE, "primary", "--reason", "kernel", "--socket", str(leader.socket)
         )
         assert drained.returncode == 0, drained.stdout + drained.stderr
         lab.wait_answer(SECONDARY)  # the decider's own check judged on the quorum too
+
+
+def test_a_drill_is_judged_on_the_quorum_not_on_the_leaders_own_probes(
+    etcd: EtcdCluster, bind: BindServer, tmp_path: Path
+) -> None:
+    """The leader alone sees the drill's target DOWN: its preflight refused the drill
+    (`target: secondary is down`) and its hold would have failed it, on the leader's probes
+    alone, while the quorum sees the secondary UP."""
+    with HaLab(etcd, bind, root=tmp_path) as lab:
+        leader = leader_alone_loses_the_secondary(lab)
+        drill = cli(
+            "drill", SERVICE, "--to", "secondary", "--hold", "2s", "--yes", "--json",
+            "--socket", str(leader.socket),
+        )  # fmt: skip
+        assert drill.returncode == 0, drill.stdout + drill.stderr
+        report = json.loads(drill.stdout)
+        assert report["result"] == "ok", report
+        assert report["hold_health"]["up"] == report["hold_health"]["samples"] > 0
+        assert lab.answer() == [PRIMARY]
