@@ -39,10 +39,10 @@ from failover.engine import CommandError, Engine
 from failover.eventloop import running_loop_name
 from failover.logs import fields
 from failover.metrics import Metrics
-from failover.model import Trigger
+from failover.model import ProbeResult, Trigger
 from failover.notify import Notifier
 from failover.probes.remote import ProbeProcess
-from failover.probes.scheduler import ProbeScheduler
+from failover.probes.scheduler import ProbeJob, ProbeScheduler
 from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
 from failover.runtime import ServiceRuntime
@@ -97,7 +97,17 @@ class Daemon:
         return fd.ConnectionGate(name, self.budget.caps[name], lambda n: counter.labels(n).inc())
 
     async def start(self, *, schedule_probes: bool = True) -> None:
-        self.budget = fd.budget_for(self.config, len(probe_jobs(self.config)))
+        jobs = probe_jobs(self.config)
+        self.budget = fd.budget_for(self.config, len(jobs))
+        if schedule_probes and self.config.instance.probe_process:
+            self.scheduler = ProbeProcess(
+                jobs,
+                self._on_probe_result,
+                on_lag=self.metrics.scheduling_lag.observe,
+                on_failure=self.fail,
+                on_restart=self.metrics.probe_process_restarts.inc,
+            )
+            await self.scheduler.spawn()  # it imports while the rest starts; jobs come later
         self.store.lock()
         self._locked = True
         self.store.check_writable()
@@ -119,16 +129,8 @@ class Daemon:
         self._prime(self.config)
         await engine.start(wait_for_reads=not schedule_probes)
         await asyncio.to_thread(restore_drill_metrics, engine)
-        jobs, lag = probe_jobs(self.config), self.metrics.scheduling_lag.observe
-        if schedule_probes and self.config.instance.probe_process:
-            self.scheduler = ProbeProcess(
-                jobs,
-                engine.on_probe_result,
-                on_lag=lag,
-                on_failure=self.fail,
-                on_restart=self.metrics.probe_process_restarts.inc,
-            )
-        else:  # `run --once` probes once, here
+        if self.scheduler is None:  # probes in this loop (always for `run --once`)
+            lag = self.metrics.scheduling_lag.observe
             self.scheduler = ProbeScheduler(jobs, engine.on_probe_result, on_lag=lag)
         if self.config.metrics.listen is not None:
             await self._start_metrics(self.config.metrics.listen)
@@ -157,6 +159,11 @@ class Daemon:
             ", probes in a child process" if isinstance(self.scheduler, ProbeProcess) else "",
             " (dry-run: no DNS writes)" if self.dry_run else "",
         )
+
+    def _on_probe_result(self, job: ProbeJob, result: ProbeResult, finished_at: float) -> None:
+        """The probe process's results (it gets its jobs once the engine runs)."""
+        if self.engine is not None:
+            self.engine.on_probe_result(job, result, finished_at)
 
     def _on_entry(self, entry: dict[str, Any]) -> None:
         self._notify(entry)
