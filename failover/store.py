@@ -118,6 +118,13 @@ def _named_error(exc: OSError, path: Path) -> OSError:
     return OSError(exc.errno, exc.strerror or str(exc), str(path))
 
 
+class ServiceBodies(dict[str, Any]):
+    """Every service's intents body, and which of them can differ from the snapshot before
+    (`changed`; None: any of them). See `Store.save_services_state`."""
+
+    changed: frozenset[str] | None = None
+
+
 class Store:
     """The files of one daemon's `state_dir`: `state.json`, `journal.jsonl`, small JSON files."""
 
@@ -138,6 +145,8 @@ class Store:
         # service -> (body, its JSON) from the last `save_services_state` (one writer at once)
         self._service_texts: dict[str, tuple[Any, str]] = {}
         self._service_order: list[str] = []  # their names, sorted
+        self._ordered_texts: list[str] = []  # their JSON, in that order
+        self._position: dict[str, int] = {}  # name -> index in both lists
 
     # -- lock ---------------------------------------------------------------------------------
 
@@ -232,7 +241,32 @@ class Store:
         """`save_state({"version": version, "services": services})`, byte for byte, with each
         service's JSON kept from the last save while its body is the same object: the engine
         hands over unchanged bodies as they were, and re-encoding 10,000 services on every
-        group commit of a mass failover cost ~0.1 s of CPU each time."""
+        group commit of a mass failover cost ~0.1 s of CPU each time.
+
+        `services` may say which of its bodies can differ from the last save
+        (`ServiceBodies.changed`): then only those are looked at, and the file is joined from
+        the kept texts in C. Walking 10,000 services in Python on each group commit held the
+        GIL ~3 ms from a worker thread, a few hundred times during a mass failover, which the
+        event loop waited for."""
+        changed = getattr(services, "changed", None)
+        known = self._service_texts
+        if changed is None or len(known) != len(services) or known.keys() != services.keys():
+            self._save_all(services)
+        else:
+            ordered, position = self._ordered_texts, self._position
+            for name in changed:
+                body = services[name]
+                cached = known[name]
+                if cached[0] is not body:
+                    text = f"{_dumps(name)}: {_dumps(body)}"
+                    known[name] = (body, text)
+                    ordered[position[name]] = text
+        inner = ", ".join(self._ordered_texts)
+        text = f'{{"services": {{{inner}}}, "version": {_dumps(version)}}}'
+        self._atomic_write(self.state_path, None, text=text)
+
+    def _save_all(self, services: Mapping[str, Any]) -> None:
+        """Every service's text, kept or encoded again (see `save_services_state`)."""
         known, fresh = self._service_texts, {}
         for name, body in services.items():
             cached = known.get(name)
@@ -242,9 +276,8 @@ class Store:
         self._service_texts = fresh
         if fresh.keys() != known.keys() or len(self._service_order) != len(fresh):
             self._service_order = sorted(fresh)
-        inner = ", ".join([fresh[name][1] for name in self._service_order])
-        text = f'{{"services": {{{inner}}}, "version": {_dumps(version)}}}'
-        self._atomic_write(self.state_path, None, text=text)
+            self._position = {name: i for i, name in enumerate(self._service_order)}
+        self._ordered_texts = [fresh[name][1] for name in self._service_order]
 
     def write_json(self, name: str, data: Any) -> None:
         """Atomically replace `state_dir/name` (e.g. the builtin provider's zone data)."""

@@ -23,7 +23,7 @@ from failover.metrics import Metrics
 from failover.providers.base import Provider
 from failover.runtime import ServiceRuntime
 from failover.slicing import Slicer
-from failover.store import Store
+from failover.store import ServiceBodies, Store
 
 T = TypeVar("T")
 FULL_SCAN_EVERY = 1.0  # seconds between snapshots that look at every service
@@ -147,6 +147,7 @@ class Context:
             self._full_scan_at = now
             for gone in [n for n in states if n not in self.services]:
                 del states[gone], bodies[gone]
+        changed: set[str] = set()
         for name in names:
             rt = self.services.get(name)
             if rt is None:
@@ -154,4 +155,9 @@ class Context:
                     del bodies[name]
             elif states.get(name) is not rt.state:
                 states[name], bodies[name] = rt.state, intents_codec.encode_state(rt.state)
-        return dict(bodies)  # a copy: the write runs in a thread while the loop goes on
+                changed.add(name)
+        snapshot = ServiceBodies(bodies)  # a copy: the write runs in a thread meanwhile
+        # what may differ from the snapshot before: the store then looks at these alone; a
+        # full scan (every second) names none, so nothing stays stale past it
+        snapshot.changed = None if full else frozenset(changed)
+        return snapshot

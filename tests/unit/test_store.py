@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from failover import store as store_module
-from failover.store import Store, StoreCorruptError, StoreLockedError
+from failover.store import ServiceBodies, Store, StoreCorruptError, StoreLockedError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -284,3 +284,24 @@ def test_services_state_is_what_save_state_writes_and_reencodes_only_new_bodies(
     assert shop not in encoded and odd not in encoded  # unchanged bodies: their JSON is kept
     plain.save_state({"version": 1, "services": changed})
     assert fast.state_path.read_bytes() == plain.state_path.read_bytes()
+
+
+def test_services_state_told_what_changed_writes_what_a_full_save_writes(tmp_path: Path) -> None:
+    """Named changes (`ServiceBodies.changed`) are looked at alone, yet the file is the one a
+    full save writes, through random changes, removals and additions (which fall back to a
+    full look at every service)."""
+    rng = random.Random(13)
+    told, plain = Store(tmp_path / "told"), Store(tmp_path / "plain")
+    bodies: dict[str, Any] = {f"s{i:03d}": {"n": i} for i in range(200)}
+    for step in range(60):
+        names = rng.sample(sorted(bodies), 5)
+        for name in names:
+            bodies[name] = {"n": rng.random(), "step": step}
+        if step % 10 == 9:  # a service removed and another added: the key set differs
+            del bodies[rng.choice(sorted(bodies))]
+            bodies[f"new{step}"] = {"n": step}
+        snapshot = ServiceBodies(bodies)
+        snapshot.changed = frozenset(names)
+        told.save_services_state(2, snapshot)
+        plain.save_state({"version": 2, "services": bodies})
+        assert told.state_path.read_bytes() == plain.state_path.read_bytes(), step
