@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 from failover import __version__
 from failover.exposition import Family, TextCache
+from failover.metrics_latency import ServiceLatency
 from failover.metrics_probes import ProbeCollector
 from failover.model import Health, Mode, Phase, ProbeResult
 
@@ -355,13 +356,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.detection_to_publish = Histogram(
+        self.detection_to_publish = ServiceLatency(
             "failover_detection_to_publish_seconds",
             "First failed probe of the failing target -> DNS change accepted.",
-            ["service"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
+        r.register(self.detection_to_publish)
         self.provider_errors = Counter(
             "failover_provider_errors",
             "Provider call errors by kind.",

@@ -205,8 +205,8 @@ class Switcher:
                 and detected.failing_since
             ):
                 accepted_at = now + min(o.accepted_after or 0.0 for o in ok)
-                self.ctx.metrics.detection_to_publish.labels(rt.name).observe(
-                    max(0.0, accepted_at - detected.failing_since)
+                self.ctx.metrics.detection_to_publish.observe(
+                    rt.name, max(0.0, accepted_at - detected.failing_since)
                 )
         confirmations = [(o.provider, fut) for o, fut in outcomes if o.ok]
         if result == "ok":
