@@ -63,10 +63,12 @@ def config_text(
     interval: str,
     addresses: list[str],
     ports: tuple[int, int],
+    probe_process: bool = False,
 ) -> str:
     dns_port, metrics_port = ports
+    child = ", probe_process: true" if probe_process else ""
     lines = [
-        f'instance: {{name: foot, location: lab, state_dir: "{workdir / "state"}"}}',
+        f'instance: {{name: foot, location: lab, state_dir: "{workdir / "state"}"{child}}}',
         f'admin: {{socket: "{workdir / "admin.sock"}"}}',
         f'metrics: {{listen: "127.0.0.1:{metrics_port}"}}',
         "providers:",
@@ -95,16 +97,28 @@ def config_text(
     return "\n".join(lines) + "\n"
 
 
+def family(pid: int) -> list[int]:
+    """The daemon and its live children (the probe process, `instance.probe_process`)."""
+    return [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+
+
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """Resident memory of the daemon and its children."""
+    total = 0
+    for member in family(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the daemon and its live children."""
+    total = 0.0
+    for member in family(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def measure(
@@ -114,7 +128,11 @@ def measure(
     workdir = Path(tempfile.mkdtemp(prefix=f"n{n}-t{targets}-", dir=root))
     ports = free_port(), free_port()
     config = workdir / "failover.yaml"
-    config.write_text(config_text(workdir, n, targets, args.interval, listeners.addresses, ports))
+    config.write_text(
+        config_text(
+            workdir, n, targets, args.interval, listeners.addresses, ports, args.probe_process
+        )
+    )
     print(f"  {n} x {targets}: {require_distinct(config, n * targets)}", flush=True)
     daemon = DaemonProcess(config, ports[1], workdir / "admin.sock", repo=args.repo)
     spawned = time.time()
@@ -145,6 +163,11 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--no-added", action="store_true", help="skip the T + 1 targets run")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--probe-process",
+        action="store_true",
+        help="instance.probe_process: true (RSS and CPU then include the child)",
+    )
     parser.add_argument(
         "--repo", type=Path, default=REPO, help="the checkout whose daemon runs (a before/after)"
     )
