@@ -275,6 +275,12 @@ class ServiceStatus(TypedDict):
     fallback: NotRequired[FallbackStatus | None]
 
 
+class ProbeProcessStatus(TypedDict):
+    pid: int | None  # None while it is being started again
+    restarts: int  # times it died or hung and was started again
+    last_exit: str | None  # why the last one ended: `exited (exit code -9)`
+
+
 class StatusBody(TypedDict):
     instance: str
     location: str | None
@@ -284,6 +290,7 @@ class StatusBody(TypedDict):
     dry_run: bool
     started_at: str
     event_loop: str  # uvloop or asyncio: the loop this daemon runs on
+    probe_process: NotRequired[ProbeProcessStatus | None]  # null: the probes run in the loop
     services: dict[str, ServiceStatus]
 
 

@@ -122,6 +122,8 @@ class Daemon:
         )
         self.engine = engine
         engine.journal.on_entry = self._on_entry
+        if isinstance(self.scheduler, ProbeProcess):
+            engine.probe_process = self.scheduler.describe
         if self.config.coordination is not None:
             self.shared = SharedJournal(self.config.coordination.etcd, self.config.instance.name)
             await self.shared.start()

@@ -44,6 +44,12 @@ def status_text(body: dict[str, Any], *, utc: bool = False) -> str:
         lines.append(f"coordination: {body['coordination']}")
     if body.get("history"):
         lines.append(f"history: {body['history'].get('text')}")
+    child = body.get("probe_process")
+    if isinstance(child, dict):
+        line = f"probes: child process pid {child.get('pid') or '(starting again)'}"
+        if child.get("restarts"):
+            line += f", started again {child['restarts']} time(s), last: {child.get('last_exit')}"
+        lines.append(line)
     journal = body.get("journal") or {}
     if journal.get("unwritable"):
         lines.append(f"ALARM journal_unwritable: {journal.get('reason')}")

@@ -101,6 +101,9 @@ class Engine:
         self.drains = Drains(self.ctx, self.commands)  # drain / undrain, maintenance windows
         self.switchovers = Switchovers(self.ctx, self.reader, self.switcher, self.vantage)
         self.started_at = clock()
+        # the probe process's state for `status` (pid, restarts), set by the daemon when the
+        # probes run in one (`instance.probe_process`)
+        self.probe_process: Callable[[], dict[str, Any]] | None = None
         self.ready = False
         self.last_cycle_at: float | None = None
         self.last_sweep_at: float | None = None  # the last cycle that decided every service
@@ -460,6 +463,7 @@ class Engine:
             decided_fallback=self.vantage.fallback,
             journal=ctx.journal.health(),
         )
+        body["probe_process"] = self.probe_process() if self.probe_process is not None else None
         return views_ops.with_ops(body, ctx.services, ctx.clock())
 
     def live_view(self) -> LiveView:

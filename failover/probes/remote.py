@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import failover
 from failover.logs import JsonFormatter
@@ -79,6 +80,8 @@ class ProbeProcess:
         self.deaths: deque[float] = deque(maxlen=MAX_DEATHS)
         self.started = 0
         """How many child processes were started (restarts included)."""
+        self.last_exit: str | None = None
+        """Why the last child ended (`exited (exit code -9)`), None while the first runs."""
 
     @property
     def jobs(self) -> tuple[ProbeJob, ...]:
@@ -87,6 +90,11 @@ class ProbeProcess:
     @property
     def distinct(self) -> int:
         return self._local.distinct
+
+    def describe(self) -> dict[str, Any]:
+        """For `status`: the child's pid (None while it is being started again), how many
+        times it was started again, and why the last one ended."""
+        return {"pid": self.pid, "restarts": max(0, self.started - 1), "last_exit": self.last_exit}
 
     @property
     def pid(self) -> int | None:
@@ -187,6 +195,7 @@ class ProbeProcess:
                     proc.kill()
             await self._reap()
             code = proc.returncode if proc is not None else None
+            self.last_exit = f"{why} (exit code {code})"
             now = time.monotonic()
             if now - began > DEATH_WINDOW:
                 backoff = 0.5
@@ -225,13 +234,15 @@ class ProbeProcess:
             try:
                 async with asyncio.timeout(self._silence):
                     message = await read_frame(proc.stdout)
+                if message is None:
+                    return "exited"
+                kind, results, lags = message
+                if kind != "results":
+                    raise ValueError(f"unknown message {kind!r}")
             except TimeoutError:
                 return f"sent nothing for {self._silence:g}s (hung)"
             except Exception as exc:  # a corrupt frame: the stream cannot be trusted
                 return f"sent an unreadable frame ({type(exc).__name__})"
-            if message is None:
-                return "exited"
-            _, results, lags = message
             self._deliver(results, lags)
 
     def _deliver(

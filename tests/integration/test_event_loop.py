@@ -24,6 +24,7 @@ def test_daemon_fails_over_on_either_loop(tmp_path: Path, wanted: str) -> None:
         log = lab.daemon.log.read_text()
         assert f"event loop {wanted}" in log, log[-2000:]
         assert lab.status()["event_loop"] == wanted
+        assert lab.status()["probe_process"] is None  # the probes run in that loop
 
 
 def test_bad_event_loop_setting_is_a_usage_error(tmp_path: Path) -> None:

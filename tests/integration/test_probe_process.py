@@ -74,6 +74,7 @@ def test_fails_over_with_its_probes_in_a_child_process(lab: Lab) -> None:
         child = wait_until(lambda: probe_child(daemon_pid(lab)), 10, "the probe process")
         assert lab.metric("failover_probe_process_restarts_total") == 0
         assert ignores(child, signal.SIGINT) and ignores(child, signal.SIGTERM)
+        assert lab.status()["probe_process"] == {"pid": child, "restarts": 0, "last_exit": None}
         lab.primary.stop()
         lab.wait_answer(SECONDARY)
         log = lab.daemon.log.read_text()
@@ -95,6 +96,13 @@ def test_a_killed_probe_process_is_started_again_and_probes(lab: Lab) -> None:
         assert second != first
         wait_until(lambda: "probe process exited (exit code -9)" in lab.daemon.log.read_text())
         assert lab.metric("failover_probe_process_restarts_total") == 1
+        assert lab.status()["probe_process"] == {
+            "pid": second,
+            "restarts": 1,
+            "last_exit": "exited (exit code -9)",
+        }
+        text = lab.cli("status").stdout
+        assert f"probes: child process pid {second}, started again 1 time(s)" in text, text
         lab.primary.stop()  # only the new child can see it
         lab.wait_answer(SECONDARY)
 

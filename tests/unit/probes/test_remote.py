@@ -100,6 +100,12 @@ async def test_a_reload_never_gives_a_job_a_result_of_its_old_spec(
             " time.sleep(60)",
             "sent an unreadable frame",
         ),
+        (
+            "import pickle, struct, sys, time; body = pickle.dumps(('jobs', 1, []));"
+            " sys.stdout.buffer.write(struct.pack('>I', len(body)) + body); sys.stdout.flush();"
+            " time.sleep(60)",
+            "sent an unreadable frame (ValueError)",
+        ),
     ],
 )
 async def test_a_hung_or_garbled_child_is_replaced(
