@@ -45,6 +45,8 @@ MAX_DEATHS = 5
 DEATH_WINDOW = 60.0
 SILENCE = 10.0
 """Seconds without a frame after which the child counts as hung (it sends one every second)."""
+STALL = 0.5
+"""A watch tick this much late means the daemon's own loop stalled (see `_watch`)."""
 KEEP_GENERATIONS = 4
 CLOSE_WAIT = 5.0
 
@@ -230,20 +232,42 @@ class ProbeProcess:
         """Deliver the child's results until it ends or hangs; says which."""
         proc = self._proc
         assert proc is not None and proc.stdout is not None
-        while True:
-            try:
-                async with asyncio.timeout(self._silence):
+        heard = [time.monotonic()]  # when the last frame came
+        watch = asyncio.create_task(self._watch(proc, heard), name="probe process watch")
+        try:
+            while True:
+                try:
                     message = await read_frame(proc.stdout)
-                if message is None:
-                    return "exited"
-                kind, results, lags = message
-                if kind != "results":
-                    raise ValueError(f"unknown message {kind!r}")
-            except TimeoutError:
+                    if message is None:
+                        return "exited" if not watch.done() else watch.result()
+                    kind, results, lags = message
+                    if kind != "results":
+                        raise ValueError(f"unknown message {kind!r}")
+                except Exception as exc:  # a corrupt frame: the stream cannot be trusted
+                    return f"sent an unreadable frame ({type(exc).__name__})"
+                heard[0] = time.monotonic()
+                self._deliver(results, lags)
+        finally:
+            watch.cancel()
+
+    async def _watch(self, proc: asyncio.subprocess.Process, heard: list[float]) -> str:
+        """Kill a child that sent nothing for `silence` seconds while this loop ran freely.
+
+        Not a timeout on the read: after this loop itself stalls (a mass failover's lock held
+        for seconds), frames wait in the pipe and a timeout would fire before the read that
+        drains them, killing a healthy child. A tick that came late says the loop stalled:
+        the frames get read first, then the silence is judged again."""
+        tick = min(0.5, self._silence / 4)
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if now - before > tick + STALL:
+                continue  # this loop stalled: what the child sent meanwhile is still unread
+            if now - heard[0] >= self._silence:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
                 return f"sent nothing for {self._silence:g}s (hung)"
-            except Exception as exc:  # a corrupt frame: the stream cannot be trusted
-                return f"sent an unreadable frame ({type(exc).__name__})"
-            self._deliver(results, lags)
 
     def _deliver(
         self, results: list[tuple[int, JobKey, ProbeResult, float]], lags: list[float]

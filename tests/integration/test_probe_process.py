@@ -144,3 +144,21 @@ def test_probe_process_changes_only_with_a_restart(lab: Lab) -> None:
         assert "instance.probe_process: changed from True to False" in result.stderr
         assert "restart" in result.stderr
         assert probe_child(daemon_pid(lab)) == child
+
+
+def test_a_frozen_probe_process_is_replaced(lab: Lab) -> None:
+    """SIGSTOP: alive, silent. After 10 s without a frame it is killed and started again."""
+    with lab:
+        lab.start()
+        lab.wait_answer(PRIMARY)
+        frozen = wait_until(lambda: probe_child(daemon_pid(lab)), 10, "the probe process")
+        os.kill(frozen, signal.SIGSTOP)
+        fresh = wait_until(
+            lambda: (pid := probe_child(daemon_pid(lab))) != frozen and pid, 30, "a new one"
+        )
+        assert gone(frozen)
+        status = lab.status()["probe_process"]
+        assert status["pid"] == fresh and status["restarts"] == 1, status
+        assert status["last_exit"] == "sent nothing for 10s (hung) (exit code -9)", status
+        lab.primary.stop()
+        lab.wait_answer(SECONDARY)

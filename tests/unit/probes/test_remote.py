@@ -177,3 +177,31 @@ async def test_a_child_that_cannot_be_started_again_is_reported(
     (failure,) = failures
     assert "(last: could not be started ([Errno 2] No such file or directory" in failure, failure
     assert probes.started == 1
+
+
+HEARTBEATS = (
+    "import pickle, struct, sys, time\n"
+    "body = pickle.dumps(('results', [], []))\n"
+    "while True:\n"
+    "    sys.stdout.buffer.write(struct.pack('>I', len(body)) + body); sys.stdout.flush()\n"
+    "    time.sleep(0.05)\n"
+)
+
+
+async def test_a_stall_of_the_daemons_own_loop_does_not_kill_a_healthy_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop blocked longer than the silence allowed: the child's frames wait in the pipe
+    and are read once the loop runs again; the child is not taken for hung."""
+    monkeypatch.setattr(remote, "CLOSE_WAIT", 0.5)  # the stand-in ignores its stdin's end
+    probes = ProbeProcess(
+        [tcp_job(9)], Results(), command=[sys.executable, "-c", HEARTBEATS], silence=0.5
+    )
+    await probes.start()
+    try:
+        await asyncio.sleep(0.5)  # its first frames
+        time.sleep(1.5)  # noqa: ASYNC251 - the loop held on purpose, as a long lock hold would
+        await asyncio.sleep(1.5)
+        assert probes.started == 1 and probes.last_exit is None
+    finally:
+        await probes.aclose()
