@@ -13,42 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.support import Lab, wait_until
+from tests.support.procs import gone, ignores, probe_child
 
 PRIMARY, SECONDARY = "127.0.0.11", "127.0.0.12"
 SECRET = "probe-secret-7f3a"
 IN_A_CHILD = ", probe_process: true"
-
-
-def probe_child(daemon_pid: int) -> int | None:
-    """The daemon's probe process, if it has one now."""
-    try:
-        children = Path(f"/proc/{daemon_pid}/task/{daemon_pid}/children").read_text().split()
-    except FileNotFoundError:
-        return None
-    for pid in map(int, children):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            continue
-        if b"failover.probes.child" in cmdline:
-            return pid
-    return None
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state == "Z"  # a zombie has exited (its parent reaps it)
-
-
-def ignores(pid: int, signum: int) -> bool:
-    """Whether the process ignores the signal (its /proc status mask)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("SigIgn:"):
-            return bool(int(line.split()[1], 16) & (1 << (signum - 1)))
-    raise AssertionError(f"no SigIgn for {pid}")
 
 
 def daemon_pid(lab: Lab) -> int:
