@@ -195,13 +195,13 @@ async def test_a_stall_of_the_daemons_own_loop_does_not_kill_a_healthy_child(
     and are read once the loop runs again; the child is not taken for hung."""
     monkeypatch.setattr(remote, "CLOSE_WAIT", 0.5)  # the stand-in ignores its stdin's end
     probes = ProbeProcess(
-        [tcp_job(9)], Results(), command=[sys.executable, "-c", HEARTBEATS], silence=0.5
+        [tcp_job(9)], Results(), command=[sys.executable, "-c", HEARTBEATS], silence=0.3
     )
     await probes.start()
     try:
-        await asyncio.sleep(0.5)  # its first frames
-        time.sleep(1.5)  # noqa: ASYNC251 - the loop held on purpose, as a long lock hold would
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(0.3)  # its first frames
+        time.sleep(0.9)  # noqa: ASYNC251 - the loop held on purpose, as a long lock hold would
+        await asyncio.sleep(0.9)
         assert probes.started == 1 and probes.last_exit is None
     finally:
         await probes.aclose()
