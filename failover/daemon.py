@@ -19,7 +19,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,13 @@ from failover.coord.shared_journal import SharedJournal
 from failover.drill import DrillScheduler, restore_drill_metrics
 from failover.engine import CommandError, Engine
 from failover.eventloop import running_loop_name
-from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import ProbeResult, Trigger
 from failover.notify import Notifier
 from failover.probes.remote import ProbeProcess
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
-from failover.providers.base import Provider, ProviderError
-from failover.providers.registry import create_provider
+from failover.provider_life import CLOSE_TIMEOUT, ProviderLife
+from failover.providers.base import Provider
 from failover.runtime import ServiceRuntime
 from failover.scrape import SharedRender, metrics_app
 from failover.store import Store
@@ -53,7 +52,6 @@ from failover.wiring import probe_jobs, provider_zones
 log = logging.getLogger("failover.daemon")
 
 RELOAD_WAIT = 30.0  # a reload waits this long for in-flight changes of what it replaces
-CLOSE_TIMEOUT = 10.0  # each provider's aclose at shutdown and reload
 
 
 def read_token(path: Path) -> str:
@@ -73,6 +71,7 @@ class Daemon:
         self.metrics = Metrics()
         self.notifier = Notifier(config.notifications, self.metrics.notifications)
         self.providers: dict[str, Provider] = {}
+        self.lifecycle = ProviderLife(self.store, self.metrics)
         self.engine: Engine | None = None
         self.coord: Coordinator | None = None
         self.shared: SharedJournal | None = None  # the history copied to etcd (coordination)
@@ -113,7 +112,7 @@ class Daemon:
         self.store.check_writable()
         zones = provider_zones(self.config)
         for name in self.config.providers:
-            self.providers[name] = await self._open_provider(name, self.config, zones)
+            self.providers[name] = await self.lifecycle.open(name, self.config, zones)
         coord = create_coordinator(self.config, self.store)  # etcd when `coordination:`
         await coord.start()
         self.coord = coord
@@ -178,50 +177,11 @@ class Daemon:
         if entry.get("trigger") == "manual" or (self.coord is not None and self.coord.is_leader()):
             self.notifier.emit(entry)
 
-    async def _open_provider(
-        self, name: str, config: Config, zones: Mapping[str, set[str]]
-    ) -> Provider:
-        """Build and start one provider. What its configuration cannot do (a plugin's bad
-        option, a missing SDK or credential) is a configuration error naming it, not a crash."""
-        try:
-            provider = create_provider(config.providers[name], zones[name], self.store)
-            provider.on_error = self._error_counter(name)
-            await provider.start()
-        except ProviderError as exc:
-            if exc.kind in ("config", "auth"):
-                raise ConfigError([f"providers.{name}: {exc}"]) from None
-            raise
-        return provider
-
-    async def _close_provider(self, name: str, provider: Provider) -> None:
-        """Close within CLOSE_TIMEOUT: a provider stuck on a hung API must not hold up a
-        shutdown or a reload (its worker threads end by their own request timeouts)."""
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await provider.aclose()
-        except TimeoutError:
-            log.warning(
-                "provider %s did not close within %gs; abandoning it",
-                name,
-                CLOSE_TIMEOUT,
-                extra=fields(provider=name),
-            )
-        except Exception as exc:
-            log.warning(
-                "provider %s: error while closing: %s", name, exc, extra=fields(provider=name)
-            )
-
     def _prime(self, config: Config) -> None:
         self.metrics.prime(
             (s.name, ((t.name, (p.name for p in t.probes)) for t in s.targets))
             for s in config.services.values()
         )
-
-    def _error_counter(self, provider: str) -> Callable[[str], None]:
-        def count(kind: str) -> None:
-            self.metrics.provider_errors.labels(provider, kind).inc()
-
-        return count
 
     async def run_once(self) -> None:
         """`run --once`: one probe round, one decision per service, then return."""
@@ -387,16 +347,18 @@ class Daemon:
         freed: list[str] = []
         try:
             for name in sorted(opening - local):
-                opened[name] = await self._open_provider(name, new, new_zones)
+                opened[name] = await self.lifecycle.open(name, new, new_zones)
             async with engine.quiesced(affected, RELOAD_WAIT):
                 if local:  # free the builtin servers' addresses and data files first
                     freed = sorted(n for n in closing if old.providers[n].type == "builtin")
-                    await self._open_local(sorted(local), freed, new, new_zones, opened)
+                    await self.lifecycle.reopen_builtin(
+                        sorted(local), freed, new, new_zones, opened, self.providers
+                    )
                 providers = {n: self.providers[n] for n in new.providers if n not in closing}
                 providers.update(opened)
                 await engine.reconfigure(new, providers, closing)
         except Exception as exc:
-            await asyncio.gather(*(self._close_provider(n, p) for n, p in opened.items()))
+            await asyncio.gather(*(self.lifecycle.close(n, p) for n, p in opened.items()))
             if isinstance(exc, CommandError):
                 raise
             message = f"a provider cannot start: {type(exc).__name__}: {exc}"
@@ -404,7 +366,7 @@ class Daemon:
                 "provider_failed", _rejected(source, "cannot be applied", [message]), 400
             ) from None
         retired = [(n, self.providers[n]) for n in sorted(closing) if n not in freed]
-        await asyncio.gather(*(self._close_provider(n, p) for n, p in retired))
+        await asyncio.gather(*(self.lifecycle.close(n, p) for n, p in retired))
         self.providers, self.config = providers, new
         if self.scheduler is not None:
             self.scheduler.set_jobs(probe_jobs(new))
@@ -412,29 +374,6 @@ class Daemon:
         if "notifications" in diff.settings:
             await self.notifier.reconfigure(new.notifications)
         return diff
-
-    async def _open_local(
-        self,
-        names: Iterable[str],
-        freed: list[str],
-        config: Config,
-        zones: Mapping[str, set[str]],
-        opened: dict[str, Provider],
-    ) -> None:
-        """Builtin servers: close the ones being replaced, then open the new ones; on failure
-        the old ones listen again (same objects, so the engine never notices)."""
-        for name in freed:
-            await self._close_provider(name, self.providers[name])
-        try:
-            for name in names:
-                opened[name] = await self._open_provider(name, config, zones)
-        except Exception:
-            for name in freed:
-                try:
-                    await self.providers[name].start()
-                except Exception as exc:
-                    log.error("builtin provider %s cannot listen again: %s", name, exc)
-            raise
 
     # --------------------------------------------------------------- shutdown
 
@@ -467,7 +406,7 @@ class Daemon:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
-        await asyncio.gather(*(self._close_provider(n, p) for n, p in self.providers.items()))
+        await asyncio.gather(*(self.lifecycle.close(n, p) for n, p in self.providers.items()))
         if self.engine is not None:
             await self.engine.journal.close()
         if self.shared is not None:  # the last entries (the stop's own) to etcd, bounded
