@@ -185,7 +185,8 @@ class Daemon:
 
     async def run_once(self) -> None:
         """`run --once`: one probe round, one decision per service, then return."""
-        assert self.engine is not None and self.scheduler is not None
+        assert self.engine is not None
+        assert isinstance(self.scheduler, ProbeScheduler)  # `--once` never starts a child
         self.engine.single_round = True
         for job, result in await self.scheduler.run_once():
             self.engine.on_probe_result(job, result, time.time())

@@ -1,8 +1,8 @@
 """The daemon's side of the probe process (`instance.probe_process: true`; see `probes.child`).
 
-`ProbeProcess` has the scheduler's interface (`jobs`, `distinct`, `start`, `set_jobs`,
-`run_once`, `aclose`) and the same callbacks (`on_result`, `on_lag`), so the daemon and the
-engine do not know where the probes run.
+`ProbeProcess` has the scheduler's interface for a running daemon (`jobs`, `distinct`, `start`,
+`set_jobs`, `aclose`; `run --once` probes in the loop) and the same callbacks (`on_result`,
+`on_lag`), so the engine does not know where the probes run.
 
 What it guards against:
 
@@ -65,7 +65,7 @@ class ProbeProcess:
         command: list[str] | None = None,
         silence: float = SILENCE,
     ) -> None:
-        # validates the list and answers jobs/distinct/run_once; never started here
+        # validates the list and answers jobs/distinct; never started here
         self._local = ProbeScheduler(jobs, on_result, on_lag=on_lag)
         self._on_result = on_result
         self._on_lag = on_lag
@@ -135,9 +135,6 @@ class ProbeProcess:
         self._lists[self._generation] = _by_key(self._local.jobs)
         self._lists.pop(self._generation - KEEP_GENERATIONS, None)
         self._send_jobs()
-
-    async def run_once(self) -> list[tuple[ProbeJob, ProbeResult]]:
-        return await self._local.run_once()
 
     async def aclose(self) -> None:
         """Close the child's stdin (it stops its probes and exits); kill it if it lingers."""
