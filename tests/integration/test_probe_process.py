@@ -25,6 +25,19 @@ def daemon_pid(lab: Lab) -> int:
     return lab.daemon.proc.pid
 
 
+def replace_the_child(lab: Lab, signum: int, timeout: float) -> tuple[int, int]:
+    """Start the lab, send its probe process `signum`; (that child, the one started instead)."""
+    lab.start()
+    lab.wait_answer(PRIMARY)
+    old = wait_until(lambda: probe_child(daemon_pid(lab)), 10, "the probe process")
+    os.kill(old, signum)
+    new = wait_until(
+        lambda: (pid := probe_child(daemon_pid(lab))) != old and pid, timeout, "a new one"
+    )
+    assert new != old
+    return old, new
+
+
 @pytest.fixture
 def lab(tmp_path: Path) -> Lab:
     extra = f', headers: {{Authorization: "Bearer {SECRET}"}}'
@@ -55,14 +68,7 @@ def test_fails_over_with_its_probes_in_a_child_process(lab: Lab) -> None:
 
 def test_a_killed_probe_process_is_started_again_and_probes(lab: Lab) -> None:
     with lab:
-        lab.start()
-        lab.wait_answer(PRIMARY)
-        first = wait_until(lambda: probe_child(daemon_pid(lab)), 10, "the probe process")
-        os.kill(first, signal.SIGKILL)
-        second = wait_until(
-            lambda: (pid := probe_child(daemon_pid(lab))) != first and pid, 10, "a new one"
-        )
-        assert second != first
+        _, second = replace_the_child(lab, signal.SIGKILL, 10)
         wait_until(lambda: "probe process exited (exit code -9)" in lab.daemon.log.read_text())
         assert lab.metric("failover_probe_process_restarts_total") == 1
         assert lab.status()["probe_process"] == {
@@ -118,13 +124,7 @@ def test_probe_process_changes_only_with_a_restart(lab: Lab) -> None:
 def test_a_frozen_probe_process_is_replaced(lab: Lab) -> None:
     """SIGSTOP: alive, silent. After 10 s without a frame it is killed and started again."""
     with lab:
-        lab.start()
-        lab.wait_answer(PRIMARY)
-        frozen = wait_until(lambda: probe_child(daemon_pid(lab)), 10, "the probe process")
-        os.kill(frozen, signal.SIGSTOP)
-        fresh = wait_until(
-            lambda: (pid := probe_child(daemon_pid(lab))) != frozen and pid, 30, "a new one"
-        )
+        frozen, fresh = replace_the_child(lab, signal.SIGSTOP, 30)
         assert gone(frozen)
         status = lab.status()["probe_process"]
         assert status["pid"] == fresh and status["restarts"] == 1, status
