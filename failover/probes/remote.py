@@ -167,7 +167,10 @@ class ProbeProcess:
         proc.stdin.write(encode_frame(message))
 
     async def _reap(self) -> None:
-        proc, self._proc = self._proc, None
+        """Close the child's stdin and wait for it (kill it after `CLOSE_WAIT`). It stays
+        `_proc` until it has exited: when `aclose` cancels the supervisor in the middle of a
+        restart's reap, its own reap finishes the job instead of leaving a child unwaited."""
+        proc = self._proc
         if proc is None:
             return
         if proc.stdin is not None:
@@ -180,6 +183,8 @@ class ProbeProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        if self._proc is proc:
+            self._proc = None
 
     async def _supervise(self) -> None:
         backoff = 0.5

@@ -20,6 +20,7 @@ from failover.probes import remote
 from failover.probes.child import encode_frame, read_frame
 from failover.probes.remote import ProbeProcess
 from failover.probes.scheduler import ProbeJob
+from tests.support.procs import gone
 
 
 def tcp_job(port: int, target: str = "primary", interval: float = 0.2) -> ProbeJob:
@@ -125,6 +126,27 @@ async def test_a_hung_or_garbled_child_is_replaced(
         await probes.aclose()
     if "hung" in why:  # a garbled one may already be replaced again (and killed) by then
         assert "did not exit within 0.5s; killing it" in caplog.text
+
+
+async def test_a_reap_cut_short_by_the_close_still_ends_the_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`aclose` cancels the supervisor, which may be waiting for a replaced child to exit:
+    the close must still wait for (and kill) that child, not drop it unwaited (a process left
+    running, its pipes garbage-collected later as unclosed transports)."""
+    monkeypatch.setattr(remote, "CLOSE_WAIT", 0.5)  # it ignores its stdin's end: killed then
+    probes = ProbeProcess(
+        [tcp_job(9)], Results(), command=[sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    await probes.spawn()
+    pid = probes.pid
+    assert pid is not None
+    reaping = asyncio.create_task(probes._reap())  # the supervisor's reap of a restart
+    await asyncio.sleep(0.1)
+    reaping.cancel()
+    await asyncio.gather(reaping, return_exceptions=True)
+    await probes.aclose()
+    assert gone(pid)
 
 
 async def test_a_child_that_keeps_dying_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
