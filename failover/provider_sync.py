@@ -108,6 +108,11 @@ class ProviderSync:
         self._move(SyncState.REFUSED, now, error)
         self.lagging_since = self.lagging_since or now
 
+    @property
+    def awaiting(self) -> bool:
+        """Accepted, and not yet shown served nor found ignored: a read-back would tell."""
+        return self.state in _AWAITING
+
     def read_back(self, found: Mapping[RecordKey, RecordSet | None], now: float) -> bool:
         """Compare a read made after the provider accepted the change; True when it turns out
         ignored (the provider serves something else than what it accepted)."""

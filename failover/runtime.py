@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 Verdicts = Mapping[str, tuple[ProviderSync, "Confirmation"]]  # by provider
 
 MAX_BACKOFF = 30.0  # seconds between two attempts of a change that keeps failing
+READ_BACK_AFTER = 5.0
+"""Seconds after a provider accepted a change before it is read back, unless the change's
+verification showed it served by then (a verification that fails asks for the read at once)."""
 
 
 BUSY = frozenset({Phase.SWITCHING})  # a change in flight: not decided again until it ends
@@ -61,6 +64,9 @@ class ServiceRuntime:
     read_error: str = ""
     provider_errors: dict[str, str] = field(default_factory=dict)
     last_read: float = float("-inf")
+    # when the last accepted change is read back, unless its verification showed it served
+    # first (`assume_applied`, `verification_ended`); inf: no read-back owed
+    read_back_at: float = float("inf")
     changed_at: float = float("-inf")  # last time a provider accepted a change of ours
     # bumped whenever the records read so far stop counting (`forget_records`): a read begun
     # under an older generation is dropped, whatever it says
@@ -157,7 +163,11 @@ class ServiceRuntime:
     def assume_applied(
         self, changes: Collection[Change], providers: Collection[str], now: float
     ) -> None:
-        """A provider that accepted a change serves it: show it now, re-read for the truth soon."""
+        """A provider that accepted a change serves it: show it now. It is read back
+        `READ_BACK_AFTER` seconds later (did the provider keep it?) unless its verification
+        answers that first: a change every authoritative server serves was kept, and at
+        10,000 services the read-backs of a mass failover were zone transfers of the whole
+        zone, again and again, on the loop the decisions wait for."""
         self.changed_at = now
         for provider in providers:
             mine = tuple(c for c in changes if c.key.provider == provider)
@@ -174,7 +184,7 @@ class ServiceRuntime:
                 self.current[change.key] = RecordSet(
                     change.key.name, change.key.type, change.ttl, change.after
                 )
-        self.last_read = float("-inf")
+        self.read_back_at = min(self.read_back_at, now + READ_BACK_AFTER)
 
     def providers_refused(
         self, changes: Collection[Change], errors: Mapping[str, str], now: float
@@ -195,7 +205,7 @@ class ServiceRuntime:
         already in flight does not count: it may have been answered before that."""
         self.records_generation += 1
         self.current, self.partial, self.read_error, self.provider_errors = None, {}, "", {}
-        self.last_read = float("-inf")
+        self.last_read, self.read_back_at = float("-inf"), float("inf")
         self.sync, self.split = {}, {}
         self._clear_change()
         self.phase, self.detail = Phase.STARTING, ""
@@ -303,6 +313,7 @@ class ServiceRuntime:
         for provider in current:
             sync, confirmation = verdicts[provider]
             sync.confirmed(confirmation, now)
+        self._read_back_owed(now)
         return current
 
     def rechecked(self, verdicts: Verdicts, now: float) -> list[str]:
@@ -317,16 +328,19 @@ class ServiceRuntime:
                 cleared.append(provider)
             else:
                 sync.confirmed(confirmation, now)
+        self._read_back_owed(now)
         return cleared
 
     def verification_abandoned(self) -> None:
         self.confirming = None
+        self.read_back_at = float("-inf")  # no verdict will come: the read is the truth
         if self.phase is Phase.CONFIRMING:
             self._settle()
 
     def verification_interrupted(self, providers: Collection[str]) -> list[str]:
         """A reload reopened these providers mid-verification: check their change again."""
         self.confirming = None
+        self.read_back_at = float("-inf")
         if self.phase is Phase.CONFIRMING:
             self._settle()
         owed = [
@@ -429,6 +443,19 @@ class ServiceRuntime:
 
     def reread_soon(self) -> None:
         self.last_read = float("-inf")
+
+    def reading(self, now: float) -> None:
+        """A read of every record of this service begins: it is the read-back owed, if any."""
+        self.last_read, self.read_back_at = now, float("inf")
+
+    def _read_back_owed(self, now: float) -> None:
+        """After a verdict: no read-back while every provider is known to serve its change
+        (verified on the servers); at once otherwise (verification off or failed: the read
+        says whether the provider kept the change, `ProviderSync.read_back`)."""
+        if all(sync.served or not sync.awaiting for sync in self.sync.values()):
+            self.read_back_at = float("inf")
+        else:
+            self.read_back_at = min(self.read_back_at, now)
 
     # ------------------------------------------------------------ internals
 

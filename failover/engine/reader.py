@@ -50,7 +50,7 @@ class RecordReader:
         known = [rt for rt in idle if rt.current is not None]
         periodic = any(resync <= now - rt.last_read < math.inf for rt in known)
         floor = resync * COALESCE if periodic else resync
-        return due + [rt for rt in known if now - rt.last_read >= floor]
+        return due + [rt for rt in known if now - rt.last_read >= floor or now >= rt.read_back_at]
 
     @staticmethod
     def unread(runtimes: Iterable[ServiceRuntime]) -> dict[str, int]:
@@ -85,7 +85,7 @@ class RecordReader:
                 tasks.append(running)
                 continue
             for rt, _, _ in wanted:
-                rt.last_read = now  # not due again while this read runs
+                rt.reading(now)  # not due again while this read runs
             task = asyncio.create_task(self._read(name, wanted, now), name=f"read {name}")
             self._reads[name] = task
             task.add_done_callback(self._forget(name))

@@ -121,3 +121,36 @@ def test_a_hand_edit_after_an_accepted_change_is_drift_not_an_ignored_change() -
     rt.records_read("route53", hand, 11.0)  # an operator's edit, no target's value
     assert rt.pending is None and rt.phase is Phase.STEADY
     assert rt.published.kind == "drift" and "change_ignored" not in rt.alarms()
+
+
+OFF = Confirmation(True, 0.1, None, "in sync at the provider (verification disabled)", None)
+
+
+def test_a_verified_change_is_not_read_back_and_an_unverified_one_is_at_once() -> None:
+    """The read-back asks the provider whether it kept what it accepted: owed 5 s after the
+    acceptance, dropped when every server already serves the change, asked at once when the
+    verdict could not show it (verification failed, or off)."""
+    for verdict, owed in ((OK, float("inf")), (LATE, 12.0), (OFF, 12.0)):
+        rt = ServiceRuntime.fresh(SHOP, ServiceState())
+        for provider in ("ovh", "route53"):
+            rt.records_read(provider, OLD, 1.0)
+        rt.last_read = 1.0
+        rt.pending = "ovh"
+        rt.assume_applied([change()], {"ovh"}, 10.0)
+        assert (rt.last_read, rt.read_back_at) == (1.0, 15.0)
+        rt.verification_ended(None, {"ovh": (rt.sync["ovh"], verdict)}, 12.0)
+        assert rt.read_back_at == owed, verdict
+        rt.reading(13.0)
+        assert (rt.last_read, rt.read_back_at) == (13.0, float("inf"))
+
+
+def test_a_late_verdict_does_not_postpone_a_read_back_already_due() -> None:
+    rt = ServiceRuntime.fresh(SHOP, ServiceState())
+    rt.records_read("ovh", OLD, 1.0)
+    rt.records_read("route53", OLD, 1.0)
+    rt.pending = "ovh"
+    rt.assume_applied([change()], {"ovh"}, 10.0)
+    rt.assume_applied([change()], {"ovh"}, 12.0)  # told twice: the first deadline holds
+    assert rt.read_back_at == 15.0
+    rt.verification_abandoned()  # a reload: no verdict will come
+    assert rt.read_back_at == float("-inf")

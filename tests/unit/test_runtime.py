@@ -160,7 +160,7 @@ def test_reload_adopts_config_and_rereads_only_when_records_move(records_change:
         assert rt.phase is Phase.RETRYING and rt.current is not None
 
 
-def test_assumed_changes_show_at_once_and_force_a_reread() -> None:
+def test_assumed_changes_show_at_once_and_owe_a_read_back() -> None:
     rt = ServiceRuntime.fresh(SHOP, ServiceState())
     read_all(rt)
     rt.last_read = 50.0
@@ -168,4 +168,4 @@ def test_assumed_changes_show_at_once_and_force_a_reread() -> None:
     rt.assume_applied([Change(key, 60, None, ("198.51.100.20",))], {"ovh"}, 60.0)
     assert rt.current is not None
     assert rt.current[key] == RecordSet(key.name, key.type, 60, ("198.51.100.20",))
-    assert rt.last_read == float("-inf") and rt.changed_at == 60.0
+    assert rt.read_back_at == 65.0 and rt.last_read == 50.0 and rt.changed_at == 60.0

@@ -114,5 +114,7 @@ async def test_a_due_re_read_takes_along_the_services_read_over_half_a_resync_ag
     assert {rt.name for rt in due} == {unread.name, named["half"].name, named["due"].name}
     named["due"].last_read = now - 29.0  # none due for a re-read: nobody comes along
     assert reader.due(everyone, now) == [unread]
-    named["due"].reread_soon()  # a change's read-back alone takes nobody along either
+    named["due"].read_back_at = now + 1.0  # a change's read-back, owed in a second
+    assert reader.due(everyone, now) == [unread]
+    named["due"].read_back_at = now  # now owed: it alone, it takes nobody along either
     assert reader.due(everyone, now) == [unread, named["due"]]
