@@ -66,7 +66,7 @@ def config_text(
     probe_process: bool = False,
 ) -> str:
     dns_port, metrics_port = ports
-    child = ", probe_process: true" if probe_process else ""
+    child = f", probe_process: {'true' if probe_process else 'false'}"  # not `auto`
     lines = [
         f'instance: {{name: foot, location: lab, state_dir: "{workdir / "state"}"{child}}}',
         f'admin: {{socket: "{workdir / "admin.sock"}"}}',

@@ -272,7 +272,8 @@ def main() -> int:
     parser.add_argument(
         "--probe-process",
         action="store_true",
-        help="instance.probe_process: true (the probes in a child process)",
+        help="instance.probe_process: true (the probes in a child process); without it,"
+        " false (in the loop), never the default `auto`",
     )
     args = parser.parse_args()
     providers = ["bind", "route53"] if args.provider == "both" else [args.provider]

@@ -42,6 +42,7 @@ from failover.model import ProbeResult, Trigger
 from failover.notify import Notifier
 from failover.probes.remote import ProbeProcess
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
+from failover.probes.sharing import in_a_child
 from failover.provider_life import CLOSE_TIMEOUT, ProviderLife
 from failover.providers.base import Provider
 from failover.runtime import ServiceRuntime
@@ -98,7 +99,9 @@ class Daemon:
     async def start(self, *, schedule_probes: bool = True) -> None:
         jobs = probe_jobs(self.config)
         self.budget = fd.budget_for(self.config, len(jobs))
-        if schedule_probes and self.config.instance.probe_process:
+        if schedule_probes and in_a_child(
+            self.config.instance.probe_process, (job.spec for job in jobs)
+        ):
             self.scheduler = ProbeProcess(
                 jobs,
                 self._on_probe_result,

@@ -49,7 +49,8 @@ def config_text(
     lines = [
         f'instance: {{name: bench, location: lab, state_dir: "{workdir / "state"}"'
         + (f", resync_interval: {resync}" if resync else "")
-        + (", probe_process: true" if probe_process else "")
+        # explicit either way: `auto` (the default) would pick by the probe rate
+        + f", probe_process: {'true' if probe_process else 'false'}"
         + "}",
         f'admin: {{socket: "{workdir / "admin.sock"}"}}',
         f'metrics: {{listen: "127.0.0.1:{metrics_port}"}}',

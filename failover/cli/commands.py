@@ -141,15 +141,20 @@ async def cmd_providers(args: argparse.Namespace) -> int:
 
 
 def probe_count_line(config: Config) -> str:
-    """How many probes are configured and how many run: identical ones run once
-    (failover.probes.sharing)."""
-    from failover.probes.sharing import distinct
+    """How many probes are configured and how many run (identical ones run once,
+    failover.probes.sharing), how often, and where (`instance.probe_process`)."""
+    from failover.probes.sharing import distinct, in_a_child, rate
     from failover.wiring import probe_jobs
 
     specs = [job.spec for job in probe_jobs(config)]
     shared = len(specs) - distinct(specs)
     note = f" ({shared} identical to another: each runs once per interval)" if shared else ""
-    return f"probes: {len(specs)} configured, {distinct(specs)} distinct run{note}"
+    where = "a child process" if in_a_child(config.instance.probe_process, specs) else "the loop"
+    return (
+        f"probes: {len(specs)} configured, {distinct(specs)} distinct run{note}\n"
+        f"probes run {rate(specs):.1f} times a second, in {where}"
+        f" (instance.probe_process: {str(config.instance.probe_process).lower()})"
+    )
 
 
 async def cmd_status(args: argparse.Namespace) -> int:

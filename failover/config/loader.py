@@ -13,7 +13,7 @@ import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -26,6 +26,7 @@ from failover.config.parse import (
     PLACEHOLDER,
     ConfigError,
     Interpolated,
+    Invalid,
     Section,
     boolean,
     hostport,
@@ -33,6 +34,7 @@ from failover.config.parse import (
     kind,
     path_in,
     plain,
+    show,
 )
 from failover.config.providers import parse_providers
 from failover.config.services import parse_canaries, parse_defaults, parse_services
@@ -193,6 +195,15 @@ def _read_secret_file(name: str, path: str, base_dir: Path | None, errors: list[
 # --- top level ------------------------------------------------------------------------------------
 
 
+def _auto_or_boolean(value: object) -> bool | Literal["auto"]:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return boolean(value)
+    except Invalid:
+        raise Invalid(f"expected true, false or auto, got {show(value)}") from None
+
+
 def _instance(top: Section, base_dir: Path | None) -> InstanceConfig:
     sec = top.section("instance")
     name = sec.opt("name", valid_name)
@@ -202,7 +213,7 @@ def _instance(top: Section, base_dir: Path | None) -> InstanceConfig:
         state_dir=sec.get("state_dir", path_in(base_dir), Path("/var/lib/failover")),
         resync_interval=sec.get("resync_interval", positive, 30.0),
         shutdown_timeout=sec.get("shutdown_timeout", positive, 30.0),
-        probe_process=sec.get("probe_process", boolean, False),
+        probe_process=sec.get("probe_process", _auto_or_boolean, "auto"),
     )
     sec.done()
     return instance

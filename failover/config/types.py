@@ -62,7 +62,9 @@ class InstanceConfig:
     state_dir: Path
     resync_interval: float = 30.0  # how often the engine re-reads published records (drift)
     shutdown_timeout: float = 30.0  # SIGTERM: wait this long for in-flight changes, then abandon
-    probe_process: bool = False  # probes run in a child process (the loop keeps its core)
+    # probes in a child process (the loop keeps its core): True, False, or "auto" (when the
+    # probes run often enough for it to pay, `probes.sharing.in_a_child`)
+    probe_process: bool | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from tests.support import REPO, cli
@@ -100,3 +101,9 @@ def test_check_config_counts_distinct_probes(tmp_path: Path) -> None:
         "probes: 3 configured, 2 distinct run (1 identical to another: each runs once per"
         " interval)" in result.stdout
     )
+    # 2 distinct probes: far below what moves them to a child process
+    assert re.search(
+        r"^probes run \d+\.\d times a second, in the loop \(instance.probe_process: auto\)$",
+        result.stdout,
+        re.M,
+    ), result.stdout

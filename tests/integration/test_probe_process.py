@@ -113,7 +113,7 @@ def test_probe_process_changes_only_with_a_restart(lab: Lab) -> None:
     with lab:
         lab.start()
         child = wait_until(lambda: probe_child(daemon_pid(lab)), 10, "the probe process")
-        lab.configure(instance_extra="")
+        lab.configure(instance_extra=", probe_process: false")
         result = lab.cli("reload")
         assert result.returncode == 2, result.stderr
         assert "instance.probe_process: changed from True to False" in result.stderr

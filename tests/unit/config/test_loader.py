@@ -296,6 +296,23 @@ def test_exact_timeout_message() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "value, expected", [(True, True), (False, False), ("auto", "auto"), (" AUTO ", "auto")]
+)
+def test_probe_process_is_true_false_or_auto(value: object, expected: object) -> None:
+    cfg = base()
+    cfg["instance"]["probe_process"] = value
+    assert load(cfg).instance.probe_process == expected
+
+
+def test_probe_process_refuses_anything_else() -> None:
+    cfg = base()
+    cfg["instance"]["probe_process"] = "sometimes"
+    assert errors_of(cfg) == [
+        "instance.probe_process: expected true, false or auto, got 'sometimes'"
+    ]
+
+
 def test_all_errors_are_collected() -> None:
     cfg = base()
     cfg["providers"]["local"]["type"] = "route54"
@@ -363,6 +380,7 @@ def test_builtin_defaults() -> None:
     assert config.instance.name  # the host name
     assert config.instance.state_dir == Path("/var/lib/failover")
     assert config.instance.resync_interval == 30
+    assert config.instance.probe_process == "auto"
     assert config.admin.socket == Path("/run/failover/admin.sock")
     assert config.providers["local"].verify == VerifyConfig()
     assert config.providers["local"].timeout == 10

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from probe_targets import Target
 
 from failover.config.types import HostPort, HttpProbeConfig, TcpProbeConfig
 from failover.model import ProbeResult
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
-from failover.probes.sharing import distinct, identity
+from failover.probes.sharing import CHILD_FROM, distinct, identity, in_a_child, rate
 
 
 def http(url: str, name: str = "h", **kw: object) -> HttpProbeConfig:
@@ -89,3 +90,20 @@ async def test_set_jobs_regroups_without_restarting_a_kept_probe(target: Target)
         assert list(sched._tasks.values()) == [task]  # the same probe keeps running
         await asyncio.sleep(0.6)
     assert "blog" in seen
+
+
+def tcp(port: int, interval: float) -> TcpProbeConfig:
+    return TcpProbeConfig("tcp", HostPort("10.0.0.1", port), interval, min(interval, 1.0))
+
+
+def test_auto_moves_the_probes_to_a_child_from_a_rate_of_probes() -> None:
+    """`probe_process: auto` counts probes per second that actually run (identical ones
+    once); true and false are taken as they are."""
+    every_second = [tcp(port, 1.0) for port in range(int(CHILD_FROM) - 1)]
+    twice = every_second + every_second  # defined twice, run once
+    assert rate(twice) == CHILD_FROM - 1
+    assert not in_a_child("auto", twice)
+    enough = [*every_second, tcp(0, 0.5), tcp(1, 5.0)]  # 2 and 0.2 more per second
+    assert rate(enough) == pytest.approx(CHILD_FROM + 1.2)
+    assert in_a_child("auto", enough)
+    assert in_a_child(True, []) and not in_a_child(False, enough)
