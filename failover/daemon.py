@@ -42,7 +42,7 @@ from failover.model import ProbeResult, Trigger
 from failover.notify import Notifier
 from failover.probes.remote import ProbeProcess
 from failover.probes.scheduler import ProbeJob, ProbeScheduler
-from failover.probes.sharing import in_a_child
+from failover.probes.sharing import in_a_child, rate
 from failover.provider_life import CLOSE_TIMEOUT, ProviderLife
 from failover.providers.base import Provider
 from failover.runtime import ServiceRuntime
@@ -373,11 +373,29 @@ class Daemon:
         await asyncio.gather(*(self.lifecycle.close(n, p) for n, p in retired))
         self.providers, self.config = providers, new
         if self.scheduler is not None:
-            self.scheduler.set_jobs(probe_jobs(new))
+            jobs = probe_jobs(new)
+            self.scheduler.set_jobs(jobs)
+            self._warn_if_probes_belong_elsewhere(jobs)
         self._prime(new)
         if "notifications" in diff.settings:
             await self.notifier.reconfigure(new.notifications)
         return diff
+
+    def _warn_if_probes_belong_elsewhere(self, jobs: list[ProbeJob]) -> None:
+        """`probe_process: auto` chooses at start-up; a reload that moves the probe rate
+        across the threshold says so (the choice follows at the next restart)."""
+        setting = self.config.instance.probe_process
+        if setting != "auto":
+            return
+        specs = [job.spec for job in jobs]
+        wanted, running = in_a_child(setting, specs), isinstance(self.scheduler, ProbeProcess)
+        if wanted != running:
+            log.warning(
+                "the probes now run %.1f times a second: instance.probe_process auto would run "
+                "them in %s, where they move at the next restart (systemctl restart failover)",
+                rate(specs),
+                "a child process" if wanted else "the event loop",
+            )
 
     # --------------------------------------------------------------- shutdown
 

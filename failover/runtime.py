@@ -313,7 +313,7 @@ class ServiceRuntime:
         for provider in current:
             sync, confirmation = verdicts[provider]
             sync.confirmed(confirmation, now)
-        self._read_back_owed(now)
+        self._read_back_owed(current, now)
         return current
 
     def rechecked(self, verdicts: Verdicts, now: float) -> list[str]:
@@ -328,7 +328,7 @@ class ServiceRuntime:
                 cleared.append(provider)
             else:
                 sync.confirmed(confirmation, now)
-        self._read_back_owed(now)
+        self._read_back_owed([p for p, (s, _) in verdicts.items() if self.sync.get(p) is s], now)
         return cleared
 
     def verification_abandoned(self) -> None:
@@ -448,14 +448,17 @@ class ServiceRuntime:
         """A read of every record of this service begins: it is the read-back owed, if any."""
         self.last_read, self.read_back_at = now, float("inf")
 
-    def _read_back_owed(self, now: float) -> None:
-        """After a verdict: no read-back while every provider is known to serve its change
-        (verified on the servers); at once otherwise (verification off or failed: the read
-        says whether the provider kept the change, `ProviderSync.read_back`)."""
-        if all(sync.served or not sync.awaiting for sync in self.sync.values()):
-            self.read_back_at = float("inf")
-        else:
+    def _read_back_owed(self, providers: Collection[str], now: float) -> None:
+        """After a verdict on the change these providers hold: read back at once when one of
+        them is not shown serving it (verification off or failed: the read says whether the
+        provider kept the change, `ProviderSync.read_back`); no read-back once every provider
+        is known to serve its change. A verdict on a change superseded everywhere says nothing:
+        a newer change keeps its own deadline."""
+        concerned = [self.sync[p] for p in providers]
+        if any(sync.awaiting and not sync.served for sync in concerned):
             self.read_back_at = min(self.read_back_at, now)
+        elif concerned and all(s.served or not s.awaiting for s in self.sync.values()):
+            self.read_back_at = float("inf")
 
     # ------------------------------------------------------------ internals
 

@@ -154,3 +154,20 @@ def test_a_late_verdict_does_not_postpone_a_read_back_already_due() -> None:
     assert rt.read_back_at == 15.0
     rt.verification_abandoned()  # a reload: no verdict will come
     assert rt.read_back_at == float("-inf")
+
+
+def test_a_verdict_on_a_superseded_change_does_not_hasten_the_read_back() -> None:
+    """Back-to-back changes: the first change's verdict arrives after the second was accepted;
+    it concerns no provider's current change, so the second keeps its own deadline."""
+    rt = ServiceRuntime.fresh(SHOP, ServiceState())
+    rt.records_read("ovh", OLD, 1.0)
+    rt.records_read("route53", OLD, 1.0)
+    rt.pending = "ovh"
+    rt.assume_applied([change()], {"ovh"}, 10.0)
+    first = rt.sync["ovh"]
+    rt.reading(11.0)  # read back (the 5 s were up, say): nothing owed
+    rt.pending = "scw"
+    rt.assume_applied([Change(OVH_KEY, 60, None, ("192.0.2.30",))], {"ovh"}, 12.0)
+    assert rt.read_back_at == 17.0
+    assert rt.verification_ended(None, {"ovh": (first, LATE)}, 13.0) == []
+    assert rt.read_back_at == 17.0
