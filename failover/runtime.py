@@ -18,15 +18,20 @@ from typing import TYPE_CHECKING, Any
 from failover import provider_sync
 from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
-from failover.core.published import Published, classify_published
-from failover.core.values import FALLBACK, is_fallback, serves
+from failover.core.published import (
+    Published,
+    classify_published,
+    serve_only,
+    served_by,
+    serves_no_target,
+)
+from failover.core.values import FALLBACK
 from failover.model import (
     Change,
     Health,
     Phase,
     RecordKey,
     RecordSet,
-    canonical_values,
 )
 from failover.provider_sync import ProviderSync, SyncState
 
@@ -143,7 +148,8 @@ class ServiceRuntime:
         sync = self.sync.get(provider)
         # a value no target has was written by someone else (by hand): that is drift, reported
         # and never overwritten automatically, not a provider that ignored our change
-        if sync is not None and not self._hand_edited(keys, found) and sync.read_back(found, now):
+        hand_edited = serves_no_target(self.config, keys, found)
+        if sync is not None and not hand_edited and sync.read_back(found, now):
             self._ignored(provider, sync, now)
         if self.current is None and {r.key for r in self.config.records} <= set(self.partial):
             self.current, self.partial = dict(self.partial), {}
@@ -227,18 +233,8 @@ class ServiceRuntime:
         ):
             return published
         allowed = {t for t in (self.pending, self.pending_from) if t is not None}
-        for record in self.config.records:
-            current = self.current.get(record.key)
-            if current is None:
-                continue
-            if not any(
-                serves(t, record.type, current.values)
-                for t in self.config.targets
-                if t.name in allowed
-            ) and not (
-                FALLBACK in allowed and is_fallback(self.config, record.type, current.values)
-            ):
-                return published
+        if not serve_only(self.config, self.current, allowed):
+            return published
         detail = f"change to {self.pending} in progress"
         if self.pending == FALLBACK:  # the change to the fallback counts as the fallback
             self.published = Published("fallback", FALLBACK, detail=detail)
@@ -475,42 +471,13 @@ class ServiceRuntime:
     def _ignored(self, provider: str, sync: ProviderSync, now: float) -> None:
         """The provider dropped what it accepted: owe the change again, after its backoff."""
         if self.pending is None and sync.target is not None:
-            self.pending, self.pending_from = sync.target, self._served_by(provider)
+            served = served_by(self.config, provider, self.current or {})
+            self.pending, self.pending_from = sync.target, served
         self.retry_at = max(self.retry_at, now + sync.backoff())
         if self.pending is not None and self.phase in (Phase.STEADY, Phase.CONFIRMING):
             self.phase = Phase.RETRYING
         if self.phase is Phase.RETRYING:
             self.detail = f"{provider} {sync.detail}"
-
-    def _hand_edited(
-        self, keys: Collection[RecordKey], found: Mapping[RecordKey, RecordSet | None]
-    ) -> bool:
-        """Does one of these records serve values that match no target at all?"""
-        for record in self.config.records:
-            served = found.get(record.key) if record.key in keys else None
-            if served is None:
-                continue
-            try:
-                values = canonical_values(record.type, served.values)
-            except ValueError:
-                return True
-            if not any(serves(t, record.type, values) for t in self.config.targets) and not (
-                is_fallback(self.config, record.type, values)
-            ):
-                return True
-        return False
-
-    def _served_by(self, provider: str) -> str | None:
-        """The target whose values this provider's records serve, if any."""
-        records = [r for r in self.config.records if r.provider == provider]
-        for target in self.config.targets:
-            if all(
-                (rs := (self.current or {}).get(r.key)) is not None
-                and serves(target, r.type, rs.values)
-                for r in records
-            ):
-                return target.name
-        return None
 
     def _backoff(self, now: float) -> None:
         self.failures += 1

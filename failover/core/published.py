@@ -3,7 +3,7 @@ records, drift (values no target has), or unknown (not read yet). The decision r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -88,3 +88,56 @@ def _canonical(rs: RecordSet | None, key: RecordKey) -> tuple[str, ...] | None:
         return canonical_values(key.type, rs.values)
     except ValueError:
         return None
+
+
+def serve_only(
+    service: ServiceConfig,
+    current: Mapping[RecordKey, RecordSet | None],
+    allowed: Collection[str],
+) -> bool:
+    """Whether every present record serves one of the `allowed` targets (or the fallback, when
+    allowed): a change between them in progress, not drift."""
+    for record in service.records:
+        rs = current.get(record.key)
+        if rs is None:
+            continue
+        if not any(
+            serves(t, record.type, rs.values) for t in service.targets if t.name in allowed
+        ) and not (FALLBACK in allowed and is_fallback(service, record.type, rs.values)):
+            return False
+    return True
+
+
+def serves_no_target(
+    service: ServiceConfig,
+    keys: Collection[RecordKey],
+    found: Mapping[RecordKey, RecordSet | None],
+) -> bool:
+    """Does one of these records serve values that match no target at all (a hand edit)?"""
+    for record in service.records:
+        served = found.get(record.key) if record.key in keys else None
+        if served is None:
+            continue
+        try:
+            values = canonical_values(record.type, served.values)
+        except ValueError:
+            return True
+        if not any(serves(t, record.type, values) for t in service.targets) and not (
+            is_fallback(service, record.type, values)
+        ):
+            return True
+    return False
+
+
+def served_by(
+    service: ServiceConfig, provider: str, current: Mapping[RecordKey, RecordSet | None]
+) -> str | None:
+    """The target whose values this provider's records serve, if any."""
+    records = [r for r in service.records if r.provider == provider]
+    for target in service.targets:
+        if all(
+            (rs := current.get(r.key)) is not None and serves(target, r.type, rs.values)
+            for r in records
+        ):
+            return target.name
+    return None
