@@ -28,6 +28,17 @@ def accepted() -> ProviderSync:
     return ProviderSync("ovh", (change(),), SyncState.ACCEPTED, 10.0)
 
 
+def accepted_at_ten() -> ServiceRuntime:
+    """Both providers read serving the old answer at 1 s; ovh accepted the change at 10 s."""
+    rt = ServiceRuntime.fresh(SHOP, ServiceState())
+    for provider in ("ovh", "route53"):
+        rt.records_read(provider, OLD, 1.0)
+    rt.last_read = 1.0
+    rt.pending = "ovh"
+    rt.assume_applied([change()], {"ovh"}, 10.0)
+    return rt
+
+
 def test_a_failed_verification_lags_until_a_recheck_verifies() -> None:
     sync = accepted()
     sync.confirmed(LATE, 70.0)
@@ -89,11 +100,7 @@ def test_the_runtime_owes_an_ignored_change_and_shows_it_in_progress() -> None:
 
 
 def test_verdicts_on_a_superseded_change_are_history() -> None:
-    rt = ServiceRuntime.fresh(SHOP, ServiceState())
-    rt.records_read("ovh", OLD, 1.0)
-    rt.records_read("route53", OLD, 1.0)
-    rt.pending = "ovh"
-    rt.assume_applied([change()], {"ovh"}, 10.0)
+    rt = accepted_at_ten()
     first = rt.sync["ovh"]
     rt.pending = "scw"
     rt.assume_applied([Change(OVH_KEY, 60, None, ("192.0.2.30",))], {"ovh"}, 20.0)
@@ -131,13 +138,8 @@ def test_a_verified_change_is_not_read_back_and_an_unverified_one_is_at_once() -
     acceptance, dropped when every server already serves the change, asked at once when the
     verdict could not show it (verification failed, or off)."""
     for verdict, owed in ((OK, float("inf")), (LATE, 12.0), (OFF, 12.0)):
-        rt = ServiceRuntime.fresh(SHOP, ServiceState())
-        for provider in ("ovh", "route53"):
-            rt.records_read(provider, OLD, 1.0)
-        rt.last_read = 1.0
-        rt.pending = "ovh"
-        rt.assume_applied([change()], {"ovh"}, 10.0)
-        assert (rt.last_read, rt.read_back_at) == (1.0, 15.0)
+        rt = accepted_at_ten()
+        assert (rt.last_read, rt.read_back_at) == (1.0, 15.0)  # not read again at once
         rt.verification_ended(None, {"ovh": (rt.sync["ovh"], verdict)}, 12.0)
         assert rt.read_back_at == owed, verdict
         rt.reading(13.0)
@@ -145,11 +147,7 @@ def test_a_verified_change_is_not_read_back_and_an_unverified_one_is_at_once() -
 
 
 def test_a_late_verdict_does_not_postpone_a_read_back_already_due() -> None:
-    rt = ServiceRuntime.fresh(SHOP, ServiceState())
-    rt.records_read("ovh", OLD, 1.0)
-    rt.records_read("route53", OLD, 1.0)
-    rt.pending = "ovh"
-    rt.assume_applied([change()], {"ovh"}, 10.0)
+    rt = accepted_at_ten()
     rt.assume_applied([change()], {"ovh"}, 12.0)  # told twice: the first deadline holds
     assert rt.read_back_at == 15.0
     rt.verification_abandoned()  # a reload: no verdict will come
@@ -159,11 +157,7 @@ def test_a_late_verdict_does_not_postpone_a_read_back_already_due() -> None:
 def test_a_verdict_on_a_superseded_change_does_not_hasten_the_read_back() -> None:
     """Back-to-back changes: the first change's verdict arrives after the second was accepted;
     it concerns no provider's current change, so the second keeps its own deadline."""
-    rt = ServiceRuntime.fresh(SHOP, ServiceState())
-    rt.records_read("ovh", OLD, 1.0)
-    rt.records_read("route53", OLD, 1.0)
-    rt.pending = "ovh"
-    rt.assume_applied([change()], {"ovh"}, 10.0)
+    rt = accepted_at_ten()
     first = rt.sync["ovh"]
     rt.reading(11.0)  # read back (the 5 s were up, say): nothing owed
     rt.pending = "scw"
