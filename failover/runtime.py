@@ -148,8 +148,11 @@ class ServiceRuntime:
         sync = self.sync.get(provider)
         # a value no target has was written by someone else (by hand): that is drift, reported
         # and never overwritten automatically, not a provider that ignored our change
-        hand_edited = serves_no_target(self.config, keys, found)
-        if sync is not None and not hand_edited and sync.read_back(found, now):
+        if (
+            sync is not None
+            and not serves_no_target(self.config, keys, found)
+            and sync.read_back(found, now)
+        ):
             self._ignored(provider, sync, now)
         if self.current is None and {r.key for r in self.config.records} <= set(self.partial):
             self.current, self.partial = dict(self.partial), {}
