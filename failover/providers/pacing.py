@@ -11,7 +11,10 @@ when writes and polls both wait, they alternate: each batch holds what was decid
 one more token, there are fewer of them, and earlier changes are confirmed while later ones
 are still being written. Tokens refill at `rate` per second up to `rate` (bursts included);
 waiters are served by priority (with that alternation), then in arrival order; a waiter
-cancelled before its turn takes none.
+cancelled before its turn takes none. A listing never takes the last `READ_RESERVE` tokens:
+a periodic re-read of a large zone (34 pages at 10,000 records) used every token as it came,
+so the first batch of a failover that began during it waited for the rate; now the batch and
+its poll find their tokens, and listings still run at the full rate when nothing else does.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import heapq
 import itertools
 
 WRITE, STATUS, READ = 0, 1, 2  # priorities: a change, a poll of its status, a listing
+READ_RESERVE = 2.0  # tokens a listing leaves in the bucket: the next write and its poll
 
 
 class Pacer:
@@ -28,6 +32,7 @@ class Pacer:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
+        self.reserve = max(0.0, min(READ_RESERVE, self.rate - 1.0))  # left by reads to the rest
         self._tokens = self.rate
         self._refilled: float | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -38,7 +43,7 @@ class Pacer:
     async def take(self, priority: int = READ) -> None:
         """Return once this request may be sent (WRITE first, then STATUS, then READ)."""
         self._refill()
-        if not self._waiters and self._tokens >= 1.0:
+        if self._tokens >= self._need(priority) and not self._queued_before(priority):
             self._tokens -= 1.0
             self._last = priority
             return
@@ -48,6 +53,15 @@ class Pacer:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="pacer")
         await turn
 
+    def _need(self, priority: int) -> float:
+        """Tokens the bucket must hold for a request of `priority` to take one."""
+        return 1.0 + self.reserve if priority == READ else 1.0
+
+    def _queued_before(self, priority: int) -> bool:
+        """A listing waits behind every waiter; a write or a poll only behind another of
+        those (a listing waiting for the reserve to refill never holds them back)."""
+        return any(p != READ or priority == READ for p, _, t in self._waiters if not t.done())
+
     def _refill(self) -> None:
         now = asyncio.get_running_loop().time()
         if self._refilled is not None:
@@ -55,26 +69,31 @@ class Pacer:
         self._refilled = now
 
     async def _dispatch(self) -> None:
-        while self._waiters:
+        while True:
+            while self._waiters and self._waiters[0][2].done():  # cancelled: takes no turn
+                heapq.heappop(self._waiters)
+            if not self._waiters:
+                return
             self._refill()
-            if self._tokens < 1.0:
-                await asyncio.sleep((1.0 - self._tokens) / self.rate)
+            chosen = self._next()
+            need = self._need(chosen[0])
+            if self._tokens < need:
+                # below one token, wake at the next one: a write may have queued meanwhile;
+                # above it, a write or poll arriving takes its token without queueing
+                target = need if self._tokens >= 1.0 else 1.0
+                await asyncio.sleep((target - self._tokens) / self.rate)
                 continue
-            priority, _, turn = self._next()
-            if turn.cancelled():
-                continue
+            self._waiters.remove(chosen)
+            heapq.heapify(self._waiters)
             self._tokens -= 1.0
-            self._last = priority
-            turn.set_result(None)
+            self._last = chosen[0]
+            chosen[2].set_result(None)
 
     def _next(self) -> tuple[int, int, asyncio.Future[None]]:
-        """The first waiter by priority, except that a status poll goes before a second write
-        in a row (the waiters are a handful: a scan is cheaper than a second heap)."""
+        """The first live waiter by priority, except that a status poll goes before a second
+        write in a row (the waiters are a handful: a scan is cheaper than a second heap)."""
         if self._waiters[0][0] == WRITE and self._last == WRITE:
-            polls = [w for w in self._waiters if w[0] == STATUS and not w[2].cancelled()]
+            polls = [w for w in self._waiters if w[0] == STATUS and not w[2].done()]
             if polls:
-                chosen = min(polls)
-                self._waiters.remove(chosen)
-                heapq.heapify(self._waiters)
-                return chosen
-        return heapq.heappop(self._waiters)
+                return min(polls)
+        return self._waiters[0]

@@ -17,8 +17,9 @@ class Turns:
         self.order: list[str] = []
 
     @classmethod
-    async def emptied(cls, rate: int, last: int = READ) -> Turns:
-        """Every token taken, the last one by a request of priority `last`."""
+    async def emptied(cls, rate: int, last: int = STATUS) -> Turns:
+        """Every token taken (by polls: a listing leaves a reserve), the last one by a request
+        of priority `last`."""
         pacer = Pacer(rate)
         for _ in range(rate):
             await pacer.take(last)
@@ -76,7 +77,7 @@ async def test_a_poll_goes_before_a_second_write_in_a_row() -> None:
 async def test_a_cancelled_waiter_is_skipped_and_the_next_one_served() -> None:
     pacer = Pacer(5)
     for _ in range(5):
-        await pacer.take()
+        await pacer.take(STATUS)
     gone = asyncio.create_task(pacer.take(WRITE))
     await asyncio.sleep(0)
     gone.cancel()
@@ -89,3 +90,31 @@ async def test_a_cancelled_waiter_is_skipped_and_the_next_one_served() -> None:
 def test_the_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Pacer(0)
+
+
+async def test_a_listing_leaves_the_reserve_to_a_write_and_its_poll() -> None:
+    pacer = Pacer(5)
+    reads = [asyncio.create_task(pacer.take(READ)) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert sum(r.done() for r in reads) == 3  # 5 tokens, 2 kept back: the 4th waits
+    write, poll = pacer.take(WRITE), pacer.take(STATUS)
+    await asyncio.wait_for(asyncio.gather(write, poll), timeout=0.1)  # no refill needed
+    assert not reads[3].done()
+    await asyncio.gather(*reads)  # the listing goes on once the bucket holds the reserve again
+
+
+async def test_a_write_does_not_wait_behind_a_listing_waiting_for_the_reserve() -> None:
+    pacer = Pacer(5)
+    for _ in range(3):
+        await pacer.take(READ)
+    listing = asyncio.create_task(pacer.take(READ))  # 2 tokens: below the reserve, it waits
+    await asyncio.sleep(0)
+    await asyncio.wait_for(pacer.take(WRITE), timeout=0.1)
+    assert not listing.done()
+    await listing
+
+
+def test_the_reserve_never_stops_a_slow_account_from_listing() -> None:
+    assert Pacer(1).reserve == 0.0  # one token a second: a listing may take it
+    assert Pacer(2).reserve == 1.0
+    assert Pacer(5).reserve == 2.0
