@@ -23,7 +23,7 @@ from failover.config.types import HostPort, ProviderConfig
 from failover.logs import fields
 from failover.metrics import Metrics
 from failover.model import Change
-from failover.providers.base import Provider, ProviderError, Receipt
+from failover.providers.base import PacedWrites, Provider, ProviderError, Receipt
 from failover.verify import Expectation, VerifyResult, verify, verify_change
 
 log = logging.getLogger("failover.apply")
@@ -192,14 +192,21 @@ class ProviderQueue:
     async def _zone_worker(self, zone: str) -> None:
         await asyncio.sleep(0)  # let every service of this cycle enqueue first
         while self._pending.get(zone):
-            items = self._pending.pop(zone)
-            while items:
-                batch: list[tuple[Submission, list[Change]]] = []
-                size = 0
-                while items and (not batch or size + len(items[0][1]) <= MAX_BATCH):
-                    batch.append(items.pop(0))
-                    size += len(batch[-1][1])
-                await self._apply_zone(zone, batch)
+            limit = MAX_BATCH
+            if isinstance(self.provider, PacedWrites):
+                # a rate-limited API: the batch is made up once the write may go, so what is
+                # decided while it waits goes with it instead of in one more request
+                limit = min(limit, await self.provider.write_turn(zone))
+            items = self._pending[zone]
+            count, size = 0, 0
+            while count < len(items) and (not count or size + len(items[count][1]) <= limit):
+                size += len(items[count][1])
+                count += 1
+            batch = items[:count]
+            del items[:count]
+            if not items:
+                del self._pending[zone]
+            await self._apply_zone(zone, batch)
         self._workers.pop(zone, None)
 
     async def _apply_zone(self, zone: str, batch: list[tuple[Submission, list[Change]]]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from failover.model import (
     Change,
@@ -71,6 +71,17 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release sessions, threads and listeners."""
+
+
+@runtime_checkable
+class PacedWrites(Protocol):
+    """Optional, for a provider whose API allows few requests a second (Route 53: 5 per
+    account). `write_turn(zone)` returns once the provider's next write to `zone` may be sent,
+    keeping that turn for it, and the most changes one write carries. The daemon makes up the
+    batch only then, so the changes decided while the write waited for the rate go with it
+    rather than in one more request (and one more status poll)."""
+
+    async def write_turn(self, zone: str) -> int: ...
 
 
 # -- rules every provider shares ----------------------------------------------------------------

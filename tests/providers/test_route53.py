@@ -7,6 +7,7 @@ Those paths are covered by test_route53_faults.py against the XML stub.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from failover.config.types import RetryConfig, Route53ProviderConfig, Secret
+from failover.apply import ProviderQueue, submit_plan
+from failover.config.types import RetryConfig, Route53ProviderConfig, Secret, VerifyConfig
+from failover.metrics import Metrics
 from failover.model import Change, RecordSet, RecordType
 from failover.providers.base import ProviderError
 from failover.providers.route53 import Route53Provider
@@ -202,3 +205,65 @@ async def test_unknown_hosted_zone_id_is_not_found_and_not_retried(moto_url: str
     assert info.value.kind == "not_found" and not info.value.retryable
     assert "NoSuchHostedZone" in str(info.value)
     assert errors == ["not_found"]
+
+
+async def test_a_paced_write_carries_the_changes_decided_while_it_waited(
+    moto_url: str, aws: Any
+) -> None:
+    # one request a second: a batch made up before its token came went alone, and what was
+    # decided meanwhile needed one more ChangeResourceRecordSets (and one more GetChange)
+    config = Route53ProviderConfig(
+        "r53",
+        endpoint_url=moto_url,
+        access_key_id=Secret("test"),
+        secret_access_key=Secret("test"),
+        timeout=5.0,
+        requests_per_second=1,
+        verify=VerifyConfig(enabled=False),
+    )
+    provider = Route53Provider(config, [ZONE])
+    await provider.start()
+    queue = ProviderQueue("r53", provider, config, Metrics())
+    names = ("first", "second", "third")
+    changes = [
+        Change(key(provider, ZONE, n, RecordType.A), 60, None, ("192.0.2.1",)) for n in names
+    ]
+    try:
+        await provider.read([changes[0].key])  # finds the zone: the bucket is empty after it
+        (first,) = submit_plan({"r53": queue}, changes[:1])
+        await asyncio.sleep(0.2)  # its write waits for the next token
+        later = submit_plan({"r53": queue}, changes[1:])
+        outcomes = await asyncio.gather(first.accepted, *(s.accepted for s in later))
+        assert all(o.ok and o.batch_size == 3 for o in outcomes)
+        assert queue.calls == 1
+        assert {name for name, _ in rrsets(aws)} >= {f"{n}.{ZONE}." for n in names}
+    finally:
+        await queue.aclose()
+        await provider.aclose()
+
+
+async def test_a_paced_write_holds_what_one_request_carries(moto_url: str, aws: Any) -> None:
+    config = Route53ProviderConfig(
+        "r53",
+        endpoint_url=moto_url,
+        access_key_id=Secret("test"),
+        secret_access_key=Secret("test"),
+        timeout=10.0,
+        requests_per_second=100,
+        verify=VerifyConfig(enabled=False),
+    )
+    provider = Route53Provider(config, [ZONE])
+    await provider.start()
+    queue = ProviderQueue("r53", provider, config, Metrics())
+    try:
+        changes = [
+            Change(key(provider, ZONE, f"svc{i:04d}", RecordType.A), 60, None, ("192.0.2.1",))
+            for i in range(501)
+        ]
+        subs = [queue.submit([c]) for c in changes]  # a service each, all in one cycle
+        outcomes = [await s.accepted for s in subs]
+        assert [o.batch_size for o in outcomes] == [500] * 500 + [1]  # each its own turn
+        assert queue.calls == 2
+    finally:
+        await queue.aclose()
+        await provider.aclose()

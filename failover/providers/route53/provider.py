@@ -83,6 +83,7 @@ class Route53Provider:
         self._executor: ThreadPoolExecutor | None = None
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._pacer = Pacer(config.requests_per_second)  # writes first, taking turns with polls
+        self._turns: set[str] = set()  # zones holding a token for their next write
         # the zone of each change submitted lately, and the changes of each zone being waited
         # for (`wait_in_sync`) and not seen INSYNC yet, in order, with what a later change's
         # poller waits on: the earlier one seen INSYNC, or given up
@@ -244,6 +245,15 @@ class Route53Provider:
             change_ids=tuple(i for zone in by_zone for i in ids[zone]),
             submitted_at=time.time(),
         )
+
+    async def write_turn(self, zone: str) -> int:
+        """Take the token of `zone`'s next write now (`PacedWrites`): the batch is made up
+        once the rate allows it. At most one is held per zone, and only a write uses it."""
+        zone = _norm(zone)
+        if zone not in self._turns:
+            await self._pacer.take(WRITE)
+            self._turns.add(zone)
+        return wire.MAX_BATCH_RECORDS // 2  # single-value UPSERTs (each counts twice) per request
 
     async def _apply_zone(self, zone: str, batches: list[list[dict[str, Any]]]) -> list[str]:
         """Batches of one zone in order: Route 53 answers PriorRequestNotComplete to a zone
@@ -415,7 +425,10 @@ class Route53Provider:
         # Route 53 allows 5 requests per second per account, bursts included: a mass
         # failover's batches, GetChange polls and listings wait here instead of drawing
         # Throttling errors (still retried with backoff); a batch goes before the others.
-        await self._pacer.take(_PRIORITY.get(operation, READ))
+        if operation == "ChangeResourceRecordSets" and about in self._turns:
+            self._turns.discard(about)  # its token was taken by write_turn (`about`: the zone)
+        else:
+            await self._pacer.take(_PRIORITY.get(operation, READ))
         await self._slots.acquire()
         try:
             loop = asyncio.get_running_loop()
