@@ -53,7 +53,12 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
 
 
 def _show(value: object) -> str:
-    return "(unset)" if value is None else str(value)
+    """A value as the YAML file spells it (`true`, not Python's `True`)."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def test_probe_process_changes_only_with_a_restart(lab: Lab) -> None:
         lab.configure(instance_extra=", probe_process: false")
         result = lab.cli("reload")
         assert result.returncode == 2, result.stderr
-        assert "instance.probe_process: changed from True to False" in result.stderr
+        assert "instance.probe_process: changed from true to false" in result.stderr
         assert "restart" in result.stderr
         assert probe_child(daemon_pid(lab)) == child
 
