@@ -12,6 +12,7 @@ authoritative server (verification) are confirmed afterwards, in the background.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -192,40 +193,74 @@ class ProviderQueue:
     async def _zone_worker(self, zone: str) -> None:
         await asyncio.sleep(0)  # let every service of this cycle enqueue first
         while self._pending.get(zone):
-            limit = MAX_BATCH
-            if isinstance(self.provider, PacedWrites):
-                # a rate-limited API: the batch is made up once the write may go, so what is
-                # decided while it waits goes with it instead of in one more request
-                limit = min(limit, await self.provider.write_turn(zone))
-            items = self._pending[zone]
-            count, size = 0, 0
-            while count < len(items) and (not count or size + len(items[count][1]) <= limit):
-                size += len(items[count][1])
-                count += 1
-            batch = items[:count]
-            del items[:count]
-            if not items:
-                del self._pending[zone]
-            await self._apply_zone(zone, batch)
+            async with self._limit, contextlib.AsyncExitStack() as turn:
+                paced = self.provider if isinstance(self.provider, PacedWrites) else None
+                if paced is not None:
+                    await self._take_turn(zone, paced, turn)
+                # made up only now: what was decided while the write waited goes with it
+                await self._apply_zone(zone, self._next_batch(zone, paced))
         self._workers.pop(zone, None)
 
+    async def _take_turn(
+        self, zone: str, paced: PacedWrites, turn: contextlib.AsyncExitStack
+    ) -> None:
+        """Wait for the rate-limited API's next write to `zone` (given back if unused). One
+        that never comes within the call budget is not waited for: the write goes unpaced."""
+        budget = call_budget(self.config)
+        try:
+            async with asyncio.timeout(budget):
+                await turn.enter_async_context(paced.write_turn(zone))
+        except TimeoutError:
+            log.warning(
+                "%s: no write turn for %s within %gs; writing without it",
+                self.name,
+                zone,
+                budget,
+                extra=fields(provider=self.name),
+            )
+
+    def _next_batch(
+        self, zone: str, paced: PacedWrites | None
+    ) -> list[tuple[Submission, list[Change]]]:
+        """The services waiting for `zone`, in order, up to MAX_BATCH changes, or what one
+        request of a paced API carries (at least one service, never a service split)."""
+        items = self._pending[zone]
+        limit = MAX_BATCH
+        if paced is not None:
+            head: list[Change] = []
+            for _, part in items:
+                if len(head) >= MAX_BATCH:
+                    break
+                head += part
+            limit = min(limit, max(1, paced.one_request(head)))
+        count, size = 0, 0
+        while count < len(items) and (not count or size + len(items[count][1]) <= limit):
+            size += len(items[count][1])
+            count += 1
+        batch = items[:count]
+        del items[:count]
+        if not items:
+            del self._pending[zone]
+        return batch
+
     async def _apply_zone(self, zone: str, batch: list[tuple[Submission, list[Change]]]) -> None:
+        """One apply call for `batch` (the caller holds `_limit`), then its confirmation in
+        the background."""
         timeout = call_budget(self.config)
         start, submitted = self.clock(), time.time()
-        async with self._limit:
-            batch = self._fenced(zone, batch)  # checked last thing before the provider call
-            if not batch:
-                return
-            changes = [c for _, part in batch for c in part]
-            self.calls += 1
-            try:
-                async with asyncio.timeout(timeout):
-                    receipt = await self.provider.apply(changes)
-            except (ProviderError, TimeoutError, OSError) as exc:
-                outcome = self._failure(exc, timeout, zone, len(changes))
-                for sub, _ in batch:
-                    sub.zone_accepted(zone, outcome)
-                return
+        batch = self._fenced(zone, batch)  # checked last thing before the provider call
+        if not batch:
+            return
+        changes = [c for _, part in batch for c in part]
+        self.calls += 1
+        try:
+            async with asyncio.timeout(timeout):
+                receipt = await self.provider.apply(changes)
+        except (ProviderError, TimeoutError, OSError) as exc:
+            outcome = self._failure(exc, timeout, zone, len(changes))
+            for sub, _ in batch:
+                sub.zone_accepted(zone, outcome)
+            return
         self.metrics.dns_changes.labels(self.name, "ok").inc()
         outcome = ProviderOutcome(
             self.name, True, accepted_after=self.clock() - start, batch_size=len(changes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -76,12 +77,17 @@ class Provider(Protocol):
 @runtime_checkable
 class PacedWrites(Protocol):
     """Optional, for a provider whose API allows few requests a second (Route 53: 5 per
-    account). `write_turn(zone)` returns once the provider's next write to `zone` may be sent,
-    keeping that turn for it, and the most changes one write carries. The daemon makes up the
-    batch only then, so the changes decided while the write waited for the rate go with it
-    rather than in one more request (and one more status poll)."""
+    account by default). The daemon enters `write_turn(zone)` before it makes up a batch for
+    `zone`: entering returns once the provider's next write request to `zone` may be sent and
+    keeps that turn for it; leaving gives the turn back if no request used it (the batch was
+    refused by fencing, or failed before any request). Then `one_request(changes)` says how
+    many of the leading `changes` one write request carries, and the batch holds that many.
+    So the changes decided while a write waited for the rate go in that request, instead of
+    in one more request (and one more status poll)."""
 
-    async def write_turn(self, zone: str) -> int: ...
+    def write_turn(self, zone: str) -> AbstractAsyncContextManager[None]: ...
+
+    def one_request(self, changes: Sequence[Change]) -> int: ...
 
 
 # -- rules every provider shares ----------------------------------------------------------------

@@ -22,16 +22,28 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
+from collections.abc import Awaitable, Callable
 
 WRITE, STATUS, READ = 0, 1, 2  # priorities: a change, a poll of its status, a listing
 READ_RESERVE = 2.0  # tokens a listing leaves in the bucket: the next write and its poll
 
 
 class Pacer:
-    def __init__(self, rate: float) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`clock` (default: the running loop's) and `sleep` are replaceable so the tests
+        can say exactly when each request gets its turn."""
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = float(rate)
+        self._clock = clock
+        self._sleep = sleep
         self.reserve = max(0.0, min(READ_RESERVE, self.rate - 1.0))  # left by reads to the rest
         self._tokens = self.rate
         self._refilled: float | None = None
@@ -39,6 +51,8 @@ class Pacer:
         self._order = itertools.count()
         self._dispatcher: asyncio.Task[None] | None = None
         self._last: int | None = None  # priority of the request that took the last token
+        self.taken = 0  # tokens handed out, and given back unused: what the API was sent
+        self.refunded = 0
 
     async def take(self, priority: int = READ) -> None:
         """Return once this request may be sent (WRITE first, then STATUS, then READ)."""
@@ -46,6 +60,7 @@ class Pacer:
         if self._tokens >= self._need(priority) and not self._queued_before(priority):
             self._tokens -= 1.0
             self._last = priority
+            self.taken += 1
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (priority, next(self._order), turn))
@@ -63,7 +78,7 @@ class Pacer:
         return any(p != READ or priority == READ for p, _, t in self._waiters if not t.done())
 
     def _refill(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
         if self._refilled is not None:
             self._tokens = min(self.rate, self._tokens + (now - self._refilled) * self.rate)
         self._refilled = now
@@ -78,16 +93,24 @@ class Pacer:
             chosen = self._next()
             need = self._need(chosen[0])
             if self._tokens < need:
-                # below one token, wake at the next one: a write may have queued meanwhile;
-                # above it, a write or poll arriving takes its token without queueing
-                target = need if self._tokens >= 1.0 else 1.0
-                await asyncio.sleep((target - self._tokens) / self.rate)
+                # wake at the next whole token at the latest: a listing waits for the
+                # reserve, but a write or poll may queue meanwhile (a request that took the
+                # last token before it), and its turn comes with that next token
+                target = min(need, math.floor(self._tokens) + 1.0)
+                await self._sleep((target - self._tokens) / self.rate)
                 continue
             self._waiters.remove(chosen)
             heapq.heapify(self._waiters)
             self._tokens -= 1.0
             self._last = chosen[0]
+            self.taken += 1
             chosen[2].set_result(None)
+
+    def refund(self) -> None:
+        """A token taken for a request that was never sent goes back (up to the bucket)."""
+        self._refill()
+        self._tokens = min(self.rate, self._tokens + 1.0)
+        self.refunded += 1
 
     def _next(self) -> tuple[int, int, asyncio.Future[None]]:
         """The first live waiter by priority, except that a status poll goes before a second

@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 
 import pytest
 
 from failover.providers.pacing import READ, STATUS, WRITE, Pacer
+
+
+class FakeTime:
+    """A clock that moves only when the test says so: sleepers wake in order of their time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), woken))
+        await woken
+
+    async def advance(self, seconds: float) -> None:
+        """Move to now + `seconds`, waking every sleeper due on the way at its own time."""
+        until = self.now + seconds
+        await settle()
+        while self._sleepers and self._sleepers[0][0] <= until + 1e-9:
+            when, _, woken = heapq.heappop(self._sleepers)
+            self.now = max(self.now, when)
+            woken.set_result(None)
+            await settle()
+        self.now = until
+
+
+async def settle() -> None:
+    for _ in range(10):  # let woken tasks run and queue what they do next
+        await asyncio.sleep(0)
 
 
 class Turns:
@@ -38,7 +73,7 @@ async def test_a_burst_then_the_rate() -> None:
     loop = asyncio.get_running_loop()
     began = loop.time()
     await asyncio.gather(*(pacer.take() for _ in range(30)))
-    assert loop.time() - began >= 0.45  # 20 at once, then 10 more at 20 per second
+    assert loop.time() - began >= 0.45  # 18 at once (listings leave 2), then 12 at 20 a second
 
 
 async def test_a_write_then_a_poll_go_before_the_reads_queued_earlier() -> None:
@@ -118,3 +153,56 @@ def test_the_reserve_never_stops_a_slow_account_from_listing() -> None:
     assert Pacer(1).reserve == 0.0  # one token a second: a listing may take it
     assert Pacer(2).reserve == 1.0
     assert Pacer(5).reserve == 2.0
+
+
+async def test_a_write_queued_behind_a_listing_is_served_with_the_next_token() -> None:
+    # the dispatcher slept until the listing's reserve (0.4 s at 5/s) while a write queued
+    # behind a poll that took the last token waited for it too: it is due at the next token
+    time = FakeTime()
+    pacer = Pacer(5, clock=time.clock, sleep=time.sleep)
+    for _ in range(4):
+        await pacer.take(STATUS)  # 1 token left
+    listing = asyncio.create_task(pacer.take(READ))  # needs 3: waits
+    await settle()
+    await pacer.take(STATUS)  # a poll takes the last token at once
+    write = asyncio.create_task(pacer.take(WRITE))
+    await time.advance(0.19)
+    assert not write.done()
+    await time.advance(0.02)  # the next token: 0.2 s
+    assert write.done() and not listing.done()
+    await time.advance(0.6)  # then the listing, once 3 tokens are back (0.2 + 0.6 s)
+    assert listing.done()
+
+
+async def test_a_burst_then_the_rate_exactly() -> None:
+    time = FakeTime()
+    pacer = Pacer(5, clock=time.clock, sleep=time.sleep)
+    served: list[float] = []
+
+    async def poll() -> None:
+        await pacer.take(STATUS)
+        served.append(time.now)
+
+    polls = [asyncio.create_task(poll()) for _ in range(8)]
+    await time.advance(1.0)
+    await asyncio.gather(*polls)
+    assert served == pytest.approx([0.0] * 5 + [0.2, 0.4, 0.6])
+
+
+async def test_a_refunded_token_is_there_for_the_next_request() -> None:
+    time = FakeTime()
+    pacer = Pacer(5, clock=time.clock, sleep=time.sleep)
+    for _ in range(5):
+        await pacer.take(WRITE)
+    pacer.refund()  # a write turn no request used
+    await asyncio.wait_for(pacer.take(WRITE), timeout=1)  # no time passed: the refund served it
+    assert (pacer.taken, pacer.refunded) == (6, 1)
+    for _ in range(7):
+        pacer.refund()
+    for _ in range(5):
+        await asyncio.wait_for(pacer.take(WRITE), timeout=1)
+    extra = asyncio.create_task(pacer.take(WRITE))  # never more than the bucket holds
+    await settle()
+    assert not extra.done()
+    await time.advance(0.2)
+    assert extra.done()

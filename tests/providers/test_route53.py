@@ -18,7 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
-from failover.apply import ProviderQueue, submit_plan
+from failover.apply import STALE_LEADER, ProviderQueue, submit_plan
 from failover.config.types import RetryConfig, Route53ProviderConfig, Secret, VerifyConfig
 from failover.metrics import Metrics
 from failover.model import Change, RecordSet, RecordType
@@ -236,6 +236,8 @@ async def test_a_paced_write_carries_the_changes_decided_while_it_waited(
         outcomes = await asyncio.gather(first.accepted, *(s.accepted for s in later))
         assert all(o.ok and o.batch_size == 3 for o in outcomes)
         assert queue.calls == 1
+        pacer = provider._pacer
+        assert pacer.taken - pacer.refunded == 3  # the zone, its listing, one write: one turn
         assert {name for name, _ in rrsets(aws)} >= {f"{n}.{ZONE}." for n in names}
     finally:
         await queue.aclose()
@@ -256,14 +258,43 @@ async def test_a_paced_write_holds_what_one_request_carries(moto_url: str, aws: 
     await provider.start()
     queue = ProviderQueue("r53", provider, config, Metrics())
     try:
+        # 38-character values: 32,000 characters (an UPSERT counting twice) hold 421
+        value = ("2001:db8:1234:5678:9abc:def0:1234:5678",)
         changes = [
-            Change(key(provider, ZONE, f"svc{i:04d}", RecordType.A), 60, None, ("192.0.2.1",))
-            for i in range(501)
+            Change(key(provider, ZONE, f"svc{i:04d}", RecordType.AAAA), 60, None, value)
+            for i in range(500)
         ]
         subs = [queue.submit([c]) for c in changes]  # a service each, all in one cycle
         outcomes = [await s.accepted for s in subs]
-        assert [o.batch_size for o in outcomes] == [500] * 500 + [1]  # each its own turn
-        assert queue.calls == 2
+        assert [o.batch_size for o in outcomes] == [421] * 421 + [79] * 79
+        assert queue.calls == 2  # one request each: none split into a full and a partial one
+    finally:
+        await queue.aclose()
+        await provider.aclose()
+
+
+async def test_a_write_turn_no_request_used_goes_back(moto_url: str, aws: Any) -> None:
+    config = Route53ProviderConfig(
+        "r53",
+        endpoint_url=moto_url,
+        access_key_id=Secret("test"),
+        secret_access_key=Secret("test"),
+        timeout=5.0,
+        verify=VerifyConfig(enabled=False),
+    )
+    provider = Route53Provider(config, [ZONE])
+    await provider.start()
+    queue = ProviderQueue("r53", provider, config, Metrics(), fence=lambda token: token == 7)
+    try:
+        stale = Change(key(provider, ZONE, "www", RecordType.A), 60, None, ("192.0.2.1",))
+        (sub,) = submit_plan({"r53": queue}, [stale], token=6)  # refused by fencing
+        assert (await sub.accepted).kind == STALE_LEADER
+        pacer = provider._pacer
+        assert (pacer.taken, pacer.refunded) == (1, 1)  # the turn went back to the bucket
+        (sub,) = submit_plan({"r53": queue}, [stale], token=7)
+        assert (await sub.accepted).ok
+        # the zone, then the write on a turn of its own: the old one was not kept for it
+        assert (pacer.taken - pacer.refunded, pacer.refunded) == (2, 1)
     finally:
         await queue.aclose()
         await provider.aclose()

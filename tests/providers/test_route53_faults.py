@@ -212,6 +212,19 @@ async def test_retries_stop_at_the_policy_limit(stub: Route53Stub, make: Make) -
     assert p.errors == ["throttling"] * 3  # type: ignore[attr-defined]
 
 
+async def test_a_write_turn_serves_the_first_attempt_and_a_retry_pays_its_own(
+    stub: Route53Stub, make: Make
+) -> None:
+    p = await make()
+    await p.read([a(p, "warm")])  # the zone lookup and one listing: 2 tokens
+    stub.fail("ChangeResourceRecordSets", THROTTLING)
+    async with p.write_turn(ZONE):  # what the apply queue does before it makes up a batch
+        assert p._pacer.taken == 3
+        await p.apply([upsert(a(p, "www"), "192.0.2.1")])
+    assert stub.count("ChangeResourceRecordSets") == 2
+    assert (p._pacer.taken, p._pacer.refunded) == (4, 0)  # the turn, then the retry's token
+
+
 async def test_requests_are_paced_to_the_account_limit(stub: Route53Stub, make: Make) -> None:
     """Route 53 allows 5 requests per second per account: a burst of calls (a mass failover's
     lookups) waits in the provider's token bucket instead of drawing Throttling errors."""

@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -246,14 +246,24 @@ class Route53Provider:
             submitted_at=time.time(),
         )
 
-    async def write_turn(self, zone: str) -> int:
-        """Take the token of `zone`'s next write now (`PacedWrites`): the batch is made up
-        once the rate allows it. At most one is held per zone, and only a write uses it."""
+    @contextlib.asynccontextmanager
+    async def write_turn(self, zone: str) -> AsyncIterator[None]:
+        """`PacedWrites`: the token of `zone`'s next write is taken before the batch is made
+        up; the write's first attempt uses it, or it goes back to the bucket."""
         zone = _norm(zone)
-        if zone not in self._turns:
-            await self._pacer.take(WRITE)
-            self._turns.add(zone)
-        return wire.MAX_BATCH_RECORDS // 2  # single-value UPSERTs (each counts twice) per request
+        await self._pacer.take(WRITE)
+        self._turns.add(zone)
+        try:
+            yield
+        finally:
+            if zone in self._turns:  # no request used it (refused by fencing, failed before)
+                self._turns.discard(zone)
+                self._pacer.refund()
+
+    def one_request(self, changes: Sequence[Change]) -> int:
+        """`PacedWrites`: how many of the leading changes one ChangeResourceRecordSets holds
+        (1,000 records and 32,000 characters, an UPSERT counting twice)."""
+        return wire.first_request(changes)
 
     async def _apply_zone(self, zone: str, batches: list[list[dict[str, Any]]]) -> list[str]:
         """Batches of one zone in order: Route 53 answers PriorRequestNotComplete to a zone

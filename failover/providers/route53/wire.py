@@ -4,6 +4,7 @@ limits, and names and zones as the API spells them. No I/O, so each rule is test
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,24 @@ def upsert(change: Change, zone: str) -> dict[str, Any]:
     }
 
 
+def _cost(values: Sequence[str]) -> tuple[int, int]:
+    """What one UPSERT of these values costs against the request limits (it counts twice)."""
+    return 2 * len(values), 2 * sum(map(len, values))
+
+
+def first_request(changes: Sequence[Change]) -> int:
+    """How many of the leading `changes` one request holds under the limits (at least one):
+    the same greedy rule as `batches`, on the values as they will be sent."""
+    records = chars = 0
+    for count, change in enumerate(changes):
+        dot = "." if change.key.type is RecordType.CNAME else ""
+        cost_records, cost_chars = _cost([v + dot for v in change.after])
+        records, chars = records + cost_records, chars + cost_chars
+        if records > MAX_BATCH_RECORDS or chars > MAX_BATCH_CHARS:
+            return max(count, 1)
+    return len(changes)
+
+
 def batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """As few requests as the limits allow: greedy split, an UPSERT counting twice in both."""
     result: list[list[dict[str, Any]]] = []
@@ -120,7 +139,7 @@ def batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     records = chars = 0
     for item in items:
         values = [r["Value"] for r in item["ResourceRecordSet"]["ResourceRecords"]]
-        cost_records, cost_chars = 2 * len(values), 2 * sum(map(len, values))
+        cost_records, cost_chars = _cost(values)
         if cost_records > MAX_BATCH_RECORDS or cost_chars > MAX_BATCH_CHARS:
             name = item["ResourceRecordSet"]["Name"]
             raise ProviderError(f"{name}: too many values for one Route 53 request", kind="invalid")
