@@ -20,8 +20,7 @@ from failover.core import decide as core
 from failover.core.health import ProbeState, TargetHealth
 from failover.core.published import (
     Published,
-    classify_published,
-    serve_only,
+    classify_changing,
     served_by,
     serves_no_target,
 )
@@ -221,28 +220,11 @@ class ServiceRuntime:
         self.classify()
 
     def classify(self) -> Published:
-        """What DNS serves, against the targets. Records split between the old and the new
-        target while a change reaches every provider count as that change, not as drift; so
-        do records still all on the old target while the change is owed (a provider accepted
-        it and kept the old answer): the retry path completes it, with its backoff, instead
-        of a new decision (which would count against the flap guard)."""
-        published = classify_published(self.config, self.current)
-        self.published = published
-        if (
-            self.pending is None
-            or published.kind not in ("drift", "target")
-            or self.pending in published.matches
-            or self.current is None
-        ):
-            return published
-        allowed = {t for t in (self.pending, self.pending_from) if t is not None}
-        if not serve_only(self.config, self.current, allowed):
-            return published
-        detail = f"change to {self.pending} in progress"
-        if self.pending == FALLBACK:  # the change to the fallback counts as the fallback
-            self.published = Published("fallback", FALLBACK, detail=detail)
-            return self.published
-        self.published = Published("target", self.pending, detail=detail, matches=(self.pending,))
+        """What DNS serves, against the targets, a change in progress counted as that change
+        (`classify_changing`)."""
+        self.published = classify_changing(
+            self.config, self.current, self.pending, self.pending_from
+        )
         return self.published
 
     # ------------------------------------------------------------ change cycle

@@ -81,6 +81,35 @@ def classify_published(
     )
 
 
+def classify_changing(
+    service: ServiceConfig,
+    current: Mapping[RecordKey, RecordSet | None] | None,
+    pending: str | None,
+    pending_from: str | None,
+) -> Published:
+    """`classify_published`, with a change in progress (to `pending`, from `pending_from`)
+    counted as that change. Records split between the old and the new target while the change
+    reaches every provider are the change, not drift; so are records still all on the old
+    target while the change is owed (a provider accepted it and kept the old answer): the
+    retry path completes it, with its backoff, instead of a new decision (which would count
+    against the flap guard)."""
+    published = classify_published(service, current)
+    if (
+        pending is None
+        or published.kind not in ("drift", "target")
+        or pending in published.matches
+        or current is None
+    ):
+        return published
+    allowed = {t for t in (pending, pending_from) if t is not None}
+    if not serve_only(service, current, allowed):
+        return published
+    detail = f"change to {pending} in progress"
+    if pending == FALLBACK:  # the change to the fallback counts as the fallback
+        return Published("fallback", FALLBACK, detail=detail)
+    return Published("target", pending, detail=detail, matches=(pending,))
+
+
 def _canonical(rs: RecordSet | None, key: RecordKey) -> tuple[str, ...] | None:
     if rs is None:
         return None
