@@ -232,7 +232,10 @@ class ProviderQueue:
                 if len(head) >= MAX_BATCH:
                     break
                 head += part
-            limit = min(limit, max(1, paced.one_request(head)))
+            try:
+                limit = min(limit, max(1, paced.one_request(head)))
+            except Exception:  # a plugin's bug must not strand the services waiting here
+                log.exception("%s: one_request failed; sending the batch whole", self.name)
         count, size = 0, 0
         while count < len(items) and (not count or size + len(items[count][1]) <= limit):
             size += len(items[count][1])
