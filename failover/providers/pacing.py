@@ -66,7 +66,12 @@ class Pacer:
         heapq.heappush(self._waiters, (priority, next(self._order), turn))
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = asyncio.create_task(self._dispatch(), name="pacer")
-        await turn
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # its turn came, then it was cancelled
+                self.refund()  # before it could send anything: the token goes back
+            raise
 
     def _need(self, priority: int) -> float:
         """Tokens the bucket must hold for a request of `priority` to take one."""

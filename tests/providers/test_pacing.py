@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 
@@ -26,6 +27,12 @@ class FakeTime:
         woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self.now + seconds, next(self._order), woken))
         await woken
+
+    def wake_next(self) -> None:
+        """Move to the first sleeper's time and wake it, without letting anything run yet."""
+        when, _, woken = heapq.heappop(self._sleepers)
+        self.now = max(self.now, when)
+        woken.set_result(None)
 
     async def advance(self, seconds: float) -> None:
         """Move to now + `seconds`, waking every sleeper due on the way at its own time."""
@@ -149,10 +156,33 @@ async def test_a_write_does_not_wait_behind_a_listing_waiting_for_the_reserve() 
     await listing
 
 
-def test_the_reserve_never_stops_a_slow_account_from_listing() -> None:
-    assert Pacer(1).reserve == 0.0  # one token a second: a listing may take it
-    assert Pacer(2).reserve == 1.0
-    assert Pacer(5).reserve == 2.0
+@pytest.mark.parametrize(("rate", "at_once"), [(1, 1), (2, 1), (3, 1), (5, 3)])
+async def test_the_reserve_never_stops_a_slow_account_from_listing(rate: int, at_once: int) -> None:
+    # one token a second: a listing may take it; at 2 it leaves one, from 3 on two
+    time = FakeTime()
+    pacer = Pacer(rate, clock=time.clock, sleep=time.sleep)
+    listings = [asyncio.create_task(pacer.take(READ)) for _ in range(at_once + 2)]
+    await settle()
+    assert sum(t.done() for t in listings) == at_once
+    await time.advance(2.0 / rate)  # then one per token, at the full rate
+    assert all(t.done() for t in listings)
+
+
+async def test_a_request_cancelled_after_its_turn_came_gives_the_token_back() -> None:
+    time = FakeTime()
+    pacer = Pacer(5, clock=time.clock, sleep=time.sleep)
+    for _ in range(5):
+        await pacer.take(WRITE)
+    write = asyncio.create_task(pacer.take(WRITE))
+    await settle()  # queued; the dispatcher sleeps until the next token
+    time.wake_next()
+    await asyncio.sleep(0)  # the dispatcher hands the write its token...
+    assert pacer.taken == 6 and not write.done()
+    write.cancel()  # ...and the write is cancelled before it resumes (a reload, a timeout)
+    with contextlib.suppress(asyncio.CancelledError):
+        await write
+    assert pacer.refunded == 1  # given back: the next request needs no wait
+    await asyncio.wait_for(pacer.take(WRITE), timeout=1)
 
 
 async def test_a_write_queued_behind_a_listing_is_served_with_the_next_token() -> None:
