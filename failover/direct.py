@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from failover import intents, views
-from failover.apply import Confirmation, ProviderQueue, submit_plan
+from failover.apply import ProviderQueue, submit_plan
 from failover.config.types import Config, EtcdConfig, ServiceConfig
 from failover.coord.etcd import CoordinationError, EtcdCoordinator
 from failover.coord.etcd_client import EtcdClient, EtcdError
@@ -50,6 +50,7 @@ from failover.probes.scheduler import ProbeScheduler
 from failover.providers.base import Provider, ProviderError
 from failover.providers.registry import create_provider
 from failover.store import Store, StoreLockedError
+from failover.submission import Confirmation
 from failover.wiring import probe_jobs, provider_zones
 
 LEADER_WAIT = 30.0  # seconds to wait for the leader to publish the pin (as a follower does)

@@ -19,7 +19,7 @@ from failover.model import Change, RecordKey, RecordSet, canonical_values
 from failover.timefmt import rfc3339
 
 if TYPE_CHECKING:
-    from failover.apply import Confirmation
+    from failover.submission import Confirmation
 
 ALARM_NOT_VERIFIED = "not_verified"
 ALARM_CHANGE_IGNORED = "change_ignored"

@@ -35,8 +35,8 @@ from failover.model import (
 from failover.provider_sync import ProviderSync, SyncState
 
 if TYPE_CHECKING:
-    from failover.apply import Confirmation
     from failover.config.types import ServiceConfig
+    from failover.submission import Confirmation
 
 Verdicts = Mapping[str, tuple[ProviderSync, "Confirmation"]]  # by provider
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
-from failover.apply import STALE_LEADER, Confirmation, ProviderOutcome, submit_plan
+from failover.apply import STALE_LEADER, submit_plan
 from failover.core import decide as core
 from failover.core.plan import Plan
 from failover.engine.context import Context
@@ -21,6 +21,7 @@ from failover.logs import fields
 from failover.model import Trigger
 from failover.provider_sync import ProviderSync
 from failover.runtime import ServiceRuntime
+from failover.submission import Confirmation, ProviderOutcome
 from failover.views import change_json
 
 log = logging.getLogger("failover.engine")

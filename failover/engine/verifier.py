@@ -14,12 +14,12 @@ import asyncio
 import logging
 from typing import Any
 
-from failover.apply import Confirmation
 from failover.engine.context import Context
 from failover.logs import fields
 from failover.model import Trigger
 from failover.provider_sync import ProviderSync, SyncState
 from failover.runtime import ServiceRuntime
+from failover.submission import Confirmation
 from failover.timefmt import rfc3339
 
 log = logging.getLogger("failover.engine")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from failover.apply import Confirmation
 from failover.core.decide import ServiceState
 from failover.model import Change, Phase, RecordKey, RecordSet
 from failover.provider_sync import ProviderSync, SyncState, alarms
 from failover.runtime import ServiceRuntime
+from failover.submission import Confirmation
 from tests.unit.core.conftest import build_service, records_for
 
 SHOP = build_service()
