@@ -3,8 +3,9 @@ limits, and names and zones as the API spells them. No I/O, so each rule is test
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,37 +120,35 @@ def _cost(values: Sequence[str]) -> tuple[int, int]:
     return 2 * len(values), 2 * sum(map(len, values))
 
 
-def first_request(changes: Sequence[Change]) -> int:
-    """How many of the leading `changes` one request holds under the limits (at least one):
-    the same greedy rule as `batches`, on the values as they will be sent."""
+def _request_starts(costs: Iterable[tuple[int, int]]) -> Iterator[int]:
+    """Where each request after the first begins: the greedy rule both `batches` and
+    `first_request` follow (a request holds items until the next would pass a limit)."""
     records = chars = 0
-    for count, change in enumerate(changes):
-        dot = "." if change.key.type is RecordType.CNAME else ""
-        cost_records, cost_chars = _cost([v + dot for v in change.after])
+    for index, (cost_records, cost_chars) in enumerate(costs):
+        if index and (
+            records + cost_records > MAX_BATCH_RECORDS or chars + cost_chars > MAX_BATCH_CHARS
+        ):
+            yield index
+            records = chars = 0
         records, chars = records + cost_records, chars + cost_chars
-        if records > MAX_BATCH_RECORDS or chars > MAX_BATCH_CHARS:
-            return max(count, 1)
-    return len(changes)
+
+
+def first_request(changes: Sequence[Change]) -> int:
+    """How many of the leading `changes` one request holds under the limits (at least one),
+    on the values as they will be sent."""
+    costs = (
+        _cost([v + ("." if c.key.type is RecordType.CNAME else "") for v in c.after])
+        for c in changes
+    )
+    return next(_request_starts(costs), len(changes))
 
 
 def batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """As few requests as the limits allow: greedy split, an UPSERT counting twice in both."""
-    result: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    records = chars = 0
-    for item in items:
-        values = [r["Value"] for r in item["ResourceRecordSet"]["ResourceRecords"]]
-        cost_records, cost_chars = _cost(values)
+    costs = [_cost([r["Value"] for r in i["ResourceRecordSet"]["ResourceRecords"]]) for i in items]
+    for item, (cost_records, cost_chars) in zip(items, costs, strict=True):
         if cost_records > MAX_BATCH_RECORDS or cost_chars > MAX_BATCH_CHARS:
             name = item["ResourceRecordSet"]["Name"]
             raise ProviderError(f"{name}: too many values for one Route 53 request", kind="invalid")
-        if current and (
-            records + cost_records > MAX_BATCH_RECORDS or chars + cost_chars > MAX_BATCH_CHARS
-        ):
-            result.append(current)
-            current, records, chars = [], 0, 0
-        current.append(item)
-        records, chars = records + cost_records, chars + cost_chars
-    if current:
-        result.append(current)
-    return result
+    bounds = [0, *_request_starts(costs), len(items)]
+    return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
