@@ -147,11 +147,12 @@ def probe_count_line(config: Config) -> str:
     from failover.wiring import probe_jobs
 
     specs = [job.spec for job in probe_jobs(config)]
-    shared = len(specs) - distinct(specs)
+    running = distinct(specs)
+    shared = len(specs) - running
     note = f" ({shared} identical to another: each runs once per interval)" if shared else ""
     where = "a child process" if in_a_child(config.instance.probe_process, specs) else "the loop"
     return (
-        f"probes: {len(specs)} configured, {distinct(specs)} distinct run{note}\n"
+        f"probes: {len(specs)} configured, {running} distinct run{note}\n"
         f"probes run {rate(specs):.1f} times a second, in {where}"
         f" (instance.probe_process: {str(config.instance.probe_process).lower()})"
     )
