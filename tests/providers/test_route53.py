@@ -8,9 +8,10 @@ Those paths are covered by test_route53_faults.py against the XML stub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import boto3
@@ -207,28 +208,40 @@ async def test_unknown_hosted_zone_id_is_not_found_and_not_retried(moto_url: str
     assert errors == ["not_found"]
 
 
-async def test_a_paced_write_carries_the_changes_decided_while_it_waited(
-    moto_url: str, aws: Any
-) -> None:
-    # one request a second: a batch made up before its token came went alone, and what was
-    # decided meanwhile needed one more ChangeResourceRecordSets (and one more GetChange)
+@contextlib.asynccontextmanager
+async def paced_queue(
+    moto_url: str, fence: Callable[[int], bool] | None = None, **overrides: Any
+) -> AsyncIterator[tuple[Route53Provider, ProviderQueue]]:
+    """A started provider on moto (verification off: moto serves no DNS) behind the apply
+    queue, which takes each write's turn before it makes up the batch."""
     config = Route53ProviderConfig(
         "r53",
         endpoint_url=moto_url,
         access_key_id=Secret("test"),
         secret_access_key=Secret("test"),
-        timeout=5.0,
-        requests_per_second=1,
         verify=VerifyConfig(enabled=False),
+        **overrides,
     )
     provider = Route53Provider(config, [ZONE])
     await provider.start()
-    queue = ProviderQueue("r53", provider, config, Metrics())
-    names = ("first", "second", "third")
-    changes = [
-        Change(key(provider, ZONE, n, RecordType.A), 60, None, ("192.0.2.1",)) for n in names
-    ]
+    queue = ProviderQueue("r53", provider, config, Metrics(), fence=fence)
     try:
+        yield provider, queue
+    finally:
+        await queue.aclose()
+        await provider.aclose()
+
+
+async def test_a_paced_write_carries_the_changes_decided_while_it_waited(
+    moto_url: str, aws: Any
+) -> None:
+    # one request a second: a batch made up before its token came went alone, and what was
+    # decided meanwhile needed one more ChangeResourceRecordSets (and one more GetChange)
+    async with paced_queue(moto_url, timeout=5.0, requests_per_second=1) as (provider, queue):
+        names = ("first", "second", "third")
+        changes = [
+            Change(key(provider, ZONE, n, RecordType.A), 60, None, ("192.0.2.1",)) for n in names
+        ]
         await provider.read([changes[0].key])  # finds the zone: the bucket is empty after it
         (first,) = submit_plan({"r53": queue}, changes[:1])
         await asyncio.sleep(0.2)  # its write waits for the next token
@@ -239,25 +252,10 @@ async def test_a_paced_write_carries_the_changes_decided_while_it_waited(
         pacer = provider._pacer
         assert pacer.taken - pacer.refunded == 3  # the zone, its listing, one write: one turn
         assert {name for name, _ in rrsets(aws)} >= {f"{n}.{ZONE}." for n in names}
-    finally:
-        await queue.aclose()
-        await provider.aclose()
 
 
 async def test_a_paced_write_holds_what_one_request_carries(moto_url: str, aws: Any) -> None:
-    config = Route53ProviderConfig(
-        "r53",
-        endpoint_url=moto_url,
-        access_key_id=Secret("test"),
-        secret_access_key=Secret("test"),
-        timeout=10.0,
-        requests_per_second=100,
-        verify=VerifyConfig(enabled=False),
-    )
-    provider = Route53Provider(config, [ZONE])
-    await provider.start()
-    queue = ProviderQueue("r53", provider, config, Metrics())
-    try:
+    async with paced_queue(moto_url, timeout=10.0, requests_per_second=100) as (provider, queue):
         # 38-character values: 32,000 characters (an UPSERT counting twice) hold 421
         value = ("2001:db8:1234:5678:9abc:def0:1234:5678",)
         changes = [
@@ -268,24 +266,10 @@ async def test_a_paced_write_holds_what_one_request_carries(moto_url: str, aws: 
         outcomes = [await s.accepted for s in subs]
         assert [o.batch_size for o in outcomes] == [421] * 421 + [79] * 79
         assert queue.calls == 2  # one request each: none split into a full and a partial one
-    finally:
-        await queue.aclose()
-        await provider.aclose()
 
 
 async def test_a_write_turn_no_request_used_goes_back(moto_url: str, aws: Any) -> None:
-    config = Route53ProviderConfig(
-        "r53",
-        endpoint_url=moto_url,
-        access_key_id=Secret("test"),
-        secret_access_key=Secret("test"),
-        timeout=5.0,
-        verify=VerifyConfig(enabled=False),
-    )
-    provider = Route53Provider(config, [ZONE])
-    await provider.start()
-    queue = ProviderQueue("r53", provider, config, Metrics(), fence=lambda token: token == 7)
-    try:
+    async with paced_queue(moto_url, lambda token: token == 7, timeout=5.0) as (provider, queue):
         stale = Change(key(provider, ZONE, "www", RecordType.A), 60, None, ("192.0.2.1",))
         (sub,) = submit_plan({"r53": queue}, [stale], token=6)  # refused by fencing
         assert (await sub.accepted).kind == STALE_LEADER
@@ -295,6 +279,3 @@ async def test_a_write_turn_no_request_used_goes_back(moto_url: str, aws: Any) -
         assert (await sub.accepted).ok
         # the zone, then the write on a turn of its own: the old one was not kept for it
         assert (pacer.taken - pacer.refunded, pacer.refunded) == (2, 1)
-    finally:
-        await queue.aclose()
-        await provider.aclose()
