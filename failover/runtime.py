@@ -94,6 +94,10 @@ class ServiceRuntime:
     drill: str | None = None  # the drill target while a drill holds the service
     drill_info: dict[str, Any] | None = None  # what `status` shows of that drill (drill.py)
     started_at: float | None = None  # start-up grace of a service a reload added or reset
+    # until when the last decision stands if nothing wakes the service, and the state it was
+    # made with: timer sweeps skip it meanwhile (`stays_quiet`, engine/decider.py)
+    quiet_until: float = float("-inf")
+    quiet_state: core.ServiceState | None = None
 
     @classmethod
     def fresh(cls, svc: ServiceConfig, state: core.ServiceState) -> ServiceRuntime:
@@ -122,6 +126,17 @@ class ServiceRuntime:
     @property
     def busy(self) -> bool:
         return self.phase in BUSY
+
+    def stays_quiet(self, now: float) -> bool:
+        """A timer sweep may skip this service at `now`: its last decision stands, and
+        nothing it was made on moved since without a wake-up (a command that changes the
+        state without deciding, such as a drain of a target that is not active)."""
+        return (
+            now < self.quiet_until
+            and self.state is self.quiet_state
+            and self.phase is Phase.STEADY
+            and self.pending is None
+        )
 
     @property
     def unverified(self) -> bool:

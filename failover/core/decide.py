@@ -7,6 +7,7 @@ including "no action", carries one human line and the state to persist.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -119,6 +120,10 @@ class Decision:
     alarms: frozenset[str] = field(default_factory=frozenset)
     force: bool = False  # plan safety rules overridden (a forced pin)
     values: tuple[str, ...] | None = None  # the values to publish (None: all of the target's)
+    # Until when this decision stands on time alone: before `until`, only a change of its
+    # inputs (health, records, state, isolation) can change it. The engine's timer sweeps
+    # skip a service whose decision stands (engine/actor.py); inf: no timer is running.
+    until: float = math.inf
 
 
 def _matches(pub: Published) -> tuple[str, ...]:
@@ -128,8 +133,18 @@ def _matches(pub: Published) -> tuple[str, ...]:
     return (pub.target,) if pub.target is not None else ()
 
 
-def _hold(state: ServiceState, reason: str, *alarms: str) -> Decision:
-    return Decision(Action.NONE, None, Trigger.AUTO, reason, state, frozenset(alarms))
+def _hold(state: ServiceState, reason: str, *alarms: str, until: float = math.inf) -> Decision:
+    return Decision(Action.NONE, None, Trigger.AUTO, reason, state, frozenset(alarms), until=until)
+
+
+# A reason that counts down ("grace ends in 4s") is shown to the second: a decision holding
+# on a timer stands for at most this long, so `status` never shows a stale count.
+COUNTDOWN_STEP = 1.0
+
+
+def _countdown(now: float, ends: float) -> float:
+    """`until` of a hold that lasts until `ends` and shows the time left."""
+    return min(ends, now + COUNTDOWN_STEP)
 
 
 def settle_time(service: ServiceConfig) -> float:
@@ -175,10 +190,13 @@ class _View:
 
 def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decision:
     """Apply the state machine to one service; see the module docstring."""
-    policy = service.policy
-    now = snap.now
-    recent = tuple(t for t in state.auto_switches if now - t < policy.flap_window)
-    state = replace(state, auto_switches=recent)
+    window = service.policy.flap_window
+    recent = tuple(t for t in state.auto_switches if snap.now - t < window)
+    decision = _decide(service, replace(state, auto_switches=recent), snap)
+    return _until_pruned(decision, recent, window)
+
+
+def _decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decision:
     if state.mode == Mode.PINNED and state.pin is None:
         state = replace(state, mode=Mode.AUTO)  # inconsistent state: no pin to honour
     view = _View(service, snap)
@@ -205,6 +223,15 @@ def decide(service: ServiceConfig, state: ServiceState, snap: Snapshot) -> Decis
             alarms=decision.alarms | {ALARM_BLOCKED},
         )
     return decision
+
+
+def _until_pruned(decision: Decision, recent: tuple[float, ...], window: float) -> Decision:
+    """The oldest counted switch leaves the flap window at a time: the state to keep (and
+    the count `status` shows) changes then, whatever the inputs."""
+    if not recent or decision.action is not Action.NONE:
+        return decision
+    leaves = min(recent) + window
+    return decision if leaves >= decision.until else replace(decision, until=leaves)
 
 
 def _decide_pinned(
@@ -282,6 +309,7 @@ def _decide_auto(
             state,
             f"starting: waiting for {', '.join(waiting)} to leave UNKNOWN "
             f"(grace ends in {format_duration(grace_end - snap.now, round_up=True)})",
+            until=_countdown(snap.now, grace_end),
         )
 
     if pub.kind == "missing":
@@ -350,6 +378,7 @@ def _decide_auto(
             f"isolation or a stalled loop); no automatic switch until every target has "
             f"re-reported, in {format_duration(settle_end - snap.now, round_up=True)} "
             f"(on {active}, {active_health.name}){missing_note}",
+            until=_countdown(snap.now, settle_end),
         )
 
     if active_health == Health.DOWN:
@@ -398,6 +427,7 @@ def _decide_auto(
                 state,
                 f"{on}; failback to {better} in {format_duration(wait, round_up=True)} "
                 f"(UP for {format_duration(up_for, round_up=True)}){missing_note}",
+                until=_countdown(snap.now, snap.now + wait),
             )
         return _auto_switch(
             service,
@@ -439,6 +469,7 @@ def _auto_switch(
                 state,
                 f"cooldown: next automatic switch allowed in "
                 f"{format_duration(wait, round_up=True)} ({context})",
+                until=_countdown(now, now + wait),
             )
     recent = state.auto_switches  # pruned to flap_window by decide()
     if len(recent) >= policy.max_auto_switches:

@@ -132,7 +132,15 @@ def _on_fallback(
             why = chosen.reason.split("; ")[0]  # the rule's own clause, e.g. a drain's
             reason = f"serving the fallback; {why} ({others})"
             alarms = set(chosen.alarms & {ALARM_NO_HEALTHY_TARGET})
-        return Decision(Action.NONE, None, Trigger.AUTO, reason, state, frozenset(alarms))
+        return Decision(
+            Action.NONE,
+            None,
+            Trigger.AUTO,
+            reason,
+            state,
+            frozenset(alarms),
+            until=chosen.until,  # the rule's timer (the start-up grace) holds this too
+        )
     return Decision(
         Action.SWITCH,
         up,

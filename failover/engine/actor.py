@@ -32,6 +32,7 @@ from failover.engine.inputs import HealthInputs
 from failover.engine.leadership import CoordinationChanges
 from failover.engine.reader import RecordReader
 from failover.engine.recovery import Recovery
+from failover.engine.sweeps import TICK, Sweep, Sweeps, chosen
 from failover.engine.switcher import Switcher
 from failover.engine.switchover import Switchovers
 from failover.engine.vantage import Vantage
@@ -47,14 +48,8 @@ from failover.store import Store
 
 log = logging.getLogger("failover.engine")
 
-TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
 STALL_SLACK = 30.0  # beyond the longest legitimate cycle, before the loop counts as stuck
 STALLED = 3.0  # seconds without a turn of the loop beyond TICK: probe results were judged late
-# Timer sweeps at most every 4x the time they held the engine lock: at 10,000 services a sweep
-# holds it ~0.9 s (its 5 ms slices let probes and I/O run in between), and spacing them by
-# their CPU time alone kept the lock taken 90% of the time, so ended switches and
-# verifications waited seconds to be recorded. Timers (cooldown, grace) are seen that late.
-SWEEP_SHARE = 4
 UNREAD_FRESH = 0.5  # seconds a count of the providers still being read stands
 
 
@@ -106,9 +101,8 @@ class Engine:
         self.probe_process: Callable[[], dict[str, Any]] | None = None
         self.ready = False
         self.last_cycle_at: float | None = None
-        self.last_sweep_at: float | None = None  # the last cycle that decided every service
+        self.sweeps = Sweeps()  # which services each cycle decides
         self._unread: tuple[float, dict[str, int]] | None = None  # (when, unread_providers)
-        self.sweep_cost = 0.0  # seconds that sweep held the lock: timers wait longer when dear
         self._beat = time.monotonic()  # the loop's last sign of progress (see `alive`)
         self._stopping = asyncio.Event()
         metrics.attach_live(self.live_view)
@@ -217,6 +211,7 @@ class Engine:
             self._beat = time.monotonic()
             if gap > TICK + STALLED:
                 self.inputs.resumed(self.ctx.clock(), f"the decision loop stalled for {gap:.1f}s")
+                self.ctx.wake()  # every service holds until its targets re-report
             await self.cycle()
 
     def alive(self) -> bool:
@@ -371,31 +366,31 @@ class Engine:
         ctx.wake()
 
     async def cycle(self) -> None:
-        """Decide every service at least once per TICK (timers: cooldown, grace, retries)
-        and whenever something that may concern any of them happened (`ctx.wake`); between
-        sweeps, only the services whose target health changed (`ctx.wake_service`)."""
+        """Decide the services something woke (`ctx.wake_service`), every TICK also those
+        whose decision may have changed on time alone (cooldown, grace, retries: their
+        `quiet_until` passed), and every service after `ctx.wake` or at least every
+        FULL_SWEEP_EVERY seconds (engine/sweeps.py)."""
         async with self.ctx.lock:
             ctx = self.ctx
             now = ctx.clock()
             isolated, fault = self.inputs.isolated, self.inputs.local_fault
             self.inputs.update_isolation(now)
             self.inputs.update_local_fault(now)
-            sweep = (
-                ctx.sweep
-                or self.last_sweep_at is None
-                or now - self.last_sweep_at >= max(TICK, SWEEP_SHARE * self.sweep_cost)
+            sweep = self.sweeps.next(
+                now,
+                full=ctx.sweep
                 or isolated != self.inputs.isolated
                 or fault != self.inputs.local_fault
+                or self.vantage.coordinated,  # other instances' views age out on their own
             )
             dirty, ctx.dirty = ctx.dirty, set()
-            if sweep:
-                ctx.sweep = False
-                self.last_sweep_at = now
-                self.reader.start(self.reader.due(ctx.services.values(), now), now)
-                runtimes: Collection[ServiceRuntime] = ctx.services.values()
+            self.sweeps.began(sweep, now)
+            runtimes = chosen(sweep, ctx.services, dirty, now)
+            if sweep is Sweep.WOKEN:  # e.g. a retry's read-back
+                self.reader.start(self.reader.due(runtimes, now), now)
             else:
-                runtimes = [ctx.services[n] for n in sorted(dirty) if n in ctx.services]
-                self.reader.start(self.reader.due(runtimes, now), now)  # e.g. a retry's read-back
+                ctx.sweep = False
+                self.reader.start(self.reader.due(ctx.services.values(), now), now)
             slicer, began = Slicer(), time.monotonic()
             for rt in list(runtimes):
                 if rt.busy:
@@ -415,10 +410,9 @@ class Engine:
                     now = max(now, ctx.clock())
             self.last_cycle_at = now
             self._beat = time.monotonic()
-            if sweep or not self.ready:  # ready: every service's records were read once
+            if sweep is not Sweep.WOKEN or not self.ready:  # ready: every service read once
                 self.ready = all(rt.current is not None for rt in ctx.services.values())
-            if sweep:
-                self.sweep_cost = time.monotonic() - began
+            self.sweeps.ended(sweep, time.monotonic() - began)
         # What this cycle journalled, in one group commit, waited for outside the lock: the
         # changes finishing meanwhile record their outcome instead of queueing behind a fsync.
         await self.ctx.journal.sync()

@@ -21,7 +21,7 @@ from failover.engine.context import Context
 from failover.engine.inputs import HealthInputs
 from failover.engine.switcher import Switcher, merge_switch
 from failover.engine.vantage import Vantage
-from failover.model import Mode, Trigger
+from failover.model import Mode, Phase, Trigger
 from failover.runtime import ServiceRuntime
 
 log = logging.getLogger("failover.engine")
@@ -46,6 +46,11 @@ class Decider:
         """Decide one service and start its action (the caller holds the lock). Its journal
         entries and state go to the next group commit: the caller syncs once for every
         service it decided (the engine's cycle, a command), not once per service."""
+        rt.quiet_until = float("-inf")  # a decision that fails is made again next sweep
+        await self._decide(rt, now)
+        rt.quiet_until, rt.quiet_state = quiet_until(rt), rt.state
+
+    async def _decide(self, rt: ServiceRuntime, now: float) -> None:
         ctx = self.ctx
         rt.classify()
         started = self.started_at() if rt.started_at is None else rt.started_at
@@ -147,3 +152,27 @@ class Decider:
                 log.warning("dry-run: would apply %s (%s)", summary, decision.reason)
             return
         self.switcher.switch(rt, decision, plan, now)
+
+
+def quiet_until(rt: ServiceRuntime) -> float:
+    """Until when the engine's timer sweeps may skip `rt`: its decision wants nothing and
+    stands on time alone until then (`Decision.until`), and nothing else of the service runs
+    on a timer. Whatever changes its inputs meanwhile wakes it (`ctx.wake_service`, or a full
+    sweep for what concerns every service). Anything in motion (a change, a retry, a drill, a
+    drain, a maintenance window, a switchover, a lagging provider) is decided every sweep."""
+    decision = rt.decision
+    if (
+        decision is None
+        or decision.action is not core.Action.NONE
+        or rt.phase is not Phase.STEADY
+        or rt.pending is not None
+        or rt.current is None
+        or rt.drill is not None
+        or rt.state.drains
+        or rt.state.switchover is not None
+        or rt.told
+        or any(sync.recheck for sync in rt.sync.values())
+        or any(target.maintenance for target in rt.config.targets)
+    ):
+        return float("-inf")
+    return decision.until

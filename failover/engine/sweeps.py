@@ -1,0 +1,76 @@
+"""Which services a decision cycle decides: all of them (a full sweep), those a timer may
+concern (a timer sweep), or only those something woke. Pure bookkeeping: `now` is given."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from failover.runtime import ServiceRuntime
+
+TICK = 1.0  # seconds between cycles when nothing wakes the engine (timers: cooldown, grace)
+# Timer sweeps at most every 4x the time they held the engine lock: at 10,000 services a sweep
+# holds it ~0.9 s (its 5 ms slices let probes and I/O run in between), and spacing them by
+# their CPU time alone kept the lock taken 90% of the time, so ended switches and
+# verifications waited seconds to be recorded. Timers (cooldown, grace) are seen that late.
+SWEEP_SHARE = 4
+# Timer sweeps decide only the services whose decision may change on time (`stays_quiet`):
+# at 10,000 steady services the sweeps were most of the daemon's CPU, and during a mass
+# failover they took the loop from the services that had work. A full sweep still runs at
+# least every FULL_SWEEP_EVERY seconds (and at most ~1/FULL_SWEEP_SHARE of the time): it
+# refreshes the reasons `status` shows (a DOWN target's failure count) and bounds the cost
+# of any wake-up a change forgot.
+FULL_SWEEP_EVERY = 10.0
+FULL_SWEEP_SHARE = 10
+
+
+class Sweep(StrEnum):
+    FULL = "full"  # every service
+    TIMERS = "timers"  # the services woken, and those whose decision stands no longer
+    WOKEN = "woken"  # only the services woken (`ctx.wake_service`)
+
+
+@dataclass
+class Sweeps:
+    last_at: float | None = None  # the last sweep, full or timers
+    last_full_at: float = float("-inf")
+    cost: float = 0.0  # seconds the last sweep held the lock: the next waits longer when dear
+    full_cost: float = 0.0
+
+    def next(self, now: float, *, full: bool) -> Sweep:
+        """The cycle's kind at `now`; `full` when something concerns every service (a wake,
+        isolation, a local fault, other instances' views)."""
+        if (
+            full
+            or self.last_at is None
+            or now - self.last_full_at >= max(FULL_SWEEP_EVERY, FULL_SWEEP_SHARE * self.full_cost)
+        ):
+            return Sweep.FULL
+        if now - self.last_at >= max(TICK, SWEEP_SHARE * self.cost):
+            return Sweep.TIMERS
+        return Sweep.WOKEN
+
+    def began(self, sweep: Sweep, now: float) -> None:
+        if sweep is not Sweep.WOKEN:
+            self.last_at = now
+        if sweep is Sweep.FULL:
+            self.last_full_at = now
+
+    def ended(self, sweep: Sweep, seconds: float) -> None:
+        if sweep is not Sweep.WOKEN:
+            self.cost = seconds
+        if sweep is Sweep.FULL:
+            self.full_cost = seconds
+
+
+def chosen(
+    sweep: Sweep, services: Mapping[str, ServiceRuntime], woken: Iterable[str], now: float
+) -> Collection[ServiceRuntime]:
+    """The services the cycle decides, in a stable order."""
+    if sweep is Sweep.FULL:
+        return services.values()
+    if sweep is Sweep.TIMERS:
+        names = set(woken)
+        return [rt for rt in services.values() if not rt.stays_quiet(now) or rt.name in names]
+    return [services[n] for n in sorted(woken) if n in services]
