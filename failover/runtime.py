@@ -48,6 +48,8 @@ verification showed it served by then (a verification that fails asks for the re
 
 BUSY = frozenset({Phase.SWITCHING})  # a change in flight: not decided again until it ends
 HELD = frozenset({Phase.REFUSED, Phase.DRY_RUN})  # a wanted change that is not being made
+# nothing to act on: timer sweeps may skip the service (a verification's end wakes it)
+QUIET = frozenset({Phase.STEADY, Phase.CONFIRMING})
 
 
 @dataclass(eq=False)
@@ -134,7 +136,7 @@ class ServiceRuntime:
         return (
             now < self.quiet_until
             and self.state is self.quiet_state
-            and self.phase is Phase.STEADY
+            and self.phase in QUIET
             and self.pending is None
         )
 

@@ -32,7 +32,7 @@ from failover.engine.inputs import HealthInputs
 from failover.engine.leadership import CoordinationChanges
 from failover.engine.reader import RecordReader
 from failover.engine.recovery import Recovery
-from failover.engine.sweeps import TICK, Sweep, Sweeps, chosen
+from failover.engine.sweeps import TICK, Sweep, Sweeps, Turns, chosen
 from failover.engine.switcher import Switcher
 from failover.engine.switchover import Switchovers
 from failover.engine.vantage import Vantage
@@ -383,7 +383,7 @@ class Engine:
                 or fault != self.inputs.local_fault
                 or self.vantage.coordinated,  # other instances' views age out on their own
             )
-            dirty, ctx.dirty = ctx.dirty, set()
+            dirty, ctx.dirty, ctx.urgent = ctx.dirty, set(), set()
             self.sweeps.began(sweep, now)
             runtimes = chosen(sweep, ctx.services, dirty, now)
             if sweep is Sweep.WOKEN:  # e.g. a retry's read-back
@@ -391,8 +391,8 @@ class Engine:
             else:
                 ctx.sweep = False
                 self.reader.start(self.reader.due(ctx.services.values(), now), now)
-            slicer, began = Slicer(), time.monotonic()
-            for rt in list(runtimes):
+            slicer, began, turns = Slicer(), time.monotonic(), Turns(runtimes)
+            while (rt := turns.next()) is not None:
                 if rt.busy:
                     continue
                 try:
@@ -408,6 +408,7 @@ class Engine:
                 # cycle, and a 50 ms UPDATE took 400 ms. Later decisions see the time now.
                 if await slicer.pause():
                     now = max(now, ctx.clock())
+                    turns.put_ahead(ctx.take_urgent())
             self.last_cycle_at = now
             self._beat = time.monotonic()
             if sweep is not Sweep.WOKEN or not self.ready:  # ready: every service read once

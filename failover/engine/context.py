@@ -59,6 +59,7 @@ class Context:
     # turns a few hundred targets DOWN then waits for one sweep instead of hundreds.
     sweep: bool = True
     dirty: set[str] = field(default_factory=set)
+    urgent: set[str] = field(default_factory=set)  # of `dirty`: decided ahead, mid-cycle
     # internal: the records waiting for the lock (`locked`) and the encoded intents' cache
     _waves: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = field(
         default_factory=list, init=False, repr=False
@@ -106,10 +107,19 @@ class Context:
         self.sweep = True
         self.woken.set()
 
-    def wake_service(self, name: str) -> None:
-        """Ask the actor to decide this service soon (its target's health changed)."""
+    def wake_service(self, name: str, *, urgent: bool = False) -> None:
+        """Ask the actor to decide this service soon; `urgent` (its target's health
+        changed): in the cycle under way if there is one, ahead of the services left."""
         self.dirty.add(name)
+        if urgent:
+            self.urgent.add(name)
         self.woken.set()
+
+    def take_urgent(self) -> list[ServiceRuntime]:
+        """The services woken as urgent since the cycle began, now decided by it."""
+        names, self.urgent = self.urgent, set()
+        self.dirty -= names
+        return [self.services[n] for n in sorted(names) if n in self.services]
 
     def runtime(self, service: str) -> ServiceRuntime:
         runtime = self.services.get(service)

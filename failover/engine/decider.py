@@ -21,8 +21,8 @@ from failover.engine.context import Context
 from failover.engine.inputs import HealthInputs
 from failover.engine.switcher import Switcher, merge_switch
 from failover.engine.vantage import Vantage
-from failover.model import Mode, Phase, Trigger
-from failover.runtime import ServiceRuntime
+from failover.model import Mode, Trigger
+from failover.runtime import QUIET, ServiceRuntime
 
 log = logging.getLogger("failover.engine")
 
@@ -164,7 +164,7 @@ def quiet_until(rt: ServiceRuntime) -> float:
     if (
         decision is None
         or decision.action is not core.Action.NONE
-        or rt.phase is not Phase.STEADY
+        or rt.phase not in QUIET
         or rt.pending is not None
         or rt.current is None
         or rt.drill is not None

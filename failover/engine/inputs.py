@@ -75,7 +75,7 @@ class HealthInputs:
             health = pool_health(target, members, previous, finished_at)
             if any(old.get(v) is None or old[v].health is not h.health for v, h in members.items()):
                 # the published subset may change while the target stays UP
-                self.ctx.wake_service(job.service)
+                self.ctx.wake_service(job.service, urgent=True)
                 self.ctx.health_changed.set()
         else:
             health = target_health(probes, previous, finished_at)
@@ -89,7 +89,7 @@ class HealthInputs:
                 health.reason,
                 extra=fields(job.service, job.target),
             )
-            self.ctx.wake_service(job.service)
+            self.ctx.wake_service(job.service, urgent=True)
             self.ctx.health_changed.set()
 
     def _on_fallback_result(

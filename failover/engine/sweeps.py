@@ -3,6 +3,7 @@ concern (a timer sweep), or only those something woke. Pure bookkeeping: `now` i
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -74,3 +75,25 @@ def chosen(
         names = set(woken)
         return [rt for rt in services.values() if not rt.stays_quiet(now) or rt.name in names]
     return [services[n] for n in sorted(woken) if n in services]
+
+
+class Turns:
+    """The services of one cycle in order, with those put ahead meanwhile (their target's
+    health changed) decided next: a cycle of thousands of services (a full sweep, the
+    switches of a mass failover ending) took two seconds, and a primary found DOWN during it
+    waited that long to be switched away from."""
+
+    def __init__(self, runtimes: Iterable[ServiceRuntime]) -> None:
+        self._queue: deque[tuple[ServiceRuntime, bool]] = deque((rt, False) for rt in runtimes)
+        self._ahead: set[str] = set()
+
+    def next(self) -> ServiceRuntime | None:
+        while self._queue:
+            rt, ahead = self._queue.popleft()
+            if ahead or rt.name not in self._ahead:  # else decided already, ahead of its turn
+                return rt
+        return None
+
+    def put_ahead(self, runtimes: list[ServiceRuntime]) -> None:
+        self._queue.extendleft((rt, True) for rt in reversed(runtimes))
+        self._ahead.update(rt.name for rt in runtimes)

@@ -289,6 +289,7 @@ class Switcher:
         def record() -> None:
             verdicts = {p: (mine[p], c) for p, c in by_provider.items() if p in mine}
             current = rt.verification_ended(task, verdicts, self.ctx.clock())
+            self.ctx.wake_service(rt.name)  # its phase moved on: decided again, quiet or not
             if confirmations and not current:  # superseded everywhere by a newer change
                 return
             if failed:

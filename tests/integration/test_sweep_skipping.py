@@ -40,18 +40,18 @@ POLICIES = [
 ]
 
 
-def write_config(tmp: Path) -> Path:
+def write_config(tmp: Path, copies: int = 2) -> Path:
     services = ""
-    for i, (cooldown, failback, after, most, window, grace) in enumerate(POLICIES * 2):
+    for i, (cooldown, failback, after, most, window, grace) in enumerate(POLICIES * copies):
         targets = "".join(
             f"""
-      - {{name: {t}, location: {t}, values: [192.0.2.{10 * i + n + 1}],
+      - {{name: {t}, location: {t}, values: [10.{n}.{i // 250}.{i % 250 + 1}],
          probes: [{{type: tcp, address: "127.0.0.1:9"}}]}}"""
             for n, t in enumerate(TARGETS)
         )
         services += f"""
-  s{i:02d}:
-    records: [{{provider: lab, zone: example.test, name: s{i:02d}.example.test, type: A}}]
+  s{i:03d}:
+    records: [{{provider: lab, zone: example.test, name: s{i:03d}.example.test, type: A}}]
     policy: {{cooldown: {cooldown}, failback: {failback}, failback_after: {after},
               max_auto_switches: {most}, flap_window: {window}, startup_grace: {grace}}}
     targets:{targets}"""
@@ -82,7 +82,7 @@ class Step:
 
 def script(seed: int, steps: int = 150) -> list[Step]:
     rng = random.Random(seed)
-    names = [f"s{i:02d}" for i in range(len(POLICIES) * 2)]
+    names = [f"s{i:03d}" for i in range(len(POLICIES) * 2)]
     # each target fails for stretches: its chance of a failed probe drifts per stretch
     failing = {(s, t): t != "a" and rng.random() < 0.2 for s in names for t in TARGETS}
     out = []
@@ -227,9 +227,49 @@ async def test_a_quiet_service_is_skipped_by_timer_sweeps(
         return picked
 
     monkeypatch.setattr(actor_module, "chosen", spy)
-    steps = [Step(1.0, [(s, t, True) for s in ("s00", "s03") for t in TARGETS], None)] * 4
+    steps = [Step(1.0, [(s, t, True) for s in ("s000", "s003") for t in TARGETS], None)] * 4
     steps += [Step(1.0, [], None)] * 3
     await play(tmp_path, steps)
-    # s00 and s03 are steady on `a`; the others have no health yet, and those whose start-up
-    # grace (10 s, 30 s) still runs wait for it: decided every second, for its countdown
-    assert decided[-1] == ["s01", "s07", "s09"]
+    # s000 and s003 are steady on `a`; the others have no health yet, and those whose
+    # start-up grace (10 s, 30 s) still runs wait for it: decided every second, for its count
+    assert decided[-1] == ["s001", "s007", "s009"]
+
+
+async def test_a_target_found_down_mid_cycle_is_decided_in_that_cycle(tmp_path: Path) -> None:
+    """A cycle of hundreds of services (the ends of a mass failover's switches) decides a
+    service whose primary went DOWN meanwhile ahead of the rest, not in the next cycle."""
+    daemon = Daemon(load_config(write_config(tmp_path, copies=70)))  # 420 services
+    await daemon.start(schedule_probes=False)
+    try:
+        engine = daemon.engine
+        assert engine is not None
+        names = sorted(engine.services)
+        late = names[-1]
+
+        def feed(service: str, target: str, ok: bool) -> None:
+            spec = engine.services[service].config.target(target).probes[0]
+            result = ProbeResult(ok, "ok" if ok else "refused", 0.01)
+            engine.on_probe_result(ProbeJob(service, target, spec), result, engine.ctx.clock())
+
+        for _ in range(2):
+            for name in names:
+                for target in TARGETS:
+                    feed(name, target, True)
+        for _ in range(3):  # every grace ended: published on `a`, steady
+            engine.started_at -= 60.0
+            await engine.cycle()
+            await settle(engine)
+        assert all(rt.published.target == "a" for rt in engine.ctx.services.values())
+        await engine.cycle()  # a cycle of nothing but the last ones woken
+        for name in names[:-1]:
+            engine.ctx.wake_service(name)  # e.g. their switches ended
+        cycle = asyncio.create_task(engine.cycle())
+        asyncio.get_running_loop().call_soon(lambda: [feed(late, "a", False) for _ in range(2)])
+        await cycle
+        rt = engine.ctx.services[late]
+        assert rt.decision is not None and rt.decision.target == "b", rt.decision
+        assert late not in engine.ctx.dirty  # decided: not again in the next cycle
+        await settle(engine)
+        assert rt.published.target == "b"
+    finally:
+        await daemon.stop()

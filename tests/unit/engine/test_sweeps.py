@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from failover.core.decide import ServiceState
-from failover.engine.sweeps import FULL_SWEEP_EVERY, Sweep, Sweeps, chosen
+from failover.engine.sweeps import FULL_SWEEP_EVERY, Sweep, Sweeps, Turns, chosen
 from failover.model import Phase
 from failover.runtime import ServiceRuntime
 from tests.unit.core.conftest import build_service
@@ -54,5 +54,19 @@ def test_a_timer_sweep_skips_what_stays_quiet_unless_woken() -> None:
     assert [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 5.0)] == ["a", "d"]
     assert [rt.name for rt in chosen(Sweep.WOKEN, services, {"d", "b", "x"}, 5.0)] == ["b", "d"]
     assert list(chosen(Sweep.FULL, services, set(), 5.0)) == list(services.values())
-    services["c"].phase = Phase.CONFIRMING
+    services["c"].phase = Phase.CONFIRMING  # its verification's end wakes it
+    assert "c" not in [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 4.0)]
+    services["c"].phase = Phase.RETRYING
     assert "c" in [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 4.0)]
+
+
+def test_services_put_ahead_are_decided_next_and_once() -> None:
+    a, b, c, d = (runtime(n, quiet_until=0.0) for n in "abcd")
+    turns = Turns([a, b, c])
+    assert turns.next() is a
+    turns.put_ahead([c, d])  # their health changed while the cycle ran
+    assert [turns.next(), turns.next(), turns.next(), turns.next()] == [c, d, b, None]
+    turns = Turns([a])
+    turns.put_ahead([a])
+    turns.put_ahead([a])  # changed again after its early decision: decided again
+    assert [turns.next(), turns.next(), turns.next()] == [a, a, None]
