@@ -138,6 +138,7 @@ class ServiceRuntime:
             and self.state is self.quiet_state
             and self.phase in QUIET
             and self.pending is None
+            and self.drill is None
         )
 
     @property

@@ -380,12 +380,13 @@ class Engine:
                 now,
                 full=ctx.sweep
                 or isolated != self.inputs.isolated
-                or fault != self.inputs.local_fault
-                or self.vantage.coordinated,  # other instances' views age out on their own
+                or fault != self.inputs.local_fault,
             )
             dirty, ctx.dirty, ctx.urgent = ctx.dirty, set(), set()
             self.sweeps.began(sweep, now)
-            runtimes = chosen(sweep, ctx.services, dirty, now)
+            runtimes = chosen(
+                sweep, ctx.services, dirty, now, skip_quiet=not self.vantage.coordinated
+            )
             if sweep is Sweep.WOKEN:  # e.g. a retry's read-back
                 self.reader.start(self.reader.due(runtimes, now), now)
             else:

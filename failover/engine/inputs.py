@@ -128,7 +128,9 @@ class HealthInputs:
             canary.health.fall,
             canary.health.rise,
         )
-        self.ctx.wake()
+        # a canary only feeds the isolation guard, which the next cycle re-judges (and then
+        # decides every service if it changed): no full sweep for each of its results
+        self.ctx.woken.set()
 
     def _on_local_fault(self, job: ProbeJob, kind: str, reason: str, now: float) -> None:
         """Not evidence against the target: counted as a local fault, and decisions held."""

@@ -36,12 +36,12 @@ class Sweep(StrEnum):
 class Sweeps:
     last_at: float | None = None  # the last sweep, full or timers
     last_full_at: float = float("-inf")
-    cost: float = 0.0  # seconds the last sweep held the lock: the next waits longer when dear
-    full_cost: float = 0.0
+    cost: float = 0.0  # seconds the last timer sweep held the lock: the next waits 4x that
+    full_cost: float = 0.0  # the same for the last full sweep
 
     def next(self, now: float, *, full: bool) -> Sweep:
         """The cycle's kind at `now`; `full` when something concerns every service (a wake,
-        isolation, a local fault, other instances' views)."""
+        isolation, a local fault)."""
         if (
             full
             or self.last_at is None
@@ -59,17 +59,26 @@ class Sweeps:
             self.last_full_at = now
 
     def ended(self, sweep: Sweep, seconds: float) -> None:
-        if sweep is not Sweep.WOKEN:
+        """A timer sweep is paced by its own cost: after a dear full sweep the next cheap one
+        still comes at the next TICK, so a cooldown's end is not seen seconds late."""
+        if sweep is Sweep.TIMERS:
             self.cost = seconds
-        if sweep is Sweep.FULL:
+        elif sweep is Sweep.FULL:
             self.full_cost = seconds
 
 
 def chosen(
-    sweep: Sweep, services: Mapping[str, ServiceRuntime], woken: Iterable[str], now: float
+    sweep: Sweep,
+    services: Mapping[str, ServiceRuntime],
+    woken: Iterable[str],
+    now: float,
+    *,
+    skip_quiet: bool = True,
 ) -> Collection[ServiceRuntime]:
-    """The services the cycle decides, in a stable order."""
-    if sweep is Sweep.FULL:
+    """The services the cycle decides, in a stable order. Without `skip_quiet` (several
+    instances: the other instances' views age out on their own, unseen by any decision's
+    `until`) a timer sweep decides every service, as a full one."""
+    if sweep is Sweep.FULL or (sweep is Sweep.TIMERS and not skip_quiet):
         return services.values()
     if sweep is Sweep.TIMERS:
         names = set(woken)

@@ -29,20 +29,20 @@ from failover.runtime import ServiceRuntime
 
 T0 = 1_000_000.0
 TARGETS = ("a", "b", "c")
-# (cooldown, failback, failback_after, max_auto_switches, flap_window, startup_grace)
+# (cooldown, failback, failback_after, max_auto_switches, flap_window, startup_grace, all_down)
 POLICIES = [
-    ("0s", "auto", "0s", 3, "1m", "0s"),
-    ("30s", "auto", "20s", 2, "10m", "10s"),
-    ("5s", "auto", "8s", 1, "1m", "0s"),
-    ("0s", "manual", "0s", 3, "30s", "30s"),
-    ("12s", "auto", "3s", 2, "45s", "5s"),
-    ("2s", "auto", "40s", 4, "2m", "0s"),
+    ("0s", "auto", "0s", 3, "1m", "0s", "fallback"),
+    ("30s", "auto", "20s", 2, "10m", "10s", "hold"),
+    ("5s", "auto", "8s", 1, "1m", "0s", "hold"),
+    ("0s", "manual", "0s", 3, "30s", "30s", "fallback"),
+    ("12s", "auto", "3s", 2, "45s", "5s", "hold"),
+    ("2s", "auto", "40s", 4, "2m", "0s", "fallback"),
 ]
 
 
 def write_config(tmp: Path, copies: int = 2) -> Path:
     services = ""
-    for i, (cooldown, failback, after, most, window, grace) in enumerate(POLICIES * copies):
+    for i, (cooldown, failback, after, most, window, grace, down) in enumerate(POLICIES * copies):
         targets = "".join(
             f"""
       - {{name: {t}, location: {t}, values: [10.{n}.{i // 250}.{i % 250 + 1}],
@@ -53,7 +53,9 @@ def write_config(tmp: Path, copies: int = 2) -> Path:
   s{i:03d}:
     records: [{{provider: lab, zone: example.test, name: s{i:03d}.example.test, type: A}}]
     policy: {{cooldown: {cooldown}, failback: {failback}, failback_after: {after},
-              max_auto_switches: {most}, flap_window: {window}, startup_grace: {grace}}}
+              max_auto_switches: {most}, flap_window: {window}, startup_grace: {grace},
+              all_down: {down}}}
+    fallback: {{values: [198.51.{i // 250}.{i % 250 + 1}], location: cdn}}
     targets:{targets}"""
     tmp.mkdir(exist_ok=True)
     path = tmp / "failover.yaml"
@@ -193,14 +195,19 @@ async def test_skipping_sweeps_decide_as_full_sweeps(
 ) -> None:
     steps = script(seed)
     monkeypatch.setattr(sweeps_module, "FULL_SWEEP_EVERY", float("inf"))  # skip all it can
+    monkeypatch.setattr(sweeps_module, "SWEEP_SHARE", 0)  # sweeps on the fake clock alone
     skipped = await play(tmp_path / "skipping", steps)
 
     real_chosen = actor_module.chosen
 
     def every_service(
-        sweep: Sweep, services: Mapping[str, ServiceRuntime], woken: Collection[str], now: float
+        sweep: Sweep,
+        services: Mapping[str, ServiceRuntime],
+        woken: Collection[str],
+        now: float,
+        skip_quiet: bool = True,
     ) -> Collection[ServiceRuntime]:
-        return real_chosen(Sweep.FULL if sweep is Sweep.TIMERS else sweep, services, woken, now)
+        return real_chosen(sweep, services, woken, now, skip_quiet=False)
 
     monkeypatch.setattr(actor_module, "chosen", every_service)
     full = await play(tmp_path / "full", steps)
@@ -208,7 +215,8 @@ async def test_skipping_sweeps_decide_as_full_sweeps(
         assert got == want, f"step {number} at T0+{at - T0:.1f}s differs"
     assert skipped[1] == full[1]
     kinds = {entry[2] for entry in full[1]}
-    assert {"switch", "drain", "undrain", "pause", "resume"} <= kinds, kinds
+    assert {"switch", "drain", "undrain", "pause", "resume", "alarm"} <= kinds, kinds
+    assert "fallback" in kinds, kinds  # every target DOWN at once, now and then
 
 
 async def test_a_quiet_service_is_skipped_by_timer_sweeps(
@@ -220,9 +228,13 @@ async def test_a_quiet_service_is_skipped_by_timer_sweeps(
     real_chosen = actor_module.chosen
 
     def spy(
-        sweep: Sweep, services: Mapping[str, ServiceRuntime], woken: Collection[str], now: float
+        sweep: Sweep,
+        services: Mapping[str, ServiceRuntime],
+        woken: Collection[str],
+        now: float,
+        skip_quiet: bool = True,
     ) -> Collection[ServiceRuntime]:
-        picked = real_chosen(sweep, services, woken, now)
+        picked = real_chosen(sweep, services, woken, now, skip_quiet=skip_quiet)
         decided.append([rt.name for rt in picked])
         return picked
 

@@ -26,6 +26,13 @@ def test_the_first_cycle_decides_every_service_then_timers_every_tick() -> None:
     assert sweeps.next(FULL_SWEEP_EVERY, full=False) is Sweep.FULL
 
 
+def test_a_timer_sweep_after_a_dear_full_one_still_comes_at_the_next_tick() -> None:
+    sweeps = Sweeps()
+    sweeps.began(Sweep.FULL, 0.0)
+    sweeps.ended(Sweep.FULL, 0.9)  # 10,000 services
+    assert sweeps.next(1.0, full=False) is Sweep.TIMERS
+
+
 def test_a_dear_full_sweep_comes_at_most_a_tenth_of_the_time() -> None:
     sweeps = Sweeps()
     sweeps.began(Sweep.FULL, 0.0)
@@ -54,6 +61,8 @@ def test_a_timer_sweep_skips_what_stays_quiet_unless_woken() -> None:
     assert [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 5.0)] == ["a", "d"]
     assert [rt.name for rt in chosen(Sweep.WOKEN, services, {"d", "b", "x"}, 5.0)] == ["b", "d"]
     assert list(chosen(Sweep.FULL, services, set(), 5.0)) == list(services.values())
+    every = chosen(Sweep.TIMERS, services, set(), 4.0, skip_quiet=False)  # several instances
+    assert list(every) == list(services.values())
     services["c"].phase = Phase.CONFIRMING  # its verification's end wakes it
     assert "c" not in [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 4.0)]
     services["c"].phase = Phase.RETRYING
