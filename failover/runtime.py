@@ -48,7 +48,7 @@ verification showed it served by then (a verification that fails asks for the re
 
 BUSY = frozenset({Phase.SWITCHING})  # a change in flight: not decided again until it ends
 HELD = frozenset({Phase.REFUSED, Phase.DRY_RUN})  # a wanted change that is not being made
-# nothing to act on: timer sweeps may skip the service (a verification's end wakes it)
+# nothing to act on: timer sweeps may skip the service (a failed verification wakes it)
 QUIET = frozenset({Phase.STEADY, Phase.CONFIRMING})
 
 

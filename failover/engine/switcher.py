@@ -289,11 +289,14 @@ class Switcher:
         def record() -> None:
             verdicts = {p: (mine[p], c) for p, c in by_provider.items() if p in mine}
             current = rt.verification_ended(task, verdicts, self.ctx.clock())
-            self.ctx.wake_service(rt.name)  # its phase moved on: decided again, quiet or not
             if confirmations and not current:  # superseded everywhere by a newer change
                 return
             if failed:
                 self.rechecker.ensure(rt)
+                # its provider alarms and rechecks: decided again. A verified change leaves
+                # the decision as it was (it was decided when the change was accepted):
+                # 10,000 wakes at the end of a mass failover only delayed its last records
+                self.ctx.wake_service(rt.name)
             self.ctx.journal.enqueue(
                 rt.name,
                 "verify",

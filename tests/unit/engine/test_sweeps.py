@@ -63,7 +63,7 @@ def test_a_timer_sweep_skips_what_stays_quiet_unless_woken() -> None:
     assert list(chosen(Sweep.FULL, services, set(), 5.0)) == list(services.values())
     every = chosen(Sweep.TIMERS, services, set(), 4.0, skip_quiet=False)  # several instances
     assert list(every) == list(services.values())
-    services["c"].phase = Phase.CONFIRMING  # its verification's end wakes it
+    services["c"].phase = Phase.CONFIRMING  # a failed verification wakes it
     assert "c" not in [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 4.0)]
     services["c"].phase = Phase.RETRYING
     assert "c" in [rt.name for rt in chosen(Sweep.TIMERS, services, set(), 4.0)]
