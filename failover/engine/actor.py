@@ -367,8 +367,8 @@ class Engine:
 
     async def cycle(self) -> None:
         """Decide the services something woke (`ctx.wake_service`), every TICK also those
-        whose decision may have changed on time alone (cooldown, grace, retries: their
-        `quiet_until` passed), and every service after `ctx.wake` or at least every
+        whose decision may have changed on time alone (cooldown, grace, retries: they no
+        longer `stays_quiet`), and every service after `ctx.wake` or at least every
         FULL_SWEEP_EVERY seconds (engine/sweeps.py)."""
         async with self.ctx.lock:
             ctx = self.ctx

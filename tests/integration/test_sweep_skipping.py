@@ -189,6 +189,32 @@ async def play(tmp: Path, steps: list[Step]) -> tuple[list[object], list[tuple[o
         await daemon.stop()
 
 
+def patch_chosen(
+    monkeypatch: pytest.MonkeyPatch, *, skip_quiet: bool | None = None
+) -> list[list[str]]:
+    """Wrap the actor's `chosen`: the services of each cycle are recorded in the list
+    returned; `skip_quiet` given replaces the actor's own (False: every timer sweep decides
+    every service, as before skipping existed)."""
+    decided: list[list[str]] = []
+    real_chosen, forced = actor_module.chosen, skip_quiet
+
+    def wrapped(
+        sweep: Sweep,
+        services: Mapping[str, ServiceRuntime],
+        woken: Collection[str],
+        now: float,
+        skip_quiet: bool = True,
+    ) -> Collection[ServiceRuntime]:
+        picked = real_chosen(
+            sweep, services, woken, now, skip_quiet=skip_quiet if forced is None else forced
+        )
+        decided.append([rt.name for rt in picked])
+        return picked
+
+    monkeypatch.setattr(actor_module, "chosen", wrapped)
+    return decided
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_skipping_sweeps_decide_as_full_sweeps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
@@ -198,18 +224,7 @@ async def test_skipping_sweeps_decide_as_full_sweeps(
     monkeypatch.setattr(sweeps_module, "SWEEP_SHARE", 0)  # sweeps on the fake clock alone
     skipped = await play(tmp_path / "skipping", steps)
 
-    real_chosen = actor_module.chosen
-
-    def every_service(
-        sweep: Sweep,
-        services: Mapping[str, ServiceRuntime],
-        woken: Collection[str],
-        now: float,
-        skip_quiet: bool = True,
-    ) -> Collection[ServiceRuntime]:
-        return real_chosen(sweep, services, woken, now, skip_quiet=False)
-
-    monkeypatch.setattr(actor_module, "chosen", every_service)
+    patch_chosen(monkeypatch, skip_quiet=False)
     full = await play(tmp_path / "full", steps)
     for (number, at, got), (_, _, want) in zip(skipped[0], full[0], strict=True):
         assert got == want, f"step {number} at T0+{at - T0:.1f}s differs"
@@ -224,21 +239,7 @@ async def test_a_quiet_service_is_skipped_by_timer_sweeps(
 ) -> None:
     """The skip happens: a steady service on its primary is not decided by timer sweeps."""
     monkeypatch.setattr(sweeps_module, "FULL_SWEEP_EVERY", float("inf"))
-    decided: list[list[str]] = []
-    real_chosen = actor_module.chosen
-
-    def spy(
-        sweep: Sweep,
-        services: Mapping[str, ServiceRuntime],
-        woken: Collection[str],
-        now: float,
-        skip_quiet: bool = True,
-    ) -> Collection[ServiceRuntime]:
-        picked = real_chosen(sweep, services, woken, now, skip_quiet=skip_quiet)
-        decided.append([rt.name for rt in picked])
-        return picked
-
-    monkeypatch.setattr(actor_module, "chosen", spy)
+    decided = patch_chosen(monkeypatch)
     steps = [Step(1.0, [(s, t, True) for s in ("s000", "s003") for t in TARGETS], None)] * 4
     steps += [Step(1.0, [], None)] * 3
     await play(tmp_path, steps)

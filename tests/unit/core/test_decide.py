@@ -491,6 +491,13 @@ record_picks = st.one_of(
 )
 
 
+def health_map(healths: tuple[Health, ...], since: float) -> dict[str, TargetHealth]:
+    """The three targets' health, in priority order, each held since `since`."""
+    return {
+        name: TargetHealth(h, since, None, "r") for name, h in zip(TARGETS, healths, strict=True)
+    }
+
+
 def make_current(
     service: ServiceConfig, served_by: ServedBy, picks: list[str | None]
 ) -> dict[RecordKey, RecordSet | None]:
@@ -530,10 +537,7 @@ def test_switch_targets_are_up_and_plans_safe(
 ) -> None:
     """(a) a SWITCH/PUBLISH target is UP unless forced pin; its plan is never empty."""
     service = make_service(policy=policy)
-    health = {
-        name: TargetHealth(h, NOW - up_for, None, "r")
-        for name, h in zip(TARGETS, healths, strict=True)
-    }
+    health = health_map(healths, NOW - up_for)
     current = make_current(service, served_by, picks)
     published = classify_published(service, None if unreadable else current)
     d = decide(service, state, Snapshot(NOW, NOW - started_ago, health, published, isolated))

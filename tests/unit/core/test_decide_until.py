@@ -19,9 +19,9 @@ from failover.model import Health
 from tests.unit.core.test_decide import (
     HEALTHS,
     NOW,
-    TARGETS,
     MakeService,
     ServedBy,
+    health_map,
     make_current,
     on,
     policies,
@@ -65,10 +65,7 @@ def test_a_decision_stands_with_the_same_inputs_until_its_until(
     service = make_service(policy=policy)
     if last_auto_ago is not None:
         state = replace(state, last_auto_switch_at=NOW - last_auto_ago)
-    health = {
-        name: TargetHealth(h, NOW - up_for, None, "r")
-        for name, h in zip(TARGETS, healths, strict=True)
-    }
+    health = health_map(healths, NOW - up_for)
     published = classify_published(service, make_current(service, served_by, picks))
     judging = None if judging_ago is None else NOW - judging_ago
 
@@ -92,7 +89,7 @@ def snap(now: float, health: dict[str, TargetHealth], published: Published) -> S
 
 
 def test_a_steady_service_has_no_timer(shop: ServiceConfig) -> None:
-    health = {n: TargetHealth(U, 0.0, None, "up") for n in TARGETS}
+    health = health_map((U, U, U), 0.0)
     assert decide(shop, ServiceState(), snap(NOW, health, on("aws"))).until == math.inf
 
 
@@ -111,9 +108,9 @@ def test_the_cooldown_ends_at_until_and_the_switch_follows(make_service: MakeSer
 def test_a_countdown_is_refreshed_every_second(make_service: MakeService) -> None:
     """A hold that shows the time left stands one second at most: `status` counts down."""
     service = make_service(policy=PolicyConfig(failback="auto", failback_after=600.0))
-    health = {n: TargetHealth(U, NOW - 10.0, None, "up") for n in TARGETS}
+    health = health_map((U, U, U), NOW - 10.0)
     held = decide(service, ServiceState(), snap(NOW, health, on("ovh")))
-    assert "failback to aws in 9m50s" in held.reason or "failback to aws in" in held.reason
+    assert held.reason == "on ovh (UP); failback to aws in 9m50s (UP for 10s)"
     assert held.until == NOW + 1.0
 
 
@@ -122,7 +119,7 @@ def test_an_old_switch_leaving_the_flap_window_ends_the_decision(
 ) -> None:
     service = make_service(policy=PolicyConfig(flap_window=600.0))
     state = ServiceState(auto_switches=(NOW - 500.0, NOW - 100.0), last_auto_switch_at=NOW - 100)
-    health = {n: TargetHealth(U, 0.0, None, "up") for n in TARGETS}
+    health = health_map((U, U, U), 0.0)
     first = decide(service, state, snap(NOW, health, on("aws")))
     assert first.until == NOW + 100.0
     after = decide(service, state, snap(first.until, health, on("aws")))
