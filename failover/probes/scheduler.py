@@ -5,16 +5,17 @@ then on a fixed-rate schedule whose phase is a random offset in [0, jitter * int
 the load, a window widened for a long job list so that scheduled runs start at about
 `SPREAD_RATE` per second at most (never wider than the interval): runs are fixed-rate, so runs
 that start bunched stay bunched, and thousands of jobs crammed into a tenth of their interval
-would queue for the concurrency limit every interval. The first scheduled run comes one
-interval plus that offset after the start-up run; then next = previous planned start +
-interval, on the monotonic clock, so no drift. A run that overran skips the slots it missed
-instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in flight. The
-scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its
-own `ProbeRun` (`ProbeContext.for_run`) so a timeout says where the run was (`timeout after
-500ms in tls`) and keeps the timings of the phases it got through. Every result goes to
-`on_result`, timeouts and probe crashes included (as failed results); every scheduled run's
-lag (planned -> actual start, waiting for a slot included) goes to `lag_samples` and to
-`on_lag` (the daemon's `failover_probe_scheduling_lag_seconds` histogram).
+would queue for the concurrency limit every interval. The first scheduled run comes one interval
+plus that offset after the start-up, and never less than one interval after the start-up run
+began (it may have queued for a slot): fall and rise count runs an interval apart. Then next =
+previous planned start + interval, on the monotonic clock, so no drift. A run that overran skips
+the slots it missed instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in
+flight. The scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and
+gets its own `ProbeRun` (`ProbeContext.for_run`) so a timeout says where the run was (`timeout
+after 500ms in tls`) and keeps the timings of the phases it got through. Every result goes to
+`on_result`, timeouts and probe crashes included (as failed results); every scheduled run's lag
+(planned -> actual start, waiting for a slot included) goes to `lag_samples` and to `on_lag`
+(the daemon's `failover_probe_scheduling_lag_seconds` histogram).
 
 Identical probes run once (`probes.sharing`): jobs whose probe configurations are the same but
 for their name (many services behind one load balancer) form one group, one task, one run per
@@ -248,16 +249,17 @@ class ProbeScheduler:
         # scheduling lag (nothing was planned yet). The fixed-rate runs then start on this
         # probe's phase, a full interval after the first run at least: fall and rise still
         # count runs an interval apart.
-        first = await self._execute(job, ctx)
+        first, first_started = await self._execute_timed(job, ctx)
         self._deliver(ident, first, time.time())
         pace = _FastPace(job.spec.fast_interval, first.ok)
-        planned = began + interval + self._first_offset(interval)
+        # not sooner than an interval after the first run began, however long it waited
+        planned = max(began + interval + self._first_offset(interval), first_started + interval)
         due, on_grid = planned, True
         while True:
-            delay = due - time.monotonic()
-            if delay > 0:
+            # uvloop's timers have millisecond resolution and may fire before `due`
+            while (delay := due - time.monotonic()) > 0:  # noqa: ASYNC110 (a deadline, no event)
                 await asyncio.sleep(delay)
-            result = await self._execute(job, ctx, due)
+            result, _ = await self._execute_timed(job, ctx, due)
             self._deliver(ident, result, time.time())
             fast = pace.after(result.ok, self._settle(ident))
             now = time.monotonic()
@@ -281,13 +283,19 @@ class ProbeScheduler:
     async def _execute(
         self, job: ProbeJob, ctx: ProbeContext, planned: float | None = None
     ) -> ProbeResult:
+        return (await self._execute_timed(job, ctx, planned))[0]
+
+    async def _execute_timed(
+        self, job: ProbeJob, ctx: ProbeContext, planned: float | None = None
+    ) -> tuple[ProbeResult, float]:
+        """One run through the gate: its result and when it began (after its wait for a slot)."""
         gate = self._gate
         await gate.acquire()
         try:
             started = time.monotonic()
             if planned is not None:
                 self._record_lag(max(0.0, started - planned))
-            return await self._probe(job, ctx, started)
+            return await self._probe(job, ctx, started), started
         finally:
             gate.release()
 
