@@ -6,8 +6,9 @@ the load, a window widened for a long job list so that scheduled runs start at a
 `SPREAD_RATE` per second at most (never wider than the interval): runs are fixed-rate, so runs
 that start bunched stay bunched, and thousands of jobs crammed into a tenth of their interval
 would queue for the concurrency limit every interval. The first scheduled run comes one interval
-plus that offset after the start-up, and never less than one interval after the start-up run
-began (it may have queued for a slot): fall and rise count runs an interval apart. Then next =
+plus that offset after the start-up; a start-up run that queued for a slot skips the slots
+that would come less than an interval after it began (the phase, hence the spread, is kept):
+fall and rise count runs an interval apart. Then next =
 previous planned start + interval, on the monotonic clock, so no drift. A run that overran skips
 the slots it missed instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in
 flight. The scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and
@@ -95,6 +96,10 @@ ResultCallback = Callable[[ProbeJob, ProbeResult, float], None]
 
 LagCallback = Callable[[float], None]
 """Called with each scheduled run's lag in seconds (e.g. a histogram's `observe`)."""
+
+
+_QUEUED = 0.005
+"""Seconds a start-up run must have waited for a slot to count as queued (`_loop`)."""
 
 
 class ProbeScheduler:
@@ -252,12 +257,15 @@ class ProbeScheduler:
         first, first_started = await self._execute_timed(job, ctx)
         self._deliver(ident, first, time.time())
         pace = _FastPace(job.spec.fast_interval, first.ok)
-        # not sooner than an interval after the first run began, however long it waited
-        planned = max(began + interval + self._first_offset(interval), first_started + interval)
+        planned = began + interval + self._first_offset(interval)
+        # a start-up run that queued for its slot (beyond a timer's precision) keeps its phase,
+        # hence the spread, and skips the slot that would come too soon after it began
+        while planned < first_started + interval - _QUEUED:
+            planned += interval
         due, on_grid = planned, True
         while True:
-            # uvloop's timers have millisecond resolution and may fire before `due`
-            while (delay := due - time.monotonic()) > 0:  # noqa: ASYNC110 (a deadline, no event)
+            delay = due - time.monotonic()
+            if delay > 0:
                 await asyncio.sleep(delay)
             result, _ = await self._execute_timed(job, ctx, due)
             self._deliver(ident, result, time.time())
