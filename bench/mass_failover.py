@@ -211,6 +211,10 @@ def one_run(
             ),
             "dns_change_duration": histogram_delta(m0, m1, "failover_dns_change_duration_seconds"),
             "dns_propagation": histogram_delta(m0, m1, "failover_dns_propagation_seconds"),
+            # late probe runs delay detection: the last decisions wait for them
+            "probe_scheduling_lag": histogram_delta(
+                m0, m1, "failover_probe_scheduling_lag_seconds"
+            ),
         }
         if failover.errors:
             result.metrics["journal errors"] = failover.errors[:3]

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
+from failover import heap, views, views_ops
 from failover import intents as intents_codec
 from failover import reload as live_reload
-from failover import views, views_ops
 from failover.apply import ProviderQueue
 from failover.config.provider_types import call_budget
 from failover.config.types import Config
@@ -83,6 +83,7 @@ class Engine:
         self.inputs = HealthInputs(self.ctx)
         self.reader = RecordReader(self.ctx)
         self.switcher = Switcher(self.ctx)
+        self.burst = heap.BurstHold()  # no collection while a mass failover is in flight
         self.recovery = Recovery(self.ctx)
         self.vantage = Vantage(self.ctx, self.inputs)
         self._publisher: asyncio.Task[None] | None = None
@@ -272,6 +273,7 @@ class Engine:
         await asyncio.gather(*confirming, return_exceptions=True)
         await self.switcher.rechecker.stop()
         await self.switchovers.stop()
+        self.burst.release()
         for queue in self.ctx.queues.values():
             await queue.aclose()
         await self.ctx.save_intents()
@@ -415,6 +417,7 @@ class Engine:
             if sweep is not Sweep.WOKEN or not self.ready:  # ready: every service read once
                 self.ready = all(rt.current is not None for rt in ctx.services.values())
             self.sweeps.ended(sweep, time.monotonic() - began)
+        self.burst.update(len(self.switcher.in_flight), time.monotonic())
         # What this cycle journalled, in one group commit, waited for outside the lock: the
         # changes finishing meanwhile record their outcome instead of queueing behind a fsync.
         await self.ctx.journal.sync()

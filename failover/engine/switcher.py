@@ -74,6 +74,13 @@ class Switcher:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.rechecker = Rechecker(ctx)
+        self.in_flight: set[asyncio.Task[dict[str, Any]]] = set()  # changes and verifications
+
+    def _tracked(self, task: asyncio.Task[dict[str, Any]]) -> asyncio.Task[dict[str, Any]]:
+        """Count the task in `in_flight` until it ends (the engine's `heap.BurstHold`)."""
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        return task
 
     def switch(
         self, rt: ServiceRuntime, decision: core.Decision, plan: Plan, now: float
@@ -85,7 +92,7 @@ class Switcher:
 
         def start(restore: tuple[str | None, str | None]) -> asyncio.Task[dict[str, Any]]:
             switch = self._switch(rt, decision, plan, now, frm, restore, token)
-            started.append(asyncio.create_task(switch))
+            started.append(self._tracked(asyncio.create_task(switch)))
             return started[0]
 
         rt.begin_change(plan.target, frm, start)
@@ -97,7 +104,7 @@ class Switcher:
         rt.begin_change(
             plan.target,
             rt.pending_from,
-            lambda _: asyncio.create_task(self._retry(rt, plan, now, token)),
+            lambda _: self._tracked(asyncio.create_task(self._retry(rt, plan, now, token))),
         )
 
     async def _switch(
@@ -259,7 +266,7 @@ class Switcher:
         """Start confirming the providers that accepted; each verdict concerns the change each
         provider holds now (`rt.sync`), so a newer change makes it history, not state."""
         mine = {p: rt.sync[p] for p, _ in confirmations if p in rt.sync}
-        return asyncio.create_task(self._confirm(rt, plan, confirmations, mine))
+        return self._tracked(asyncio.create_task(self._confirm(rt, plan, confirmations, mine)))
 
     async def _confirm(
         self,

@@ -9,6 +9,7 @@ so must the journal. A timer the skip rule misses shows up as a step where they 
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from failover import heap
 from failover.config.loader import load_config
 from failover.daemon import Daemon
 from failover.engine import CommandError
@@ -248,6 +250,26 @@ async def test_a_quiet_service_is_skipped_by_timer_sweeps(
     assert decided[-1] == ["s001", "s007", "s009"]
 
 
+def feed(engine: Any, service: str, target: str, ok: bool) -> None:
+    """One probe result for `target` of `service`, as the scheduler delivers it."""
+    spec = engine.services[service].config.target(target).probes[0]
+    result = ProbeResult(ok, "ok" if ok else "refused", 0.01)
+    engine.on_probe_result(ProbeJob(service, target, spec), result, engine.ctx.clock())
+
+
+async def publish_on_a(engine: Any) -> None:
+    """Every target UP twice, every grace over: every service published on `a`, steady."""
+    for _ in range(2):
+        for name in engine.services:
+            for target in TARGETS:
+                feed(engine, name, target, True)
+    for _ in range(3):
+        engine.started_at -= 60.0
+        await engine.cycle()
+        await settle(engine)
+    assert all(rt.published.target == "a" for rt in engine.ctx.services.values())
+
+
 async def test_a_target_found_down_mid_cycle_is_decided_in_that_cycle(tmp_path: Path) -> None:
     """A cycle of hundreds of services (the ends of a mass failover's switches) decides a
     service whose primary went DOWN meanwhile ahead of the rest, not in the next cycle."""
@@ -259,25 +281,17 @@ async def test_a_target_found_down_mid_cycle_is_decided_in_that_cycle(tmp_path: 
         names = sorted(engine.services)
         late = names[-1]
 
-        def feed(service: str, target: str, ok: bool) -> None:
-            spec = engine.services[service].config.target(target).probes[0]
-            result = ProbeResult(ok, "ok" if ok else "refused", 0.01)
-            engine.on_probe_result(ProbeJob(service, target, spec), result, engine.ctx.clock())
-
-        for _ in range(2):
-            for name in names:
-                for target in TARGETS:
-                    feed(name, target, True)
-        for _ in range(3):  # every grace ended: published on `a`, steady
-            engine.started_at -= 60.0
-            await engine.cycle()
-            await settle(engine)
-        assert all(rt.published.target == "a" for rt in engine.ctx.services.values())
+        await publish_on_a(engine)
         await engine.cycle()  # a cycle of nothing but the last ones woken
         for name in names[:-1]:
             engine.ctx.wake_service(name)  # e.g. their switches ended
         cycle = asyncio.create_task(engine.cycle())
-        asyncio.get_running_loop().call_soon(lambda: [feed(late, "a", False) for _ in range(2)])
+
+        def late_fails_twice() -> None:
+            feed(engine, late, "a", False)
+            feed(engine, late, "a", False)
+
+        asyncio.get_running_loop().call_soon(late_fails_twice)
         await cycle
         rt = engine.ctx.services[late]
         assert rt.decision is not None and rt.decision.target == "b", rt.decision
@@ -286,3 +300,34 @@ async def test_a_target_found_down_mid_cycle_is_decided_in_that_cycle(tmp_path: 
         assert rt.published.target == "b"
     finally:
         await daemon.stop()
+
+
+async def test_a_mass_failover_is_not_collected_until_its_changes_end(tmp_path: Path) -> None:
+    """420 services switch at once: no cyclic collection walks their changes while they are
+    in flight (`heap.BurstHold`); once they end, what they left is frozen (never walked) and
+    collection resumes."""
+    daemon = Daemon(load_config(write_config(tmp_path, copies=70)))
+    await daemon.start(schedule_probes=False)
+    try:
+        engine = daemon.engine
+        assert engine is not None
+        await publish_on_a(engine)
+        await engine.cycle()  # the publication's burst, if any, is over
+        assert gc.isenabled() and engine.burst.since is None
+        holds, frozen = engine.burst.holds, gc.get_freeze_count()
+        for _ in range(2):
+            for name in engine.services:
+                feed(engine, name, "a", False)
+        await engine.cycle()
+        assert len(engine.switcher.in_flight) >= heap.BURST_CHANGES
+        assert not gc.isenabled() and engine.burst.holds == holds + 1
+        await settle(engine)
+        assert not engine.switcher.in_flight
+        await engine.cycle()
+        assert gc.isenabled() and engine.burst.since is None
+        assert gc.get_freeze_count() > frozen  # the survivors: runtimes' new state, journal
+        assert all(rt.published.target == "b" for rt in engine.ctx.services.values())
+    finally:
+        await daemon.stop()
+        gc.enable()
+        gc.unfreeze()  # the rest of the session keeps the collector's normal view

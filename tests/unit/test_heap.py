@@ -64,3 +64,51 @@ async def test_freeze_when_waits_for_ready() -> None:
     ready.set()
     await asyncio.wait_for(task, timeout=30)
     assert gc.get_freeze_count() > 1000
+
+
+@pytest.fixture
+def collecting() -> Iterator[None]:
+    """Whatever a test holds, the session collects again after it."""
+    assert gc.isenabled()
+    yield
+    gc.enable()
+
+
+def test_a_burst_holds_collections_and_freezes_what_it_left(collecting: None) -> None:
+    hold = heap.BurstHold()
+    hold.update(heap.BURST_CHANGES - 1, 0.0)  # the odd switch: collected as usual
+    assert gc.isenabled() and hold.holds == 0
+    hold.update(heap.BURST_CHANGES, 1.0)
+    assert not gc.isenabled() and hold.since == 1.0 and hold.holds == 1
+    gc.unfreeze()
+    survivors = [[i] for i in range(1000)]  # made during the burst, alive after it
+    hold.update(heap.BURST_CHANGES * 10, 2.0)  # still going: still held
+    assert not gc.isenabled()
+    hold.update(0, 3.0)  # the last change ended
+    assert gc.isenabled() and hold.since is None
+    assert gc.get_freeze_count() >= len(survivors)  # out of every collector pass from now on
+    hold.release()  # idempotent (the engine's stop after a burst ended)
+    assert gc.isenabled()
+
+
+def test_a_burst_that_lasts_is_frozen_and_held_again(collecting: None) -> None:
+    """A burst that does not end (a provider hung with thousands of changes in flight) has
+    what lives frozen every BURST_HOLD_MAX seconds: the cyclic garbage it leaves is bounded."""
+    hold = heap.BurstHold()
+    hold.update(heap.BURST_CHANGES, 10.0)
+    hold.update(heap.BURST_CHANGES, 10.0 + heap.BURST_HOLD_MAX)
+    assert gc.isenabled() and hold.since is None
+    hold.update(heap.BURST_CHANGES, 10.5 + heap.BURST_HOLD_MAX)
+    assert not gc.isenabled() and hold.holds == 2
+    hold.release()
+    assert gc.isenabled()
+
+
+def test_no_hold_while_collections_are_paused(collecting: None) -> None:
+    """Inside `paused()` (a configuration being parsed) the hold must not take over the
+    collector's state: `paused()` turns it back on at its end."""
+    hold = heap.BurstHold()
+    with heap.paused():
+        hold.update(heap.BURST_CHANGES, 0.0)
+        assert hold.since is None
+    assert gc.isenabled()
