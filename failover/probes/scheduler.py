@@ -6,17 +6,17 @@ the load, a window widened for a long job list so that scheduled runs start at a
 `SPREAD_RATE` per second at most (never wider than the interval): runs are fixed-rate, so runs
 that start bunched stay bunched, and thousands of jobs crammed into a tenth of their interval
 would queue for the concurrency limit every interval. The first scheduled run comes one interval
-plus that offset after the start-up; a start-up run that queued for a slot skips the slots
-that would come less than an interval after it began (the phase, hence the spread, is kept):
-fall and rise count runs an interval apart. Then next =
-previous planned start + interval, on the monotonic clock, so no drift. A run that overran skips
-the slots it missed instead of bunching them. One FIFO gate (`probes.gate`) bounds the probes in
-flight. The scheduler owns timeouts: each run is wrapped in `asyncio.timeout(spec.timeout)`, and
-gets its own `ProbeRun` (`ProbeContext.for_run`) so a timeout says where the run was (`timeout
-after 500ms in tls`) and keeps the timings of the phases it got through. Every result goes to
-`on_result`, timeouts and probe crashes included (as failed results); every scheduled run's lag
-(planned -> actual start, waiting for a slot included) goes to `lag_samples` and to `on_lag`
-(the daemon's `failover_probe_scheduling_lag_seconds` histogram).
+plus that offset after the start-up; a start-up run that queued for a slot skips the slots that
+would come less than an interval after it began (the phase, hence the spread, is kept): fall and
+rise count runs an interval apart. Then next = previous planned start + interval, on the
+monotonic clock, so no drift. A run that overran skips the slots it missed instead of bunching
+them. One FIFO gate (`probes.gate`) bounds the probes in flight. The scheduler owns timeouts:
+each run is wrapped in `asyncio.timeout(spec.timeout)`, and gets its own `ProbeRun`
+(`ProbeContext.for_run`) so a timeout says where the run was (`timeout after 500ms in tls`) and
+keeps the timings of the phases it got through. Every result goes to `on_result`, timeouts and
+probe crashes included (as failed results); every scheduled run's lag (planned -> actual start,
+waiting for a slot included) goes to `lag_samples` and to `on_lag` (the daemon's
+`failover_probe_scheduling_lag_seconds` histogram).
 
 Identical probes run once (`probes.sharing`): jobs whose probe configurations are the same but
 for their name (many services behind one load balancer) form one group, one task, one run per
