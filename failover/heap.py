@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -51,8 +52,33 @@ BURST_CHANGES = 50
 held (`BurstHold`): a mass failover, not the odd switch."""
 
 BURST_HOLD_MAX = 60.0
-"""Seconds a hold lasts at most: a burst still going then has what lives frozen, and is held
-again from there, so the cyclic garbage it leaves (see `BurstHold`) stays bounded."""
+"""Seconds a hold lasts at most. A burst still going then has what lives frozen and is
+collected as usual until its changes fall below `BURST_CHANGES`: the cyclic garbage a hold
+leaves behind stays that of 60 s, however long a provider keeps thousands of changes hanging."""
+
+_holders_lock = threading.Lock()
+_holders = 0  # `paused()` blocks and burst holds in progress
+_was_enabled = True  # the collector's state when the first of them began
+
+
+def _hold() -> None:
+    """One more reason not to collect. `paused()` runs in a worker thread (the configuration
+    is parsed off the loop) while a burst hold may begin or end on the loop: one count, under
+    a lock, decides when the collector runs again, so neither turns it on under the other."""
+    global _holders, _was_enabled
+    with _holders_lock:
+        if _holders == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _holders += 1
+
+
+def _unhold() -> None:
+    global _holders
+    with _holders_lock:
+        _holders -= 1
+        if _holders == 0 and _was_enabled:
+            gc.enable()
 
 
 class BurstHold:
@@ -67,32 +93,45 @@ class BurstHold:
     moves the survivors out of the collector's way, so they are never walked either. Objects
     freed by reference counting are freed as before; what stays is the cyclic garbage the
     burst made: 105-665 objects per 10,000-service burst (measured), a few hundred kilobytes
-    per mass incident."""
+    per mass incident.
+
+    The switcher calls `update` as each change starts (the hold begins within the decision
+    cycle that starts the burst) and the engine after each cycle (which ends it, at most a
+    TICK after the last change)."""
 
     def __init__(self) -> None:
         self.since: float | None = None  # monotonic time the hold began; None: not holding
         self.holds = 0  # bursts held so far (the debug log and tests)
+        self._spent = False  # the last hold hit BURST_HOLD_MAX: none until the burst ebbs
+        self._closed = False
 
     def update(self, in_flight: int, now: float) -> None:
-        """Called after each decision cycle with the changes in flight (monotonic `now`)."""
+        """The changes in flight now (monotonic `now`): begin, keep or end the hold."""
         if self.since is None:
-            if in_flight >= BURST_CHANGES and gc.isenabled():  # not inside `paused()`
-                gc.disable()
+            self._spent = self._spent and in_flight >= BURST_CHANGES
+            if in_flight >= BURST_CHANGES and not (self._spent or self._closed):
+                _hold()
                 self.since = now
                 self.holds += 1
             return
         if in_flight == 0 or now - self.since >= BURST_HOLD_MAX:
+            self._spent = in_flight > 0
             self.release(now)
 
     def release(self, now: float | None = None) -> None:
-        """End the hold (the burst is over, or the engine stops): freeze, then collect again."""
+        """End the hold (the burst is over or lasts too long): freeze, then collect again."""
         if self.since is None:
             return
         held = (time.monotonic() if now is None else now) - self.since
         self.since = None
         gc.freeze()
-        gc.enable()
+        _unhold()
         log.debug("heap: burst of changes over after %.1f s; survivors frozen", held)
+
+    def close(self) -> None:
+        """The engine stops: end any hold, and take no new one (a cycle may still end)."""
+        self._closed = True
+        self.release()
 
 
 def tune() -> None:
@@ -107,13 +146,11 @@ def paused() -> Iterator[None]:
     """No collection while long-lived objects are built (parsing the configuration): every
     one would walk the growing heap again for nothing, and at 10,000 services a dozen full
     passes took 4 s of the start-up."""
-    enabled = gc.isenabled()
-    gc.disable()
+    _hold()
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        _unhold()
 
 
 def settle() -> float:

@@ -82,8 +82,8 @@ class Engine:
         }
         self.inputs = HealthInputs(self.ctx)
         self.reader = RecordReader(self.ctx)
-        self.switcher = Switcher(self.ctx)
         self.burst = heap.BurstHold()  # no collection while a mass failover is in flight
+        self.switcher = Switcher(self.ctx, self.burst)
         self.recovery = Recovery(self.ctx)
         self.vantage = Vantage(self.ctx, self.inputs)
         self._publisher: asyncio.Task[None] | None = None
@@ -199,21 +199,25 @@ class Engine:
         self._beat = time.monotonic()
         if self.vantage.coordinated and self._publisher is None:
             self._publisher = asyncio.create_task(self.vantage.publish_forever(), name="views")
-        while not self._stopping.is_set():
-            try:
-                async with asyncio.timeout(TICK):
-                    await self.ctx.woken.wait()
-            except TimeoutError:
-                pass
-            self.ctx.woken.clear()
-            if self._stopping.is_set():
-                break
-            gap = time.monotonic() - self._beat
-            self._beat = time.monotonic()
-            if gap > TICK + STALLED:
-                self.inputs.resumed(self.ctx.clock(), f"the decision loop stalled for {gap:.1f}s")
-                self.ctx.wake()  # every service holds until its targets re-report
-            await self.cycle()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    async with asyncio.timeout(TICK):
+                        await self.ctx.woken.wait()
+                except TimeoutError:
+                    pass
+                self.ctx.woken.clear()
+                if self._stopping.is_set():
+                    break
+                gap = time.monotonic() - self._beat
+                self._beat = time.monotonic()
+                if gap > TICK + STALLED:
+                    now = self.ctx.clock()
+                    self.inputs.resumed(now, f"the decision loop stalled for {gap:.1f}s")
+                    self.ctx.wake()  # every service holds until its targets re-report
+                await self.cycle()
+        finally:
+            self.burst.release()  # nothing ends a hold once the cycles stop
 
     def alive(self) -> bool:
         """The loop made progress lately: a cycle began or ended within `stall_limit`. The
@@ -233,6 +237,7 @@ class Engine:
         next start reads the published records back). Saves the state. Returns the services
         whose change was abandoned."""
         self._stopping.set()
+        self.burst.close()  # first: whatever fails below, the collector runs again
         self.ctx.wake()
         if self._publisher is not None:
             self._publisher.cancel()
@@ -273,7 +278,6 @@ class Engine:
         await asyncio.gather(*confirming, return_exceptions=True)
         await self.switcher.rechecker.stop()
         await self.switchovers.stop()
-        self.burst.release()
         for queue in self.ctx.queues.values():
             await queue.aclose()
         await self.ctx.save_intents()

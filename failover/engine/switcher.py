@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
+from failover import heap
 from failover.apply import STALE_LEADER, submit_plan
 from failover.core import decide as core
 from failover.core.plan import Plan
@@ -71,15 +73,18 @@ def _errors(outcomes: list[ProviderOutcome]) -> str:
 
 
 class Switcher:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, burst: heap.BurstHold) -> None:
         self.ctx = ctx
         self.rechecker = Rechecker(ctx)
+        self.burst = burst
         self.in_flight: set[asyncio.Task[dict[str, Any]]] = set()  # changes and verifications
 
     def _tracked(self, task: asyncio.Task[dict[str, Any]]) -> asyncio.Task[dict[str, Any]]:
-        """Count the task in `in_flight` until it ends (the engine's `heap.BurstHold`)."""
+        """Count the task in `in_flight` until it ends; a burst of them holds the collector
+        from the change that makes it one (`heap.BurstHold`)."""
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
+        self.burst.update(len(self.in_flight), time.monotonic())
         return task
 
     def switch(

@@ -252,8 +252,8 @@ class ProbeScheduler:
         # every target's health is known after one pass over the probes, not after a whole
         # interval, so records get published that much sooner. Its wait for a slot is not
         # scheduling lag (nothing was planned yet). The fixed-rate runs then start on this
-        # probe's phase, a full interval after the first run at least: fall and rise still
-        # count runs an interval apart.
+        # probe's phase, an interval after the first run began at least (within `_QUEUED`
+        # and a timer's millisecond): fall and rise still count runs an interval apart.
         first, first_started = await self._execute_timed(job, ctx)
         self._deliver(ident, first, time.time())
         pace = _FastPace(job.spec.fast_interval, first.ok)
